@@ -1,0 +1,47 @@
+//! The engine of last9: RED metrics for web applications.
+//!
+//! - [`registry`]: recorders, their bounded label sets and their series;
+//! - [`histogram`]: lock-free histograms and bucket layouts;
+//! - [`labels`]: bounded interning of values that come from requests;
+//! - [`normalize`]: route templates, raw paths, hosts and methods turned into label values;
+//! - [`exposition`]: Prometheus text and OpenMetrics rendering, content negotiation, gzip;
+//! - [`server`]: the dedicated metrics HTTP server.
+//!
+//! This crate knows nothing of Python; the `last9-python` crate is its binding.
+
+use std::fmt;
+
+pub mod exposition;
+pub mod histogram;
+pub mod labels;
+pub mod normalize;
+pub mod registry;
+pub mod server;
+
+pub use exposition::Format;
+pub use histogram::Buckets;
+pub use registry::{ConstLabels, Limits, Recorder, Registry, Request, RouteId, RouteTemplates};
+
+/// What can go wrong when configuring metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// Bucket bounds that cannot make a histogram.
+    InvalidBuckets(String),
+    /// The same constant labels asked for with two bucket layouts.
+    ConflictingBuckets(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidBuckets(why) => write!(f, "invalid buckets: {why}"),
+            Error::ConflictingBuckets(program) => write!(
+                f,
+                "program {program:?} already records with other buckets; \
+                 one label set cannot have two bucket layouts"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,478 @@
+//! The registry: every series of `http_requests_duration_milliseconds` in this process.
+//!
+//! A [`Recorder`] owns the series of one set of constant labels (hostname, program, tenant,
+//! cluster). Middlewares with the same constant labels share a recorder, so a process never
+//! exposes the same label set twice. Series are kept in creation order, each with its label
+//! text rendered once, so a scrape is a walk over a vector and a copy of bytes.
+
+use std::sync::{Arc, OnceLock};
+
+use ahash::AHashMap;
+use parking_lot::{Mutex, RwLock};
+
+use crate::exposition::escape_label_value;
+use crate::histogram::{Buckets, Histogram};
+use crate::labels::{BoundedInterner, ValueId};
+use crate::normalize::{normalize_host, normalize_method, normalize_path, route_template, RouteSyntax};
+use crate::Error;
+
+/// The `per` value of a request no route matched.
+pub const UNMATCHED: &str = "/unmatched";
+/// The `per` value of routes past the route limit.
+pub const ROUTE_OVERFLOW: &str = "/_other";
+/// The `domain` value of hosts past the domain limit, and of malformed Host headers.
+pub const DOMAIN_OVERFLOW: &str = "_other";
+
+/// Labels that are the same for every request of an application.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ConstLabels {
+    pub hostname: String,
+    pub program: String,
+    pub tenant: String,
+    pub cluster: String,
+}
+
+/// How many distinct values a label taken from requests may have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_routes: usize,
+    pub max_domains: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_routes: 500,
+            max_domains: 100,
+        }
+    }
+}
+
+/// The methods that get their own `method` value; anything else is `_OTHER`.
+const METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "_OTHER",
+];
+
+fn method_index(method: &str) -> u8 {
+    let normalized = normalize_method(method);
+    METHODS
+        .iter()
+        .position(|m| *m == normalized)
+        .unwrap_or(METHODS.len() - 1) as u8
+}
+
+/// What makes one series of a recorder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct SeriesKey {
+    route: ValueId,
+    domain: ValueId,
+    method: u8,
+    status: u16,
+}
+
+/// One label set and its histogram.
+#[derive(Debug)]
+pub struct Series {
+    /// `per="…",hostname="…",…,cluster="…"`, escaped, without braces or `le`.
+    labels: Box<str>,
+    histogram: Histogram,
+}
+
+impl Series {
+    pub fn labels(&self) -> &str {
+        &self.labels
+    }
+
+    pub fn histogram(&self) -> &Histogram {
+        &self.histogram
+    }
+}
+
+#[derive(Default)]
+struct SeriesTable {
+    index: AHashMap<SeriesKey, usize>,
+    series: Vec<Arc<Series>>,
+}
+
+/// Records requests of one application into its series.
+pub struct Recorder {
+    consts: ConstLabels,
+    buckets: Buckets,
+    limits: Limits,
+    routes: BoundedInterner,
+    domains: BoundedInterner,
+    series: RwLock<SeriesTable>,
+}
+
+/// The parts of a request that become labels.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    pub route: RouteId,
+    /// Host header, else SERVER_NAME.
+    pub host: Option<&'a str>,
+    pub method: &'a str,
+    /// The status code sent; 0 when none was.
+    pub status: u16,
+    pub duration_ns: u64,
+}
+
+/// A route value already interned in a recorder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteId(ValueId);
+
+impl Recorder {
+    fn new(consts: ConstLabels, buckets: Buckets, limits: Limits) -> Recorder {
+        let routes = BoundedInterner::new(ROUTE_OVERFLOW, limits.max_routes);
+        routes.intern(UNMATCHED);
+        Recorder {
+            consts,
+            buckets,
+            limits,
+            routes,
+            domains: BoundedInterner::new(DOMAIN_OVERFLOW, limits.max_domains),
+            series: RwLock::new(SeriesTable::default()),
+        }
+    }
+
+    pub fn consts(&self) -> &ConstLabels {
+        &self.consts
+    }
+
+    pub fn buckets(&self) -> &Buckets {
+        &self.buckets
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// A route template already in `{param}` form.
+    pub fn route(&self, template: &str) -> RouteId {
+        RouteId(self.routes.intern(template))
+    }
+
+    /// The route of a request no route matched.
+    pub fn unmatched(&self) -> RouteId {
+        self.route(UNMATCHED)
+    }
+
+    /// The route of an app without a router: its path with ids collapsed.
+    pub fn raw_path(&self, path: &str) -> RouteId {
+        self.route(&normalize_path(path))
+    }
+
+    /// Records one request.
+    pub fn observe(&self, request: &Request<'_>) {
+        let domain = match request.host.map(normalize_host) {
+            Some(Some(host)) => self.domains.intern(&host),
+            Some(None) => crate::labels::OVERFLOW,
+            None => self.domains.intern(""),
+        };
+        let status = if (100..=999).contains(&request.status) {
+            request.status
+        } else {
+            0
+        };
+        let key = SeriesKey {
+            route: request.route.0,
+            domain,
+            method: method_index(request.method),
+            status,
+        };
+        {
+            let table = self.series.read();
+            if let Some(&i) = table.index.get(&key) {
+                table.series[i]
+                    .histogram
+                    .observe(&self.buckets, request.duration_ns);
+                return;
+            }
+        }
+        self.new_series(key)
+            .histogram
+            .observe(&self.buckets, request.duration_ns);
+    }
+
+    #[cold]
+    fn new_series(&self, key: SeriesKey) -> Arc<Series> {
+        let mut table = self.series.write();
+        if let Some(&i) = table.index.get(&key) {
+            return table.series[i].clone();
+        }
+        let series = Arc::new(Series {
+            labels: self.label_text(&key).into_boxed_str(),
+            histogram: Histogram::new(&self.buckets),
+        });
+        let index = table.series.len();
+        table.index.insert(key, index);
+        table.series.push(series.clone());
+        series
+    }
+
+    fn label_text(&self, key: &SeriesKey) -> String {
+        let route = self.routes.value(key.route);
+        let domain = self.domains.value(key.domain);
+        let mut status = itoa::Buffer::new();
+        let pairs: [(&str, &str); 8] = [
+            ("per", &route),
+            ("hostname", &self.consts.hostname),
+            ("domain", &domain),
+            ("method", METHODS[key.method as usize]),
+            ("program", &self.consts.program),
+            ("status", status.format(key.status)),
+            ("tenant", &self.consts.tenant),
+            ("cluster", &self.consts.cluster),
+        ];
+        let mut text = String::with_capacity(128);
+        for (i, (name, value)) in pairs.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(name);
+            text.push_str("=\"");
+            escape_label_value(&mut text, value);
+            text.push('"');
+        }
+        text
+    }
+
+    /// A consistent list of the series that exist now.
+    pub fn series(&self) -> Vec<Arc<Series>> {
+        self.series.read().series.clone()
+    }
+
+    /// Number of series.
+    pub fn len(&self) -> usize {
+        self.series.read().series.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Turns framework route templates into route ids, caching the conversion per template.
+pub struct RouteTemplates {
+    recorder: Arc<Recorder>,
+    syntax: RouteSyntax,
+    cache: RwLock<AHashMap<Box<str>, RouteId>>,
+}
+
+impl RouteTemplates {
+    pub fn new(recorder: Arc<Recorder>, syntax: RouteSyntax) -> RouteTemplates {
+        RouteTemplates {
+            recorder,
+            syntax,
+            cache: RwLock::new(AHashMap::new()),
+        }
+    }
+
+    /// The route id of a template in the framework's own syntax (`/item/<int:id>`).
+    #[inline]
+    pub fn route(&self, raw: &str) -> RouteId {
+        if let Some(&id) = self.cache.read().get(raw) {
+            return id;
+        }
+        let id = self.recorder.route(&route_template(raw, self.syntax));
+        let mut cache = self.cache.write();
+        // Templates come from the app's code, so few; the bound only guards against odd apps.
+        if cache.len() < 4 * self.recorder.limits.max_routes {
+            cache.insert(raw.into(), id);
+        }
+        id
+    }
+}
+
+/// All recorders of a process (or of a test).
+#[derive(Default)]
+pub struct Registry {
+    recorders: Mutex<Vec<Arc<Recorder>>>,
+}
+
+impl Registry {
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// The registry that middlewares use unless told otherwise.
+    pub fn global() -> &'static Registry {
+        static GLOBAL: OnceLock<Registry> = OnceLock::new();
+        GLOBAL.get_or_init(Registry::new)
+    }
+
+    /// The recorder for these constant labels, made on first use. Two middlewares with the same
+    /// constant labels share one; asking for it with other buckets is an error, since one label
+    /// set cannot have two bucket layouts.
+    pub fn recorder(
+        &self,
+        consts: ConstLabels,
+        buckets: Buckets,
+        limits: Limits,
+    ) -> Result<Arc<Recorder>, Error> {
+        let mut recorders = self.recorders.lock();
+        if let Some(existing) = recorders.iter().find(|r| r.consts == consts) {
+            if existing.buckets != buckets {
+                return Err(Error::ConflictingBuckets(consts.program.clone()));
+            }
+            return Ok(existing.clone());
+        }
+        let recorder = Arc::new(Recorder::new(consts, buckets, limits));
+        recorders.push(recorder.clone());
+        Ok(recorder)
+    }
+
+    /// The recorders, in creation order.
+    pub fn recorders(&self) -> Vec<Arc<Recorder>> {
+        self.recorders.lock().clone()
+    }
+
+    /// Number of series over all recorders.
+    pub fn series_count(&self) -> usize {
+        self.recorders.lock().iter().map(|r| r.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn consts(program: &str) -> ConstLabels {
+        ConstLabels {
+            hostname: "box".into(),
+            program: program.into(),
+            tenant: String::new(),
+            cluster: String::new(),
+        }
+    }
+
+    fn recorder(limits: Limits) -> Arc<Recorder> {
+        Registry::new()
+            .recorder(consts("app"), Buckets::last9_default(), limits)
+            .unwrap()
+    }
+
+    fn request(route: RouteId, host: &str, status: u16) -> Request<'_> {
+        Request {
+            route,
+            host: Some(host),
+            method: "GET",
+            status,
+            duration_ns: 1_000_000,
+        }
+    }
+
+    #[test]
+    fn same_labels_share_a_series() {
+        let rec = recorder(Limits::default());
+        let route = rec.route("/user/{id}");
+        for _ in 0..3 {
+            rec.observe(&request(route, "example.com", 200));
+        }
+        rec.observe(&request(route, "example.com", 404));
+        assert_eq!(rec.len(), 2);
+        let counts: u64 = rec.series()[0].histogram().counts().sum();
+        assert_eq!(counts, 3);
+    }
+
+    #[test]
+    fn label_text_has_the_contract_order_and_escapes_values() {
+        let rec = recorder(Limits::default());
+        rec.observe(&request(rec.route("/a\"b\\c\nd"), "Example.COM:8080", 503));
+        assert_eq!(
+            rec.series()[0].labels(),
+            r#"per="/a\"b\\c\nd",hostname="box",domain="example.com",method="GET",program="app",status="503",tenant="",cluster="""#
+        );
+    }
+
+    #[test]
+    fn hosts_and_routes_past_the_limits_overflow() {
+        let rec = recorder(Limits {
+            max_routes: 5,
+            max_domains: 3,
+        });
+        for i in 0..100 {
+            let route = rec.raw_path(&format!("/page-{i}/x"));
+            rec.observe(&request(route, &format!("h{i}.example.com"), 200));
+        }
+        // 4 routes + /unmatched, 3 hosts; the rest share the overflow values.
+        assert!(rec.len() <= 5 * 4);
+        let labels: Vec<String> = rec.series().iter().map(|s| s.labels().to_string()).collect();
+        assert!(labels.iter().any(|l| l.contains(r#"per="/_other""#)));
+        assert!(labels.iter().any(|l| l.contains(r#"domain="_other""#)));
+    }
+
+    #[test]
+    fn malformed_hosts_and_methods_have_fixed_values() {
+        let rec = recorder(Limits::default());
+        let route = rec.unmatched();
+        rec.observe(&Request {
+            route,
+            host: Some("bad host\n"),
+            method: "BREW",
+            status: 200,
+            duration_ns: 1,
+        });
+        rec.observe(&Request {
+            route,
+            host: None,
+            method: "get",
+            status: 42,
+            duration_ns: 1,
+        });
+        let labels: Vec<String> = rec.series().iter().map(|s| s.labels().to_string()).collect();
+        assert!(
+            labels[0].contains(r#"domain="_other",method="_OTHER""#),
+            "{}",
+            labels[0]
+        );
+        assert!(
+            labels[1].contains(r#"domain="",method="_OTHER""#),
+            "{}",
+            labels[1]
+        );
+        assert!(labels[1].contains(r#"status="0""#), "{}", labels[1]);
+    }
+
+    #[test]
+    fn recorders_are_shared_by_constant_labels() {
+        let registry = Registry::new();
+        let a = registry
+            .recorder(consts("a"), Buckets::last9_default(), Limits::default())
+            .unwrap();
+        let again = registry
+            .recorder(consts("a"), Buckets::last9_default(), Limits::default())
+            .unwrap();
+        let b = registry
+            .recorder(consts("b"), Buckets::last9_default(), Limits::default())
+            .unwrap();
+        assert!(Arc::ptr_eq(&a, &again));
+        assert!(!Arc::ptr_eq(&a, &b));
+        let conflicting = registry.recorder(consts("a"), Buckets::new(&[1.0]).unwrap(), Limits::default());
+        assert!(matches!(conflicting, Err(Error::ConflictingBuckets(_))));
+    }
+
+    #[test]
+    fn templates_are_converted_once_per_syntax() {
+        let rec = recorder(Limits::default());
+        let flask = RouteTemplates::new(rec.clone(), RouteSyntax::Angle);
+        assert_eq!(flask.route("/item/<int:id>"), rec.route("/item/{id}"));
+        assert_eq!(flask.route("/item/<int:id>"), flask.route("/item/<id>"));
+    }
+
+    #[test]
+    fn concurrent_observations_are_all_counted() {
+        let rec = recorder(Limits::default());
+        let route = rec.route("/x");
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..10_000 {
+                        rec.observe(&request(route, "h", 200));
+                    }
+                });
+            }
+        });
+        let total: u64 = rec.series()[0].histogram().counts().sum();
+        assert_eq!(total, 80_000);
+    }
+}

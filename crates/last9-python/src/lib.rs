@@ -1,0 +1,29 @@
+//! `last9._core`: the Python face of `last9-core`.
+//!
+//! Kept thin: configuration objects, the WSGI hot path (written here because a Rust `__call__`
+//! costs less than a Python frame), and rendering with the GIL released. Framework knowledge
+//! stays in the Python package.
+
+use pyo3::prelude::*;
+
+mod errors;
+mod recorder;
+mod registry;
+mod server;
+mod wsgi;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("MetricsError", m.py().get_type::<errors::MetricsError>())?;
+    m.add_class::<registry::Registry>()?;
+    m.add_class::<recorder::Recorder>()?;
+    m.add_class::<wsgi::WsgiMiddleware>()?;
+    m.add_class::<wsgi::StartResponse>()?;
+    m.add_class::<wsgi::Body>()?;
+    m.add_class::<server::MetricsServer>()?;
+    m.add_function(wrap_pyfunction!(registry::global_registry, m)?)?;
+    m.add_function(wrap_pyfunction!(recorder::normalize_path, m)?)?;
+    m.add_function(wrap_pyfunction!(recorder::route_template, m)?)?;
+    Ok(())
+}

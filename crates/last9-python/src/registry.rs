@@ -1,0 +1,70 @@
+//! `Registry`: a set of recorders that one scrape renders.
+
+use last9_core::exposition::{self, Format};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+#[pyclass(frozen, module = "last9._core")]
+pub struct Registry {
+    pub(crate) inner: &'static last9_core::Registry,
+}
+
+#[pymethods]
+impl Registry {
+    /// A new, empty registry. Registries live as long as the process (they are meant for tests
+    /// and for apps that keep two sets of metrics apart).
+    #[new]
+    fn new() -> Registry {
+        Registry {
+            inner: Box::leak(Box::new(last9_core::Registry::new())),
+        }
+    }
+
+    /// The exposition text, Prometheus 0.0.4 or OpenMetrics 1.0.
+    #[pyo3(signature = (*, openmetrics = false))]
+    fn render<'py>(&self, py: Python<'py>, openmetrics: bool) -> Bound<'py, PyBytes> {
+        let format = if openmetrics {
+            Format::OpenMetrics
+        } else {
+            Format::Text
+        };
+        let registry = self.inner;
+        let text = py.detach(|| exposition::encode(registry, format));
+        PyBytes::new(py, text.as_bytes())
+    }
+
+    /// Answers a scrape from its `Accept` and `Accept-Encoding` headers:
+    /// `(content_type, content_encoding or None, body)`.
+    #[pyo3(signature = (accept = None, accept_encoding = None))]
+    fn scrape<'py>(
+        &self,
+        py: Python<'py>,
+        accept: Option<&str>,
+        accept_encoding: Option<&str>,
+    ) -> (&'static str, Option<&'static str>, Bound<'py, PyBytes>) {
+        let registry = self.inner;
+        let response = py.detach(|| exposition::scrape(registry, accept, accept_encoding));
+        (
+            response.content_type,
+            response.content_encoding,
+            PyBytes::new(py, &response.body),
+        )
+    }
+
+    /// Number of series in the registry.
+    fn series_count(&self) -> usize {
+        self.inner.series_count()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<last9 Registry with {} series>", self.inner.series_count())
+    }
+}
+
+/// The process-wide registry every middleware uses by default.
+#[pyfunction]
+pub fn global_registry() -> Registry {
+    Registry {
+        inner: last9_core::Registry::global(),
+    }
+}

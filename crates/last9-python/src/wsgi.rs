@@ -1,0 +1,368 @@
+//! The WSGI middleware's per-request path.
+//!
+//! `WsgiMiddleware.__call__` times the app, learns the status through a `StartResponse`
+//! wrapper and records once the response is complete: at once for a list or tuple body, when
+//! the body is exhausted or closed otherwise. It never changes what the app returns, and an
+//! exception from the app is recorded as 500 and re-raised as it was.
+
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::time::Instant;
+
+use last9_core::exposition;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyString, PyTuple};
+
+use crate::recorder::Recorder;
+use crate::registry::Registry;
+
+/// Set once a recording failure has been logged, so a broken getter cannot flood the logs.
+static FAILURE_LOGGED: AtomicBool = AtomicBool::new(false);
+
+#[pyclass(subclass, frozen, module = "last9._core")]
+pub struct WsgiMiddleware {
+    app: Py<PyAny>,
+    recorder: Py<Recorder>,
+    registry: Py<Registry>,
+    /// Called with the environ once the app has answered; returns the route template or None.
+    route_getter: Option<Py<PyAny>>,
+    metrics_path: Option<String>,
+}
+
+#[pymethods]
+impl WsgiMiddleware {
+    #[new]
+    #[pyo3(signature = (app, recorder, registry, route_getter = None, metrics_path = None))]
+    fn new(
+        app: Py<PyAny>,
+        recorder: Py<Recorder>,
+        registry: Py<Registry>,
+        route_getter: Option<Py<PyAny>>,
+        metrics_path: Option<String>,
+    ) -> WsgiMiddleware {
+        WsgiMiddleware {
+            app,
+            recorder,
+            registry,
+            route_getter,
+            metrics_path,
+        }
+    }
+
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        environ: &Bound<'py, PyAny>,
+        start_response: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let started = Instant::now();
+        let this = slf.get();
+        let Ok(environ_dict) = environ.cast::<PyDict>() else {
+            // Not a WSGI environ: nothing to measure, and not ours to reject.
+            return this.app.bind(py).call1((environ, start_response));
+        };
+        if let Some(path) = &this.metrics_path {
+            if let Some(answer) = this.serve_metrics(environ_dict, start_response, path)? {
+                return Ok(answer);
+            }
+        }
+        let responder = Bound::new(
+            py,
+            StartResponse {
+                inner: start_response.clone().unbind(),
+                status: AtomicU16::new(0),
+            },
+        )?;
+        let body = match this.app.bind(py).call1((environ, &responder)) {
+            Ok(body) => body,
+            Err(err) => {
+                this.record(environ_dict, 500, started);
+                return Err(err);
+            }
+        };
+        let status = responder.get().status.load(Ordering::Relaxed);
+        if status != 0 && (body.is_exact_instance_of::<PyList>() || body.is_exact_instance_of::<PyTuple>()) {
+            this.record(environ_dict, status, started);
+            return Ok(body);
+        }
+        if status != 0 && is_file_wrapper(environ_dict, &body) {
+            // Kept as it is so the server can still use sendfile; timed up to here.
+            this.record(environ_dict, status, started);
+            return Ok(body);
+        }
+        let iterator = body.try_iter()?.unbind();
+        let wrapped = Body {
+            iterator,
+            body: body.unbind(),
+            pending: Some(Pending {
+                middleware: slf.clone().unbind(),
+                environ: environ_dict.clone().unbind(),
+                responder: responder.unbind(),
+                started,
+            }),
+            closed: false,
+        };
+        Ok(Bound::new(py, wrapped)?.into_any())
+    }
+
+    /// The wrapped application.
+    #[getter]
+    fn app(&self, py: Python<'_>) -> Py<PyAny> {
+        self.app.clone_ref(py)
+    }
+
+    #[getter]
+    fn recorder(&self, py: Python<'_>) -> Py<Recorder> {
+        self.recorder.clone_ref(py)
+    }
+
+    #[getter]
+    fn registry(&self, py: Python<'_>) -> Py<Registry> {
+        self.registry.clone_ref(py)
+    }
+
+    #[getter]
+    fn metrics_path(&self) -> Option<&str> {
+        self.metrics_path.as_deref()
+    }
+}
+
+impl WsgiMiddleware {
+    /// Records a finished request. Never raises: a failure is logged once and dropped.
+    fn record(&self, environ: &Bound<'_, PyDict>, status: u16, started: Instant) {
+        let elapsed = started.elapsed();
+        let py = environ.py();
+        let recorder = self.recorder.get();
+        let template = match (&self.route_getter, recorder.routed()) {
+            (Some(getter), true) => match getter.bind(py).call1((environ,)) {
+                Ok(value) => Some(value),
+                Err(err) => {
+                    log_failure_once(py, &err);
+                    None
+                }
+            },
+            _ => None,
+        };
+        let template = template
+            .as_ref()
+            .and_then(|t| t.cast::<PyString>().ok())
+            .and_then(|t| t.to_str().ok());
+        let route = if recorder.routed() {
+            recorder.route(template, "")
+        } else {
+            let path = request_path(environ);
+            recorder.route(None, &path)
+        };
+        let host = environ_str(environ, intern!(py, "HTTP_HOST"))
+            .or_else(|| environ_str(environ, intern!(py, "SERVER_NAME")));
+        let method = environ_str(environ, intern!(py, "REQUEST_METHOD"));
+        recorder.record(
+            route,
+            host.as_deref(),
+            method.as_deref().unwrap_or(""),
+            status,
+            elapsed,
+        );
+    }
+
+    /// Answers a scrape on `path`, or returns None for any other request.
+    fn serve_metrics<'py>(
+        &self,
+        environ: &Bound<'py, PyDict>,
+        start_response: &Bound<'py, PyAny>,
+        path: &str,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let py = environ.py();
+        if environ_str(environ, intern!(py, "PATH_INFO")).as_deref() != Some(path) {
+            return Ok(None);
+        }
+        let method = environ_str(environ, intern!(py, "REQUEST_METHOD"));
+        if !matches!(method.as_deref(), Some("GET" | "HEAD")) {
+            return Ok(None);
+        }
+        let accept = environ_str(environ, intern!(py, "HTTP_ACCEPT"));
+        let accept_encoding = environ_str(environ, intern!(py, "HTTP_ACCEPT_ENCODING"));
+        let registry = self.registry.get().inner;
+        let response =
+            py.detach(|| exposition::scrape(registry, accept.as_deref(), accept_encoding.as_deref()));
+        let headers = PyList::empty(py);
+        headers.append(("Content-Type", response.content_type))?;
+        headers.append(("Content-Length", response.body.len().to_string()))?;
+        if let Some(encoding) = response.content_encoding {
+            headers.append(("Content-Encoding", encoding))?;
+        }
+        headers.append(("Vary", "Accept, Accept-Encoding"))?;
+        start_response.call1(("200 OK", headers))?;
+        let body = if method.as_deref() == Some("HEAD") {
+            &[][..]
+        } else {
+            &response.body[..]
+        };
+        Ok(Some(PyList::new(py, [PyBytes::new(py, body)])?.into_any()))
+    }
+}
+
+/// A value of the environ as text, if it is a string.
+fn environ_str(environ: &Bound<'_, PyDict>, key: &Bound<'_, PyString>) -> Option<String> {
+    let value = environ.get_item(key).ok()??;
+    let text = value.cast::<PyString>().ok()?;
+    text.to_str().ok().map(str::to_owned)
+}
+
+/// SCRIPT_NAME + PATH_INFO as the client sent them. WSGI hands paths over as latin-1
+/// decoded bytes, so non-ASCII paths are turned back into their UTF-8 text.
+fn request_path(environ: &Bound<'_, PyDict>) -> String {
+    let py = environ.py();
+    let script = environ_str(environ, intern!(py, "SCRIPT_NAME")).unwrap_or_default();
+    let path = environ_str(environ, intern!(py, "PATH_INFO")).unwrap_or_default();
+    let joined = script + &path;
+    if joined.is_ascii() {
+        return joined;
+    }
+    match joined
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).ok())
+        .collect::<Option<Vec<u8>>>()
+    {
+        Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        None => joined,
+    }
+}
+
+fn is_file_wrapper(environ: &Bound<'_, PyDict>, body: &Bound<'_, PyAny>) -> bool {
+    let Ok(Some(wrapper)) = environ.get_item(intern!(environ.py(), "wsgi.file_wrapper")) else {
+        return false;
+    };
+    wrapper
+        .cast::<pyo3::types::PyType>()
+        .is_ok_and(|class| body.is_instance(class).unwrap_or(false))
+}
+
+fn log_failure_once(py: Python<'_>, err: &PyErr) {
+    if FAILURE_LOGGED.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let message = format!("last9: could not read the route of a request, counting it as unmatched: {err}");
+    let logged = py
+        .import("logging")
+        .and_then(|logging| logging.call_method1("getLogger", ("last9",)))
+        .and_then(|logger| logger.call_method1("warning", (message,)));
+    // Logging itself failing leaves nothing better to do than carry on.
+    drop(logged);
+}
+
+/// The `start_response` handed to the app: notes the status code, then calls the server's.
+#[pyclass(frozen, module = "last9._core")]
+pub struct StartResponse {
+    inner: Py<PyAny>,
+    status: AtomicU16,
+}
+
+#[pymethods]
+impl StartResponse {
+    #[pyo3(signature = (status, headers, exc_info = None))]
+    fn __call__<'py>(
+        &self,
+        py: Python<'py>,
+        status: &Bound<'py, PyAny>,
+        headers: &Bound<'py, PyAny>,
+        exc_info: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(code) = status
+            .cast::<PyString>()
+            .ok()
+            .and_then(|s| s.to_str().ok())
+            .and_then(status_code)
+        {
+            self.status.store(code, Ordering::Relaxed);
+        }
+        let inner = self.inner.bind(py);
+        match exc_info {
+            Some(exc_info) => inner.call1((status, headers, exc_info)),
+            None => inner.call1((status, headers)),
+        }
+    }
+}
+
+/// The code of a WSGI status line such as `404 Not Found`.
+fn status_code(status: &str) -> Option<u16> {
+    let digits = status.get(..3)?;
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// What is needed to record a streamed response once it ends.
+struct Pending {
+    middleware: Py<WsgiMiddleware>,
+    environ: Py<PyDict>,
+    responder: Py<StartResponse>,
+    started: Instant,
+}
+
+impl Pending {
+    fn finish(self, py: Python<'_>, failed: bool) {
+        let status = if failed {
+            500
+        } else {
+            self.responder.get().status.load(Ordering::Relaxed)
+        };
+        self.middleware
+            .get()
+            .record(self.environ.bind(py), status, self.started);
+    }
+}
+
+/// The app's response iterable, passed through item by item; records when it ends.
+#[pyclass(module = "last9._core")]
+pub struct Body {
+    iterator: Py<PyIterator>,
+    body: Py<PyAny>,
+    pending: Option<Pending>,
+    closed: bool,
+}
+
+#[pymethods]
+impl Body {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let mut iterator = self.iterator.bind(py).clone();
+        match iterator.next() {
+            Some(Ok(chunk)) => Ok(Some(chunk)),
+            None => {
+                self.finish(py, false);
+                Ok(None)
+            }
+            Some(Err(err)) => {
+                self.finish(py, true);
+                Err(err)
+            }
+        }
+    }
+
+    /// Closes the app's iterable (once, as PEP 3333 asks) and records if not done yet.
+    fn close(&mut self, py: Python<'_>) -> PyResult<()> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        let result = match self.body.bind(py).getattr(intern!(py, "close")) {
+            Ok(close) => close.call0().map(drop),
+            Err(_) => Ok(()),
+        };
+        self.finish(py, result.is_err());
+        result
+    }
+}
+
+impl Body {
+    fn finish(&mut self, py: Python<'_>, failed: bool) {
+        if let Some(pending) = self.pending.take() {
+            pending.finish(py, failed);
+        }
+    }
+}

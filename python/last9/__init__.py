@@ -1,0 +1,44 @@
+"""last9: RED metrics (rate, errors, duration) for Python web apps, with a Rust engine.
+
+One line instruments an app::
+
+    from last9.wsgi.middleware import RedMiddleware
+    app.wsgi_app = RedMiddleware(app)
+
+and ``/metrics`` then serves ``http_requests_duration_milliseconds``, labelled by route template.
+"""
+
+from last9._core import (
+    MetricsError,
+    MetricsServer,
+    Recorder,
+    Registry,
+    __version__,
+    global_registry,
+    normalize_path,
+    route_template,
+)
+from last9.server import start_metrics_server
+
+#: The registry every middleware records into unless given another.
+REGISTRY: Registry = global_registry()
+
+
+def generate_latest(registry: Registry | None = None, *, openmetrics: bool = False) -> bytes:
+    """The exposition text of a registry (the global one by default)."""
+    return (registry or REGISTRY).render(openmetrics=openmetrics)
+
+
+__all__ = [
+    "REGISTRY",
+    "MetricsError",
+    "MetricsServer",
+    "Recorder",
+    "Registry",
+    "__version__",
+    "generate_latest",
+    "global_registry",
+    "normalize_path",
+    "route_template",
+    "start_metrics_server",
+]

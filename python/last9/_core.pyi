@@ -1,0 +1,143 @@
+"""Type stubs for ``last9._core``, the Rust engine (crate ``last9-python``)."""
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Final, Self, final
+
+__all__ = [
+    "Body",
+    "MetricsError",
+    "MetricsServer",
+    "Recorder",
+    "Registry",
+    "StartResponse",
+    "WsgiMiddleware",
+    "__version__",
+    "global_registry",
+    "normalize_path",
+    "route_template",
+]
+
+__version__: Final[str]
+
+class MetricsError(ValueError):
+    """Invalid metrics configuration (buckets, limits, environment variables)."""
+
+@final
+class Registry:
+    """A set of recorders that one scrape renders. Lives as long as the process."""
+
+    def __new__(cls) -> Self: ...
+    def render(self, *, openmetrics: bool = False) -> bytes:
+        """The exposition text: Prometheus 0.0.4, or OpenMetrics 1.0 (ending in ``# EOF``)."""
+    def scrape(
+        self, accept: str | None = None, accept_encoding: str | None = None
+    ) -> tuple[str, str | None, bytes]:
+        """Answers a scrape from its headers: ``(content_type, content_encoding, body)``."""
+    def series_count(self) -> int: ...
+
+def global_registry() -> Registry:
+    """The process-wide registry that middlewares use by default."""
+
+@final
+class Recorder:
+    """One application's recording settings (constant labels, buckets, limits, route syntax).
+
+    Raises:
+        MetricsError: invalid buckets, or the same constant labels already in use with other
+            buckets.
+        ValueError: an unknown ``route_syntax``.
+    """
+
+    def __new__(
+        cls,
+        registry: Registry,
+        *,
+        hostname: str,
+        program: str,
+        tenant: str = "",
+        cluster: str = "",
+        buckets: Sequence[float] | None = None,
+        max_routes: int = 500,
+        max_domains: int = 100,
+        route_syntax: str | None = None,
+    ) -> Self: ...
+    def observe(
+        self,
+        route: str | None,
+        path: str,
+        host: str | None,
+        method: str,
+        status: int,
+        duration_ns: int,
+    ) -> None:
+        """Records one request; ``route`` is the framework's template, None when none matched."""
+    @property
+    def program(self) -> str: ...
+    @property
+    def hostname(self) -> str: ...
+    @property
+    def tenant(self) -> str: ...
+    @property
+    def cluster(self) -> str: ...
+    @property
+    def buckets(self) -> list[float]: ...
+
+class WsgiMiddleware:
+    """The WSGI hot path; subclassed by ``last9.wsgi.middleware.RedMiddleware``."""
+
+    def __new__(
+        cls,
+        app: Callable[..., Any],
+        recorder: Recorder,
+        registry: Registry,
+        route_getter: Callable[[dict[str, Any]], str | None] | None = None,
+        metrics_path: str | None = None,
+    ) -> Self: ...
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any: ...
+    @property
+    def app(self) -> Callable[..., Any]: ...
+    @property
+    def recorder(self) -> Recorder: ...
+    @property
+    def registry(self) -> Registry: ...
+    @property
+    def metrics_path(self) -> str | None: ...
+
+@final
+class StartResponse:
+    """The ``start_response`` the app sees: notes the status, then calls the server's."""
+
+    def __call__(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Any: ...
+
+@final
+class Body:
+    """A streamed response body, passed through; the request is recorded when it ends."""
+
+    def __iter__(self) -> Iterator[bytes]: ...
+    def __next__(self) -> bytes: ...
+    def close(self) -> None: ...
+
+@final
+class MetricsServer:
+    """A metrics HTTP server on a Rust thread.
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
+
+    def __new__(
+        cls, registry: Registry, port: int, addr: str = "0.0.0.0", path: str = "/metrics"
+    ) -> Self: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def addr(self) -> str: ...
+    def stop(self) -> None: ...
+
+def normalize_path(path: str) -> str:
+    """A raw URL path with ids collapsed (``/user/123`` → ``/user/{id}``)."""
+
+def route_template(template: str, syntax: str) -> str:
+    """A framework's route template in ``{param}`` form (``/item/<int:id>`` → ``/item/{id}``)."""

@@ -1,0 +1,154 @@
+"""Settings: keyword arguments first, then ``LAST9_*`` environment variables, then defaults."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from last9._core import MetricsError
+
+#: Names that say which server or interpreter runs the app, not which app it is.
+_LAUNCHERS = frozenset(
+    {
+        "gunicorn",
+        "uwsgi",
+        "uvicorn",
+        "hypercorn",
+        "daphne",
+        "granian",
+        "waitress",
+        "waitress-serve",
+        "python",
+        "python3",
+        "flask",
+        "django-admin",
+        "manage",
+        "__main__",
+        "-c",
+        "pytest",
+        "ipython",
+    }
+)
+
+#: `metrics_path` default: the seed's `/metrics`.
+DEFAULT_METRICS_PATH = "/metrics"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a middleware needs to know, resolved once at start-up."""
+
+    program: str
+    hostname: str
+    tenant: str
+    cluster: str
+    buckets: tuple[float, ...] | None
+    metrics_path: str | None
+    max_routes: int
+    max_domains: int
+    metrics_port: int | None
+    metrics_addr: str
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+#: Marks a keyword argument the caller did not give (None is a meaningful value for some).
+UNSET: object = _Unset()
+
+
+def resolve(
+    *,
+    program_hint: str | None = None,
+    program: str | None = None,
+    hostname: str | None = None,
+    tenant: str | None = None,
+    cluster: str | None = None,
+    buckets: Sequence[float] | None = None,
+    metrics_path: object = UNSET,
+    max_routes: int | None = None,
+    max_domains: int | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Resolves settings; `program_hint` is the name the framework gives the app, if any."""
+    env = os.environ if environ is None else environ
+    if metrics_path is UNSET:
+        metrics_path = env.get("LAST9_METRICS_PATH", DEFAULT_METRICS_PATH)
+    if metrics_path is not None and not isinstance(metrics_path, str):
+        raise MetricsError(
+            f"metrics_path must be a path such as '/metrics' or None, not {metrics_path!r}"
+        )
+    if metrics_path in ("", "off", "none"):
+        metrics_path = None
+    if metrics_path is not None and not metrics_path.startswith("/"):
+        raise MetricsError(f"metrics_path must start with '/': {metrics_path!r}")
+    return Settings(
+        program=program or env.get("LAST9_PROGRAM") or default_program(program_hint),
+        hostname=hostname or env.get("LAST9_HOSTNAME") or socket.gethostname(),
+        tenant=tenant if tenant is not None else env.get("LAST9_TENANT", ""),
+        cluster=cluster if cluster is not None else env.get("LAST9_CLUSTER", ""),
+        buckets=tuple(buckets) if buckets is not None else _env_buckets(env),
+        metrics_path=metrics_path,
+        max_routes=max_routes if max_routes is not None else _env_int(env, "LAST9_MAX_ROUTES", 500),
+        max_domains=max_domains
+        if max_domains is not None
+        else _env_int(env, "LAST9_MAX_DOMAINS", 100),
+        metrics_port=_env_port(env),
+        metrics_addr=env.get("LAST9_METRICS_ADDR", "0.0.0.0"),
+    )
+
+
+def default_program(hint: str | None) -> str:
+    """The app's name: the framework's name for it, else the main script's, else ``app``."""
+    if hint and hint not in _LAUNCHERS:
+        return hint
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if main_file:
+        stem = Path(main_file).stem
+        if stem not in _LAUNCHERS:
+            return stem
+    return "app"
+
+
+def _env_int(env: os._Environ[str] | dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise MetricsError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < 1:
+        raise MetricsError(f"{name} must be at least 1, not {value}")
+    return value
+
+
+def _env_port(env: os._Environ[str] | dict[str, str]) -> int | None:
+    raw = env.get("LAST9_METRICS_PORT")
+    if raw is None or raw == "":
+        return None
+    try:
+        port = int(raw)
+    except ValueError:
+        raise MetricsError(f"LAST9_METRICS_PORT must be a port number, not {raw!r}") from None
+    if not 0 <= port <= 65535:
+        raise MetricsError(f"LAST9_METRICS_PORT must be between 0 and 65535, not {port}")
+    return port
+
+
+def _env_buckets(env: os._Environ[str] | dict[str, str]) -> tuple[float, ...] | None:
+    raw = env.get("LAST9_BUCKETS")
+    if not raw:
+        return None
+    try:
+        return tuple(float(part) for part in raw.split(","))
+    except ValueError:
+        raise MetricsError(
+            f"LAST9_BUCKETS must be comma-separated milliseconds such as '5,10,25', not {raw!r}"
+        ) from None

@@ -1,0 +1,48 @@
+"""Framework detection: what the middleware needs to know about the app it wraps.
+
+Each adapter module exposes ``adapt(app) -> Adapter | None``, answering None when the app is
+not of its framework. Adapters only look at frameworks already imported, so detection never
+imports a framework the app does not use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+#: Reads the matched route template from a finished request's environ (or ASGI scope); None
+#: when no route matched.
+RouteGetter = Callable[[Any], "str | None"]
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """How to call and read one app."""
+
+    #: The callable the middleware calls (for Flask, the app's original ``wsgi_app``).
+    app: Any
+    #: How the framework spells route templates: "angle", "angle_name_first", "brace", "regex";
+    #: None when the app has no router we know, and raw paths are normalised instead.
+    route_syntax: str | None = None
+    route_getter: RouteGetter | None = None
+    #: The framework's name for the app, used as the default ``program``.
+    program_hint: str | None = None
+
+
+def detect_wsgi(app: Any) -> Adapter:
+    """The adapter for a WSGI app: its framework's if known, else a plain one."""
+    from last9.frameworks import flask
+
+    for adapt in (flask.adapt,):
+        adapter = adapt(app)
+        if adapter is not None:
+            return adapter
+    return Adapter(app=app, program_hint=_module_of(app))
+
+
+def _module_of(app: Any) -> str | None:
+    module = getattr(app, "__module__", None) or getattr(type(app), "__module__", None)
+    if not isinstance(module, str) or module in ("builtins", "__main__"):
+        return None
+    return module.partition(".")[0]

@@ -1,0 +1,78 @@
+"""Flask: the route template is the matched ``Rule``'s ``rule``.
+
+Flask pops its request context before ``wsgi_app`` returns, so the request object is captured
+as it is made: the app's ``request_class`` gets a thin subclass that leaves itself in the
+environ. After the response, the rule (blueprint prefixes included) is read from it.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from last9.frameworks import Adapter
+
+#: Environ key the capturing request class stores itself under.
+REQUEST_KEY = "last9.flask.request"
+
+
+def adapt(app: Any) -> Adapter | None:
+    flask = sys.modules.get("flask")
+    if flask is None:
+        return None
+    if isinstance(app, flask.Flask):
+        # `app.wsgi_app = RedMiddleware(app)`: call the original wsgi_app, not the app, whose
+        # __call__ would come back to this middleware.
+        flask_app, inner = app, app.wsgi_app
+    elif isinstance(getattr(app, "__self__", None), flask.Flask):
+        flask_app, inner = app.__self__, app  # RedMiddleware(app.wsgi_app)
+    else:
+        return None
+    _capture_requests(flask_app)
+
+    def route_of(environ: dict[str, Any]) -> str | None:
+        request = environ.pop(REQUEST_KEY, None)
+        if request is None:
+            _capture_requests(flask_app)  # request_class was replaced after we wrapped it
+            return None
+        rule = request.url_rule
+        if rule is not None:
+            return rule.rule
+        return _rule_allowing_other_method(flask_app, request)
+
+    return Adapter(
+        app=inner, route_syntax="angle", route_getter=route_of, program_hint=flask_app.name
+    )
+
+
+def _capture_requests(app: Any) -> None:
+    base = app.request_class
+    if getattr(base, "_last9_captures", False):
+        return
+
+    class CapturingRequest(base):  # type: ignore[misc, valid-type]
+        _last9_captures = True
+
+        def __init__(self, environ: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+            super().__init__(environ, *args, **kwargs)
+            environ[REQUEST_KEY] = self
+
+    CapturingRequest.__name__ = base.__name__
+    CapturingRequest.__qualname__ = base.__qualname__
+    CapturingRequest.__module__ = base.__module__
+    app.request_class = CapturingRequest
+
+
+def _rule_allowing_other_method(app: Any, request: Any) -> str | None:
+    """For a 405 the path matched a rule, only not for this method: keep its template."""
+    from werkzeug.exceptions import MethodNotAllowed
+
+    error = request.routing_exception
+    if not isinstance(error, MethodNotAllowed) or not error.valid_methods:
+        return None
+    try:
+        adapter = app.url_map.bind_to_environ(request.environ)
+        rule, _ = adapter.match(method=next(iter(error.valid_methods)), return_rule=True)
+    except Exception:
+        return None
+    return rule.rule

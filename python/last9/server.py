@@ -1,0 +1,34 @@
+"""The dedicated metrics server: a Rust thread that renders without the GIL."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from last9._core import MetricsServer, Registry, global_registry
+
+_lock = threading.Lock()
+#: Servers this process started from LAST9_METRICS_PORT, by pid (a forked child starts its own).
+_from_env: dict[int, MetricsServer] = {}
+
+
+def start_metrics_server(
+    port: int, addr: str = "0.0.0.0", *, registry: Registry | None = None, path: str = "/metrics"
+) -> MetricsServer:
+    """Serves the metrics on ``addr:port`` from a background Rust thread.
+
+    ``port=0`` picks a free port; the returned server's ``port`` tells which. Raises ``OSError``
+    when the address cannot be bound.
+    """
+    return MetricsServer(registry or global_registry(), port, addr, path)
+
+
+def start_from_env(port: int | None, addr: str, registry: Registry) -> MetricsServer | None:
+    """Starts the server LAST9_METRICS_PORT asks for, once per process."""
+    if port is None:
+        return None
+    with _lock:
+        pid = os.getpid()
+        if pid not in _from_env:
+            _from_env[pid] = start_metrics_server(port, addr, registry=registry)
+        return _from_env[pid]

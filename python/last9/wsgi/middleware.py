@@ -1,0 +1,68 @@
+"""RED metrics for any WSGI app, with route templates for the frameworks last9 knows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from last9 import config, server
+from last9._core import Recorder, Registry, WsgiMiddleware, global_registry
+from last9.frameworks import detect_wsgi
+
+
+class RedMiddleware(WsgiMiddleware):
+    """Wraps a WSGI app and records ``http_requests_duration_milliseconds`` for each request.
+
+    ``RedMiddleware(app)`` works on the Flask app itself (``app.wsgi_app = RedMiddleware(app)``),
+    on ``app.wsgi_app`` and on any WSGI callable. Keyword arguments override ``LAST9_*``
+    environment variables. ``metrics_path`` (default ``/metrics``; None turns it off) is answered
+    with the metrics instead of reaching the app. The per-request work is done in Rust.
+    """
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        app: Any,
+        *,
+        program: str | None = None,
+        hostname: str | None = None,
+        tenant: str | None = None,
+        cluster: str | None = None,
+        buckets: Sequence[float] | None = None,
+        metrics_path: Any = config.UNSET,
+        max_routes: int | None = None,
+        max_domains: int | None = None,
+        registry: Registry | None = None,
+    ) -> RedMiddleware:
+        adapter = detect_wsgi(app)
+        settings = config.resolve(
+            program_hint=adapter.program_hint,
+            program=program,
+            hostname=hostname,
+            tenant=tenant,
+            cluster=cluster,
+            buckets=buckets,
+            metrics_path=metrics_path,
+            max_routes=max_routes,
+            max_domains=max_domains,
+        )
+        registry = registry or global_registry()
+        recorder = Recorder(
+            registry,
+            hostname=settings.hostname,
+            program=settings.program,
+            tenant=settings.tenant,
+            cluster=settings.cluster,
+            buckets=list(settings.buckets) if settings.buckets is not None else None,
+            max_routes=settings.max_routes,
+            max_domains=settings.max_domains,
+            route_syntax=adapter.route_syntax,
+        )
+        server.start_from_env(settings.metrics_port, settings.metrics_addr, registry)
+        return super().__new__(
+            cls, adapter.app, recorder, registry, adapter.route_getter, settings.metrics_path
+        )
+
+    def __repr__(self) -> str:
+        return f"RedMiddleware({self.app!r}, program={self.recorder.program!r})"

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs everything the tests need (Debian's prometheus for promtool, the Python test
+# dependencies, last9 built from this checkout) and runs every test: Rust, lint, Python.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/system-deps.sh
+. scripts/venv.sh test
+echo "==> cargo fmt / clippy / test"
+cargo fmt --all -- --check
+cargo clippy --all-targets --quiet -- -D warnings
+cargo test --quiet
+echo "==> ruff"
+ruff check python tests bench examples
+ruff format --check python tests bench examples
+echo "==> pytest"
+python -m pytest "$@"

@@ -1,0 +1,194 @@
+"""Flask: route templates, in-process and over real HTTP through gunicorn."""
+
+from __future__ import annotations
+
+import gzip
+import os
+
+import last9
+import pytest
+import requests
+from conftest import METRIC, counts_by, free_port, gunicorn, parse, scrape, serve
+from flask import Blueprint, Flask
+from last9.wsgi.middleware import RedMiddleware
+from wsgi_helpers import call
+
+
+def make_app(registry: last9.Registry) -> Flask:
+    app = Flask("inproc")
+    app.wsgi_app = RedMiddleware(app, registry=registry, hostname="box")
+
+    @app.route("/name/<name>")
+    def name(name):
+        return name
+
+    @app.route("/item/<int:item_id>", methods=["GET"])
+    def item(item_id):
+        return str(item_id)
+
+    admin = Blueprint("admin", __name__, url_prefix="/admin")
+
+    @admin.route("/users/<string:user>/")
+    def user(user):
+        return user
+
+    app.register_blueprint(admin)
+    return app
+
+
+def test_the_seed_line_does_not_recurse(registry):
+    app = make_app(registry)
+    assert app.test_client().get("/name/ada").data == b"ada"
+    assert counts_by(registry.render(), "per", "program") == {("/name/{name}", "inproc"): 1}
+
+
+def test_templates_not_paths(registry):
+    client = make_app(registry).test_client()
+
+    def fetch(path: str, method: str = "GET") -> None:
+        client.open(path, method=method).close()  # the server's close() ends the request
+
+    for n in range(10):
+        fetch(f"/name/{n}")
+        fetch(f"/item/{n}")
+    fetch("/admin/users/bob/")
+    fetch("/nothing/here")
+    fetch("/item/3", "POST")
+    assert counts_by(registry.render(), "per", "status", "method") == {
+        ("/name/{name}", "200", "GET"): 10,
+        ("/item/{item_id}", "200", "GET"): 10,
+        ("/admin/users/{user}/", "200", "GET"): 1,
+        ("/unmatched", "404", "GET"): 1,
+        ("/item/{item_id}", "405", "POST"): 1,
+    }
+
+
+def test_wrapping_wsgi_app_attribute_works_too(registry):
+    app = Flask("attr")
+    app.wsgi_app = RedMiddleware(app.wsgi_app, registry=registry)
+
+    @app.route("/u/<int:uid>")
+    def u(uid):
+        return "ok"
+
+    app.test_client().get("/u/5").close()
+    assert counts_by(registry.render(), "per", "program") == {("/u/{uid}", "attr"): 1}
+
+
+def test_a_request_class_set_later_is_still_captured(registry):
+    from flask import Request
+
+    app = make_app(registry)
+
+    class MyRequest(Request):
+        pass
+
+    app.request_class = MyRequest
+    client = app.test_client()
+    client.get("/name/a").close()  # this one is missed: the class was swapped behind our back
+    client.get("/name/b").close()
+    assert counts_by(registry.render(), "per")[("/name/{name}",)] >= 1
+
+
+def test_flask_responses_are_unchanged(registry):
+    plain = Flask("plain")
+    wrapped = Flask("plain")
+    wrapped.wsgi_app = RedMiddleware(wrapped, registry=registry)
+    for app in (plain, wrapped):
+
+        @app.route("/x/<int:n>")
+        def x(n):
+            return {"n": n}, 201, {"X-Custom": "yes"}
+
+    for path in ("/x/1", "/x/abc", "/missing"):
+        assert call(wrapped, path) == call(plain, path)
+
+
+# --- Over real HTTP: the test app under gunicorn -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = free_port()
+    with serve(gunicorn("tests.apps.flask_app:app", port, "-w", "1", "--threads", "4"), port):
+        yield port
+
+
+def get(port: int, path: str, method: str = "GET") -> requests.Response:
+    return requests.request(method, f"http://127.0.0.1:{port}{path}", timeout=10)
+
+
+def test_real_http_traffic_is_counted_by_template(server):
+    before = counts_by(scrape(server).text, "per", "status", "method")
+    for n in range(10):
+        assert get(server, f"/name/{n}").status_code == 200
+    for n in (1, 22, 333):
+        assert get(server, f"/item/{n}").json() == {"id": n}
+    get(server, "/files/a/b/c.txt")
+    get(server, "/api/v1/users/7d3f0c1e-9b6a-4c4b-8f1e-2a2b3c4d5e6f/orders/9")
+    assert get(server, "/no/such/route").status_code == 404
+    assert get(server, "/item/5", "DELETE").status_code == 405
+    assert get(server, "/boom").status_code == 500
+    after = counts_by(scrape(server).text, "per", "status", "method")
+    delta = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+    assert delta == {
+        ("/name/{name}", "200", "GET"): 10,
+        ("/item/{item_id}", "200", "GET"): 3,
+        ("/files/{subpath}", "200", "GET"): 1,
+        ("/api/v1/users/{user_id}/orders/{order_id}", "200", "GET"): 1,
+        ("/unmatched", "404", "GET"): 1,
+        ("/item/{item_id}", "405", "DELETE"): 1,
+        ("/boom", "500", "GET"): 1,
+    }
+
+
+def test_real_http_labels_and_formats(server):
+    get(server, "/name/x")
+    response = scrape(server)
+    assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    labels = next(dict(k) for k in parse(response.text) if dict(k).get("per") == "/name/{name}")
+    assert labels["program"] == "shop"
+    assert labels["tenant"] == "acme" and labels["cluster"] == "test"
+    assert labels["domain"] == "127.0.0.1"
+    assert labels["hostname"] == os.uname().nodename
+    om = scrape(server, Accept="application/openmetrics-text; version=1.0.0")
+    assert om.headers["Content-Type"].startswith("application/openmetrics-text")
+    assert om.text.endswith("# EOF\n")
+    raw = requests.get(
+        f"http://127.0.0.1:{server}/metrics",
+        headers={"Accept-Encoding": "gzip"},
+        stream=True,
+        timeout=10,
+    )
+    assert raw.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(raw.raw.read()).startswith(b"# HELP")
+
+
+def test_real_http_durations_cover_streamed_bodies(server):
+    get(server, "/slow/120")
+    get(server, "/stream/4")  # 4 chunks, 50 ms apart
+    samples = parse(scrape(server).text)
+
+    def sum_of(per: str) -> float:
+        return next(
+            v
+            for k, v in samples.items()
+            if dict(k)["__name__"] == f"{METRIC}_sum" and dict(k)["per"] == per
+        )
+
+    assert sum_of("/slow/{ms}") >= 120
+    assert sum_of("/stream/{chunks}") >= 200
+
+
+def test_dedicated_metrics_port_from_environment():
+    port, metrics_port = free_port(), free_port()
+    command = gunicorn("tests.apps.flask_app:app", port, "-w", "1")
+    with serve(
+        command,
+        port,
+        env={"LAST9_METRICS_PORT": str(metrics_port), "LAST9_METRICS_ADDR": "127.0.0.1"},
+    ):
+        get(port, "/name/z")
+        text = scrape(metrics_port).text
+        assert counts_by(text, "per") == {("/name/{name}",): 1}
+        assert requests.get(f"http://127.0.0.1:{metrics_port}/other", timeout=5).status_code == 404
