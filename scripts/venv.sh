@@ -2,7 +2,7 @@
 # Usage: . scripts/venv.sh [extra]   (extra: an optional-dependency group such as "test")
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="$ROOT/.venv"
+VENV="${LAST9_VENV:-$ROOT/.venv}"
 PYTHON_BIN="${PYTHON:-python3}"
 if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON_BIN" -m venv "$VENV"

@@ -1,0 +1,79 @@
+"""Timing helpers shared by the benchmarks: interleaved runs, best-of medians, one result table.
+
+Every benchmark compares candidates measured in the same process and the same run, and reports
+ratios, because absolute times on a shared 2-core machine drift from minute to minute.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Timing:
+    """Nanoseconds per call of one candidate: the median of several rounds."""
+
+    name: str
+    rounds_ns: list[float] = field(default_factory=list)
+
+    @property
+    def ns(self) -> float:
+        return statistics.median(self.rounds_ns)
+
+
+def time_per_call(fn: Callable[[], object], calls: int) -> float:
+    """Nanoseconds per call of `fn`, timed over `calls` calls with the GC paused."""
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = time.perf_counter_ns()
+        for _ in range(calls):
+            fn()
+        return (time.perf_counter_ns() - start) / calls
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def compare(candidates: dict[str, Callable[[], object]], calls: int, rounds: int = 7) -> dict[str, Timing]:
+    """Times each candidate `rounds` times, interleaved so drift hits all of them alike."""
+    timings = {name: Timing(name) for name in candidates}
+    for fn in candidates.values():
+        time_per_call(fn, max(calls // 10, 1))  # warm up
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            timings[name].rounds_ns.append(time_per_call(fn, calls))
+    return timings
+
+
+def overheads(timings: dict[str, Timing], bare: str) -> dict[str, float]:
+    """Nanoseconds each candidate adds to the `bare` one."""
+    base = timings[bare].ns
+    return {name: t.ns - base for name, t in timings.items() if name != bare}
+
+
+@dataclass
+class Row:
+    """One line of the results table; `met` says whether a target holds (None: no target)."""
+
+    benchmark: str
+    candidate: str
+    value: str
+    target: str = ""
+    met: bool | None = None
+
+
+def table(rows: list[Row]) -> str:
+    lines = ["| benchmark | candidate | result | target |", "|---|---|---|---|"]
+    for r in rows:
+        verdict = {True: " ✅", False: " ❌", None: ""}[r.met]
+        lines.append(f"| {r.benchmark} | {r.candidate} | {r.value} | {r.target}{verdict} |")
+    return "\n".join(lines)
+
+
+def us(ns: float) -> str:
+    return f"{ns / 1000:.2f} µs"
