@@ -1,12 +1,16 @@
 """Type stubs for ``last9._core``, the Rust engine (crate ``last9-python``)."""
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
 from typing import Any, Final, Self, final
 
 __all__ = [
+    "AsgiMiddleware",
+    "Awaiting",
     "Body",
+    "Exchange",
     "MetricsError",
     "MetricsServer",
+    "Receive",
     "Recorder",
     "Registry",
     "StartResponse",
@@ -121,6 +125,61 @@ class Body:
 
     def __iter__(self) -> Iterator[bytes]: ...
     def __next__(self) -> bytes: ...
+    def close(self) -> None: ...
+
+class AsgiMiddleware:
+    """The ASGI hot path; subclassed by ``last9.asgi.middleware.RedMiddleware``.
+
+    ``__call__`` returns an :class:`Awaiting` over the app's coroutine rather than being a
+    coroutine function itself. A subclass must define ``async def _serve_metrics(scope, send)``
+    if ``metrics_path`` is set.
+    """
+
+    def __new__(
+        cls,
+        app: Callable[..., Any],
+        recorder: Recorder,
+        registry: Registry,
+        route_getter: Callable[[dict[str, Any]], str | None] | None = None,
+        metrics_path: str | None = None,
+    ) -> Self: ...
+    def __call__(
+        self,
+        scope: dict[str, Any],
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[Any], Awaitable[None]],
+    ) -> Awaitable[None]: ...
+    @property
+    def app(self) -> Callable[..., Any]: ...
+    @property
+    def recorder(self) -> Recorder: ...
+    @property
+    def registry(self) -> Registry: ...
+    @property
+    def metrics_path(self) -> str | None: ...
+
+@final
+class Exchange:
+    """The ``send`` the app sees: notes the status, records on the last body message, and
+    returns the server's ``send(message)`` awaitable."""
+
+    def __call__(self, message: dict[str, Any]) -> Awaitable[None]: ...
+
+@final
+class Receive:
+    """The ``receive`` the app sees: the server's, watched for ``http.disconnect``."""
+
+    def __call__(self) -> Awaiting: ...
+
+@final
+class Awaiting:
+    """Awaits an inner coroutine, passing everything through, and notes how it ended."""
+
+    def __await__(self) -> Generator[Any, Any, Any]: ...
+    def __iter__(self) -> Self: ...
+    def __next__(self) -> Any: ...
+    def send(self, value: Any) -> Any: ...
+    def throw(self, *args: Any) -> Any: ...
     def close(self) -> None: ...
 
 @final

@@ -1,11 +1,12 @@
 //! `last9._core`: the Python face of `last9-core`.
 //!
-//! Kept thin: configuration objects, the WSGI hot path (written here because a Rust `__call__`
-//! costs less than a Python frame), and rendering with the GIL released. Framework knowledge
+//! Kept thin: configuration objects, the WSGI and ASGI hot paths (written here because a Rust
+//! `__call__` costs less than a Python frame), and rendering with the GIL released. Framework knowledge
 //! stays in the Python package.
 
 use pyo3::prelude::*;
 
+mod asgi;
 mod errors;
 mod recorder;
 mod registry;
@@ -21,6 +22,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<wsgi::WsgiMiddleware>()?;
     m.add_class::<wsgi::StartResponse>()?;
     m.add_class::<wsgi::Body>()?;
+    m.add_class::<asgi::AsgiMiddleware>()?;
+    m.add_class::<asgi::Exchange>()?;
+    m.add_class::<asgi::Receive>()?;
+    m.add_class::<asgi::Awaiting>()?;
     m.add_class::<server::MetricsServer>()?;
     m.add_function(wrap_pyfunction!(registry::global_registry, m)?)?;
     m.add_function(wrap_pyfunction!(recorder::normalize_path, m)?)?;

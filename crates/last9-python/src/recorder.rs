@@ -8,7 +8,7 @@ use last9_core::{Buckets, ConstLabels, Limits, Request, RouteId, RouteTemplates}
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::errors::to_py;
 use crate::registry::Registry;
@@ -70,6 +70,52 @@ impl Recorder {
     pub(crate) fn routed(&self) -> bool {
         matches!(self.routing, Routing::Templates(_))
     }
+
+    /// Records one request of an ASGI app: the method and Host header are read from the scope
+    /// without copying, the path only for apps without a router.
+    pub(crate) fn record_scope(
+        &self,
+        template: Option<&str>,
+        scope: &Bound<'_, PyDict>,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        let py = scope.py();
+        let route = if self.routed() {
+            self.route(template, "")
+        } else {
+            let root = scope_text(scope, intern!(py, "root_path"));
+            let path = scope_text(scope, intern!(py, "path"));
+            let full = format!(
+                "{}{}",
+                root.as_deref().unwrap_or(""),
+                path.as_deref().unwrap_or("")
+            );
+            self.route(None, &full)
+        };
+        let method = scope.get_item(intern!(py, "method")).ok().flatten();
+        let method = method
+            .as_ref()
+            .and_then(|m| m.cast::<PyString>().ok())
+            .and_then(|m| m.to_str().ok())
+            .unwrap_or("");
+        match host_header(scope) {
+            Some(host) => {
+                let host = String::from_utf8_lossy(host.as_bytes());
+                self.record(route, Some(&host), method, status, elapsed);
+            }
+            None => {
+                let server = server_host(scope);
+                self.record(route, server.as_deref(), method, status, elapsed);
+            }
+        }
+    }
+}
+
+/// A string value of a scope, if it is one.
+fn scope_text(scope: &Bound<'_, PyDict>, key: &Bound<'_, PyString>) -> Option<String> {
+    let value = scope.get_item(key).ok()??;
+    value.cast::<PyString>().ok()?.to_str().ok().map(str::to_owned)
 }
 
 #[pymethods]
@@ -137,20 +183,7 @@ impl Recorder {
     /// read here rather than in Python.
     #[pyo3(signature = (route, scope, status, duration_ns))]
     fn observe_scope(&self, route: Option<&str>, scope: &Bound<'_, PyDict>, status: u16, duration_ns: u64) {
-        let py = scope.py();
-        let text = |key: &Bound<'_, PyString>| -> Option<String> {
-            let value = scope.get_item(key).ok()??;
-            value.cast::<PyString>().ok()?.to_str().ok().map(str::to_owned)
-        };
-        let route = if self.routed() {
-            self.route(route, "")
-        } else {
-            let root = text(intern!(py, "root_path")).unwrap_or_default();
-            self.route(None, &(root + &text(intern!(py, "path")).unwrap_or_default()))
-        };
-        let host = scope_host(scope);
-        let method = text(intern!(py, "method")).unwrap_or_default();
-        self.record(route, host.as_deref(), &method, status, Duration::from_nanos(duration_ns));
+        self.record_scope(route, scope, status, Duration::from_nanos(duration_ns));
     }
 
     #[getter]
@@ -187,22 +220,36 @@ impl Recorder {
     }
 }
 
-/// The Host header of an ASGI scope (a list of `(bytes, bytes)` pairs), else its `server` host.
-fn scope_host(scope: &Bound<'_, PyDict>) -> Option<String> {
-    let py = scope.py();
-    if let Ok(Some(headers)) = scope.get_item(intern!(py, "headers")) {
-        if let Ok(headers) = headers.try_iter() {
-            for pair in headers.flatten() {
-                let Ok((name, value)) = pair.extract::<(Bound<'_, PyBytes>, Bound<'_, PyBytes>)>() else {
-                    continue;
-                };
-                if name.as_bytes().eq_ignore_ascii_case(b"host") {
-                    return Some(String::from_utf8_lossy(value.as_bytes()).into_owned());
-                }
-            }
-        }
+/// The Host header of an ASGI scope: `headers` is an iterable of `(bytes, bytes)` pairs.
+fn host_header<'py>(scope: &Bound<'py, PyDict>) -> Option<Bound<'py, PyBytes>> {
+    let headers = scope.get_item(intern!(scope.py(), "headers")).ok()??;
+    if let Ok(list) = headers.cast::<PyList>() {
+        return list.iter().find_map(|pair| host_value(&pair));
     }
-    let server = scope.get_item(intern!(py, "server")).ok()??;
+    headers
+        .try_iter()
+        .ok()?
+        .flatten()
+        .find_map(|pair| host_value(&pair))
+}
+
+fn host_value<'py>(pair: &Bound<'py, PyAny>) -> Option<Bound<'py, PyBytes>> {
+    let (name, value) = match pair.cast::<PyTuple>() {
+        Ok(pair) if pair.len() == 2 => (pair.get_item(0).ok()?, pair.get_item(1).ok()?),
+        Ok(_) => return None,
+        Err(_) => (pair.get_item(0).ok()?, pair.get_item(1).ok()?),
+    };
+    let name = name.cast::<PyBytes>().ok()?;
+    if name.as_bytes().eq_ignore_ascii_case(b"host") {
+        value.cast_into::<PyBytes>().ok()
+    } else {
+        None
+    }
+}
+
+/// The host of the scope's `server` pair, for requests without a Host header.
+fn server_host(scope: &Bound<'_, PyDict>) -> Option<String> {
+    let server = scope.get_item(intern!(scope.py(), "server")).ok()??;
     server.get_item(0).ok()?.extract::<String>().ok()
 }
 

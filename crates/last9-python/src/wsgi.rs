@@ -238,7 +238,7 @@ fn is_file_wrapper(environ: &Bound<'_, PyDict>, body: &Bound<'_, PyAny>) -> bool
         .is_ok_and(|class| body.is_instance(class).unwrap_or(false))
 }
 
-fn log_failure_once(py: Python<'_>, err: &PyErr) {
+pub(crate) fn log_failure_once(py: Python<'_>, err: &PyErr) {
     if FAILURE_LOGGED.swap(true, Ordering::Relaxed) {
         return;
     }

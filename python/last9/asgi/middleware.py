@@ -3,16 +3,19 @@
 Statuses recorded: the one sent in ``http.response.start``; 500 when the app raises before its
 response is complete; 499 (nginx's "client closed request") when the client went away before
 the response was complete and the app gave up, whether by returning or by raising.
+
+The per-request work is done in Rust (``last9._core.AsgiMiddleware``): no coroutine frame is
+added to the app's, and the app's ``send`` is a Rust callable that returns the server's own
+``send(...)`` awaitable.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from last9 import config, server
-from last9._core import Recorder, Registry, global_registry
+from last9._core import AsgiMiddleware, Recorder, Registry, global_registry
 from last9.frameworks import detect_asgi
 
 Scope = MutableMapping[str, Any]
@@ -24,15 +27,16 @@ Send = Callable[[Message], Awaitable[None]]
 CLIENT_CLOSED_REQUEST = 499
 
 
-class RedMiddleware:
+class RedMiddleware(AsgiMiddleware):
     """Wraps an ASGI app and records ``http_requests_duration_milliseconds`` per request.
 
-    ``lifespan`` and ``websocket`` scopes pass through untouched. Keyword arguments are those
-    of :class:`last9.wsgi.middleware.RedMiddleware`.
+    ``RedMiddleware(app)`` works on the app object, and as ``app.add_middleware(RedMiddleware)``
+    in Starlette and FastAPI. ``lifespan`` and ``websocket`` scopes pass through untouched.
+    Keyword arguments are those of :class:`last9.wsgi.middleware.RedMiddleware`.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         app: Any,
         *,
         program: str | None = None,
@@ -44,7 +48,7 @@ class RedMiddleware:
         max_routes: int | None = None,
         max_domains: int | None = None,
         registry: Registry | None = None,
-    ) -> None:
+    ) -> RedMiddleware:
         adapter = detect_asgi(app)
         settings = config.resolve(
             program_hint=adapter.program_hint,
@@ -57,10 +61,9 @@ class RedMiddleware:
             max_routes=max_routes,
             max_domains=max_domains,
         )
-        self.app = adapter.app
-        self.registry = registry or global_registry()
-        self.recorder = Recorder(
-            self.registry,
+        registry = registry or global_registry()
+        recorder = Recorder(
+            registry,
             hostname=settings.hostname,
             program=settings.program,
             tenant=settings.tenant,
@@ -70,67 +73,25 @@ class RedMiddleware:
             max_domains=settings.max_domains,
             route_syntax=adapter.route_syntax,
         )
-        self.metrics_path = settings.metrics_path
-        self._route_of = adapter.route_getter
-        server.start_from_env(settings.metrics_port, settings.metrics_addr, self.registry)
+        server.start_from_env(settings.metrics_port, settings.metrics_addr, registry)
+        self = super().__new__(
+            cls, adapter.app, recorder, registry, adapter.route_getter, settings.metrics_path
+        )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        if scope["path"] == self.metrics_path and scope["method"] in ("GET", "HEAD"):
-            await self._serve_metrics(scope, send)
-            return
-        started = time.perf_counter_ns()
-        status = 0
-        finished = False
-        disconnected = False
+        # Servers (uvicorn, hypercorn, asgiref) tell ASGI 3 from ASGI 2 apps by asking whether
+        # `app.__call__` is a coroutine function, which a Rust slot is not. This instance
+        # attribute answers them; calling the instance still goes through the Rust slot.
+        async def __call__(scope: Scope, receive: Receive, send: Send) -> None:
+            await AsgiMiddleware.__call__(self, scope, receive, send)
 
-        async def receive_noting_disconnect() -> Message:
-            nonlocal disconnected
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                disconnected = True
-            return message
+        self.__dict__["__call__"] = __call__
+        return self
 
-        async def send_noting_status(message: Message) -> None:
-            nonlocal status, finished
-            await send(message)
-            kind = message["type"]
-            if kind == "http.response.start":
-                status = message["status"]
-            elif (
-                kind == "http.response.body"
-                and not message.get("more_body", False)
-                and not finished
-            ):
-                finished = True
-                self._record(scope, status, started)
-
-        try:
-            await self.app(scope, receive_noting_disconnect, send_noting_status)
-        except BaseException:
-            # Recorded, then re-raised as it was: the server decides what the client sees.
-            if not finished:
-                self._record(scope, CLIENT_CLOSED_REQUEST if disconnected else 500, started)
-            raise
-        if not finished:
-            # The app returned without finishing its response: the client went away, or the
-            # app gave up; neither is a status the client received.
-            self._record(
-                scope, CLIENT_CLOSED_REQUEST if disconnected or status == 0 else status, started
-            )
-
-    def _record(self, scope: Scope, status: int, started: int) -> None:
-        elapsed = time.perf_counter_ns() - started
-        try:
-            route = self._route_of(scope) if self._route_of is not None else None
-        except Exception:
-            _log_failure_once()
-            route = None
-        self.recorder.observe_scope(route, scope, status, elapsed)
+    def __repr__(self) -> str:
+        return f"RedMiddleware({self.app!r}, program={self.recorder.program!r})"
 
     async def _serve_metrics(self, scope: Scope, send: Send) -> None:
+        """Answers a scrape of ``metrics_path`` (called from the Rust ``__call__``)."""
         headers = {name.lower(): value for name, value in scope.get("headers", ())}
         accept = headers.get(b"accept", b"").decode("latin-1") or None
         accept_encoding = headers.get(b"accept-encoding", b"").decode("latin-1") or None
@@ -145,18 +106,4 @@ class RedMiddleware:
         await send({"type": "http.response.start", "status": 200, "headers": response_headers})
         await send(
             {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
-        )
-
-
-_failure_logged = False
-
-
-def _log_failure_once() -> None:
-    global _failure_logged
-    if not _failure_logged:
-        _failure_logged = True
-        import logging
-
-        logging.getLogger("last9").warning(
-            "last9: could not read the route of a request, counting it as unmatched", exc_info=True
         )

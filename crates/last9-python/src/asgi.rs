@@ -1,0 +1,472 @@
+//! The ASGI middleware's per-request path.
+//!
+//! `AsgiMiddleware.__call__` adds no coroutine frame of its own: it calls the app and hands the
+//! server an [`Awaiting`] proxy that drives the app's coroutine with `PyIter_Send` (no
+//! `StopIteration` per step) and notices how it ends. The app's `send` is an [`Exchange`], whose
+//! `__call__` notes the status on `http.response.start`, records on the last body message and
+//! returns the server's own `send(...)` awaitable, so no coroutine is made for it either. `receive`
+//! is wrapped only to notice `http.disconnect`.
+//!
+//! Statuses: the one sent; 500 when the app raises before its response is complete; 499 when the
+//! client went away before then (or the app returned without starting a response).
+
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU8, Ordering};
+use std::time::Instant;
+
+use pyo3::exceptions::{PyStopIteration, PyTypeError};
+use pyo3::ffi;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyString, PyTuple, PyType};
+
+use crate::recorder::Recorder;
+use crate::registry::Registry;
+use crate::wsgi::log_failure_once;
+
+/// Status recorded for a request whose client disconnected before the response was complete
+/// (nginx's "client closed request").
+pub const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+const FINISHED: u8 = 1;
+const DISCONNECTED: u8 = 2;
+
+#[pyclass(subclass, frozen, module = "last9._core")]
+pub struct AsgiMiddleware {
+    app: Py<PyAny>,
+    recorder: Py<Recorder>,
+    registry: Py<Registry>,
+    /// Called with the scope once the response is complete; returns the route template or None.
+    route_getter: Option<Py<PyAny>>,
+    metrics_path: Option<String>,
+}
+
+#[pymethods]
+impl AsgiMiddleware {
+    #[new]
+    #[pyo3(signature = (app, recorder, registry, route_getter = None, metrics_path = None))]
+    fn new(
+        app: Py<PyAny>,
+        recorder: Py<Recorder>,
+        registry: Py<Registry>,
+        route_getter: Option<Py<PyAny>>,
+        metrics_path: Option<String>,
+    ) -> AsgiMiddleware {
+        AsgiMiddleware {
+            app,
+            recorder,
+            registry,
+            route_getter,
+            metrics_path,
+        }
+    }
+
+    /// ASGI 3: returns the awaitable the server awaits.
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        scope: &Bound<'py, PyAny>,
+        receive: &Bound<'py, PyAny>,
+        send: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        let app = this.app.bind(py);
+        let Ok(scope_dict) = scope.cast::<PyDict>() else {
+            return app.call1((scope, receive, send));
+        };
+        if !text_is(scope_dict, intern!(py, "type"), "http") {
+            // lifespan, websocket: not ours to measure, passed on untouched.
+            return app.call1((scope, receive, send));
+        }
+        if let Some(path) = &this.metrics_path {
+            let method = intern!(py, "method");
+            if text_is(scope_dict, intern!(py, "path"), path)
+                && (text_is(scope_dict, method, "GET") || text_is(scope_dict, method, "HEAD"))
+            {
+                return slf.call_method1(intern!(py, "_serve_metrics"), (scope, send));
+            }
+        }
+        let exchange = Bound::new(
+            py,
+            Exchange {
+                middleware: slf.clone().unbind(),
+                scope: scope_dict.clone().unbind(),
+                send: send.clone().unbind(),
+                started: Instant::now(),
+                status: AtomicU16::new(0),
+                state: AtomicU8::new(0),
+            },
+        )?;
+        let receiver = Bound::new(
+            py,
+            Receive {
+                inner: receive.clone().unbind(),
+                exchange: exchange.clone().unbind(),
+            },
+        )?;
+        let awaitable = match app.call1((scope, receiver, &exchange)) {
+            Ok(awaitable) => awaitable,
+            Err(err) => {
+                exchange.get().raised(py);
+                return Err(err);
+            }
+        };
+        let inner = match awaitable_iterator(awaitable) {
+            Ok(inner) => inner,
+            Err(err) => {
+                exchange.get().raised(py);
+                return Err(err);
+            }
+        };
+        let proxy = Awaiting {
+            inner: inner.unbind(),
+            role: Role::App(exchange.unbind()),
+            done: AtomicBool::new(false),
+        };
+        Ok(Bound::new(py, proxy)?.into_any())
+    }
+
+    /// The wrapped application.
+    #[getter]
+    fn app(&self, py: Python<'_>) -> Py<PyAny> {
+        self.app.clone_ref(py)
+    }
+
+    #[getter]
+    fn recorder(&self, py: Python<'_>) -> Py<Recorder> {
+        self.recorder.clone_ref(py)
+    }
+
+    #[getter]
+    fn registry(&self, py: Python<'_>) -> Py<Registry> {
+        self.registry.clone_ref(py)
+    }
+
+    #[getter]
+    fn metrics_path(&self) -> Option<&str> {
+        self.metrics_path.as_deref()
+    }
+}
+
+impl AsgiMiddleware {
+    /// Records a finished request. Never raises: a failing route getter is logged once and the
+    /// request counted as unmatched.
+    fn record(&self, scope: &Bound<'_, PyDict>, status: u16, started: Instant) {
+        let elapsed = started.elapsed();
+        let py = scope.py();
+        let recorder = self.recorder.get();
+        let template = match (&self.route_getter, recorder.routed()) {
+            (Some(getter), true) => match getter.bind(py).call1((scope,)) {
+                Ok(value) => Some(value),
+                Err(err) => {
+                    log_failure_once(py, &err);
+                    None
+                }
+            },
+            _ => None,
+        };
+        let template = template
+            .as_ref()
+            .and_then(|t| t.cast::<PyString>().ok())
+            .and_then(|t| t.to_str().ok());
+        recorder.record_scope(template, scope, status, elapsed);
+    }
+}
+
+/// Whether `dict[key]` is the string `expected` (read without copying it).
+fn text_is(dict: &Bound<'_, PyDict>, key: &Bound<'_, PyString>, expected: &str) -> bool {
+    match dict.get_item(key) {
+        Ok(Some(value)) => value
+            .cast::<PyString>()
+            .is_ok_and(|text| text.to_str().is_ok_and(|text| text == expected)),
+        _ => false,
+    }
+}
+
+/// What `await x` iterates: a coroutine itself, anything else through its `__await__`.
+fn awaitable_iterator(awaitable: Bound<'_, PyAny>) -> PyResult<Bound<'_, PyAny>> {
+    static COROUTINE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    let py = awaitable.py();
+    let coroutine = COROUTINE.import(py, "types", "CoroutineType")?;
+    if awaitable.get_type().is(coroutine) {
+        return Ok(awaitable);
+    }
+    match awaitable.getattr(intern!(py, "__await__")) {
+        Ok(method) => method.call0(),
+        // Generator-based coroutines (`types.coroutine`) are awaited as iterators.
+        Err(_) if awaitable.hasattr(intern!(py, "send")).unwrap_or(false) => Ok(awaitable),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "the ASGI app returned {}, which is not awaitable",
+            awaitable.get_type().name()?
+        ))),
+    }
+}
+
+/// The `send` handed to the app: notes the status, records when the response is complete, and
+/// returns the server's `send(message)` for the app to await.
+#[pyclass(frozen, module = "last9._core")]
+pub struct Exchange {
+    middleware: Py<AsgiMiddleware>,
+    scope: Py<PyDict>,
+    send: Py<PyAny>,
+    started: Instant,
+    status: AtomicU16,
+    state: AtomicU8,
+}
+
+#[pymethods]
+impl Exchange {
+    fn __call__<'py>(&self, message: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let py = message.py();
+        if let Ok(message) = message.cast::<PyDict>() {
+            self.note(message);
+        }
+        self.send.bind(py).call1((message,))
+    }
+}
+
+impl Exchange {
+    fn note(&self, message: &Bound<'_, PyDict>) {
+        let py = message.py();
+        let Ok(Some(kind)) = message.get_item(intern!(py, "type")) else {
+            return;
+        };
+        let Ok(kind) = kind.cast::<PyString>() else {
+            return;
+        };
+        match kind.to_str() {
+            Ok("http.response.start") => {
+                if let Ok(Some(status)) = message.get_item(intern!(py, "status")) {
+                    if let Ok(code) = status.extract::<u16>() {
+                        self.status.store(code, Ordering::Relaxed);
+                    }
+                }
+            }
+            Ok("http.response.body") => {
+                let more = match message.get_item(intern!(py, "more_body")) {
+                    Ok(Some(more)) => more.is_truthy().unwrap_or(false),
+                    _ => false,
+                };
+                if !more {
+                    self.finish(py, self.status.load(Ordering::Relaxed));
+                }
+            }
+            // The path-send extension ends a response in one message.
+            Ok("http.response.pathsend") => self.finish(py, self.status.load(Ordering::Relaxed)),
+            _ => {}
+        }
+    }
+
+    /// Records once, whichever way the request ends first.
+    fn finish(&self, py: Python<'_>, status: u16) {
+        if self.state.fetch_or(FINISHED, Ordering::Relaxed) & FINISHED != 0 {
+            return;
+        }
+        self.middleware
+            .get()
+            .record(self.scope.bind(py), status, self.started);
+    }
+
+    fn disconnected(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & DISCONNECTED != 0
+    }
+
+    /// The app raised (or was closed) before its response was complete.
+    fn raised(&self, py: Python<'_>) {
+        let status = if self.disconnected() {
+            CLIENT_CLOSED_REQUEST
+        } else {
+            500
+        };
+        self.finish(py, status);
+    }
+
+    /// The app returned; if its response is incomplete, the client went away or the app gave up,
+    /// and neither is a status the client received in full.
+    fn returned(&self, py: Python<'_>) {
+        let status = self.status.load(Ordering::Relaxed);
+        let status = if self.disconnected() || status == 0 {
+            CLIENT_CLOSED_REQUEST
+        } else {
+            status
+        };
+        self.finish(py, status);
+    }
+}
+
+/// The `receive` handed to the app: the server's, watched for `http.disconnect`.
+#[pyclass(frozen, module = "last9._core")]
+pub struct Receive {
+    inner: Py<PyAny>,
+    exchange: Py<Exchange>,
+}
+
+#[pymethods]
+impl Receive {
+    fn __call__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let inner = awaitable_iterator(self.inner.bind(py).call0()?)?;
+        let proxy = Awaiting {
+            inner: inner.unbind(),
+            role: Role::Receive(self.exchange.clone_ref(py)),
+            done: AtomicBool::new(false),
+        };
+        Ok(Bound::new(py, proxy)?.into_any())
+    }
+}
+
+enum Role {
+    /// The app's own coroutine: its end (return or exception) may end the request.
+    App(Py<Exchange>),
+    /// A `receive()` call: its result may say the client went away.
+    Receive(Py<Exchange>),
+}
+
+/// Awaits an inner coroutine step by step, passing every value, `send`, `throw` and `close`
+/// through, and tells its role how the coroutine ended.
+#[pyclass(frozen, module = "last9._core")]
+pub struct Awaiting {
+    inner: Py<PyAny>,
+    role: Role,
+    done: AtomicBool,
+}
+
+/// One step of the inner coroutine.
+enum Step<'py> {
+    Yielded(Bound<'py, PyAny>),
+    Returned(Bound<'py, PyAny>),
+}
+
+#[pymethods]
+impl Awaiting {
+    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.step(py, &py.None().into_bound(py))
+    }
+
+    fn send<'py>(&self, py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        match self.step(py, value)? {
+            Some(yielded) => Ok(Some(yielded)),
+            // As a method, `send` reports the end by raising StopIteration.
+            None => Err(PyStopIteration::new_err(())),
+        }
+    }
+
+    #[pyo3(signature = (*args))]
+    fn throw<'py>(&self, py: Python<'py>, args: &Bound<'py, PyTuple>) -> PyResult<Bound<'py, PyAny>> {
+        let inner = self.inner.bind(py);
+        let result = match inner.getattr(intern!(py, "throw")) {
+            Ok(throw) => throw.call1(args),
+            Err(_) => Err(error_from_throw_args(args)),
+        };
+        match result {
+            Ok(yielded) => Ok(yielded),
+            Err(err) if err.is_instance_of::<PyStopIteration>(py) => {
+                let value = err
+                    .value(py)
+                    .getattr(intern!(py, "value"))
+                    .unwrap_or_else(|_| py.None().into_bound(py));
+                self.ended(py, Ok(&value));
+                Err(err)
+            }
+            Err(err) => {
+                self.ended(py, Err(()));
+                Err(err)
+            }
+        }
+    }
+
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let inner = self.inner.bind(py);
+        let result = match inner.getattr(intern!(py, "close")) {
+            Ok(close) => close.call0().map(drop),
+            Err(_) => Ok(()),
+        };
+        // Closed before its end: the request was abandoned.
+        self.ended(py, Err(()));
+        result
+    }
+}
+
+impl Awaiting {
+    fn step<'py>(&self, py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        if self.done.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        match send_into(self.inner.bind(py), value) {
+            Ok(Step::Yielded(yielded)) => Ok(Some(yielded)),
+            Ok(Step::Returned(result)) => {
+                self.ended(py, Ok(&result));
+                if result.is_none() {
+                    Ok(None)
+                } else {
+                    Err(PyStopIteration::new_err((result.unbind(),)))
+                }
+            }
+            Err(err) => {
+                self.ended(py, Err(()));
+                Err(err)
+            }
+        }
+    }
+
+    /// Called once, when the inner coroutine returned (`Ok(value)`) or raised.
+    fn ended(&self, py: Python<'_>, outcome: Result<&Bound<'_, PyAny>, ()>) {
+        if self.done.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        match (&self.role, outcome) {
+            (Role::App(exchange), Ok(_)) => exchange.get().returned(py),
+            (Role::App(exchange), Err(())) => exchange.get().raised(py),
+            (Role::Receive(exchange), Ok(message)) => {
+                if is_disconnect(message) {
+                    exchange.get().state.fetch_or(DISCONNECTED, Ordering::Relaxed);
+                }
+            }
+            (Role::Receive(_), Err(())) => {}
+        }
+    }
+}
+
+fn is_disconnect(message: &Bound<'_, PyAny>) -> bool {
+    let py = message.py();
+    let Ok(message) = message.cast::<PyDict>() else {
+        return false;
+    };
+    text_is(message, intern!(py, "type"), "http.disconnect")
+}
+
+/// `PyIter_Send`: one step of a coroutine without raising StopIteration at its end.
+fn send_into<'py>(inner: &Bound<'py, PyAny>, value: &Bound<'py, PyAny>) -> PyResult<Step<'py>> {
+    let py = inner.py();
+    let mut result: *mut ffi::PyObject = std::ptr::null_mut();
+    // SAFETY: both pointers are valid for the call (held by the Bounds); on RETURN and NEXT
+    // `result` is a new reference, on ERROR it is NULL and an exception is set.
+    unsafe {
+        match ffi::PyIter_Send(inner.as_ptr(), value.as_ptr(), &mut result) {
+            ffi::PySendResult::PYGEN_NEXT => Ok(Step::Yielded(Bound::from_owned_ptr(py, result))),
+            ffi::PySendResult::PYGEN_RETURN => Ok(Step::Returned(Bound::from_owned_ptr(py, result))),
+            ffi::PySendResult::PYGEN_ERROR => Err(PyErr::fetch(py)),
+        }
+    }
+}
+
+/// The exception `throw(type[, value[, traceback]])` asks for, for an iterator with no `throw`.
+fn error_from_throw_args(args: &Bound<'_, PyTuple>) -> PyErr {
+    let value = args.get_item(1).ok().filter(|v| !v.is_none());
+    match (args.get_item(0), value) {
+        (_, Some(value)) => PyErr::from_value(value),
+        (Ok(kind), None) if kind.is_instance_of::<PyType>() => match kind.call0() {
+            Ok(instance) => PyErr::from_value(instance),
+            Err(err) => err,
+        },
+        (Ok(instance), None) => PyErr::from_value(instance),
+        (Err(err), None) => err,
+    }
+}
