@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import sys
+import types
 from typing import Any
 
 import pytest
@@ -164,3 +167,151 @@ def test_plain_asgi_app_under_uvicorn():
             assert requests.get(f"http://127.0.0.1:{port}/thing/{n}", timeout=5).text == "ok"
         counts = counts_by(scrape(port).text, "per", "status")
         assert counts == {("/thing/{id}", "200"): 5}
+
+
+# --- The Rust proxy: what a coroutine frame would do, done without one -----------------------
+
+
+def test_servers_see_a_coroutine_function_for_asgi3_detection(registry):
+    app = middleware(hello, registry)
+    assert inspect.iscoroutinefunction(app.__call__)
+    assert asyncio.iscoroutinefunction(app.__call__)
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app.__call__(http_scope("/direct"), None, send))
+    assert sent[-1]["body"] == b"hello"
+    assert counts_by(registry.render(), "per") == {("/direct",): 1}
+
+
+def test_cancellation_reaches_the_app_and_is_recorded(registry):
+    seen = []
+
+    async def app(scope, receive, send):
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+
+    async def main() -> None:
+        task = asyncio.ensure_future(middleware(app, registry)(http_scope("/c"), None, None))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert seen == ["cancelled"]
+    assert counts_by(registry.render(), "per", "status") == {("/c", "500"): 1}
+
+
+def test_an_app_that_handles_a_thrown_exception_carries_on(registry):
+    async def app(scope, receive, send):
+        with contextlib.suppress(asyncio.CancelledError):  # swallowed, then answered
+            await asyncio.sleep(3600)
+        await hello(scope, receive, send)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(middleware(app, registry)(http_scope("/t"), None, _noop))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        await task
+
+    asyncio.run(main())
+    assert counts_by(registry.render(), "per", "status") == {("/t", "200"): 1}
+
+
+async def _noop(message):
+    return None
+
+
+@types.coroutine
+def ask() -> Any:
+    """Suspends the coroutine with a value, as an event loop's future would."""
+    return (yield "question")
+
+
+def test_closing_an_unfinished_request_closes_the_app_and_records_it(registry):
+    closed = []
+
+    async def app(scope, receive, send):
+        try:
+            await ask()
+        finally:
+            closed.append(True)
+
+    awaiting = middleware(app, registry)(http_scope("/closed"), None, None)
+    iterator = awaiting.__await__()
+    next(iterator)  # the app is now suspended in sleep()
+    iterator.close()
+    assert closed == [True]
+    assert counts_by(registry.render(), "per", "status") == {("/closed", "500"): 1}
+
+
+def test_values_sent_into_the_proxy_reach_the_app(registry):
+    answers = []
+
+    async def app(scope, receive, send):
+        answers.append(await ask())
+        await hello(scope, receive, send)
+
+    iterator = middleware(app, registry)(http_scope("/q"), None, _noop).__await__()
+    assert next(iterator) == "question"
+    with pytest.raises(StopIteration):
+        iterator.send("answer")
+    assert answers == ["answer"]
+    assert counts_by(registry.render(), "per", "status") == {("/q", "200"): 1}
+
+
+def test_apps_returning_other_awaitables_are_awaited(registry):
+    class Deferred:
+        def __init__(self, scope, receive, send):
+            self.args = (scope, receive, send)
+
+        def __await__(self):
+            return hello(*self.args).__await__()
+
+    run(middleware(Deferred, registry), http_scope("/deferred"))
+    assert counts_by(registry.render(), "per", "status") == {("/deferred", "200"): 1}
+
+
+def test_an_error_from_receive_reaches_the_app(registry):
+    async def receive():
+        raise OSError("socket gone")
+
+    async def app(scope, receive_, send):
+        try:
+            await receive_()
+        except OSError:
+            await hello(scope, receive_, send)
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(middleware(app, registry)(http_scope("/r"), receive, send))
+    assert sent[-1]["body"] == b"hello"
+    assert counts_by(registry.render(), "per", "status") == {("/r", "200"): 1}
+
+
+def test_a_path_send_ends_the_response(registry):
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.pathsend", "path": "/etc/hostname"})
+        raise RuntimeError("after the response")
+
+    with pytest.raises(RuntimeError):
+        run(middleware(app, registry), http_scope("/file"))
+    assert counts_by(registry.render(), "per", "status") == {("/file", "200"): 1}
+
+
+def test_an_app_returning_without_a_response_is_499(registry):
+    async def app(scope, receive, send):
+        return None
+
+    run(middleware(app, registry), http_scope("/nothing"))
+    assert counts_by(registry.render(), "per", "status") == {("/nothing", "499"): 1}
