@@ -25,9 +25,10 @@ _STARTED_KEY = "last9.falcon.started"
 
 
 def adapt(app: Any) -> Adapter | None:
-    falcon = sys.modules.get("falcon")
+    # falcon.app.App rather than falcon.App, which instrumentations replace by a subclass.
+    falcon_app = sys.modules.get("falcon.app")
     asgi = sys.modules.get("falcon.asgi")
-    if falcon is None or not isinstance(app, falcon.App):
+    if falcon_app is None or not isinstance(app, falcon_app.App):
         return None
     if asgi is not None and isinstance(app, asgi.App):
         return None  # an ASGI app: see adapt_asgi

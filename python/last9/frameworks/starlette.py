@@ -116,7 +116,7 @@ def _answer(route: Any, scope: dict[str, Any], prefix: str, routing: Any) -> str
     if isinstance(route, routing.Host):
         return _match(scope, route.routes, prefix, routing)
     if isinstance(route, routing.Mount):
-        inner = route.routes
+        inner = _mounted_routes(route, routing)
         if inner:
             return _match(scope, inner, prefix + route.path, routing)
         return f"{prefix}{route.path}/{{path}}"  # a mounted app with no routes of its own
@@ -132,9 +132,20 @@ def _occurrences(routes: Any, key: Any, routing: Any) -> int:
             count += 1
         if isinstance(route, routing.Mount) and key is route.app:
             count += 1
-        if isinstance(route, (routing.Mount, routing.Host)):
+        if isinstance(route, routing.Host):
             count += _occurrences(route.routes, key, routing)
+        elif isinstance(route, routing.Mount):
+            count += _occurrences(_mounted_routes(route, routing), key, routing)
     return count
+
+
+def _mounted_routes(mount: Any, routing: Any) -> Any:
+    """The routes of a mounted app, also behind middleware (an instrumented sub-app)."""
+    routes = mount.routes
+    if routes:
+        return routes
+    router = _find_router(mount.app, routing)
+    return router.routes if router is not None else []
 
 
 def _unfold(routes: Any) -> Iterator[tuple[Any, Any]]:
