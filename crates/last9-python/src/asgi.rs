@@ -38,7 +38,8 @@ pub struct AsgiMiddleware {
     registry: Py<Registry>,
     /// Called with the scope once the response is complete; returns the route template or None.
     route_getter: Option<Py<PyAny>>,
-    metrics_path: Option<String>,
+    /// The path answered with the metrics, as text and as an interned string.
+    metrics_path: Option<(String, Py<PyString>)>,
 }
 
 #[pymethods]
@@ -46,12 +47,17 @@ impl AsgiMiddleware {
     #[new]
     #[pyo3(signature = (app, recorder, registry, route_getter = None, metrics_path = None))]
     fn new(
+        py: Python<'_>,
         app: Py<PyAny>,
         recorder: Py<Recorder>,
         registry: Py<Registry>,
         route_getter: Option<Py<PyAny>>,
         metrics_path: Option<String>,
     ) -> AsgiMiddleware {
+        let metrics_path = metrics_path.map(|path| {
+            let interned = PyString::intern(py, &path).unbind();
+            (path, interned)
+        });
         AsgiMiddleware {
             app,
             recorder,
@@ -74,14 +80,14 @@ impl AsgiMiddleware {
         let Ok(scope_dict) = scope.cast::<PyDict>() else {
             return app.call1((scope, receive, send));
         };
-        if !text_is(scope_dict, intern!(py, "type"), "http") {
+        if !text_is(scope_dict, intern!(py, "type"), intern!(py, "http"), "http") {
             // lifespan, websocket: not ours to measure, passed on untouched.
             return app.call1((scope, receive, send));
         }
-        if let Some(path) = &this.metrics_path {
-            let method = intern!(py, "method");
-            if text_is(scope_dict, intern!(py, "path"), path)
-                && (text_is(scope_dict, method, "GET") || text_is(scope_dict, method, "HEAD"))
+        if let Some((path, interned)) = &this.metrics_path {
+            let (method, get, head) = (intern!(py, "method"), intern!(py, "GET"), intern!(py, "HEAD"));
+            if text_is(scope_dict, intern!(py, "path"), interned.bind(py), path)
+                && (text_is(scope_dict, method, get, "GET") || text_is(scope_dict, method, head, "HEAD"))
             {
                 return slf.call_method1(intern!(py, "_serve_metrics"), (scope, send));
             }
@@ -144,7 +150,7 @@ impl AsgiMiddleware {
 
     #[getter]
     fn metrics_path(&self) -> Option<&str> {
-        self.metrics_path.as_deref()
+        self.metrics_path.as_ref().map(|(path, _)| path.as_str())
     }
 }
 
@@ -173,12 +179,21 @@ impl AsgiMiddleware {
     }
 }
 
-/// Whether `dict[key]` is the string `expected` (read without copying it).
-fn text_is(dict: &Bound<'_, PyDict>, key: &Bound<'_, PyString>, expected: &str) -> bool {
+/// Whether `dict[key]` is the string `expected` (read without copying it). `interned` is
+/// `expected` as an interned string: servers' literals such as "http" are the same object.
+fn text_is(
+    dict: &Bound<'_, PyDict>,
+    key: &Bound<'_, PyString>,
+    interned: &Bound<'_, PyString>,
+    expected: &str,
+) -> bool {
     match dict.get_item(key) {
-        Ok(Some(value)) => value
-            .cast::<PyString>()
-            .is_ok_and(|text| text.to_str().is_ok_and(|text| text == expected)),
+        Ok(Some(value)) => {
+            value.is(interned)
+                || value
+                    .cast::<PyString>()
+                    .is_ok_and(|text| text.to_str().is_ok_and(|text| text == expected))
+        }
         _ => false,
     }
 }
@@ -439,7 +454,12 @@ fn is_disconnect(message: &Bound<'_, PyAny>) -> bool {
     let Ok(message) = message.cast::<PyDict>() else {
         return false;
     };
-    text_is(message, intern!(py, "type"), "http.disconnect")
+    text_is(
+        message,
+        intern!(py, "type"),
+        intern!(py, "http.disconnect"),
+        "http.disconnect",
+    )
 }
 
 /// `PyIter_Send`: one step of a coroutine without raising StopIteration at its end.

@@ -105,10 +105,13 @@ impl Recorder {
             .and_then(|m| m.to_str().ok())
             .unwrap_or("");
         match host_header(scope) {
-            Some(host) => {
-                let host = String::from_utf8_lossy(host.as_bytes());
-                self.record(route, Some(&host), method, status, elapsed);
-            }
+            Some(host) => match std::str::from_utf8(host.as_bytes()) {
+                Ok(host) => self.record(route, Some(host), method, status, elapsed),
+                Err(_) => {
+                    let host = String::from_utf8_lossy(host.as_bytes());
+                    self.record(route, Some(&host), method, status, elapsed);
+                }
+            },
             None => {
                 let server = server_host(scope);
                 self.record(route, server.as_deref(), method, status, elapsed);

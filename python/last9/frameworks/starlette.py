@@ -56,19 +56,20 @@ def _route_getter(default_router: Any, routing: Any) -> Any:
 
     def route_of(scope: dict[str, Any]) -> str | None:
         key = scope.get("route")
-        fastapi_scope = scope.get("fastapi")
-        if fastapi_scope:
-            context = fastapi_scope.get("effective_route_context")
-            if context is not None and context.original_route is key:
-                key = context  # one route of a router included twice has two contexts
         if key is None:
             key = scope.get("endpoint")
         template = templates.get(id(key), _MISSING)
+        if template.__class__ is str:
+            return template
+        if template is _AMBIGUOUS:
+            # FastAPI: a route of a router included twice has a context per inclusion.
+            key = _fastapi_context(scope, key)
+            template = templates.get(id(key), _MISSING) if key is not None else _AMBIGUOUS
+            if template is _AMBIGUOUS:
+                return match_again(scope)[0]
         if template is _MISSING:
             return learn(scope, key)
-        if template is _AMBIGUOUS:
-            return match_again(scope)[0]
-        return template
+        return template  # None: remembered as matching no route
 
     def learn(scope: dict[str, Any], key: Any) -> str | None:
         template, router = match_again(scope)
@@ -124,13 +125,26 @@ def _answer(route: Any, scope: dict[str, Any], prefix: str, routing: Any) -> str
     return None if path is None else prefix + path
 
 
+def _fastapi_context(scope: dict[str, Any], route: Any) -> Any:
+    """FastAPI's context of an included router that `route` answered through, if any."""
+    context = (scope.get("fastapi") or {}).get("effective_route_context")
+    if context is not None and getattr(context, "original_route", None) is route:
+        return context
+    return None
+
+
 def _occurrences(routes: Any, key: Any, routing: Any) -> int:
     """How many routes of the tree the scope key can stand for."""
     count = 0
     for route, identity in _unfold(routes):
-        if key is identity or key is route or key is getattr(route, "endpoint", None):
-            count += 1
-        if isinstance(route, routing.Mount) and key is route.app:
+        names = (
+            route,
+            identity,
+            getattr(route, "endpoint", None),
+            getattr(identity, "original_route", None),
+            route.app if isinstance(route, routing.Mount) else None,
+        )
+        if any(key is name for name in names):
             count += 1
         if isinstance(route, routing.Host):
             count += _occurrences(route.routes, key, routing)
