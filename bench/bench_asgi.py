@@ -63,7 +63,11 @@ def asgi_request(app: Any) -> Callable[[], None]:
     return request
 
 
-START = {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
+START = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [(b"content-type", b"text/plain")],
+}
 BODY = {"type": "http.response.body", "body": b"ok"}
 
 
@@ -99,9 +103,7 @@ class PassThrough:
 
 
 def run() -> list[Row]:
-    ours = RedMiddleware(
-        trivial_app, registry=last9.Registry(), program="bench", hostname="bench"
-    )
+    ours = RedMiddleware(trivial_app, registry=last9.Registry(), program="bench", hostname="bench")
     candidates = {
         "bare ASGI app": asgi_request(trivial_app),
         "last9 RedMiddleware": asgi_request(ours),

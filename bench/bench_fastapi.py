@@ -4,11 +4,11 @@ included router, with a typed path parameter), driven in-process through ASGI.""
 
 from __future__ import annotations
 
+from bench_asgi import SCOPE, asgi_request
+from bench_starlette import exporter_rows, otel_meter_provider
 from fastapi import APIRouter, FastAPI
 
 import last9
-from bench_asgi import SCOPE, asgi_request
-from bench_starlette import exporter_rows, otel_meter_provider
 from harness import Row
 from last9.asgi.middleware import RedMiddleware
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from bench_asgi import asgi_request
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 import last9
-from bench_asgi import asgi_request
 from harness import Row, compare, paired_overheads, us
 from last9.asgi.middleware import RedMiddleware
 
