@@ -22,7 +22,7 @@ from bench_starlette import exporter_rows, otel_meter_provider
 import last9
 from harness import Row
 from last9.asgi.middleware import RedMiddleware as AsgiRedMiddleware
-from last9.frameworks.falcon import Middleware
+from last9.falcon import Middleware
 from last9.wsgi.middleware import RedMiddleware
 
 ENVIRON = {

@@ -101,6 +101,27 @@ def test_sub_applications_static_files_and_plain_routes(registry, tmp_path):
     }
 
 
+def test_a_fastapi_app_mounted_in_starlette(registry):
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    inner = FastAPI()
+
+    @inner.get("/items/{item_id}")
+    def item(item_id: int):
+        return item_id
+
+    outer = Starlette(routes=[Mount("/api", app=inner)])
+    traffic = ("/api/docs", "/api/openapi.json", "/api/items/1", "/api/nothing", "/nothing")
+    requests_to(RedMiddleware(outer, registry=registry), *traffic, *traffic)
+    assert counts(registry) == {
+        ("/api/docs", "200", "GET"): 2,
+        ("/api/openapi.json", "200", "GET"): 2,
+        ("/api/items/{item_id}", "200", "GET"): 2,
+        ("/unmatched", "404", "GET"): 4,
+    }
+
+
 def test_routes_added_after_wrapping_are_found(registry):
     app = FastAPI()
     wrapped = RedMiddleware(app, registry=registry)

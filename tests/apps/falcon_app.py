@@ -5,7 +5,7 @@ import time
 
 import falcon
 
-from last9.frameworks.falcon import Middleware
+from last9.falcon import Middleware
 from last9.wsgi.middleware import RedMiddleware
 
 

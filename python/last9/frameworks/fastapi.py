@@ -31,3 +31,12 @@ def unfold(routes: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
                 yield route, route
             else:
                 yield (getattr(context, "starlette_route", None) or context), context
+
+
+def included_context(scope: dict[str, Any], route: Any) -> Any:
+    """The context of the included router that `route` answered through, if any: a route of a
+    router included twice has one per inclusion, each with its own prefix."""
+    context = (scope.get("fastapi") or {}).get("effective_route_context")
+    if context is not None and getattr(context, "original_route", None) is route:
+        return context
+    return None

@@ -1,13 +1,12 @@
 """Starlette and FastAPI: the template of the route that answered, mount prefixes included.
 
-The router leaves what it matched in the scope: the route in ``scope["route"]`` (Starlette,
-FastAPI's routes), FastAPI's route context of an included router under ``scope["fastapi"]``,
-and the endpoint in ``scope["endpoint"]`` (every version). The first time one of these objects
-is seen, the request is matched again from the top router (``route.matches``, descending into
-``Mount`` and ``Host``, ``include_router`` prefixes unfolded), and the template is remembered
-for that object when the route tree holds it once. Later requests cost one dict lookup. A path
-that matched but not for this method (405) keeps its template; ``scope["root_path"]`` of mounts
-is never used raw, as a mount's own path may have parameters.
+The router leaves what it matched in the scope: the route in ``scope["route"]`` (recent
+Starlette, FastAPI's routes), else the endpoint in ``scope["endpoint"]``. The first time one of
+these objects is seen, the request is matched again from the top router (``route.matches``,
+into ``Mount`` and ``Host``, FastAPI's included routers unfolded), and the template is kept for
+that object if the route tree holds it once; later requests cost a dict lookup. A 405 (partial
+match) keeps its template. Mount prefixes come from the mounts' own paths, never from the raw
+``root_path``, as a mount's path may have parameters.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ MAX_REMEMBERED = 10_000
 
 _MISSING = object()
 _AMBIGUOUS = object()
+_BY_ENDPOINT = object()
 
 
 def adapt_asgi(app: Any) -> Adapter | None:
@@ -61,22 +61,35 @@ def _route_getter(default_router: Any, routing: Any) -> Any:
         template = templates.get(id(key), _MISSING)
         if template.__class__ is str:
             return template
+        return resolve(scope, key, template)
+
+    def resolve(scope: dict[str, Any], key: Any, template: Any) -> str | None:
+        if template is _BY_ENDPOINT:
+            key = scope.get("endpoint")
+            template = templates.get(id(key), _MISSING)
         if template is _AMBIGUOUS:
             # FastAPI: a route of a router included twice has a context per inclusion.
-            key = _fastapi_context(scope, key)
+            fastapi = _fastapi()
+            key = fastapi.included_context(scope, key) if fastapi is not None else None
             template = templates.get(id(key), _MISSING) if key is not None else _AMBIGUOUS
             if template is _AMBIGUOUS:
                 return match_again(scope)[0]
         if template is _MISSING:
             return learn(scope, key)
-        return template  # None: remembered as matching no route
+        return template  # a template, or None: remembered as matching no route
 
     def learn(scope: dict[str, Any], key: Any) -> str | None:
+        if key is None or len(templates) >= MAX_REMEMBERED:
+            return match_again(scope)[0]
+        alive.append(key)
+        if _has_routes(key, routing):
+            # A mount or host left as the route: the router inside may not name its own
+            # routes in the scope (FastAPI's plain ones), but their endpoints are there.
+            templates[id(key)] = _BY_ENDPOINT
+            return resolve(scope, key, _BY_ENDPOINT)
         template, router = match_again(scope)
-        if key is not None and len(templates) < MAX_REMEMBERED:
-            once = _occurrences(router.routes, key, routing) == 1
-            templates[id(key)] = template if once else _AMBIGUOUS
-            alive.append(key)
+        once = _occurrences(router.routes, key, routing) == 1
+        templates[id(key)] = template if once else _AMBIGUOUS
         return template
 
     def match_again(scope: dict[str, Any]) -> tuple[str | None, Any]:
@@ -125,14 +138,6 @@ def _answer(route: Any, scope: dict[str, Any], prefix: str, routing: Any) -> str
     return None if path is None else prefix + path
 
 
-def _fastapi_context(scope: dict[str, Any], route: Any) -> Any:
-    """FastAPI's context of an included router that `route` answered through, if any."""
-    context = (scope.get("fastapi") or {}).get("effective_route_context")
-    if context is not None and getattr(context, "original_route", None) is route:
-        return context
-    return None
-
-
 def _occurrences(routes: Any, key: Any, routing: Any) -> int:
     """How many routes of the tree the scope key can stand for."""
     count = 0
@@ -153,6 +158,12 @@ def _occurrences(routes: Any, key: Any, routing: Any) -> int:
     return count
 
 
+def _has_routes(route: Any, routing: Any) -> bool:
+    if isinstance(route, routing.Host):
+        return bool(route.routes)
+    return isinstance(route, routing.Mount) and bool(_mounted_routes(route, routing))
+
+
 def _mounted_routes(mount: Any, routing: Any) -> Any:
     """The routes of a mounted app, also behind middleware (an instrumented sub-app)."""
     routes = mount.routes
@@ -163,11 +174,17 @@ def _mounted_routes(mount: Any, routing: Any) -> Any:
 
 
 def _unfold(routes: Any) -> Iterator[tuple[Any, Any]]:
-    """(route to match, object the scope names it by) for each route; FastAPI's included
-    routers are unfolded into their effective routes."""
-    fastapi = sys.modules.get("last9.frameworks.fastapi")
-    if fastapi is None and "fastapi" in sys.modules:
-        from last9.frameworks import fastapi
+    """(route to match, object the scope names it by) for each route."""
+    fastapi = _fastapi()
     if fastapi is not None:
         return fastapi.unfold(routes)
     return ((route, route) for route in routes)
+
+
+def _fastapi() -> Any:
+    """last9's FastAPI helpers, when the app is a FastAPI one (FastAPI is imported)."""
+    if "fastapi" not in sys.modules:
+        return None
+    from last9.frameworks import fastapi
+
+    return fastapi

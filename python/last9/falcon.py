@@ -1,0 +1,118 @@
+"""Falcon's own hook: a middleware component that records each request, for WSGI
+(``falcon.App``) and ASGI (``falcon.asgi.App``) apps alike::
+
+    import last9.falcon
+
+    app = falcon.App(middleware=[last9.falcon.Middleware()])
+
+The template is ``req.uri_template``. ``RedMiddleware(app)`` (see
+:mod:`last9.frameworks.falcon`) is the other way, and the one that also times a streamed body.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from last9 import config, server
+from last9._core import Recorder, Registry, global_registry
+
+#: Environ (WSGI) or scope (ASGI) key the start of a request is kept under.
+_STARTED_KEY = "last9.falcon.started"
+
+
+class Middleware:
+    """A Falcon middleware component, for WSGI and ASGI apps alike.
+
+    Times from ``process_request`` to ``process_response`` (so not a body streamed after), and
+    counts requests answered by a sink or a static route under ``/unmatched``, as the
+    component cannot see the app; ``RedMiddleware(app)`` has neither limit. Keyword arguments
+    are those of :class:`last9.wsgi.middleware.RedMiddleware`.
+    """
+
+    def __init__(
+        self,
+        *,
+        program: str | None = None,
+        hostname: str | None = None,
+        tenant: str | None = None,
+        cluster: str | None = None,
+        buckets: Sequence[float] | None = None,
+        metrics_path: Any = config.UNSET,
+        max_routes: int | None = None,
+        max_domains: int | None = None,
+        registry: Registry | None = None,
+    ) -> None:
+        settings = config.resolve(
+            program=program,
+            hostname=hostname,
+            tenant=tenant,
+            cluster=cluster,
+            buckets=buckets,
+            metrics_path=metrics_path,
+            max_routes=max_routes,
+            max_domains=max_domains,
+        )
+        self.registry = registry = registry or global_registry()
+        self.metrics_path = settings.metrics_path
+        self.recorder = Recorder(
+            registry,
+            hostname=settings.hostname,
+            program=settings.program,
+            tenant=settings.tenant,
+            cluster=settings.cluster,
+            buckets=list(settings.buckets) if settings.buckets is not None else None,
+            max_routes=settings.max_routes,
+            max_domains=settings.max_domains,
+            route_syntax="brace",
+        )
+        server.start_from_env(settings.metrics_port, settings.metrics_addr, registry)
+
+    def process_request(self, req: Any, resp: Any) -> None:
+        if req.path == self.metrics_path and req.method in ("GET", "HEAD"):
+            self._serve_metrics(req, resp)
+        else:
+            req.env[_STARTED_KEY] = time.perf_counter_ns()
+
+    def process_response(self, req: Any, resp: Any, resource: Any, req_succeeded: bool) -> None:
+        env = req.env
+        started = env.pop(_STARTED_KEY, None)
+        if started is not None:
+            host = env.get("HTTP_HOST") or env.get("SERVER_NAME")
+            status = _status_code(resp.status)
+            elapsed = time.perf_counter_ns() - started
+            self.recorder.observe(req.uri_template, "", host, req.method, status, elapsed)
+
+    async def process_request_async(self, req: Any, resp: Any) -> None:
+        if req.path == self.metrics_path and req.method in ("GET", "HEAD"):
+            self._serve_metrics(req, resp)
+        else:
+            req.scope[_STARTED_KEY] = time.perf_counter_ns()
+
+    async def process_response_async(
+        self, req: Any, resp: Any, resource: Any, req_succeeded: bool
+    ) -> None:
+        scope = req.scope
+        started = scope.pop(_STARTED_KEY, None)
+        if started is not None:
+            status = _status_code(resp.status)
+            elapsed = time.perf_counter_ns() - started
+            self.recorder.observe_scope(req.uri_template, scope, status, elapsed)
+
+    def _serve_metrics(self, req: Any, resp: Any) -> None:
+        accept, encoding = req.get_header("Accept"), req.get_header("Accept-Encoding")
+        content_type, content_encoding, body = self.registry.scrape(accept, encoding)
+        resp.content_type = content_type
+        resp.data = body
+        resp.set_header("Vary", "Accept, Accept-Encoding")
+        if content_encoding is not None:
+            resp.set_header("Content-Encoding", content_encoding)
+        resp.complete = True
+
+
+def _status_code(status: Any) -> int:
+    if status.__class__ is int:
+        return status
+    return sys.modules["falcon"].http_status_to_code(status)  # "200 OK", HTTPStatus
