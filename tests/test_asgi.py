@@ -315,3 +315,15 @@ def test_an_app_returning_without_a_response_is_499(registry):
 
     run(middleware(app, registry), http_scope("/nothing"))
     assert counts_by(registry.render(), "per", "status") == {("/nothing", "499"): 1}
+
+
+def test_a_response_sent_after_the_client_left_is_499(registry):
+    async def app(scope, receive, send):
+        message = await receive()
+        assert message["type"] == "http.disconnect"
+        # An error handler answering a request whose body never came, to nobody.
+        await send({"type": "http.response.start", "status": 500, "headers": []})
+        await send({"type": "http.response.body", "body": b"Internal Server Error"})
+
+    run(middleware(app, registry), http_scope("/upload", "POST"), [{"type": "http.disconnect"}])
+    assert counts_by(registry.render(), "per", "status") == {("/upload", "499"): 1}

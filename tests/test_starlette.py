@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import time
 from typing import Any
 
 import httpx
@@ -14,7 +16,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Host, Mount, Route, Router
 
 import last9
-from conftest import free_port, parse, scrape, serve
+from conftest import counts_by, free_port, parse, scrape, serve
 from last9.asgi.middleware import RedMiddleware
 from traffic import UUID, counted, counts, duration_sum, get, requests_to, uvicorn
 
@@ -240,6 +242,33 @@ def test_real_http_streamed_response_is_timed_to_its_last_chunk(server):
     before = duration_sum(server, "/stream/{chunks}")
     get(server, "/stream/4")  # 4 chunks, 50 ms apart
     assert duration_sum(server, "/stream/{chunks}") - before >= 200
+
+
+def hang_up(port: int, request: bytes, after: int) -> None:
+    """Sends a raw request, reads `after` bytes of the answer (0: none), and closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        if after:
+            sock.recv(after)
+
+
+def test_real_http_clients_that_hang_up_are_499(server):
+    gone = {("/stream/{chunks}", "499"), ("/upload", "499")}
+
+    def traffic() -> None:
+        hang_up(server, b"GET /stream/40 HTTP/1.1\r\nHost: x\r\n\r\n", after=100)
+        hang_up(server, b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 9999\r\n\r\nab", 0)
+        deadline = time.monotonic() + 10  # until the server has noticed both
+        while (
+            time.monotonic() < deadline
+            and not gone <= counts_by(scrape(server).text, "per", "status").keys()
+        ):
+            time.sleep(0.05)
+
+    assert counted(server, traffic) == {
+        ("/stream/{chunks}", "499", "GET"): 1,
+        ("/upload", "499", "POST"): 1,
+    }
 
 
 def test_real_http_labels_and_formats(server):

@@ -43,6 +43,10 @@ async def stream(request):
     return StreamingResponse(chunks(), media_type="text/plain")
 
 
+async def upload(request):
+    return PlainTextResponse(str(len(await request.body())))
+
+
 async def health(scope, receive, send):
     """A mounted plain ASGI app, with no routes of its own."""
     await PlainTextResponse("ok")(scope, receive, send)
@@ -62,6 +66,7 @@ starlette_app = Starlette(
         Route("/files/{file_path:path}", files),
         Route("/boom", boom),
         Route("/stream/{chunks:int}", stream),
+        Route("/upload", upload, methods=["POST"]),
         Mount("/api/v1", app=api),
         Mount("/health", app=health),
     ]

@@ -8,7 +8,8 @@
 //! is wrapped only to notice `http.disconnect`.
 //!
 //! Statuses: the one sent; 500 when the app raises before its response is complete; 499 when the
-//! client went away before then (or the app returned without starting a response).
+//! client went away before then (the app received `http.disconnect`), or the app returned
+//! without completing a response.
 
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU8, Ordering};
 use std::time::Instant;
@@ -263,13 +264,24 @@ impl Exchange {
                     _ => false,
                 };
                 if !more {
-                    self.finish(py, self.status.load(Ordering::Relaxed));
+                    self.completed(py);
                 }
             }
             // The path-send extension ends a response in one message.
-            Ok("http.response.pathsend") => self.finish(py, self.status.load(Ordering::Relaxed)),
+            Ok("http.response.pathsend") => self.completed(py),
             _ => {}
         }
+    }
+
+    /// The app sent the end of its response: its status, unless the client had already gone
+    /// (a 500 that an error handler sends to a client that hung up is not a status it got).
+    fn completed(&self, py: Python<'_>) {
+        let status = if self.disconnected() {
+            CLIENT_CLOSED_REQUEST
+        } else {
+            self.status.load(Ordering::Relaxed)
+        };
+        self.finish(py, status);
     }
 
     /// Records once, whichever way the request ends first.

@@ -2,7 +2,10 @@
 
 Statuses recorded: the one sent in ``http.response.start``; 500 when the app raises before its
 response is complete; 499 (nginx's "client closed request") when the client went away before
-the response was complete and the app gave up, whether by returning or by raising.
+the response was complete (the app received ``http.disconnect``), whatever the app did next, or
+when the app returned without completing a response. A client that hangs up while a handler
+runs without reading from it is not seen: the server drops the response, and the status the
+app sent is recorded.
 
 The per-request work is done in Rust (``last9._core.AsgiMiddleware``): no coroutine frame is
 added to the app's, and the app's ``send`` is a Rust callable that returns the server's own
