@@ -189,12 +189,19 @@ SERVERS = {
     "tween/waitress": lambda port: waitress("tests.apps.pyramid_app:make_tween_app", port),
 }
 
+PROGRAMS = {"red_middleware/gunicorn": "shop", "tween/waitress": "shop-tween"}
+
 
 @pytest.fixture(scope="module", params=sorted(SERVERS))
-def server(request):
+def served(request):
     port = free_port()
     with serve(SERVERS[request.param](port), port):
-        yield port
+        yield port, PROGRAMS[request.param]
+
+
+@pytest.fixture
+def server(served):
+    return served[0]
 
 
 def get(port: int, path: str, method: str = "GET") -> requests.Response:
@@ -228,11 +235,12 @@ def test_real_http_traffic_is_counted_by_pattern(server):
     }
 
 
-def test_real_http_labels(server):
+def test_real_http_labels(served):
+    server = served[0]
     get(server, "/name/x")
     text = scrape(server).text
     labels = next(dict(k) for k in parse(text) if dict(k).get("per") == "/name/{name}")
-    assert labels["program"] in ("shop", "shop-tween")
+    assert labels["program"] == served[1]
     assert (labels["tenant"], labels["cluster"], labels["domain"]) == ("acme", "test", "127.0.0.1")
 
 
