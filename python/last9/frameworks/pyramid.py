@@ -3,9 +3,10 @@
 Pyramid finishes its request before the WSGI call returns, so the pattern is left in the
 environ while the request is handled: ``RedMiddleware(config.make_wsgi_app())`` puts a
 capturing step in front of the router's tweens. The Pyramid way, a tween, is the other:
-``config.include("last9.frameworks.pyramid")`` (or ``pyramid.includes`` in an .ini file) adds
-one that records on its own, from entering the tweens until the response is handed back (a
-streamed body's time is not seen), and that only captures when RedMiddleware wraps the app.
+``config.include("last9.frameworks.pyramid")`` (or ``pyramid.includes`` in an .ini file; with an
+explicit ``pyramid.tweens`` list, name ``last9.frameworks.pyramid.tween_factory`` there) adds one
+that records on its own, from entering the tweens until the response is handed back (a streamed
+body's time is not seen), and that only captures when RedMiddleware wraps the app as well.
 No route matched (including pure traversal apps) → no pattern → ``/unmatched``.
 """
 
