@@ -150,6 +150,18 @@ def test_the_tween_records_on_its_own():
     assert tenants == {"t1"}
 
 
+def test_the_tween_in_an_explicit_tween_list():
+    tweens = f"{TWEEN}\npyramid.tweens.excview_tween_factory"
+    app = make_config({"pyramid.tweens": tweens, "last9.program": "listed"}).make_wsgi_app()
+    assert call(app, "/name/a")[0] == "200 OK"
+    with pytest.raises(Boom):
+        call(app, "/fails/2")
+    assert counts_by(last9.REGISTRY.render(), "per", "status", program="listed") == {
+        ("/name/{name}", "200"): 1,
+        ("/fails/{n}", "500"): 1,
+    }
+
+
 def test_the_tween_steps_aside_for_red_middleware(registry):
     config = make_config({"last9.program": "both"})
     config.include("last9.frameworks.pyramid")
