@@ -49,6 +49,11 @@ impl Recorder {
         }
     }
 
+    /// The route of a request to an app without a router.
+    pub(crate) fn raw_path_route(&self, path: &str) -> RouteId {
+        self.core.raw_path(path)
+    }
+
     pub(crate) fn record(
         &self,
         route: RouteId,
@@ -150,7 +155,13 @@ impl Recorder {
         };
         let host = scope_host(scope);
         let method = text(intern!(py, "method")).unwrap_or_default();
-        self.record(route, host.as_deref(), &method, status, Duration::from_nanos(duration_ns));
+        self.record(
+            route,
+            host.as_deref(),
+            &method,
+            status,
+            Duration::from_nanos(duration_ns),
+        );
     }
 
     #[getter]
