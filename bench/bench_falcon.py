@@ -4,20 +4,20 @@ opentelemetry-instrumentation-falcon) and over ASGI (`falcon.asgi.App`, driven i
 OpenTelemetry's ASGI middleware, as the Falcon instrumentation covers WSGI apps only).
 
 OpenTelemetry gets an SDK MeterProvider (so its duration histograms record) and the default
-no-op tracer (its cheapest setting). Times are CPU time of the benchmark thread, overheads the
-median of per-round differences, as the machine is shared.
+no-op tracer (its cheapest setting). Measured as in bench_starlette: CPU time, and
+instructions counted by callgrind.
 """
 
 from __future__ import annotations
 
 import io
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import falcon
 import falcon.asgi
-from bench_asgi import asgi_request
-from bench_starlette import exporter_rows, otel_meter_provider
+from bench_asgi import Candidates, asgi_request, exporter_rows, otel_meter_provider
 
 import last9
 from harness import Row
@@ -82,47 +82,69 @@ def wsgi_request(app: Any) -> Any:
     return request
 
 
-def run() -> list[Row]:
-    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+def with_otel_falcon() -> Callable[[], None]:
     from opentelemetry.instrumentation.falcon import FalconInstrumentor
 
-    registry = last9.Registry()
-    bare = wsgi_app()
-    ours = RedMiddleware(wsgi_app(), registry=registry, program="bench")
-    component = wsgi_app(middleware=[Middleware(registry=registry, program="bench-mw")])
-    instrumentor = FalconInstrumentor()
-    instrumentor.instrument(meter_provider=otel_meter_provider())
+    FalconInstrumentor().instrument(meter_provider=otel_meter_provider())
+    # falcon.App is OpenTelemetry's subclass while instrumented. The app stays instrumented
+    # until run() ends (uninstrumenting switches instrumented apps off too); last9 detects
+    # Falcon apps by falcon.app.App, which instrumentation leaves alone.
+    return wsgi_request(wsgi_app())
+
+
+def wsgi_candidates() -> Candidates:
+    return {
+        "bare falcon.App": lambda: wsgi_request(wsgi_app()),
+        "last9 RedMiddleware(app)": lambda: wsgi_request(
+            RedMiddleware(wsgi_app(), registry=last9.Registry(), program="bench")
+        ),
+        "last9 Falcon Middleware()": lambda: wsgi_request(
+            wsgi_app(middleware=[Middleware(registry=last9.Registry(), program="bench-mw")])
+        ),
+        "opentelemetry-instrumentation-falcon": with_otel_falcon,
+    }
+
+
+def with_otel_asgi() -> Callable[[], None]:
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    return asgi_request(OpenTelemetryMiddleware(asgi_app(), meter_provider=otel_meter_provider()))
+
+
+def asgi_candidates() -> Candidates:
+    return {
+        "bare falcon.asgi.App": lambda: asgi_request(asgi_app()),
+        "last9 RedMiddleware(app)": lambda: asgi_request(
+            AsgiRedMiddleware(asgi_app(), registry=last9.Registry(), program="bench")
+        ),
+        "last9 Falcon Middleware()": lambda: asgi_request(
+            asgi_app(middleware=[Middleware(registry=last9.Registry(), program="bench-mw")])
+        ),
+        "OpenTelemetry ASGI": with_otel_asgi,
+    }
+
+
+def run() -> list[Row]:
+    from opentelemetry.instrumentation.falcon import FalconInstrumentor
+
+    ours = ["last9 RedMiddleware(app)", "last9 Falcon Middleware()"]
     try:
-        otel = wsgi_app()  # falcon.App is OpenTelemetry's subclass while instrumented
-        rows = exporter_rows(
+        wsgi_rows = exporter_rows(
             "Falcon WSGI app, overhead per request",
+            "bench_falcon:wsgi_candidates",
             "bare falcon.App",
-            {
-                "bare falcon.App": wsgi_request(bare),
-                "last9 RedMiddleware(app)": wsgi_request(ours),
-                "last9 Falcon Middleware()": wsgi_request(component),
-                "opentelemetry-instrumentation-falcon": wsgi_request(otel),
-            },
-            ours=["last9 RedMiddleware(app)", "last9 Falcon Middleware()"],
+            ours=ours,
             exporters=["opentelemetry-instrumentation-falcon"],
         )
     finally:
-        instrumentor.uninstrument()
-
-    asgi_component = asgi_app(middleware=[Middleware(registry=registry, program="bench-mw")])
-    otel_asgi = OpenTelemetryMiddleware(asgi_app(), meter_provider=otel_meter_provider())
-    rows += exporter_rows(
-        "Falcon ASGI app, overhead per request",
-        "bare falcon.asgi.App",
-        {
-            "bare falcon.asgi.App": asgi_request(asgi_app()),
-            "last9 RedMiddleware(app)": asgi_request(
-                AsgiRedMiddleware(asgi_app(), registry=registry, program="bench")
-            ),
-            "last9 Falcon Middleware()": asgi_request(asgi_component),
-            "OpenTelemetry ASGI": asgi_request(otel_asgi),
-        },
-        ours=["last9 RedMiddleware(app)", "last9 Falcon Middleware()"],
-        exporters=["OpenTelemetry ASGI"],
-    )
-    return rows
+        FalconInstrumentor().uninstrument()  # one instance per process: the one used above
+    return [
+        *wsgi_rows,
+        *exporter_rows(
+            "Falcon ASGI app, overhead per request",
+            "bench_falcon:asgi_candidates",
+            "bare falcon.asgi.App",
+            ours=ours,
+            exporters=["OpenTelemetry ASGI"],
+        ),
+    ]
