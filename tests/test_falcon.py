@@ -181,6 +181,22 @@ def test_falcon_middleware_component_on_wsgi_and_asgi(registry, static_dir):
     }
 
 
+def test_falcon_middleware_component_sees_what_comes_after_it(registry):
+    class Refuse:
+        def process_request(self, req, resp):
+            raise falcon.HTTPUnauthorized()
+
+    first = falcon.App(middleware=[Middleware(registry=registry), Refuse()])
+    first.add_route("/doc/{item_id}", Item())
+    other = last9.Registry()
+    last = falcon.App(middleware=[Refuse(), Middleware(registry=other)])
+    last.add_route("/doc/{item_id}", Item())
+    wsgi_requests(first, "/doc/1")
+    wsgi_requests(last, "/doc/1")  # refused before last9's component ran: not counted
+    assert counts(registry) == {("/unmatched", "401", "GET"): 1}
+    assert other.series_count() == 0
+
+
 # --- Over real HTTP ---------------------------------------------------------------------------
 
 REAL_COUNTS = {

@@ -26,10 +26,12 @@ _STARTED_KEY = "last9.falcon.started"
 class Middleware:
     """A Falcon middleware component, for WSGI and ASGI apps alike.
 
-    Times from ``process_request`` to ``process_response`` (so not a body streamed after), and
-    counts requests answered by a sink or a static route under ``/unmatched``, as the
-    component cannot see the app; ``RedMiddleware(app)`` has neither limit. Keyword arguments
-    are those of :class:`last9.wsgi.middleware.RedMiddleware`.
+    List it first: a request that an earlier component answers or refuses in its
+    ``process_request`` never reaches this one's, and is not counted. It times from
+    ``process_request`` to ``process_response`` (so not a body streamed after), and counts
+    requests answered by a sink or a static route under ``/unmatched``, as a component cannot
+    see the app; ``RedMiddleware(app)`` has none of these limits. Keyword arguments are those
+    of :class:`last9.wsgi.middleware.RedMiddleware`.
     """
 
     def __init__(
