@@ -182,8 +182,14 @@ fn write_sample_start(out: &mut String, name: &str, suffix: &str, labels: &str) 
     out.push_str(labels);
 }
 
-/// Renders every series of a registry.
+/// Renders every series of a registry; for the global registry in multi-process mode, the sum
+/// over every process of the server (see [`crate::store`]).
 pub fn encode(registry: &Registry, format: Format) -> String {
+    if registry.is_shared() {
+        if let Some(text) = crate::store::encode_shared(format) {
+            return text;
+        }
+    }
     let recorders = registry.recorders();
     let series_count: usize = recorders.iter().map(|r| r.len()).sum();
     let mut out = String::with_capacity(512 + series_count * 33 * 190);

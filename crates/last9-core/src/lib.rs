@@ -5,7 +5,8 @@
 //! - [`labels`]: bounded interning of values that come from requests;
 //! - [`normalize`]: route templates, raw paths, hosts and methods turned into label values;
 //! - [`exposition`]: Prometheus text and OpenMetrics rendering, content negotiation, gzip;
-//! - [`server`]: the dedicated metrics HTTP server.
+//! - [`server`]: the dedicated metrics HTTP server;
+//! - [`store`]: the multi-process store (pre-fork servers: gunicorn, uWSGI, uvicorn workers).
 //!
 //! This crate knows nothing of Python; the `last9-python` crate is its binding.
 
@@ -17,6 +18,7 @@ pub mod labels;
 pub mod normalize;
 pub mod registry;
 pub mod server;
+pub mod store;
 
 pub use exposition::Format;
 pub use histogram::Buckets;
