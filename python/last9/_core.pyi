@@ -41,7 +41,7 @@ class Registry:
         """Series recorded by this process (in multi-process mode, not the other workers')."""
     @property
     def is_global(self) -> bool:
-        """Whether this is the process-wide registry, which sums all workers of a pre-fork server."""
+        """Whether this is the process-wide registry (it sums the workers of a pre-fork server)."""
 
 def global_registry() -> Registry:
     """The process-wide registry that middlewares use by default."""

@@ -11,9 +11,4 @@ app.wsgi_app = RedMiddleware(app)
 
 @app.route("/name/<name>")
 def hello(name):
-    return f"<p>Hello, {name}!</p>"
-
-
-@app.route("/pid")
-def pid():
-    return str(os.getpid())
+    return f"<p>Hello, {name}!</p>", {"X-Pid": str(os.getpid())}

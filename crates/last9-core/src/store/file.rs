@@ -124,17 +124,30 @@ impl Mapping {
         })
     }
 
-    /// Maps a whole file read-only, for a scrape. Empty files have nothing to map.
+    /// Maps a whole file read-only, for a scrape. A live writer may grow its file between the
+    /// size check and the mapping: then the file is mapped again, at its new size.
     pub fn open_read(path: &Path) -> io::Result<Mapping> {
-        let fd = Fd::open(path, libc::O_RDONLY)?;
-        let size = fd.size()?;
-        if size < format::HEADER_LEN {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("truncated: {size} bytes, shorter than the header"),
-            ));
+        let mut tries = 0;
+        loop {
+            let fd = Fd::open(path, libc::O_RDONLY)?;
+            let size = fd.size()?;
+            if size < format::HEADER_LEN {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("truncated: {size} bytes, shorter than the header"),
+                ));
+            }
+            let map = Mapping::map(fd, size, false)?;
+            // SAFETY: the whole mapping is backed by the file.
+            let grown = match unsafe { map.region(size) }.header() {
+                Ok((_, used)) => used > size,
+                Err(_) => false, // the caller reports it
+            };
+            tries += 1;
+            if !grown || tries == 3 {
+                return Ok(map);
+            }
         }
-        Mapping::map(fd, size, false)
     }
 
     pub fn fd(&self) -> &Fd {
