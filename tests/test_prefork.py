@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import requests
+
 from conftest import ROOT, counts_by, free_port, scrape, wait_for_port
 
 APP = "tests.apps.prefork_app:app"

@@ -3,6 +3,7 @@
 import os
 
 from flask import Flask
+
 from last9.wsgi.middleware import RedMiddleware
 
 app = Flask("prefork")

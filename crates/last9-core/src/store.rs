@@ -29,9 +29,9 @@ use std::sync::{Arc, Once};
 use parking_lot::Mutex;
 
 use self::file::{AppendError, WorkerFile};
-use crate::exposition::{write_family_header, Format, DURATION_HELP, DURATION_NAME};
 use crate::histogram::{Buckets, Histogram};
 use crate::registry::{Limits, Registry};
+use crate::snapshot::Snapshot;
 
 /// Bumped whenever the place of the global registry's cells changes: entering multi-process
 /// mode, and in the child of every fork. Recorders compare it on each request (one load).
@@ -229,8 +229,9 @@ pub(crate) fn histogram(buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)
     }
 }
 
-/// The exposition of every process of the instance, or None in single-process mode.
-pub fn encode_shared(format: Format) -> Option<String> {
+/// The series of every process of the instance, summed by label set; None in single-process
+/// mode.
+pub fn snapshot() -> Option<Snapshot> {
     adopt_children();
     if EPOCH.load(Ordering::Relaxed) != STATE.lock().epoch {
         sync();
@@ -259,33 +260,14 @@ pub fn encode_shared(format: Format) -> Option<String> {
         Ok(collected) => collected,
         Err(e) => {
             merge::warn(&dir, &e.to_string());
-            return Some(render(&merge::Merged::new(), format));
+            return Some(Snapshot::default());
         }
     };
-    let text = render(&collected.merged, format);
     if collected.dead > 0 {
         let own_name = own.as_ref().map(|(name, _)| name.as_str());
         let _ = merge::compact(&dir, own_name);
     }
-    Some(text)
-}
-
-/// Renders merged series as a whole exposition.
-pub fn render(merged: &merge::Merged, format: Format) -> String {
-    let mut out = String::with_capacity(512 + merged.len() * 33 * 190);
-    write_family_header(
-        &mut out,
-        format,
-        DURATION_NAME,
-        "histogram",
-        DURATION_HELP,
-        Some("milliseconds"),
-    );
-    merged.render(&mut out, format, DURATION_NAME);
-    if format == Format::OpenMetrics {
-        out.push_str("# EOF\n");
-    }
-    out
+    Some(collected.merged.snapshot())
 }
 
 /// A process that loaded this crate, then forked workers that made the instance directory,

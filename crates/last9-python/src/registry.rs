@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use last9_core::exposition::{self, Format};
+use last9_core::exposition::{self, Family, Format};
+use last9_core::snapshot::Snapshot;
 use last9_core::store;
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
@@ -26,15 +27,21 @@ impl Registry {
 
     /// The exposition text, Prometheus 0.0.4 or OpenMetrics 1.0.
     #[pyo3(signature = (*, openmetrics = false))]
-    fn render<'py>(&self, py: Python<'py>, openmetrics: bool) -> Bound<'py, PyBytes> {
+    fn render<'py>(&self, py: Python<'py>, openmetrics: bool) -> PyResult<Bound<'py, PyBytes>> {
         let format = if openmetrics {
             Format::OpenMetrics
         } else {
             Format::Text
         };
         let registry = self.inner;
-        let text = py.detach(|| exposition::encode(registry, format));
-        PyBytes::new(py, text.as_bytes())
+        let snapshot = py.detach(|| Snapshot::of(registry));
+        let families = [Family::duration(&snapshot)];
+        let len = py.detach(|| exposition::encoded_len(&families, format));
+        // Written once, straight into the bytes object, with the GIL released.
+        PyBytes::new_with(py, len, |out| {
+            py.detach(|| exposition::encode_into(&families, format, out));
+            Ok(())
+        })
     }
 
     /// Answers a scrape from its `Accept` and `Accept-Encoding` headers:

@@ -17,9 +17,12 @@ use ahash::{AHashMap, AHashSet};
 
 use super::file::{write_atomically, Fd, Mapping};
 use super::format::{self, labels_iter, Layout, Record, Region};
-use crate::exposition::{escape_label_value, write_histogram_series, SeriesView};
+use std::sync::Arc;
+
+use crate::exposition::escape_label_value;
 use crate::histogram::Buckets;
 use crate::registry::{DOMAIN_OVERFLOW, ROUTE_OVERFLOW};
+use crate::snapshot::Snapshot;
 
 pub const ARCHIVE: &str = "archive.db";
 const LOCK: &str = ".lock";
@@ -41,7 +44,7 @@ struct MergedLayout {
     bounds: Vec<f64>,
     max_routes: u32,
     max_domains: u32,
-    buckets: Buckets,
+    buckets: Arc<Buckets>,
     /// Labels block → index in `Merged::series`.
     index: AHashMap<Box<[u8]>, usize>,
     /// Distinct `per` and `domain` values, tracked only when caps are applied (the archive).
@@ -87,7 +90,7 @@ impl Merged {
             bounds: layout.bounds.clone(),
             max_routes: layout.max_routes,
             max_domains: layout.max_domains,
-            buckets: Buckets::new(&layout.bounds).expect("bounds were validated when read"),
+            buckets: Arc::new(Buckets::new(&layout.bounds).expect("bounds were validated when read")),
             index: AHashMap::new(),
             routes: AHashSet::new(),
             domains: AHashSet::new(),
@@ -197,8 +200,9 @@ impl Merged {
         changed.then(|| format::encode_labels(pairs).1)
     }
 
-    /// Renders every merged series (the family header is the caller's).
-    pub fn render(&self, out: &mut String, fmt: crate::Format, name: &str) {
+    /// The merged series, in the order they were first seen, with their label text escaped.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut snapshot = Snapshot::default();
         let mut text = String::with_capacity(256);
         for series in &self.series {
             let layout = &self.layouts[series.layout];
@@ -214,14 +218,14 @@ impl Merged {
                 text.push('"');
             }
             let n = series.cells.len() - 1;
-            let view = SeriesView {
-                labels: &text,
-                buckets: &layout.buckets,
-                counts: &series.cells[..n],
-                sum_ns: series.cells[n],
-            };
-            write_histogram_series(out, fmt, name, &view);
+            snapshot.push(
+                text.as_str().into(),
+                layout.buckets.clone(),
+                series.cells[..n].iter().copied(),
+                series.cells[n],
+            );
         }
+        snapshot
     }
 
     /// The archive file holding these series, naming the worker files it absorbed.
@@ -425,6 +429,7 @@ fn remove_stale_temporaries(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exposition::{encode_families, Family};
     use crate::store::file::WorkerFile;
     use crate::Format;
 
@@ -451,9 +456,14 @@ mod tests {
         file
     }
 
+    fn render(merged: &Merged) -> String {
+        let snapshot = merged.snapshot();
+        let families = [Family::duration(&snapshot)];
+        String::from_utf8(encode_families(&families, Format::Text)).unwrap()
+    }
+
     fn counts(dir: &Path) -> Vec<(String, u64)> {
-        let collected = collect(dir, None).unwrap();
-        let text = crate::store::render(&collected.merged, Format::Text);
+        let text = render(&collect(dir, None).unwrap().merged);
         let mut out: Vec<(String, u64)> = text
             .lines()
             .filter(|l| l.contains("_count{"))
@@ -475,7 +485,7 @@ mod tests {
             counts(&dir),
             vec![("/a".into(), 2), ("/b".into(), 5), ("/c".into(), 3)]
         );
-        let text = crate::store::render(&collect(&dir, None).unwrap().merged, Format::Text);
+        let text = render(&collect(&dir, None).unwrap().merged);
         assert!(text
             .contains("http_requests_duration_milliseconds_bucket{per=\"/b\",status=\"200\",le=\"1\"} 5\n"));
         assert!(text.contains("http_requests_duration_milliseconds_sum{per=\"/b\",status=\"200\"} 2.5\n"));
