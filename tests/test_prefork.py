@@ -109,7 +109,10 @@ def load(
     return ok, n
 
 
-def total(text: str, per: str = "/name/{name}") -> float:
+def total(text: str, per: str | None = None) -> float:
+    """`_count` of the load's route (`/name/{name}`, or the bare ASGI app's raw paths)."""
+    if per is None:
+        return sum(v for (route,), v in counts_by(text, "per").items() if route != "/metrics")
     return counts_by(text, "per").get((per,), 0)
 
 
@@ -120,7 +123,7 @@ def answers(port: int) -> bool:
         return False
 
 
-def settle(port: int, expected: float, per: str = "/name/{name}") -> None:
+def settle(port: int, expected: float, per: str | None = None) -> None:
     """Waits for the last answers' recording. A worker records a request when the server has
     consumed its body, which happens just after the client got the last byte, so a scrape sent
     at once may miss the few requests still finishing; it must never see more."""
@@ -156,12 +159,29 @@ def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
+def uvicorn(port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "4",
+        "--no-access-log",
+        "tests.apps.prefork_asgi_app:app",
+    ]
+
+
 SERVERS = {
     "gunicorn-sync": lambda port: gunicorn(port),
     "gunicorn-gthread": lambda port: gunicorn(port, "-k", "gthread", "--threads", "4"),
     "gunicorn-preload": lambda port: gunicorn(port, "--preload"),
     "uwsgi-master": lambda port: uwsgi(port, "--master"),
     "uwsgi": lambda port: uwsgi(port),
+    "uvicorn": uvicorn,
 }
 
 
