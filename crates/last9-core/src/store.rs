@@ -294,9 +294,10 @@ pub fn install_fork_handlers() {
 }
 
 extern "C" fn before_fork() {
-    // Same order as everywhere else: recorder tables, then the store.
+    // Same order as everywhere else: recorder tables, the store, the directory's lock file.
     Registry::global().lock_for_fork();
     std::mem::forget(STATE.lock());
+    std::mem::forget(merge::DIR_IO.lock());
     FORKING_PID.store(pid(), Ordering::SeqCst);
 }
 
@@ -304,6 +305,7 @@ extern "C" fn after_fork_parent() {
     FORKED.store(true, Ordering::SeqCst);
     // SAFETY: locked by `before_fork` in this process.
     unsafe {
+        merge::DIR_IO.force_unlock();
         STATE.force_unlock();
         Registry::global().unlock_after_fork();
     }
@@ -318,6 +320,7 @@ extern "C" fn after_fork_child() {
     crate::server::close_inherited_listeners();
     // SAFETY: locked by `before_fork` in the parent; the child has only this thread.
     unsafe {
+        merge::DIR_IO.force_unlock();
         STATE.force_unlock();
         Registry::global().unlock_after_fork();
     }

@@ -25,6 +25,10 @@ use crate::registry::{DOMAIN_OVERFLOW, ROUTE_OVERFLOW};
 use crate::snapshot::Snapshot;
 
 pub const ARCHIVE: &str = "archive.db";
+
+/// Held while this process has the directory's lock file open. The fork handler takes it too:
+/// a child must not inherit an open lock file, whose `flock` it would then share forever.
+pub(crate) static DIR_IO: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
 const LOCK: &str = ".lock";
 /// Temporary files of workers that died while creating them are removed after this long.
 const STALE_TEMP_SECS: u64 = 60;
@@ -278,6 +282,7 @@ pub struct Own<'a> {
 
 /// Sums the archive and every live or dead worker file of `dir`.
 pub fn collect(dir: &Path, own: Option<Own<'_>>) -> io::Result<Collected> {
+    let _io = DIR_IO.lock();
     let lock = lock_file(dir)?;
     lock.flock(libc::LOCK_SH)?;
     let mut merged = Merged::new();
@@ -331,6 +336,7 @@ pub fn collect(dir: &Path, own: Option<Own<'_>>) -> io::Result<Collected> {
 /// Merges the files of dead workers into the archive and deletes them. Does nothing (returns
 /// false) when another process is compacting.
 pub fn compact(dir: &Path, own_name: Option<&str>) -> io::Result<bool> {
+    let _io = DIR_IO.lock();
     let lock = lock_file(dir)?;
     match lock.flock(libc::LOCK_EX | libc::LOCK_NB) {
         Ok(()) => {}
