@@ -325,3 +325,74 @@ extern "C" fn after_fork_child() {
         Registry::global().unlock_after_fork();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{ConstLabels, Request};
+
+    fn count(snapshot: &Snapshot, route: &str) -> u64 {
+        snapshot
+            .series()
+            .iter()
+            .filter(|s| s.labels.contains(&format!("per=\"{route}\"")))
+            .map(|s| *snapshot.cumulative_counts(s).last().unwrap())
+            .sum()
+    }
+
+    /// The whole life of a pre-fork server in one test (it is the only one to use the global
+    /// registry): counts from before the switch carry over, forked workers are summed, and their
+    /// files are archived once they are gone.
+    #[test]
+    fn forked_workers_are_summed_and_archived() {
+        let dir = std::env::temp_dir().join(format!("last9-store-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let recorder = Registry::global()
+            .recorder(
+                ConstLabels {
+                    program: "store-test".into(),
+                    ..Default::default()
+                },
+                Buckets::new(&[1.0]).unwrap(),
+                Limits::default(),
+            )
+            .unwrap();
+        let route = recorder.route("/x");
+        let observe = |n: usize| {
+            for _ in 0..n {
+                recorder.observe(&Request {
+                    route,
+                    host: Some("h"),
+                    method: "GET",
+                    status: 200,
+                    duration_ns: 1,
+                });
+            }
+        };
+        observe(5); // in memory, single-process
+        assert_eq!(enable(Some(&dir), None).unwrap(), dir);
+        assert_eq!(count(&Snapshot::of(Registry::global()), "/x"), 5);
+        for _ in 0..3 {
+            // SAFETY: the child only records and exits.
+            let child = unsafe { libc::fork() };
+            if child == 0 {
+                observe(10);
+                unsafe { libc::_exit(0) };
+            }
+            unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) };
+        }
+        observe(1);
+        assert_eq!(count(&Snapshot::of(Registry::global()), "/x"), 36);
+        // That scrape archived the three dead workers: the parent's file and the archive remain.
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert_eq!(names[0], merge::ARCHIVE);
+        assert_eq!(count(&Snapshot::of(Registry::global()), "/x"), 36);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
