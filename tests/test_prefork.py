@@ -248,9 +248,13 @@ def test_recycled_workers_keep_counts_and_the_directory_bounded(tmp_path):
         (instance,) = (tmp_path / f"last9-{os.getuid()}").iterdir()
         assert instance.name.startswith(f"{master.pid}-")
         files = sorted(p.name for p in instance.iterdir())
-        # Two live workers, one archive of the ~24 that were recycled, and the lock file.
-        assert len([f for f in files if f.startswith("w-")]) <= 2, files
-        assert "archive.db" in files and len(files) <= 4, files
+        workers = [f for f in files if f.startswith("w-")]
+        live = children(master.pid)
+        dead = [f for f in workers if int(f.split("-")[1]) not in live]
+        # ~24 workers were recycled: all in the archive, but for one a scrape (which counts
+        # towards --max-requests) may have just recycled.
+        assert len(dead) <= 1 and len(workers) <= 3, files
+        assert "archive.db" in files, files
 
 
 def test_two_apps_side_by_side_do_not_mix():
