@@ -96,7 +96,11 @@ class WsgiMiddleware:
         registry: Registry,
         route_getter: Callable[[dict[str, Any]], str | None] | None = None,
         metrics_path: str | None = None,
-    ) -> Self: ...
+        route_source: tuple[str, tuple[str, ...]] | None = None,
+    ) -> Self:
+        """``route_source=(key, attrs)``: the template is ``environ[key].attr1.attr2…``, read
+        without a Python call (the key is then removed); ``route_getter(environ)`` is asked
+        when a step gives None."""
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any: ...
     @property
     def app(self) -> Callable[..., Any]: ...
