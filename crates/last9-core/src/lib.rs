@@ -5,7 +5,9 @@
 //! - [`labels`]: bounded interning of values that come from requests;
 //! - [`normalize`]: route templates, raw paths, hosts and methods turned into label values;
 //! - [`exposition`]: Prometheus text and OpenMetrics rendering, content negotiation, gzip;
-//! - [`server`]: the dedicated metrics HTTP server.
+//! - [`server`]: the dedicated metrics HTTP server;
+//! - [`snapshot`]: a point-in-time copy of the histograms, for pushing;
+//! - [`remote_write`]: pushing snapshots with the Prometheus remote-write protocol.
 //!
 //! This crate knows nothing of Python; the `last9-python` crate is its binding.
 
@@ -16,7 +18,9 @@ pub mod histogram;
 pub mod labels;
 pub mod normalize;
 pub mod registry;
+pub mod remote_write;
 pub mod server;
+pub mod snapshot;
 
 pub use exposition::Format;
 pub use histogram::Buckets;
@@ -29,6 +33,8 @@ pub enum Error {
     InvalidBuckets(String),
     /// The same constant labels asked for with two bucket layouts.
     ConflictingBuckets(String),
+    /// Remote-write settings that cannot work.
+    InvalidRemoteWrite(String),
 }
 
 impl fmt::Display for Error {
@@ -40,6 +46,7 @@ impl fmt::Display for Error {
                 "program {program:?} already records with other buckets; \
                  one label set cannot have two bucket layouts"
             ),
+            Error::InvalidRemoteWrite(why) => write!(f, "invalid remote write settings: {why}"),
         }
     }
 }
