@@ -39,7 +39,9 @@ def time_per_call(fn: Callable[[], object], calls: int) -> float:
             gc.enable()
 
 
-def compare(candidates: dict[str, Callable[[], object]], calls: int, rounds: int = 7) -> dict[str, Timing]:
+def compare(
+    candidates: dict[str, Callable[[], object]], calls: int, rounds: int = 7
+) -> dict[str, Timing]:
     """Times each candidate `rounds` times, interleaved so drift hits all of them alike."""
     timings = {name: Timing(name) for name in candidates}
     for fn in candidates.values():

@@ -18,7 +18,9 @@ from harness import Row, table  # noqa: E402
 def main() -> int:
     available = sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("names", nargs="*", choices=[*available, []], help="benchmarks to run (all by default)")
+    parser.add_argument(
+        "names", nargs="*", choices=[*available, []], help="benchmarks to run (all by default)"
+    )
     args = parser.parse_args()
     rows: list[Row] = []
     started = time.monotonic()

@@ -12,10 +12,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import last9
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+
+import last9
 
 ROOT = Path(__file__).resolve().parent.parent
 METRIC = "http_requests_duration_milliseconds"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-import last9
 import pytest
 import requests
+
+import last9
 from conftest import METRIC, parse
 from last9.wsgi.middleware import RedMiddleware
 from wsgi_helpers import call

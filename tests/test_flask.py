@@ -5,11 +5,12 @@ from __future__ import annotations
 import gzip
 import os
 
-import last9
 import pytest
 import requests
-from conftest import METRIC, counts_by, free_port, gunicorn, parse, scrape, serve
 from flask import Blueprint, Flask
+
+import last9
+from conftest import METRIC, counts_by, free_port, gunicorn, parse, scrape, serve
 from last9.wsgi.middleware import RedMiddleware
 from wsgi_helpers import call
 

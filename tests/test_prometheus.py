@@ -19,12 +19,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-import last9
 import pytest
 import requests
 import trustme
-from conftest import gunicorn, parse, scrape, serve
 from prometheus_client.parser import text_string_to_metric_families
+
+import last9
+from conftest import gunicorn, parse, scrape, serve
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 METRIC = "http_requests_duration_milliseconds"
@@ -507,6 +508,7 @@ def test_https_with_basic_auth_and_no_retry_on_a_rejection(tmp_path, registry, c
 )
 def test_bad_remote_write_settings_fail_at_start_up(monkeypatch, registry, env, message):
     from flask import Flask
+
     from last9.wsgi.middleware import RedMiddleware
 
     for name, value in env.items():

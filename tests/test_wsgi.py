@@ -7,8 +7,9 @@ import threading
 from typing import Any
 from wsgiref.validate import validator
 
-import last9
 import pytest
+
+import last9
 from conftest import METRIC, counts_by, parse
 from last9.wsgi.middleware import RedMiddleware
 from wsgi_helpers import call, environ_for

@@ -72,6 +72,10 @@ class Recorder:
         duration_ns: int,
     ) -> None:
         """Records one request; ``route`` is the framework's template, None when none matched."""
+    def observe_scope(
+        self, route: str | None, scope: dict[str, Any], status: int, duration_ns: int
+    ) -> None:
+        """Records one request of an ASGI app; path, method and Host are read from ``scope``."""
     @property
     def program(self) -> str: ...
     @property

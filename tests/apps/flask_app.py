@@ -3,6 +3,7 @@
 import time
 
 from flask import Blueprint, Flask, Response, stream_with_context
+
 from last9.wsgi.middleware import RedMiddleware
 
 app = Flask("shop")

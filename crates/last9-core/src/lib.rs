@@ -4,9 +4,9 @@
 //! - [`histogram`]: lock-free histograms and bucket layouts;
 //! - [`labels`]: bounded interning of values that come from requests;
 //! - [`normalize`]: route templates, raw paths, hosts and methods turned into label values;
+//! - [`snapshot`]: a consistent copy of the series, taken once per scrape or push;
 //! - [`exposition`]: Prometheus text and OpenMetrics rendering, content negotiation, gzip;
 //! - [`server`]: the dedicated metrics HTTP server;
-//! - [`snapshot`]: a point-in-time copy of the histograms, for pushing;
 //! - [`remote_write`]: pushing snapshots with the Prometheus remote-write protocol.
 //!
 //! This crate knows nothing of Python; the `last9-python` crate is its binding.

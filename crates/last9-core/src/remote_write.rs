@@ -30,6 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use parking_lot::{Condvar, Mutex};
 
+use crate::exposition::DURATION_NAME;
 use crate::registry::Registry;
 use crate::snapshot::Snapshot;
 use crate::Error;
@@ -219,7 +220,8 @@ pub enum Level {
 /// Receives the writer's log messages (the Python binding hands them to `logging`).
 pub type Logger = Arc<dyn Fn(Level, &str) + Send + Sync>;
 
-/// Produces the snapshot to push; called on the writer's thread.
+/// Produces the snapshot of `http_requests_duration_milliseconds` to push; called on the writer's
+/// thread. [`RemoteWriter::for_registry`] uses [`Snapshot::of`], the scrape's own snapshot.
 pub type Source = Arc<dyn Fn() -> Snapshot + Send + Sync>;
 
 /// Counters of a writer since it started.
@@ -397,11 +399,7 @@ impl RemoteWriter {
         registry: &'static Registry,
         logger: Option<Logger>,
     ) -> Result<RemoteWriter, Error> {
-        RemoteWriter::start(
-            config,
-            Arc::new(move || Snapshot::from_registry(registry)),
-            logger,
-        )
+        RemoteWriter::start(config, Arc::new(move || Snapshot::of(registry)), logger)
     }
 
     /// The receiver's URL, without credentials.
@@ -673,7 +671,12 @@ fn collect(shared: &Shared, answers: u64) {
     let timestamp_ms = now_ms.max(state.last_timestamp_ms + 1);
     state.last_timestamp_ms = timestamp_ms;
     drop(state);
-    let requests = proto::write_requests(&snapshot, timestamp_ms, shared.max_samples_per_request);
+    let requests = proto::write_requests(
+        DURATION_NAME,
+        &snapshot,
+        timestamp_ms,
+        shared.max_samples_per_request,
+    );
     shared.counters.snapshots.fetch_add(1, Ordering::Relaxed);
     let mut pending = Pending::new(0, requests);
     let mut state = shared.state.lock();
@@ -914,7 +917,7 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("password is not"));
-        let source: Source = Arc::new(Snapshot::new);
+        let source: Source = Arc::new(Snapshot::default);
         let mut zero = Config::new("http://127.0.0.1:9/");
         zero.interval = Duration::ZERO;
         assert!(RemoteWriter::start(zero, source.clone(), None).is_err());
@@ -947,7 +950,7 @@ mod tests {
             duration_ns: 1,
         });
         let for_source = Arc::clone(&registry);
-        (registry, Arc::new(move || Snapshot::from_registry(&for_source)))
+        (registry, Arc::new(move || Snapshot::of(&for_source)))
     }
 
     /// Reads one HTTP request from `stream`: its head (lowercase header names) and body.

@@ -6,7 +6,9 @@ use std::time::Duration;
 use last9_core::normalize::{self, RouteSyntax};
 use last9_core::{Buckets, ConstLabels, Limits, Request, RouteId, RouteTemplates};
 use pyo3::exceptions::PyValueError;
+use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyString};
 
 use crate::errors::to_py;
 use crate::registry::Registry;
@@ -45,6 +47,11 @@ impl Recorder {
             (Routing::Templates(_), None) => self.core.unmatched(),
             (Routing::RawPath, _) => self.core.raw_path(path),
         }
+    }
+
+    /// The route of a request to an app without a router.
+    pub(crate) fn raw_path_route(&self, path: &str) -> RouteId {
+        self.core.raw_path(path)
     }
 
     pub(crate) fn record(
@@ -131,6 +138,32 @@ impl Recorder {
         self.record(route, host, method, status, Duration::from_nanos(duration_ns));
     }
 
+    /// Records one request of an ASGI app from its scope: path, method and Host header are
+    /// read here rather than in Python.
+    #[pyo3(signature = (route, scope, status, duration_ns))]
+    fn observe_scope(&self, route: Option<&str>, scope: &Bound<'_, PyDict>, status: u16, duration_ns: u64) {
+        let py = scope.py();
+        let text = |key: &Bound<'_, PyString>| -> Option<String> {
+            let value = scope.get_item(key).ok()??;
+            value.cast::<PyString>().ok()?.to_str().ok().map(str::to_owned)
+        };
+        let route = if self.routed() {
+            self.route(route, "")
+        } else {
+            let root = text(intern!(py, "root_path")).unwrap_or_default();
+            self.route(None, &(root + &text(intern!(py, "path")).unwrap_or_default()))
+        };
+        let host = scope_host(scope);
+        let method = text(intern!(py, "method")).unwrap_or_default();
+        self.record(
+            route,
+            host.as_deref(),
+            &method,
+            status,
+            Duration::from_nanos(duration_ns),
+        );
+    }
+
     #[getter]
     fn program(&self) -> &str {
         &self.core.consts().program
@@ -163,6 +196,25 @@ impl Recorder {
             self.core.len()
         )
     }
+}
+
+/// The Host header of an ASGI scope (a list of `(bytes, bytes)` pairs), else its `server` host.
+fn scope_host(scope: &Bound<'_, PyDict>) -> Option<String> {
+    let py = scope.py();
+    if let Ok(Some(headers)) = scope.get_item(intern!(py, "headers")) {
+        if let Ok(headers) = headers.try_iter() {
+            for pair in headers.flatten() {
+                let Ok((name, value)) = pair.extract::<(Bound<'_, PyBytes>, Bound<'_, PyBytes>)>() else {
+                    continue;
+                };
+                if name.as_bytes().eq_ignore_ascii_case(b"host") {
+                    return Some(String::from_utf8_lossy(value.as_bytes()).into_owned());
+                }
+            }
+        }
+    }
+    let server = scope.get_item(intern!(py, "server")).ok()??;
+    server.get_item(0).ok()?.extract::<String>().ok()
 }
 
 /// A raw URL path with ids collapsed, as used for apps without a router.

@@ -7,6 +7,7 @@ imports a framework the app does not use.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,12 +31,26 @@ class Adapter:
     program_hint: str | None = None
 
 
+#: Adapter modules under ``last9.frameworks``, tried in order; each has ``adapt(app)`` for
+#: WSGI apps and, where the framework speaks ASGI, ``adapt_asgi(app)``.
+WSGI_FRAMEWORKS = ("flask",)
+ASGI_FRAMEWORKS: tuple[str, ...] = ()
+
+
 def detect_wsgi(app: Any) -> Adapter:
     """The adapter for a WSGI app: its framework's if known, else a plain one."""
-    from last9.frameworks import flask
+    return _detect(app, WSGI_FRAMEWORKS, "adapt")
 
-    for adapt in (flask.adapt,):
-        adapter = adapt(app)
+
+def detect_asgi(app: Any) -> Adapter:
+    """The adapter for an ASGI app: its framework's if known, else a plain one."""
+    return _detect(app, ASGI_FRAMEWORKS, "adapt_asgi")
+
+
+def _detect(app: Any, frameworks: tuple[str, ...], function: str) -> Adapter:
+    for name in frameworks:
+        module = importlib.import_module(f"last9.frameworks.{name}")
+        adapter = getattr(module, function)(app)
         if adapter is not None:
             return adapter
     return Adapter(app=app, program_hint=_module_of(app))

@@ -16,8 +16,9 @@
 //! labels with an empty value are left out, as the specification requires (Prometheus treats an
 //! empty label as an absent one, so this matches what a scrape stores).
 
-use crate::histogram::format_float;
-use crate::snapshot::{HistogramSnapshot, Snapshot};
+use std::borrow::Cow;
+
+use crate::snapshot::{Snapshot, SnapshotSeries};
 
 pub const CONTENT_TYPE: &str = "application/x-protobuf";
 pub const CONTENT_ENCODING: &str = "snappy";
@@ -40,18 +41,29 @@ pub struct EncodedRequest {
     pub samples: usize,
 }
 
-/// The snapshot as write requests of at most `max_samples` samples each (a histogram's series are
-/// never split across requests), every sample stamped `timestamp_ms`.
-pub fn write_requests(snapshot: &Snapshot, timestamp_ms: i64, max_samples: usize) -> Vec<EncodedRequest> {
+/// Samples in the classic form of a series: one per bucket (`+Inf` included), sum and count.
+pub fn sample_count(series: &SnapshotSeries) -> usize {
+    series.buckets.cells() + 2
+}
+
+/// The histogram `name` of `snapshot` as write requests of at most `max_samples` samples each (a
+/// series' samples are never split across requests), every sample stamped `timestamp_ms`.
+pub fn write_requests(
+    name: &str,
+    snapshot: &Snapshot,
+    timestamp_ms: i64,
+    max_samples: usize,
+) -> Vec<EncodedRequest> {
+    let all = snapshot.series();
     let mut requests = Vec::new();
     let mut proto = Vec::new();
     let mut encoder = snap::raw::Encoder::new();
     let mut start = 0;
-    while start < snapshot.series.len() {
+    while start < all.len() {
         let mut end = start;
         let mut samples = 0;
-        while end < snapshot.series.len() {
-            let more = snapshot.series[end].sample_count();
+        while end < all.len() {
+            let more = sample_count(&all[end]);
             if end > start && samples + more > max_samples {
                 break;
             }
@@ -59,12 +71,7 @@ pub fn write_requests(snapshot: &Snapshot, timestamp_ms: i64, max_samples: usize
             end += 1;
         }
         proto.clear();
-        encode_write_request(
-            snapshot.name,
-            &snapshot.series[start..end],
-            timestamp_ms,
-            &mut proto,
-        );
+        encode_write_request(name, snapshot, &all[start..end], timestamp_ms, &mut proto);
         let body = encoder
             .compress_vec(&proto)
             .expect("snappy takes any input below 4 GiB");
@@ -74,41 +81,102 @@ pub fn write_requests(snapshot: &Snapshot, timestamp_ms: i64, max_samples: usize
     requests
 }
 
-/// Appends the uncompressed protobuf `WriteRequest` of `series` to `out`.
-pub fn encode_write_request(name: &str, series: &[HistogramSnapshot], timestamp_ms: i64, out: &mut Vec<u8>) {
+/// Appends the uncompressed protobuf `WriteRequest` of `series` (series of `snapshot`) to `out`.
+pub fn encode_write_request(
+    name: &str,
+    snapshot: &Snapshot,
+    series: &[SnapshotSeries],
+    timestamp_ms: i64,
+    out: &mut Vec<u8>,
+) {
     let bucket_name = format!("{name}_bucket");
     let sum_name = format!("{name}_sum");
     let count_name = format!("{name}_count");
     for histogram in series {
-        let les: Vec<String> = histogram
-            .buckets
-            .iter()
-            .map(|&(bound, _)| format_float(bound, true))
-            .collect();
-        let mut labels: Vec<(&str, &str)> = Vec::with_capacity(histogram.labels.len() + 2);
+        let pairs = label_pairs(&histogram.labels);
+        let mut labels: Vec<(&str, &str)> = Vec::with_capacity(pairs.len() + 2);
         let base = || {
-            histogram
-                .labels
+            pairs
                 .iter()
-                .filter(|(name, value)| !value.is_empty() && name != "le" && name != "__name__")
-                .map(|(name, value)| (name.as_str(), value.as_str()))
+                .filter(|(name, value)| !value.is_empty() && *name != "le" && *name != "__name__")
+                .map(|(name, value)| (*name, value.as_ref()))
         };
-        for (&(_, count), le) in histogram.buckets.iter().zip(&les) {
+        let counts = snapshot.cumulative_counts(histogram);
+        let last = counts.len() - 1;
+        for (i, &count) in counts.iter().enumerate() {
             labels.clear();
             labels.extend(base());
             labels.push(("__name__", &bucket_name));
-            labels.push(("le", le));
+            labels.push((
+                "le",
+                if i < last {
+                    histogram.buckets.le(i, true)
+                } else {
+                    "+Inf"
+                },
+            ));
             write_time_series(out, &mut labels, count as f64, timestamp_ms);
         }
         labels.clear();
         labels.extend(base());
         labels.push(("__name__", &sum_name));
-        write_time_series(out, &mut labels, histogram.sum, timestamp_ms);
+        write_time_series(out, &mut labels, histogram.sum_ns as f64 / 1e6, timestamp_ms);
         labels.clear();
         labels.extend(base());
         labels.push(("__name__", &count_name));
-        write_time_series(out, &mut labels, histogram.count as f64, timestamp_ms);
+        write_time_series(out, &mut labels, counts[last] as f64, timestamp_ms);
     }
+}
+
+/// Reads a series' label text (`per="/a",status="200"`, values escaped with `\\`, `\"` and
+/// `\n`, as the registry renders it once per series) back into name/value pairs. Values without
+/// escapes are borrowed. Text that does not follow that form ends the list.
+pub fn label_pairs(text: &str) -> Vec<(&str, Cow<'_, str>)> {
+    let mut pairs = Vec::with_capacity(8);
+    let mut rest = text;
+    while let Some((name, after)) = rest.split_once("=\"") {
+        let name = name.strip_prefix(',').unwrap_or(name);
+        let Some(end) = closing_quote(after) else { break };
+        let raw = &after[..end];
+        let value = if raw.contains('\\') {
+            Cow::Owned(unescape(raw))
+        } else {
+            Cow::Borrowed(raw)
+        };
+        pairs.push((name, value));
+        rest = &after[end + 1..];
+    }
+    pairs
+}
+
+/// Index of the first `"` not escaped by a backslash.
+fn closing_quote(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => return Some(i),
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+fn unescape(raw: &str) -> String {
+    let mut value = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        match (c, c == '\\') {
+            (_, true) => match chars.next() {
+                Some('n') => value.push('\n'),
+                Some(escaped) => value.push(escaped),
+                None => {}
+            },
+            (c, false) => value.push(c),
+        }
+    }
+    value
 }
 
 /// Writes `timeseries` (field 1 of `WriteRequest`) with one sample; sorts `labels` by name.
@@ -192,25 +260,33 @@ fn varint_len(value: u64) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::sync::Arc;
 
-    fn snapshot(series: Vec<HistogramSnapshot>) -> Snapshot {
-        Snapshot { name: "m", series }
+    use super::*;
+    use crate::exposition::escape_label_value;
+    use crate::histogram::Buckets;
+
+    /// Series labelled `per` (and an empty `tenant`), each with buckets 1 ms and +Inf holding
+    /// 0 and 2 requests (cumulative: 0 and 2), summing to 0.5 ms.
+    fn snapshot(pers: &[&str]) -> Snapshot {
+        let buckets = Arc::new(Buckets::new(&[1.0]).unwrap());
+        let mut snapshot = Snapshot::default();
+        for per in pers {
+            let labels = format!("per=\"{per}\",tenant=\"\"");
+            snapshot.push(labels.into(), buckets.clone(), [0, 2], 500_000);
+        }
+        snapshot
     }
 
-    fn small_series(per: &str) -> HistogramSnapshot {
-        HistogramSnapshot {
-            labels: vec![("tenant".into(), String::new()), ("per".into(), per.into())],
-            buckets: vec![(1.0, 0), (f64::INFINITY, 2)],
-            sum: 0.5,
-            count: 2,
-        }
+    fn encode(snapshot: &Snapshot, timestamp_ms: i64) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_write_request("m", snapshot, snapshot.series(), timestamp_ms, &mut out);
+        out
     }
 
     #[test]
     fn a_small_request_has_the_exact_bytes() {
-        let mut out = Vec::new();
-        encode_write_request("m", &[small_series("/x")], 1000, &mut out);
+        let out = encode(&snapshot(&["/x"]), 1000);
         #[rustfmt::skip]
         let expected: Vec<u8> = [
             // m_bucket{le="1.0",per="/x"} 0 @1000: the zero value is left out of the Sample.
@@ -242,22 +318,19 @@ mod tests {
 
     #[test]
     fn labels_are_sorted_by_name_with_le_in_place() {
-        let series = HistogramSnapshot {
-            labels: [
-                "per", "hostname", "domain", "method", "program", "status", "tenant", "cluster",
-            ]
-            .iter()
-            .map(|n| (n.to_string(), format!("{n}-value")))
-            .collect(),
-            buckets: vec![(f64::INFINITY, 1)],
-            sum: 1.0,
-            count: 1,
-        };
-        let mut out = Vec::new();
-        encode_write_request("m", &[series], 1, &mut out);
-        let names = label_names_of_first_series(&out);
+        let names = [
+            "per", "hostname", "domain", "method", "program", "status", "tenant", "cluster",
+        ];
+        let text: Vec<String> = names.iter().map(|n| format!("{n}=\"{n}-value\"")).collect();
+        let mut snapshot = Snapshot::default();
+        snapshot.push(
+            text.join(",").into(),
+            Arc::new(Buckets::new(&[1.0]).unwrap()),
+            [1, 0],
+            1_000_000,
+        );
         assert_eq!(
-            names,
+            label_names_of_first_series(&encode(&snapshot, 1)),
             [
                 "__name__", "cluster", "domain", "hostname", "le", "method", "per", "program", "status",
                 "tenant"
@@ -312,12 +385,12 @@ mod tests {
 
     #[test]
     fn requests_are_split_by_sample_count_and_decompress_to_the_protobuf() {
-        let series: Vec<HistogramSnapshot> = (0..5).map(|i| small_series(&format!("/{i}"))).collect();
+        let all = snapshot(&["/0", "/1", "/2", "/3", "/4"]);
         // 4 samples per series: 2 series (8 samples) fit in 10, the fifth goes alone.
-        let requests = write_requests(&snapshot(series.clone()), 7, 10);
+        let requests = write_requests("m", &all, 7, 10);
         assert_eq!(requests.iter().map(|r| r.samples).collect::<Vec<_>>(), [8, 8, 4]);
         let mut expected = Vec::new();
-        encode_write_request("m", &series[2..4], 7, &mut expected);
+        encode_write_request("m", &all, &all.series()[2..4], 7, &mut expected);
         let body = snap::raw::Decoder::new()
             .decompress_vec(&requests[1].body)
             .unwrap();
@@ -326,13 +399,35 @@ mod tests {
 
     #[test]
     fn a_series_larger_than_the_limit_still_goes_out() {
-        let requests = write_requests(&snapshot(vec![small_series("/big")]), 7, 1);
+        let requests = write_requests("m", &snapshot(&["/big"]), 7, 1);
         assert_eq!(requests.len(), 1);
         assert_eq!(requests[0].samples, 4);
     }
 
     #[test]
     fn an_empty_snapshot_makes_no_request() {
-        assert!(write_requests(&snapshot(Vec::new()), 7, 10).is_empty());
+        assert!(write_requests("m", &Snapshot::default(), 7, 10).is_empty());
+    }
+
+    #[test]
+    fn label_text_reads_back_to_the_values_that_made_it() {
+        let values = ["/a\"b\\c\nd", "", "é,=\"x\"", "\\n", "plain", "\\"];
+        let mut text = String::new();
+        for (i, value) in values.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(&format!("l{i}=\""));
+            escape_label_value(&mut text, value);
+            text.push('"');
+        }
+        let pairs = label_pairs(&text);
+        let names: Vec<String> = (0..values.len()).map(|i| format!("l{i}")).collect();
+        assert_eq!(
+            pairs.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>(),
+            names
+        );
+        assert_eq!(pairs.iter().map(|(_, v)| v.as_ref()).collect::<Vec<_>>(), values);
+        assert!(matches!(pairs[4].1, Cow::Borrowed("plain")));
     }
 }

@@ -1,0 +1,166 @@
+"""The ASGI middleware on plain ASGI apps: in-process and under uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import pytest
+import requests
+
+import last9
+from conftest import METRIC, counts_by, free_port, parse, scrape, serve
+from last9.asgi.middleware import RedMiddleware
+
+
+def http_scope(
+    path: str = "/", method: str = "GET", host: bytes | None = b"example.com"
+) -> dict[str, Any]:
+    headers = [(b"host", host)] if host is not None else []
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "server": ("10.0.0.1", 8000),
+    }
+
+
+def run(
+    app: Any, scope: dict[str, Any], incoming: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """Drives one ASGI call; returns what the app sent."""
+    sent: list[dict[str, Any]] = []
+    queue = list(incoming or [{"type": "http.request", "body": b"", "more_body": False}])
+
+    async def receive() -> dict[str, Any]:
+        if queue:
+            return queue.pop(0)
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+async def hello(scope, receive, send):
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/plain")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+def middleware(app: Any, registry: last9.Registry, **kwargs: Any) -> RedMiddleware:
+    return RedMiddleware(app, registry=registry, program="asgi-test", hostname="box", **kwargs)
+
+
+def test_plain_asgi_app_is_recorded_by_normalised_path(registry):
+    app = middleware(hello, registry)
+    for n in range(3):
+        sent = run(app, http_scope(f"/user/{n}"))
+        assert sent[-1]["body"] == b"hello"
+    run(app, http_scope("/x", host=None))
+    assert counts_by(registry.render(), "per", "status", "domain", "method") == {
+        ("/user/{id}", "200", "example.com", "GET"): 3,
+        ("/x", "200", "10.0.0.1", "GET"): 1,
+    }
+
+
+def test_messages_are_passed_through_unchanged(registry):
+    assert run(middleware(hello, registry), http_scope()) == run(hello, http_scope())
+
+
+def test_lifespan_and_websocket_scopes_pass_through(registry):
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append(scope["type"])
+
+    wrapped = middleware(app, registry)
+    run(wrapped, {"type": "lifespan"})
+    run(wrapped, {"type": "websocket", "path": "/ws", "headers": []})
+    assert seen == ["lifespan", "websocket"]
+    assert registry.series_count() == 0
+
+
+def test_exception_is_recorded_as_500_and_reraised(registry):
+    error = KeyError("boom")
+
+    async def app(scope, receive, send):
+        raise error
+
+    with pytest.raises(KeyError) as raised:
+        run(middleware(app, registry), http_scope("/e"))
+    assert raised.value is error
+    assert counts_by(registry.render(), "per", "status") == {("/e", "500"): 1}
+
+
+def test_exception_after_the_response_keeps_its_status(registry):
+    async def app(scope, receive, send):
+        await hello(scope, receive, send)
+        raise RuntimeError("after")
+
+    with pytest.raises(RuntimeError):
+        run(middleware(app, registry), http_scope("/late"))
+    assert counts_by(registry.render(), "status") == {("200",): 1}
+
+
+def test_client_disconnect_is_recorded_as_499(registry):
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"part", "more_body": True})
+        message = await receive()
+        assert message["type"] == "http.disconnect"
+
+    run(middleware(app, registry), http_scope("/gone"), [{"type": "http.disconnect"}])
+    assert counts_by(registry.render(), "per", "status") == {("/gone", "499"): 1}
+
+
+def test_streamed_body_duration_runs_to_the_last_chunk(registry):
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(3):
+            await asyncio.sleep(0.02)
+            await send({"type": "http.response.body", "body": b".", "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    run(middleware(app, registry), http_scope("/stream"))
+    sums = [
+        v for k, v in parse(registry.render()).items() if dict(k)["__name__"] == f"{METRIC}_sum"
+    ]
+    assert sums[0] >= 60
+
+
+def test_metrics_path_is_served(registry):
+    app = middleware(hello, registry)
+    run(app, http_scope("/a"))
+    scope = http_scope("/metrics")
+    scope["headers"].append((b"accept", b"application/openmetrics-text"))
+    sent = run(app, scope)
+    assert sent[0]["status"] == 200
+    assert dict(sent[0]["headers"])[b"content-type"].startswith(b"application/openmetrics-text")
+    assert sent[1]["body"].endswith(b"# EOF\n")
+    assert counts_by(registry.render(), "per") == {("/a",): 1}
+
+
+def test_plain_asgi_app_under_uvicorn():
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "--port", str(port), "tests.apps.asgi_app:app"]
+    with serve(command, port):
+        for n in range(5):
+            assert requests.get(f"http://127.0.0.1:{port}/thing/{n}", timeout=5).text == "ok"
+        counts = counts_by(scrape(port).text, "per", "status")
+        assert counts == {("/thing/{id}", "200"): 5}
