@@ -22,7 +22,7 @@ pub mod retry;
 use std::collections::VecDeque;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -244,6 +244,8 @@ pub struct Stats {
 
 #[derive(Default)]
 struct Counters {
+    /// The queue's length, kept here so that reading it needs no lock.
+    pending: AtomicUsize,
     sent_samples: AtomicU64,
     dropped_samples: AtomicU64,
     sent_requests: AtomicU64,
@@ -318,6 +320,9 @@ struct Shared {
 pub struct RemoteWriter {
     shared: Arc<Shared>,
     thread: Mutex<Option<thread::JoinHandle<()>>>,
+    /// The process that started the thread. A forked child has a copy of this object but not
+    /// the thread, and its locks may have been copied held: there it does nothing.
+    pid: u32,
 }
 
 impl fmt::Debug for RemoteWriter {
@@ -386,6 +391,7 @@ impl RemoteWriter {
         Ok(RemoteWriter {
             shared,
             thread: Mutex::new(Some(thread)),
+            pid: std::process::id(),
         })
     }
 
@@ -415,7 +421,7 @@ impl RemoteWriter {
             sent_requests: c.sent_requests.load(Ordering::Relaxed),
             failed_attempts: c.failed_attempts.load(Ordering::Relaxed),
             snapshots: c.snapshots.load(Ordering::Relaxed),
-            pending: self.shared.state.lock().queue.len(),
+            pending: c.pending.load(Ordering::Relaxed),
         }
     }
 
@@ -423,11 +429,14 @@ impl RemoteWriter {
     /// (or given up on), or `timeout` has passed. Returns whether the queue was emptied; with
     /// the receiver down it returns false after `timeout`, the snapshot staying queued.
     pub fn flush(&self, timeout: Duration) -> bool {
+        if self.forked() {
+            return false;
+        }
         let deadline = Instant::now() + timeout;
         let shared = &self.shared;
         let mut state = shared.state.lock();
         if state.finished {
-            return state.queue.is_empty();
+            return state.delivered_all;
         }
         state.flush_asked += 1;
         let asked = state.flush_asked;
@@ -439,7 +448,7 @@ impl RemoteWriter {
                 return true;
             }
             if state.finished {
-                return false;
+                return state.delivered_all;
             }
             if shared.progress.wait_until(&mut state, deadline).timed_out() {
                 return state.flush_done >= asked && state.queue.is_empty();
@@ -454,7 +463,15 @@ impl RemoteWriter {
         self.shut_down(timeout, true)
     }
 
+    /// Whether this is a forked child's copy of a writer started by its parent.
+    fn forked(&self) -> bool {
+        std::process::id() != self.pid
+    }
+
     fn shut_down(&self, timeout: Duration, final_snapshot: bool) -> bool {
+        if self.forked() {
+            return false;
+        }
         let shared = &self.shared;
         let deadline = Instant::now() + timeout;
         {
@@ -553,6 +570,7 @@ fn run(shared: &Shared) {
         state = shared.state.lock();
     }
     let abandoned: u64 = state.queue.drain(..).map(|p| p.unsent_samples()).sum();
+    shared.counters.pending.store(0, Ordering::Relaxed);
     state.delivered_all = abandoned == 0 && outcome.is_ok();
     state.finished = true;
     shared.progress.notify_all();
@@ -693,6 +711,7 @@ fn collect(shared: &Shared, answers: u64) {
     }
     state.flush_done = state.flush_done.max(answers);
     let pending = state.queue.len();
+    shared.counters.pending.store(pending, Ordering::Relaxed);
     drop(state);
     if overflow > 0 {
         shared.drop_samples(overflow);
@@ -767,6 +786,10 @@ fn settle(shared: &Shared, id: u64, samples: usize, attempt: Attempt) {
     match verdict {
         Verdict::Delivered | Verdict::Reject => {
             advance(&mut state, id);
+            shared
+                .counters
+                .pending
+                .store(state.queue.len(), Ordering::Relaxed);
             if verdict == Verdict::Delivered {
                 shared.counters.sent_requests.fetch_add(1, Ordering::Relaxed);
                 shared
