@@ -1,6 +1,7 @@
 """Type stubs for ``last9._core``, the Rust engine (crate ``last9-python``)."""
 
 from collections.abc import Callable, Iterator, Sequence
+from os import PathLike
 from typing import Any, Final, Self, final
 
 __all__ = [
@@ -166,7 +167,7 @@ class RemoteWriter:
         bearer_token: str | None = None,
         max_pending: int = 20,
         timeout: float = 10.0,
-        ca_file: str | None = None,
+        ca_file: str | PathLike[str] | None = None,
     ) -> Self: ...
     def flush(self, timeout: float = 5.0) -> bool:
         """Takes a snapshot now and waits up to ``timeout`` seconds until the queue is sent.

@@ -64,7 +64,7 @@ def start_remote_write(
         bearer_token=bearer_token,
         max_pending=max_pending,
         timeout=timeout,
-        ca_file=os.fspath(ca_file) if ca_file is not None else None,
+        ca_file=ca_file,
     )
     atexit.register(writer.stop, exit_timeout)
     return writer
