@@ -14,6 +14,7 @@ from last9._core import (
     MetricsServer,
     Recorder,
     Registry,
+    RemoteWriter,
     __version__,
     enable_multiprocess,
     global_registry,
@@ -21,6 +22,7 @@ from last9._core import (
     normalize_path,
     route_template,
 )
+from last9.remote_write import start_remote_write
 from last9.server import start_metrics_server
 
 #: The registry every middleware records into unless given another. Under a pre-fork server
@@ -40,6 +42,7 @@ __all__ = [
     "MetricsServer",
     "Recorder",
     "Registry",
+    "RemoteWriter",
     "__version__",
     "enable_multiprocess",
     "generate_latest",
@@ -49,4 +52,5 @@ __all__ = [
     "prefork",
     "route_template",
     "start_metrics_server",
+    "start_remote_write",
 ]
