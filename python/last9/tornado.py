@@ -5,10 +5,10 @@
     app = last9.tornado.instrument(tornado.web.Application([...]))
 
 (``RedMiddleware(app)`` from ``last9.wsgi.middleware`` does the same), or build the app as a
-``RedApplication``. Each finished request is recorded from ``Application.log_request``, the hook
-Tornado calls once per response (after the access log's own data is known): the status sent,
-the time since the request's headers arrived, and the template of the rule that routed it.
-``/metrics`` is answered by a rule put in front of the app's own; scrapes are not counted.
+``RedApplication``. Each request is recorded from ``Application.log_request``, which Tornado
+calls once per response, just after writing its end: the status sent, the time since the
+request's headers arrived, and the template of the rule that routed it. ``/metrics`` is answered
+by a rule put in front of the app's own (GET and HEAD only); scrapes are not counted.
 """
 
 from __future__ import annotations
