@@ -23,8 +23,6 @@ interleaved rounds as the others. It gets a metrics-only set-up, its cheapest: a
 from __future__ import annotations
 
 import asyncio
-import gc
-import statistics
 import time
 from collections.abc import Callable
 
@@ -32,7 +30,7 @@ import tornado.web
 from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 
 import last9
-from harness import Row, Timing, us
+from harness import Row, Timing, paired_overheads, time_per_call, us
 from last9.tornado import instrument
 
 CALLS = 1_000
@@ -99,20 +97,6 @@ def driver(app: tornado.web.Application, path: str = "/user/42") -> Callable[[],
     return one
 
 
-def cpu_time_per_call(fn: Callable[[], object], calls: int) -> float:
-    """This thread's CPU nanoseconds per call of `fn`, with the GC paused."""
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        start = time.thread_time_ns()
-        for _ in range(calls):
-            fn()
-        return (time.thread_time_ns() - start) / calls
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-
-
 def run() -> list[Row]:
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from opentelemetry.instrumentation.tornado import TornadoInstrumentor
@@ -138,7 +122,7 @@ def run() -> list[Row]:
         if name.startswith("opentelemetry"):
             otel.instrument(meter_provider=meter_provider)
         try:
-            return cpu_time_per_call(candidates[name], calls)
+            return time_per_call(candidates[name], calls, time.thread_time_ns)
         finally:
             if name.startswith("opentelemetry"):
                 otel.uninstrument()
@@ -157,13 +141,7 @@ def run() -> list[Row]:
     assert 'tornado_http_requests_total{handler="User",method="GET",status="2xx"}' in exposed
 
     bare = timings["bare"]
-    overhead = {
-        name: statistics.median(
-            ns - base for ns, base in zip(timing.rounds_ns, bare.rounds_ns, strict=True)
-        )
-        for name, timing in timings.items()
-        if name != "bare"
-    }
+    overhead = paired_overheads(timings, "bare")
     ours = overhead.pop("last9")
     rows = [Row("tornado", "bare request (in-process, CPU time)", us(bare.ns))]
     for name, ns in overhead.items():

@@ -49,6 +49,11 @@ impl Recorder {
         }
     }
 
+    /// The route of a request to an app without a router.
+    pub(crate) fn raw_path_route(&self, path: &str) -> RouteId {
+        self.core.raw_path(path)
+    }
+
     pub(crate) fn record(
         &self,
         route: RouteId,
@@ -185,7 +190,7 @@ impl Recorder {
             self.route(route, "")
         } else {
             let path = request.getattr(intern!(py, "path"))?;
-            self.route(None, path.cast::<PyString>()?.to_str()?)
+            self.raw_path_route(path.cast::<PyString>()?.to_str()?)
         };
         self.record(route, host, method.unwrap_or(""), status, elapsed);
         Ok(())

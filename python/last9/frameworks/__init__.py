@@ -33,7 +33,7 @@ class Adapter:
 
 #: Adapter modules under ``last9.frameworks``, tried in order; each has ``adapt(app)`` for
 #: WSGI apps and, where the framework speaks ASGI, ``adapt_asgi(app)``.
-WSGI_FRAMEWORKS = ("flask",)
+WSGI_FRAMEWORKS = ("flask", "pyramid", "bottle")
 ASGI_FRAMEWORKS: tuple[str, ...] = ()
 #: Adapter modules for apps that are neither WSGI nor ASGI callables (Tornado's run on its own
 #: server): each has ``owns(app)`` and ``instrument(app, **options)``, which hooks the app in
