@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 import requests
@@ -18,6 +19,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.httpserver import HTTPServer
 from tornado.routing import HostMatches, PathMatches, Rule
 from tornado.testing import bind_unused_port
+from tornado.wsgi import WSGIContainer
 
 import last9
 import last9.tornado
@@ -370,6 +372,28 @@ def test_metrics_path_can_move_or_go(registry):
     assert responses[1].body.startswith(b"# HELP")
     off = instrument(tornado.web.Application([]), registry=last9.Registry(), metrics_path=None)
     assert fetch_all(off, ["/metrics"])[0].code == 404
+
+
+def test_a_wsgi_app_in_a_fallback_handler_is_counted_once_by_its_own_middleware(registry):
+    def hello(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"from wsgi"]
+
+    # FallbackHandler bypasses log_request: the WSGI app's RedMiddleware counts it, once.
+    container = WSGIContainer(RedMiddleware(hello, registry=registry, program="wsgi"))
+    app = instrument(
+        tornado.web.Application(
+            [(r"/a", Ok), (r"/wsgi/.*", tornado.web.FallbackHandler, {"fallback": container})]
+        ),
+        registry=registry,
+        program="tornado",
+    )
+    responses = fetch_all(app, ["/a", "/wsgi/users/42"])
+    assert [r.body for r in responses] == [b"ok", b"from wsgi"]
+    assert counted(registry, "per", "program") == {
+        ("/a", "tornado"): 1,
+        ("/wsgi/users/{id}", "wsgi"): 1,
+    }
 
 
 def test_websocket_upgrades_are_not_counted(registry):
