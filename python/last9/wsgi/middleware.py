@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from last9 import config, server
+from last9 import config, prefork, remote_write, server
 from last9._core import Recorder, Registry, WsgiMiddleware, global_registry
 from last9.frameworks import detect_native, detect_wsgi
 
@@ -64,7 +64,9 @@ class RedMiddleware(WsgiMiddleware):
             max_routes=max_routes,
             max_domains=max_domains,
         )
-        registry = registry or global_registry()
+        if registry is None:
+            prefork.activate()  # usually done at import; the app may have imported last9 early
+            registry = global_registry()
         recorder = Recorder(
             registry,
             hostname=settings.hostname,
@@ -77,8 +79,15 @@ class RedMiddleware(WsgiMiddleware):
             route_syntax=adapter.route_syntax,
         )
         server.start_from_env(settings.metrics_port, settings.metrics_addr, registry)
+        remote_write.start_from_env(registry)
         return super().__new__(
-            cls, adapter.app, recorder, registry, adapter.route_getter, settings.metrics_path
+            cls,
+            adapter.app,
+            recorder,
+            registry,
+            adapter.route_getter,
+            settings.metrics_path,
+            adapter.route_source,
         )
 
     def __repr__(self) -> str:
