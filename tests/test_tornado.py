@@ -7,8 +7,14 @@ import asyncio
 import gzip
 import logging
 import os
+import signal
+import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +29,7 @@ from tornado.wsgi import WSGIContainer
 
 import last9
 import last9.tornado
-from conftest import METRIC, counts_by, free_port, parse, scrape, serve
+from conftest import METRIC, ROOT, counts_by, free_port, parse, scrape, serve, wait_for_port
 from last9 import config
 from last9.tornado import RedApplication, instrument
 from last9.wsgi.middleware import RedMiddleware
@@ -485,8 +491,8 @@ def test_program_is_the_app_module_else_the_main_script(registry):
 # --- Over real HTTP: the test app on Tornado's own server, in a subprocess ---------------
 
 
-def tornado_server(port: int) -> list[str]:
-    return [sys.executable, "-m", "tests.apps.tornado_app", str(port)]
+def tornado_server(port: int, processes: int = 1) -> list[str]:
+    return [sys.executable, "-m", "tests.apps.tornado_app", str(port), str(processes)]
 
 
 @pytest.fixture(scope="module")
@@ -583,3 +589,38 @@ def test_dedicated_metrics_port_from_environment():
         text = scrape(metrics_port).text
         assert counts_by(text, "per") == {("/name/{arg0}",): 1}
         assert requests.get(f"http://127.0.0.1:{metrics_port}/other", timeout=5).status_code == 404
+
+
+def test_tornado_multi_process_mode_sums_every_process():
+    """``fork_processes`` after instrumenting: each child turns to the shared store on its own,
+    and a scrape answered by any of them counts the requests of all."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "server.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                tornado_server(port, 2),
+                cwd=ROOT,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                stdout=out,
+                stderr=out,
+                start_new_session=True,  # the children too are ended with the group
+            )
+        try:
+            wait_for_port(port, process, log)
+            with ThreadPoolExecutor(8) as pool:
+                pids = set(pool.map(lambda _: int(get(port, "/pid").text), range(400)))
+            assert len(pids) >= 2, f"one process answered all: {pids}"
+            # A request is recorded just after its answer is written: wait for the last few,
+            # and never see more than were made.
+            seen: list[float] = []
+            while not seen or seen[-1] != 400:
+                seen.append(counts_by(scrape(port).text, "per").get(("/pid",), 0))
+                assert seen[-1] <= 400, seen
+                assert len(seen) < 300, seen
+                time.sleep(0.05)
+            for _ in range(8):  # whichever process answers the scrape
+                assert counts_by(scrape(port).text, "per")[("/pid",)] == 400
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=10)

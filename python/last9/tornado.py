@@ -19,7 +19,7 @@ from typing import Any
 import tornado.web
 from tornado.routing import Matcher, Rule
 
-from last9 import config, server
+from last9 import config, prefork, remote_write, server
 from last9._core import Recorder, Registry, global_registry
 from last9.frameworks.tornado import ROUTE_SYNTAX, SKIP, RouteTable
 
@@ -95,7 +95,9 @@ def instrument(
         max_routes=max_routes,
         max_domains=max_domains,
     )
-    registry = registry or global_registry()
+    if registry is None:
+        prefork.activate()  # a pre-fork server, or LAST9_MULTIPROC_DIR: one store for all
+        registry = global_registry()
     recorder = Recorder(
         registry,
         hostname=settings.hostname,
@@ -123,6 +125,7 @@ def instrument(
     table.rebuild()
     hook(app)
     server.start_from_env(settings.metrics_port, settings.metrics_addr, registry)
+    remote_write.start_from_env(registry)
     return app
 
 

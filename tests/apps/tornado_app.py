@@ -1,14 +1,19 @@
 """A Tornado app with the route shapes people write, served by Tornado's own HTTPServer.
 
-Run as ``python -m tests.apps.tornado_app PORT``.
+Run as ``python -m tests.apps.tornado_app PORT [PROCESSES]``: with several processes, Tornado's
+own multi-process mode (``bind_sockets``, then ``fork_processes``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
+import tornado.netutil
+import tornado.process
 import tornado.web
+from tornado.httpserver import HTTPServer
 from tornado.routing import PathMatches, Rule
 
 import last9.tornado
@@ -68,6 +73,11 @@ class AdminUser(tornado.web.RequestHandler):
         self.write(user)
 
 
+class Pid(tornado.web.RequestHandler):
+    def get(self) -> None:
+        self.write(str(os.getpid()))
+
+
 class Ping(tornado.web.RequestHandler):
     """Routed by two rules: the template comes from the one that matched."""
 
@@ -89,6 +99,7 @@ def make_app() -> tornado.web.Application:
             (r"/v1/ping", Ping),
             (r"/v2/ping", Ping),
             (r"/old/(.*)", tornado.web.RedirectHandler, {"url": "/name/{0}"}),
+            (r"/pid", Pid),
             # A nested router: its rules match the whole path.
             Rule(
                 PathMatches(r"/api/.*"),
@@ -103,10 +114,14 @@ def make_app() -> tornado.web.Application:
 app = last9.tornado.instrument(make_app(), tenant="acme", cluster="test")
 
 
-async def main(port: int) -> None:
-    app.listen(port, "127.0.0.1")
+async def serve(sockets: list) -> None:
+    HTTPServer(app).add_sockets(sockets)
     await asyncio.Event().wait()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    sockets = tornado.netutil.bind_sockets(int(sys.argv[1]), "127.0.0.1")
+    processes = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    if processes > 1:
+        tornado.process.fork_processes(processes)  # each child returns here; the parent waits
+    asyncio.run(serve(sockets))
