@@ -102,6 +102,9 @@ class Recorder:
         self, route: str | None, scope: dict[str, Any], status: int, duration_ns: int
     ) -> None:
         """Records one request of an ASGI app; path, method and Host are read from ``scope``."""
+    def observe_tornado(self, route: str | None, handler: Any) -> None:
+        """Records one finished request of a Tornado app from its ``RequestHandler``: status,
+        method, Host and the time since ``handler.request`` was read (wall clock)."""
     @property
     def program(self) -> str: ...
     @property

@@ -39,6 +39,10 @@ class Adapter:
 #: WSGI apps and, where the framework speaks ASGI, ``adapt_asgi(app)``.
 WSGI_FRAMEWORKS = ("flask", "pyramid", "bottle")
 ASGI_FRAMEWORKS: tuple[str, ...] = ()
+#: Adapter modules for apps that are neither WSGI nor ASGI callables (Tornado's run on its own
+#: server): each has ``owns(app)`` and ``instrument(app, **options)``, which hooks the app in
+#: place and returns it, so that ``RedMiddleware(app)`` hands the server the same app.
+NATIVE_FRAMEWORKS = ("tornado",)
 
 
 def detect_wsgi(app: Any) -> Adapter:
@@ -49,6 +53,15 @@ def detect_wsgi(app: Any) -> Adapter:
 def detect_asgi(app: Any) -> Adapter:
     """The adapter for an ASGI app: its framework's if known, else a plain one."""
     return _detect(app, ASGI_FRAMEWORKS, "adapt_asgi")
+
+
+def detect_native(app: Any) -> Callable[..., Any] | None:
+    """The ``instrument`` function for an app that is neither WSGI nor ASGI, else None."""
+    for name in NATIVE_FRAMEWORKS:
+        module = importlib.import_module(f"last9.frameworks.{name}")
+        if module.owns(app):
+            return module.instrument
+    return None
 
 
 def _detect(app: Any, frameworks: tuple[str, ...], function: str) -> Adapter:
