@@ -144,4 +144,8 @@ def normalize_path(path: str) -> str:
     """A raw URL path with ids collapsed (``/user/123`` → ``/user/{id}``)."""
 
 def route_template(template: str, syntax: str) -> str:
-    """A framework's route template in ``{param}`` form (``/item/<int:id>`` → ``/item/{id}``)."""
+    """A framework's route template in ``{param}`` form (``/item/<int:id>`` → ``/item/{id}``).
+
+    ``syntax`` is one of "angle", "angle_name_first", "brace", "regex" or "django" (a Django
+    ``ResolverMatch.route``: path() and re_path() parts, given a leading ``/``).
+    """

@@ -31,9 +31,10 @@ pub(crate) fn parse_syntax(name: &str) -> PyResult<RouteSyntax> {
         "angle_name_first" => RouteSyntax::AngleNameFirst,
         "brace" => RouteSyntax::Brace,
         "regex" => RouteSyntax::Regex,
+        "django" => RouteSyntax::Django,
         other => {
             return Err(PyValueError::new_err(format!(
-                "unknown route syntax {other:?}; expected 'angle', 'angle_name_first', 'brace' or 'regex'"
+                "unknown route syntax {other:?}; expected 'angle', 'angle_name_first', 'brace', 'regex' or 'django'"
             )))
         }
     })
@@ -150,7 +151,13 @@ impl Recorder {
         };
         let host = scope_host(scope);
         let method = text(intern!(py, "method")).unwrap_or_default();
-        self.record(route, host.as_deref(), &method, status, Duration::from_nanos(duration_ns));
+        self.record(
+            route,
+            host.as_deref(),
+            &method,
+            status,
+            Duration::from_nanos(duration_ns),
+        );
     }
 
     #[getter]

@@ -23,7 +23,8 @@ class Adapter:
 
     #: The callable the middleware calls (for Flask, the app's original ``wsgi_app``).
     app: Any
-    #: How the framework spells route templates: "angle", "angle_name_first", "brace", "regex";
+    #: How the framework spells route templates: "angle", "angle_name_first", "brace", "regex",
+    #: "django";
     #: None when the app has no router we know, and raw paths are normalised instead.
     route_syntax: str | None = None
     route_getter: RouteGetter | None = None
