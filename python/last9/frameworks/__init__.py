@@ -34,8 +34,8 @@ class Adapter:
 
 #: Adapter modules under ``last9.frameworks``, tried in order; each has ``adapt(app)`` for
 #: WSGI apps and, where the framework speaks ASGI, ``adapt_asgi(app)``.
-WSGI_FRAMEWORKS = ("flask",)
-ASGI_FRAMEWORKS: tuple[str, ...] = ()
+WSGI_FRAMEWORKS = ("flask", "django")
+ASGI_FRAMEWORKS: tuple[str, ...] = ("django",)
 
 
 def detect_wsgi(app: Any) -> Adapter:
