@@ -15,7 +15,7 @@ import requests
 
 import last9
 from conftest import METRIC, ROOT, counts_by, free_port, gunicorn, parse, scrape, serve
-from wsgi_helpers import call
+from wsgi_helpers import call, environ_for
 
 # The test project lives in tests/apps/mysite, imported as `mysite` like a project's package.
 APPS = str(ROOT / "tests" / "apps")
@@ -187,15 +187,21 @@ def test_the_project_request_class_is_kept(registry):
     app = RedMiddleware(handler, registry=registry)
     assert issubclass(handler.request_class, ProjectRequest)
     assert handler.request_class.__name__ == "ProjectRequest"
+    RedMiddleware(handler, registry=registry)  # wrapping twice does not stack subclasses
+    assert handler.request_class.__bases__ == (ProjectRequest,)
     call(app, "/item/1")
-    # A class swapped in later is captured again from the next request on.
-    handler.request_class = ProjectRequest
-    call(app, "/item/2")
-    call(app, "/item/3")
-    assert counted(registry) == {
-        ("/item/{item_id}", "200", "GET"): 2,
-        ("/unmatched", "200", "GET"): 1,
-    }
+    assert counted(registry) == {("/item/{item_id}", "200", "GET"): 1}
+
+
+def test_the_route_is_left_in_the_environ_and_resolver_match_still_works(registry):
+    app = RedMiddleware(wsgi_handler(), registry=registry)
+    environ = environ_for("/articles/2024/x/")
+    assert call(app, environ=environ)[0] == "200 OK"
+    assert environ["last9.django.route"] == r"^articles/(?P<year>[0-9]{4})/(?P<slug>[-\w]+)/$"
+    request = app.app.request_class(environ_for("/"))
+    assert request.resolver_match is None
+    request.resolver_match = "anything"
+    assert request.resolver_match == "anything"
 
 
 def test_asgi_handler_is_detected_and_records_templates(registry):
@@ -274,6 +280,15 @@ def test_middleware_entry_times_a_stream_until_it_is_closed(registry):
         v for k, v in parse(registry.render()).items() if dict(k)["__name__"] == f"{METRIC}_sum"
     )
     assert total >= 150
+
+
+def test_middleware_entry_records_a_propagated_exception_once(registry):
+    with override_settings(LAST9={"registry": registry}):
+        app = wsgi_handler(LAST9_ENTRY)
+    propagate = override_settings(DEBUG_PROPAGATE_EXCEPTIONS=True)
+    with propagate, pytest.raises(RuntimeError, match="boom"):
+        call(app, "/boom/")
+    assert counted(registry) == {("/boom/", "500", "GET"): 1}
 
 
 def test_middleware_entry_rejects_unknown_settings():
