@@ -15,6 +15,7 @@ request is counted twice.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -33,19 +34,7 @@ __all__ = ["RedMiddleware"]
 
 _SCRAPE_METHODS = ("GET", "HEAD")
 #: Keys of ``settings.LAST9``: the keyword arguments of the WSGI and ASGI ``RedMiddleware``.
-_OPTIONS = frozenset(
-    {
-        "program",
-        "hostname",
-        "tenant",
-        "cluster",
-        "buckets",
-        "metrics_path",
-        "max_routes",
-        "max_domains",
-        "registry",
-    }
-)
+_OPTIONS = {*inspect.signature(config.resolve).parameters, "registry"} - {"program_hint", "environ"}
 
 
 class RedMiddleware:
