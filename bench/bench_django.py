@@ -11,26 +11,27 @@ prepared environ; the body is consumed and closed as a server would (closing fir
 - django-prometheus: its ``PrometheusBeforeMiddleware`` and ``PrometheusAfterMiddleware``, as
   its README sets them up (first and last in ``MIDDLEWARE``).
 
-A Django request costs some 40 µs here, so the few µs of instrumentation are a small difference
-of large numbers: the candidates run interleaved, many short rounds, and each overhead is the
-median over rounds of (candidate - bare) within the same round, which cancels slow drift.
+A Django request costs some 40 µs here, so the µs or so of instrumentation is a small
+difference of large numbers: times are this thread's CPU time, in many short interleaved rounds,
+and each overhead is the median over rounds of (candidate - bare) within the same round, so that
+other processes on a shared machine do not drown it in their noise.
 """
 
 from __future__ import annotations
 
 import io
-import statistics
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
-from harness import Row, Timing, time_per_call, us
+from harness import Row, compare, paired_overheads, us
 
-CALLS = 2_000
-ROUNDS = 41
+CALLS = 200
+ROUNDS = 101
 TARGET_NS = 3000
 TARGET_RATIO = 10
 PROMETHEUS = [
@@ -114,24 +115,16 @@ def run() -> list[Row]:
         ),
         "django-prometheus": driver(handler(PROMETHEUS)),
     }
-    timings = {name: Timing(name) for name in candidates}
-    for fn in candidates.values():
-        time_per_call(fn, CALLS)  # warm up
-    for _ in range(ROUNDS):
-        for name, fn in candidates.items():
-            timings[name].rounds_ns.append(time_per_call(fn, CALLS))
+    timings = compare(candidates, CALLS, ROUNDS, clock=time.thread_time_ns)
     # The one-line way and the MIDDLEWARE way share one series (same labels, same route).
     assert registry.series_count() == 1, registry.render().decode()
-
-    def overhead(name: str) -> float:
-        bare = timings["bare"].rounds_ns
-        return statistics.median(c - b for c, b in zip(timings[name].rounds_ns, bare, strict=True))
+    overheads = paired_overheads(timings, "bare")
 
     rows = [Row("django", "bare request (in-process WSGIHandler)", us(timings["bare"].ns))]
-    best = overhead("django-prometheus")
+    best = overheads["django-prometheus"]
     rows.append(Row("django", "django-prometheus overhead", us(best)))
     for name in ("last9", "last9 MIDDLEWARE"):
-        ours = overhead(name)
+        ours = overheads[name]
         ratio = best / ours if ours > 0 else float("inf")
         rows.append(
             Row("django", f"{name} overhead", us(ours), f"≤ {us(TARGET_NS)}", ours <= TARGET_NS)

@@ -25,30 +25,40 @@ class Timing:
         return statistics.median(self.rounds_ns)
 
 
-def time_per_call(fn: Callable[[], object], calls: int) -> float:
-    """Nanoseconds per call of `fn`, timed over `calls` calls with the GC paused."""
+def time_per_call(
+    fn: Callable[[], object], calls: int, clock: Callable[[], int] = time.perf_counter_ns
+) -> float:
+    """Nanoseconds per call of `fn`, timed over `calls` calls with the GC paused.
+
+    `clock=time.thread_time_ns` counts only the CPU time of this thread: on a busy machine the
+    wall clock also counts the time other processes held the CPU, which can exceed a small
+    overhead many times over.
+    """
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        start = time.perf_counter_ns()
+        start = clock()
         for _ in range(calls):
             fn()
-        return (time.perf_counter_ns() - start) / calls
+        return (clock() - start) / calls
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
 def compare(
-    candidates: dict[str, Callable[[], object]], calls: int, rounds: int = 7
+    candidates: dict[str, Callable[[], object]],
+    calls: int,
+    rounds: int = 7,
+    clock: Callable[[], int] = time.perf_counter_ns,
 ) -> dict[str, Timing]:
     """Times each candidate `rounds` times, interleaved so drift hits all of them alike."""
     timings = {name: Timing(name) for name in candidates}
     for fn in candidates.values():
-        time_per_call(fn, max(calls // 10, 1))  # warm up
+        time_per_call(fn, max(calls // 10, 1), clock)  # warm up
     for _ in range(rounds):
         for name, fn in candidates.items():
-            timings[name].rounds_ns.append(time_per_call(fn, calls))
+            timings[name].rounds_ns.append(time_per_call(fn, calls, clock))
     return timings
 
 
@@ -56,6 +66,20 @@ def overheads(timings: dict[str, Timing], bare: str) -> dict[str, float]:
     """Nanoseconds each candidate adds to the `bare` one."""
     base = timings[bare].ns
     return {name: t.ns - base for name, t in timings.items() if name != bare}
+
+
+def paired_overheads(timings: dict[str, Timing], bare: str) -> dict[str, float]:
+    """Nanoseconds each candidate adds to `bare`: the median of the per-round differences.
+
+    Rounds are interleaved, so a candidate and the bare app in one round ran under the same
+    load; pairing them keeps a busy neighbour from swamping overheads of a few percent.
+    """
+    base = timings[bare].rounds_ns
+    return {
+        name: statistics.median(t - b for t, b in zip(t_rounds.rounds_ns, base, strict=True))
+        for name, t_rounds in timings.items()
+        if name != bare
+    }
 
 
 @dataclass

@@ -1,17 +1,18 @@
 //! Rendering the registry for a scrape: Prometheus text 0.0.4 and OpenMetrics 1.0, optionally
 //! gzip-compressed, chosen from the scraper's `Accept` and `Accept-Encoding` headers.
 //!
-//! Output is written straight into one `String`: each series' label text was escaped when the
-//! series was made, and numbers go through `itoa`/`ryu`, so no sample allocates.
+//! Output is sized exactly, then written once into its final buffer: each series' label text was
+//! escaped when the series was made, and numbers go through `itoa`/`ryu`, so no sample allocates.
 
 use std::io::Write;
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
-use crate::histogram::{format_float, Buckets};
+use crate::histogram::float_text;
 use crate::registry::Registry;
 use crate::server::{ScrapeRequest, ScrapeResponse};
+use crate::snapshot::Snapshot;
 
 /// The metric every recorder writes.
 pub const DURATION_NAME: &str = "http_requests_duration_milliseconds";
@@ -96,7 +97,8 @@ pub fn escape_label_value(out: &mut String, value: &str) {
 }
 
 /// Escapes HELP text: backslash and line feed (and, for OpenMetrics, double quote).
-fn escape_help(out: &mut String, help: &str, format: Format) {
+fn escape_help(help: &str, format: Format) -> String {
+    let mut out = String::with_capacity(help.len());
     for c in help.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -105,121 +107,152 @@ fn escape_help(out: &mut String, help: &str, format: Format) {
             c => out.push(c),
         }
     }
+    out
 }
 
-/// One series as the encoder sees it, whichever store it comes from.
-pub struct SeriesView<'a> {
-    /// Escaped label pairs without braces, e.g. `per="/x",status="200"`.
-    pub labels: &'a str,
-    pub buckets: &'a Buckets,
-    /// Per-bucket counts, `+Inf` last (not cumulative).
-    pub counts: &'a [u64],
-    pub sum_ns: u64,
+/// Where encoded bytes go: a length counter for sizing, then the output buffer itself. One
+/// encoder drives both, so the size and the bytes cannot disagree.
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
 }
 
-/// Writes the HELP, TYPE (and, for OpenMetrics, UNIT) lines of a family.
-pub fn write_family_header(
-    out: &mut String,
-    format: Format,
-    name: &str,
-    kind: &str,
-    help: &str,
-    unit: Option<&str>,
-) {
-    out.push_str("# HELP ");
-    out.push_str(name);
-    out.push(' ');
-    escape_help(out, help, format);
-    out.push_str("\n# TYPE ");
-    out.push_str(name);
-    out.push(' ');
-    out.push_str(kind);
-    out.push('\n');
-    if let (Format::OpenMetrics, Some(unit)) = (format, unit) {
-        out.push_str("# UNIT ");
-        out.push_str(name);
-        out.push(' ');
-        out.push_str(unit);
-        out.push('\n');
+struct Measure(usize);
+
+impl Sink for Measure {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.0 += bytes.len();
     }
 }
 
-/// Writes one histogram series: cumulative buckets, then sum and count.
-pub fn write_histogram_series(out: &mut String, format: Format, name: &str, series: &SeriesView<'_>) {
+struct Fill<'a> {
+    out: &'a mut [u8],
+    at: usize,
+}
+
+impl Sink for Fill<'_> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.out[self.at..self.at + bytes.len()].copy_from_slice(bytes);
+        self.at += bytes.len();
+    }
+}
+
+/// One metric family to encode: its metadata and a snapshot of its series.
+pub struct Family<'a> {
+    pub name: &'a str,
+    pub help: &'a str,
+    pub unit: Option<&'a str>,
+    pub snapshot: &'a Snapshot,
+}
+
+impl<'a> Family<'a> {
+    /// The request-duration histogram.
+    pub fn duration(snapshot: &'a Snapshot) -> Family<'a> {
+        Family {
+            name: DURATION_NAME,
+            help: DURATION_HELP,
+            unit: Some("milliseconds"),
+            snapshot,
+        }
+    }
+}
+
+fn write_families(sink: &mut impl Sink, families: &[Family<'_>], format: Format) {
     let openmetrics = format == Format::OpenMetrics;
     let mut number = itoa::Buffer::new();
-    let last = series.counts.len() - 1;
-    let mut cumulative = 0u64;
-    for (i, count) in series.counts.iter().enumerate() {
-        cumulative += count;
-        let le = if i < last {
-            series.buckets.le(i, openmetrics)
-        } else {
-            "+Inf"
-        };
-        write_sample_start(out, name, "_bucket", series.labels);
-        out.push_str(",le=\"");
-        out.push_str(le);
-        out.push_str("\"} ");
-        out.push_str(number.format(cumulative));
-        out.push('\n');
+    let mut float = ryu::Buffer::new();
+    for family in families {
+        let name = family.name.as_bytes();
+        sink.put(b"# HELP ");
+        sink.put(name);
+        sink.put(b" ");
+        sink.put(escape_help(family.help, format).as_bytes());
+        sink.put(b"\n# TYPE ");
+        sink.put(name);
+        sink.put(b" histogram\n");
+        if let (true, Some(unit)) = (openmetrics, family.unit) {
+            sink.put(b"# UNIT ");
+            sink.put(name);
+            sink.put(b" ");
+            sink.put(unit.as_bytes());
+            sink.put(b"\n");
+        }
+        for series in family.snapshot.series() {
+            let labels = series.labels.as_bytes();
+            let counts = family.snapshot.cumulative_counts(series);
+            let last = counts.len() - 1;
+            for (i, count) in counts.iter().enumerate() {
+                let le = if i < last {
+                    series.buckets.le(i, openmetrics)
+                } else {
+                    "+Inf"
+                };
+                sink.put(name);
+                sink.put(b"_bucket{");
+                sink.put(labels);
+                sink.put(b",le=\"");
+                sink.put(le.as_bytes());
+                sink.put(b"\"} ");
+                sink.put(number.format(*count).as_bytes());
+                sink.put(b"\n");
+            }
+            sink.put(name);
+            sink.put(b"_sum{");
+            sink.put(labels);
+            sink.put(b"} ");
+            sink.put(float_text(&mut float, series.sum_ns as f64 / 1e6, openmetrics).as_bytes());
+            sink.put(b"\n");
+            sink.put(name);
+            sink.put(b"_count{");
+            sink.put(labels);
+            sink.put(b"} ");
+            sink.put(number.format(counts[last]).as_bytes());
+            sink.put(b"\n");
+        }
     }
-    write_sample_start(out, name, "_sum", series.labels);
-    out.push_str("} ");
-    out.push_str(&format_float(series.sum_ns as f64 / 1e6, openmetrics));
-    out.push('\n');
-    write_sample_start(out, name, "_count", series.labels);
-    out.push_str("} ");
-    out.push_str(number.format(cumulative));
-    out.push('\n');
+    if openmetrics {
+        sink.put(b"# EOF\n");
+    }
 }
 
-#[inline]
-fn write_sample_start(out: &mut String, name: &str, suffix: &str, labels: &str) {
-    out.push_str(name);
-    out.push_str(suffix);
-    out.push('{');
-    out.push_str(labels);
+/// Exact length of the encoding of `families`.
+pub fn encoded_len(families: &[Family<'_>], format: Format) -> usize {
+    let mut measure = Measure(0);
+    write_families(&mut measure, families, format);
+    measure.0
+}
+
+/// Encodes `families` into `out`, which must be exactly [`encoded_len`] bytes long.
+pub fn encode_into(families: &[Family<'_>], format: Format, out: &mut [u8]) {
+    let mut fill = Fill { out, at: 0 };
+    write_families(&mut fill, families, format);
+    assert_eq!(
+        fill.at,
+        fill.out.len(),
+        "encoded length changed between sizing and writing"
+    );
+}
+
+/// Encodes `families` into a new buffer.
+pub fn encode_families(families: &[Family<'_>], format: Format) -> Vec<u8> {
+    let mut out = vec![0; encoded_len(families, format)];
+    encode_into(families, format, &mut out);
+    out
 }
 
 /// Renders every series of a registry.
 pub fn encode(registry: &Registry, format: Format) -> String {
-    let recorders = registry.recorders();
-    let series_count: usize = recorders.iter().map(|r| r.len()).sum();
-    let mut out = String::with_capacity(512 + series_count * 33 * 190);
-    write_family_header(
-        &mut out,
-        format,
-        DURATION_NAME,
-        "histogram",
-        DURATION_HELP,
-        Some("milliseconds"),
-    );
-    let mut counts = Vec::new();
-    for recorder in &recorders {
-        for series in recorder.series() {
-            let histogram = series.histogram();
-            counts.clear();
-            counts.extend(histogram.counts());
-            let view = SeriesView {
-                labels: series.labels(),
-                buckets: recorder.buckets(),
-                counts: &counts,
-                sum_ns: histogram.sum_ns(),
-            };
-            write_histogram_series(&mut out, format, DURATION_NAME, &view);
-        }
-    }
-    if format == Format::OpenMetrics {
-        out.push_str("# EOF\n");
-    }
-    out
+    let snapshot = Snapshot::of(registry);
+    let bytes = encode_families(&[Family::duration(&snapshot)], format);
+    String::from_utf8(bytes).expect("the encoder writes UTF-8 only")
 }
 
 /// Answers a scrape: format and compression from the request's headers.
 pub fn scrape(registry: &Registry, accept: Option<&str>, accept_encoding: Option<&str>) -> ScrapeResponse {
     let format = Format::negotiate(accept);
-    let body = encode(registry, format).into_bytes();
+    let snapshot = Snapshot::of(registry);
+    let body = encode_families(&[Family::duration(&snapshot)], format);
     respond(format, body, accepts_gzip(accept_encoding))
 }
 
@@ -265,6 +298,7 @@ pub fn handler(registry: &'static Registry, path: String) -> crate::server::Hand
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::histogram::Buckets;
     use crate::registry::{ConstLabels, Limits, Request};
 
     fn registry_with_one_request() -> Registry {

@@ -94,21 +94,25 @@ impl PartialEq for Buckets {
 
 /// Shortest round-trip form of a float; OpenMetrics needs a `.0` on whole numbers.
 pub(crate) fn format_float(value: f64, openmetrics: bool) -> String {
+    float_text(&mut ryu::Buffer::new(), value, openmetrics).to_string()
+}
+
+/// [`format_float`] into a reusable buffer.
+pub(crate) fn float_text(buf: &mut ryu::Buffer, value: f64, openmetrics: bool) -> &str {
     if value == f64::INFINITY {
-        return "+Inf".into();
+        return "+Inf";
     }
     if value == f64::NEG_INFINITY {
-        return "-Inf".into();
+        return "-Inf";
     }
     if value.is_nan() {
-        return "NaN".into();
+        return "NaN";
     }
-    let mut buf = ryu::Buffer::new();
     let text = buf.format_finite(value);
     // ryu writes `1.0` for whole numbers and `1e20` for large ones; Prometheus text prefers `1`.
     match text.strip_suffix(".0") {
-        Some(whole) if !openmetrics => whole.to_string(),
-        _ => text.to_string(),
+        Some(whole) if !openmetrics => whole,
+        _ => text,
     }
 }
 

@@ -82,6 +82,37 @@ impl BoundedInterner {
     }
 }
 
+/// A map from raw request text (a path, a Host header, a framework template) to what it
+/// resolves to, so repeated requests skip normalisation. Bounded: once `capacity` keys are
+/// cached, new keys are resolved every time instead of being remembered.
+#[derive(Debug)]
+pub struct ResolveCache<V> {
+    map: RwLock<AHashMap<Box<str>, V>>,
+    capacity: usize,
+}
+
+impl<V: Copy> ResolveCache<V> {
+    pub fn new(capacity: usize) -> ResolveCache<V> {
+        ResolveCache {
+            map: RwLock::new(AHashMap::new()),
+            capacity,
+        }
+    }
+
+    #[inline]
+    pub fn get_or_resolve(&self, key: &str, resolve: impl FnOnce(&str) -> V) -> V {
+        if let Some(value) = self.map.read().get(key) {
+            return *value;
+        }
+        let value = resolve(key);
+        let mut map = self.map.write();
+        if map.len() < self.capacity {
+            map.insert(key.into(), value);
+        }
+        value
+    }
+}
+
 /// Cuts `value` to at most `max` bytes at a character boundary.
 pub fn truncate(value: &str, max: usize) -> &str {
     if value.len() <= max {
@@ -124,6 +155,21 @@ mod tests {
         let interner = BoundedInterner::new("_other", 3);
         assert_eq!(interner.intern("_other"), OVERFLOW);
         assert_eq!(interner.len(), 0);
+    }
+
+    #[test]
+    fn the_resolve_cache_stops_growing_at_its_capacity() {
+        let cache = ResolveCache::new(2);
+        let mut calls = 0;
+        for key in ["a", "b", "c", "a", "c"] {
+            cache.get_or_resolve(key, |k| {
+                calls += 1;
+                k.len()
+            });
+        }
+        // a and b are remembered; c is resolved both times.
+        assert_eq!(calls, 4);
+        assert_eq!(cache.map.read().len(), 2);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! - [`histogram`]: lock-free histograms and bucket layouts;
 //! - [`labels`]: bounded interning of values that come from requests;
 //! - [`normalize`]: route templates, raw paths, hosts and methods turned into label values;
+//! - [`snapshot`]: a consistent copy of the series, taken once per scrape;
 //! - [`exposition`]: Prometheus text and OpenMetrics rendering, content negotiation, gzip;
 //! - [`server`]: the dedicated metrics HTTP server.
 //!
@@ -17,6 +18,7 @@ pub mod labels;
 pub mod normalize;
 pub mod registry;
 pub mod server;
+pub mod snapshot;
 
 pub use exposition::Format;
 pub use histogram::Buckets;

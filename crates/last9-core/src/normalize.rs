@@ -27,7 +27,8 @@ pub enum RouteSyntax {
 
 /// Converts a route template in a framework's own syntax into `{param}` form:
 /// `/name/<name>` → `/name/{name}`, `/item/<int:id>` → `/item/{id}`, Bottle `/x/<id:int>` → `/x/{id}`,
-/// `/u/{id:int}` → `/u/{id}`, Pyramid `/static/*subpath` → `/static/{subpath}`,
+/// `/u/{id:int}` → `/u/{id}`, Pyramid `/static/*subpath` → `/static/{subpath}` (and Pyramid's
+/// relative `api/items/{id}` → `/api/items/{id}`: brace templates always start with `/`),
 /// regex `^/user/(?P<uid>[0-9]+)/posts/([a-z]+)/?$` → `/user/{uid}/posts/{arg0}/`.
 ///
 /// For regexes: anchors (`^ $ \A \Z \z \b`) are dropped, escaped punctuation (`\.` `\/` `\-`) is
@@ -168,18 +169,18 @@ pub fn normalize_host(host: &str) -> Option<Cow<'_, str>> {
 /// The `method` label: one of the nine standard methods exactly as sent (`GET`, `HEAD`, `POST`, `PUT`, `DELETE`,
 /// `CONNECT`, `OPTIONS`, `TRACE`, `PATCH`), anything else (including lower-case `get`) → `_OTHER`.
 pub fn normalize_method(method: &str) -> &'static str {
-    match method {
-        "GET" => "GET",
-        "HEAD" => "HEAD",
-        "POST" => "POST",
-        "PUT" => "PUT",
-        "DELETE" => "DELETE",
-        "CONNECT" => "CONNECT",
-        "OPTIONS" => "OPTIONS",
-        "TRACE" => "TRACE",
-        "PATCH" => "PATCH",
-        _ => "_OTHER",
-    }
+    METHODS[method_index(method)]
+}
+
+/// The nine standard methods, then the value every other method is counted under.
+pub const METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "_OTHER",
+];
+
+/// The position of a method's label value in [`METHODS`].
+#[inline]
+pub fn method_index(method: &str) -> usize {
+    METHODS[..9].iter().position(|m| *m == method).unwrap_or(9)
 }
 
 /// Builds an edited copy of `src` lazily: nothing is allocated until a replacement actually
@@ -433,6 +434,11 @@ fn parse_bottle_angle(raw: &str, open: usize) -> Option<(&str, usize)> {
 /// Starlette, FastAPI, Falcon and Pyramid: `{name...}` plus Pyramid's trailing `*name`.
 fn brace_template(raw: &str) -> Cow<'_, str> {
     let mut rw = Rewriter::new(raw);
+    if !raw.starts_with('/') {
+        // Pyramid keeps patterns as written, and strips the slashes off a route prefix:
+        // `config.add_route("x", "items/{id}")` or `route_prefix="api"` give `api/items/{id}`.
+        rw.replace(0, 0, &["/"]);
+    }
     let star = pyramid_star(raw);
     let body_end = star.unwrap_or(raw.len());
     let mut from = 0;
@@ -985,6 +991,15 @@ mod tests {
         assert_eq!(route("/{a}/*rest", br), "/{a}/{rest}");
         assert_eq!(route("/static/*", br), "/static/*");
         assert_eq!(route("/a*b/c", br), "/a*b/c");
+    }
+
+    #[test]
+    fn pyramid_relative_patterns_get_a_leading_slash() {
+        let br = RouteSyntax::Brace;
+        assert_eq!(route("api/items/{id:\\d+}", br), "/api/items/{id}");
+        assert_eq!(route("static/*subpath", br), "/static/{subpath}");
+        assert_eq!(route("", br), "/");
+        assert_eq!(route("{a}", br), "/{a}");
     }
 
     #[test]

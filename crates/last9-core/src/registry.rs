@@ -12,8 +12,8 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::exposition::escape_label_value;
 use crate::histogram::{Buckets, Histogram};
-use crate::labels::{BoundedInterner, ValueId};
-use crate::normalize::{normalize_host, normalize_method, normalize_path, route_template, RouteSyntax};
+use crate::labels::{BoundedInterner, ResolveCache, ValueId, OVERFLOW};
+use crate::normalize::{method_index, normalize_host, normalize_path, route_template, RouteSyntax, METHODS};
 use crate::Error;
 
 /// The `per` value of a request no route matched.
@@ -48,18 +48,8 @@ impl Default for Limits {
     }
 }
 
-/// The methods that get their own `method` value; anything else is `_OTHER`.
-const METHODS: [&str; 10] = [
-    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "_OTHER",
-];
-
-fn method_index(method: &str) -> u8 {
-    let normalized = normalize_method(method);
-    METHODS
-        .iter()
-        .position(|m| *m == normalized)
-        .unwrap_or(METHODS.len() - 1) as u8
-}
+/// How many raw paths and hosts each recorder remembers the resolution of.
+const RAW_CACHE_CAPACITY: usize = 4096;
 
 /// What makes one series of a recorder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -74,13 +64,17 @@ struct SeriesKey {
 #[derive(Debug)]
 pub struct Series {
     /// `per="…",hostname="…",…,cluster="…"`, escaped, without braces or `le`.
-    labels: Box<str>,
+    labels: Arc<str>,
     histogram: Histogram,
 }
 
 impl Series {
     pub fn labels(&self) -> &str {
         &self.labels
+    }
+
+    pub fn labels_arc(&self) -> Arc<str> {
+        self.labels.clone()
     }
 
     pub fn histogram(&self) -> &Histogram {
@@ -97,10 +91,13 @@ struct SeriesTable {
 /// Records requests of one application into its series.
 pub struct Recorder {
     consts: ConstLabels,
-    buckets: Buckets,
+    buckets: Arc<Buckets>,
     limits: Limits,
     routes: BoundedInterner,
     domains: BoundedInterner,
+    /// Raw paths (apps without a router) and raw Host headers already resolved.
+    raw_paths: ResolveCache<RouteId>,
+    raw_hosts: ResolveCache<ValueId>,
     series: RwLock<SeriesTable>,
 }
 
@@ -126,10 +123,12 @@ impl Recorder {
         routes.intern(UNMATCHED);
         Recorder {
             consts,
-            buckets,
+            buckets: Arc::new(buckets),
             limits,
             routes,
             domains: BoundedInterner::new(DOMAIN_OVERFLOW, limits.max_domains),
+            raw_paths: ResolveCache::new(RAW_CACHE_CAPACITY),
+            raw_hosts: ResolveCache::new(RAW_CACHE_CAPACITY),
             series: RwLock::new(SeriesTable::default()),
         }
     }
@@ -140,6 +139,10 @@ impl Recorder {
 
     pub fn buckets(&self) -> &Buckets {
         &self.buckets
+    }
+
+    pub fn buckets_arc(&self) -> Arc<Buckets> {
+        self.buckets.clone()
     }
 
     pub fn limits(&self) -> Limits {
@@ -158,14 +161,19 @@ impl Recorder {
 
     /// The route of an app without a router: its path with ids collapsed.
     pub fn raw_path(&self, path: &str) -> RouteId {
-        self.route(&normalize_path(path))
+        self.raw_paths
+            .get_or_resolve(path, |path| self.route(&normalize_path(path)))
     }
 
     /// Records one request.
     pub fn observe(&self, request: &Request<'_>) {
-        let domain = match request.host.map(normalize_host) {
-            Some(Some(host)) => self.domains.intern(&host),
-            Some(None) => crate::labels::OVERFLOW,
+        let domain = match request.host {
+            Some(host) => self
+                .raw_hosts
+                .get_or_resolve(host, |host| match normalize_host(host) {
+                    Some(host) => self.domains.intern(&host),
+                    None => OVERFLOW,
+                }),
             None => self.domains.intern(""),
         };
         let status = if (100..=999).contains(&request.status) {
@@ -176,7 +184,7 @@ impl Recorder {
         let key = SeriesKey {
             route: request.route.0,
             domain,
-            method: method_index(request.method),
+            method: method_index(request.method) as u8,
             status,
         };
         {
@@ -200,7 +208,7 @@ impl Recorder {
             return table.series[i].clone();
         }
         let series = Arc::new(Series {
-            labels: self.label_text(&key).into_boxed_str(),
+            labels: self.label_text(&key).into(),
             histogram: Histogram::new(&self.buckets),
         });
         let index = table.series.len();
@@ -255,31 +263,25 @@ impl Recorder {
 pub struct RouteTemplates {
     recorder: Arc<Recorder>,
     syntax: RouteSyntax,
-    cache: RwLock<AHashMap<Box<str>, RouteId>>,
+    cache: ResolveCache<RouteId>,
 }
 
 impl RouteTemplates {
     pub fn new(recorder: Arc<Recorder>, syntax: RouteSyntax) -> RouteTemplates {
+        // Templates come from the app's code, so few; the bound only guards against odd apps.
+        let cache = ResolveCache::new(4 * recorder.limits.max_routes);
         RouteTemplates {
             recorder,
             syntax,
-            cache: RwLock::new(AHashMap::new()),
+            cache,
         }
     }
 
     /// The route id of a template in the framework's own syntax (`/item/<int:id>`).
     #[inline]
     pub fn route(&self, raw: &str) -> RouteId {
-        if let Some(&id) = self.cache.read().get(raw) {
-            return id;
-        }
-        let id = self.recorder.route(&route_template(raw, self.syntax));
-        let mut cache = self.cache.write();
-        // Templates come from the app's code, so few; the bound only guards against odd apps.
-        if cache.len() < 4 * self.recorder.limits.max_routes {
-            cache.insert(raw.into(), id);
-        }
-        id
+        self.cache
+            .get_or_resolve(raw, |raw| self.recorder.route(&route_template(raw, self.syntax)))
     }
 }
 
@@ -311,7 +313,7 @@ impl Registry {
     ) -> Result<Arc<Recorder>, Error> {
         let mut recorders = self.recorders.lock();
         if let Some(existing) = recorders.iter().find(|r| r.consts == consts) {
-            if existing.buckets != buckets {
+            if *existing.buckets != buckets {
                 return Err(Error::ConflictingBuckets(consts.program.clone()));
             }
             return Ok(existing.clone());

@@ -50,6 +50,11 @@ impl Recorder {
         }
     }
 
+    /// The route of a request to an app without a router.
+    pub(crate) fn raw_path_route(&self, path: &str) -> RouteId {
+        self.core.raw_path(path)
+    }
+
     pub(crate) fn record(
         &self,
         route: RouteId,

@@ -1,6 +1,7 @@
 //! `Registry`: a set of recorders that one scrape renders.
 
-use last9_core::exposition::{self, Format};
+use last9_core::exposition::{self, Family, Format};
+use last9_core::snapshot::Snapshot;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -22,15 +23,21 @@ impl Registry {
 
     /// The exposition text, Prometheus 0.0.4 or OpenMetrics 1.0.
     #[pyo3(signature = (*, openmetrics = false))]
-    fn render<'py>(&self, py: Python<'py>, openmetrics: bool) -> Bound<'py, PyBytes> {
+    fn render<'py>(&self, py: Python<'py>, openmetrics: bool) -> PyResult<Bound<'py, PyBytes>> {
         let format = if openmetrics {
             Format::OpenMetrics
         } else {
             Format::Text
         };
         let registry = self.inner;
-        let text = py.detach(|| exposition::encode(registry, format));
-        PyBytes::new(py, text.as_bytes())
+        let snapshot = py.detach(|| Snapshot::of(registry));
+        let families = [Family::duration(&snapshot)];
+        let len = py.detach(|| exposition::encoded_len(&families, format));
+        // Written once, straight into the bytes object, with the GIL released.
+        PyBytes::new_with(py, len, |out| {
+            py.detach(|| exposition::encode_into(&families, format, out));
+            Ok(())
+        })
     }
 
     /// Answers a scrape from its `Accept` and `Accept-Encoding` headers:

@@ -13,6 +13,8 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyString, PyTuple};
 
+use last9_core::RouteId;
+
 use crate::recorder::Recorder;
 use crate::registry::Registry;
 
@@ -62,8 +64,11 @@ impl WsgiMiddleware {
             return this.app.bind(py).call1((environ, start_response));
         };
         if let Some(path) = &this.metrics_path {
-            if let Some(answer) = this.serve_metrics(environ_dict, start_response, path)? {
-                return Ok(answer);
+            let path_info = environ_text(environ_dict, intern!(py, "PATH_INFO"));
+            if path_info.is_some_and(|p| p.to_str().ok() == Some(path.as_str())) {
+                if let Some(answer) = this.serve_metrics(environ_dict, start_response)? {
+                    return Ok(answer);
+                }
             }
         }
         let responder = Bound::new(
@@ -133,55 +138,47 @@ impl WsgiMiddleware {
         let elapsed = started.elapsed();
         let py = environ.py();
         let recorder = self.recorder.get();
-        let template = match (&self.route_getter, recorder.routed()) {
-            (Some(getter), true) => match getter.bind(py).call1((environ,)) {
-                Ok(value) => Some(value),
-                Err(err) => {
-                    log_failure_once(py, &err);
-                    None
-                }
-            },
-            _ => None,
-        };
-        let template = template
-            .as_ref()
-            .and_then(|t| t.cast::<PyString>().ok())
-            .and_then(|t| t.to_str().ok());
         let route = if recorder.routed() {
-            recorder.route(template, "")
+            let template = self.route_getter.as_ref().and_then(|getter| {
+                getter
+                    .bind(py)
+                    .call1((environ,))
+                    .inspect_err(|err| log_failure_once(py, err))
+                    .ok()
+            });
+            let template = template.as_ref().and_then(|t| t.cast::<PyString>().ok());
+            recorder.route(template.and_then(|t| t.to_str().ok()), "")
         } else {
-            let path = request_path(environ);
-            recorder.route(None, &path)
+            raw_path_route(recorder, environ)
         };
-        let host = environ_str(environ, intern!(py, "HTTP_HOST"))
-            .or_else(|| environ_str(environ, intern!(py, "SERVER_NAME")));
-        let method = environ_str(environ, intern!(py, "REQUEST_METHOD"));
+        let host = environ_text(environ, intern!(py, "HTTP_HOST"))
+            .or_else(|| environ_text(environ, intern!(py, "SERVER_NAME")));
+        let method = environ_text(environ, intern!(py, "REQUEST_METHOD"));
         recorder.record(
             route,
-            host.as_deref(),
-            method.as_deref().unwrap_or(""),
+            host.as_ref().and_then(|h| h.to_str().ok()),
+            method.as_ref().and_then(|m| m.to_str().ok()).unwrap_or(""),
             status,
             elapsed,
         );
     }
 
-    /// Answers a scrape on `path`, or returns None for any other request.
+    /// Answers a GET or HEAD on the metrics path; None for other methods, which go to the app.
     fn serve_metrics<'py>(
         &self,
         environ: &Bound<'py, PyDict>,
         start_response: &Bound<'py, PyAny>,
-        path: &str,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let py = environ.py();
-        if environ_str(environ, intern!(py, "PATH_INFO")).as_deref() != Some(path) {
-            return Ok(None);
-        }
-        let method = environ_str(environ, intern!(py, "REQUEST_METHOD"));
-        if !matches!(method.as_deref(), Some("GET" | "HEAD")) {
-            return Ok(None);
-        }
-        let accept = environ_str(environ, intern!(py, "HTTP_ACCEPT"));
-        let accept_encoding = environ_str(environ, intern!(py, "HTTP_ACCEPT_ENCODING"));
+        let method = environ_text(environ, intern!(py, "REQUEST_METHOD"));
+        let head = match method.as_ref().and_then(|m| m.to_str().ok()) {
+            Some("GET") => false,
+            Some("HEAD") => true,
+            _ => return Ok(None),
+        };
+        let header = |key| environ_text(environ, key).and_then(|v| v.to_str().ok().map(str::to_owned));
+        let accept = header(intern!(py, "HTTP_ACCEPT"));
+        let accept_encoding = header(intern!(py, "HTTP_ACCEPT_ENCODING"));
         let registry = self.registry.get().inner;
         let response =
             py.detach(|| exposition::scrape(registry, accept.as_deref(), accept_encoding.as_deref()));
@@ -193,39 +190,38 @@ impl WsgiMiddleware {
         }
         headers.append(("Vary", "Accept, Accept-Encoding"))?;
         start_response.call1(("200 OK", headers))?;
-        let body = if method.as_deref() == Some("HEAD") {
-            &[][..]
-        } else {
-            &response.body[..]
-        };
+        let body = if head { &[][..] } else { &response.body[..] };
         Ok(Some(PyList::new(py, [PyBytes::new(py, body)])?.into_any()))
     }
 }
 
-/// A value of the environ as text, if it is a string.
-fn environ_str(environ: &Bound<'_, PyDict>, key: &Bound<'_, PyString>) -> Option<String> {
-    let value = environ.get_item(key).ok()??;
-    let text = value.cast::<PyString>().ok()?;
-    text.to_str().ok().map(str::to_owned)
+/// A value of the environ if it is a string (read later as borrowed UTF-8, no copy).
+fn environ_text<'py>(
+    environ: &Bound<'py, PyDict>,
+    key: &Bound<'py, PyString>,
+) -> Option<Bound<'py, PyString>> {
+    environ.get_item(key).ok()??.cast_into::<PyString>().ok()
 }
 
-/// SCRIPT_NAME + PATH_INFO as the client sent them. WSGI hands paths over as latin-1
-/// decoded bytes, so non-ASCII paths are turned back into their UTF-8 text.
-fn request_path(environ: &Bound<'_, PyDict>) -> String {
+/// The route of an app without a router, from SCRIPT_NAME + PATH_INFO as the client sent them.
+fn raw_path_route(recorder: &Recorder, environ: &Bound<'_, PyDict>) -> RouteId {
     let py = environ.py();
-    let script = environ_str(environ, intern!(py, "SCRIPT_NAME")).unwrap_or_default();
-    let path = environ_str(environ, intern!(py, "PATH_INFO")).unwrap_or_default();
-    let joined = script + &path;
-    if joined.is_ascii() {
-        return joined;
+    let script = environ_text(environ, intern!(py, "SCRIPT_NAME"));
+    let path = environ_text(environ, intern!(py, "PATH_INFO"));
+    let script = script.as_ref().and_then(|s| s.to_str().ok()).unwrap_or("");
+    let path = path.as_ref().and_then(|s| s.to_str().ok()).unwrap_or("");
+    if script.is_empty() && path.is_ascii() {
+        return recorder.raw_path_route(path);
     }
+    let joined = format!("{script}{path}");
+    // WSGI hands paths over as latin-1 decoded bytes: turn non-ASCII ones back into UTF-8.
     match joined
         .chars()
         .map(|c| u8::try_from(u32::from(c)).ok())
         .collect::<Option<Vec<u8>>>()
     {
-        Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        None => joined,
+        Some(bytes) => recorder.raw_path_route(&String::from_utf8_lossy(&bytes)),
+        None => recorder.raw_path_route(&joined),
     }
 }
 
@@ -260,27 +256,23 @@ pub struct StartResponse {
 
 #[pymethods]
 impl StartResponse {
-    #[pyo3(signature = (status, headers, exc_info = None))]
+    /// Passes the app's own arguments on untouched (so `exc_info`, positional or keyword,
+    /// reaches the server as given).
+    #[pyo3(signature = (*args, **kwargs))]
     fn __call__<'py>(
         &self,
         py: Python<'py>,
-        status: &Bound<'py, PyAny>,
-        headers: &Bound<'py, PyAny>,
-        exc_info: Option<&Bound<'py, PyAny>>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        if let Some(code) = status
-            .cast::<PyString>()
-            .ok()
-            .and_then(|s| s.to_str().ok())
-            .and_then(status_code)
-        {
+        let code = args.get_item(0).ok().and_then(|status| {
+            let status = status.cast_into::<PyString>().ok()?;
+            status.to_str().ok().and_then(status_code)
+        });
+        if let Some(code) = code {
             self.status.store(code, Ordering::Relaxed);
         }
-        let inner = self.inner.bind(py);
-        match exc_info {
-            Some(exc_info) => inner.call1((status, headers, exc_info)),
-            None => inner.call1((status, headers)),
-        }
+        self.inner.bind(py).call(args, kwargs)
     }
 }
 

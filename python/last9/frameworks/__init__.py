@@ -34,7 +34,7 @@ class Adapter:
 
 #: Adapter modules under ``last9.frameworks``, tried in order; each has ``adapt(app)`` for
 #: WSGI apps and, where the framework speaks ASGI, ``adapt_asgi(app)``.
-WSGI_FRAMEWORKS = ("flask", "django")
+WSGI_FRAMEWORKS = ("flask", "pyramid", "bottle", "django")
 ASGI_FRAMEWORKS: tuple[str, ...] = ("django",)
 
 

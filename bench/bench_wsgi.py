@@ -1,0 +1,121 @@
+"""Per-request overhead around a trivial WSGI app: last9 vs doing nothing in Python.
+
+The yardstick is a pure-Python pass-through that wraps start_response and reads the clock
+twice but records nothing; last9 must cost no more than it while recording everything. A
+hand-written prometheus_client middleware (what users write otherwise) is shown for scale.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Histogram
+
+import last9
+from harness import Row, compare, overheads, us
+from last9.wsgi.middleware import RedMiddleware
+
+ENVIRON = {
+    "REQUEST_METHOD": "GET",
+    "PATH_INFO": "/user/42",
+    "SCRIPT_NAME": "",
+    "QUERY_STRING": "",
+    "HTTP_HOST": "example.com",
+    "SERVER_NAME": "example.com",
+    "SERVER_PORT": "80",
+    "wsgi.url_scheme": "http",
+}
+BUCKETS_MS = [0.25 * 1.5**k for k in range(31)]
+
+
+def trivial_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+
+
+def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+    return None
+
+
+class PassThrough:
+    """Wraps start_response and reads the clock twice; records nothing."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        started = time.perf_counter()
+        status = None
+
+        def wrapped_start_response(s: str, headers: Any, exc_info: Any = None) -> Any:
+            nonlocal status
+            status = s
+            return start_response(s, headers, exc_info)
+
+        body = self.app(environ, wrapped_start_response)
+        time.perf_counter() - started
+        return body
+
+
+class PrometheusClientMiddleware:
+    """The usual hand-written middleware on prometheus_client, with last9's labels."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.histogram = Histogram(
+            "http_requests_duration_milliseconds",
+            "HTTP requests duration per path",
+            ["per", "hostname", "domain", "method", "program", "status", "tenant", "cluster"],
+            buckets=BUCKETS_MS,
+            registry=CollectorRegistry(),
+        )
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        started = time.perf_counter()
+        status = ["500"]
+
+        def wrapped_start_response(s: str, headers: Any, exc_info: Any = None) -> Any:
+            status[0] = s[:3]
+            return start_response(s, headers, exc_info)
+
+        body = self.app(environ, wrapped_start_response)
+        self.histogram.labels(
+            environ["PATH_INFO"],
+            "box",
+            environ.get("HTTP_HOST", ""),
+            environ["REQUEST_METHOD"],
+            "bench",
+            status[0],
+            "",
+            "",
+        ).observe((time.perf_counter() - started) * 1000)
+        return body
+
+
+def run() -> list[Row]:
+    apps = {
+        "bare app": trivial_app,
+        "Python pass-through (records nothing)": PassThrough(trivial_app),
+        "last9 RedMiddleware": RedMiddleware(
+            trivial_app, registry=last9.Registry(), program="bench"
+        ),
+        "prometheus_client middleware": PrometheusClientMiddleware(trivial_app),
+    }
+    candidates = {
+        name: (lambda app=app: app(ENVIRON, start_response)) for name, app in apps.items()
+    }
+    added = overheads(compare(candidates, calls=100_000), "bare app")
+    yardstick = added["Python pass-through (records nothing)"]
+    rows = [Row("WSGI overhead, trivial app", name, us(ns)) for name, ns in added.items()]
+    ratio = added["last9 RedMiddleware"] / yardstick
+    rows.append(
+        Row(
+            "WSGI overhead, trivial app",
+            "last9 ÷ pass-through",
+            f"{ratio:.2f}×",
+            "≤ 1.0× (recording costs no more than doing nothing in Python)",
+            ratio <= 1.0,
+        )
+    )
+    return rows

@@ -1,0 +1,105 @@
+//! A point-in-time copy of histogram series, taken once per scrape.
+//!
+//! Copying the counts first (a few MB for 10,000 series) makes a scrape consistent, and lets
+//! the encoder size its output exactly before writing it once into its final buffer.
+
+use std::sync::Arc;
+
+use crate::histogram::Buckets;
+use crate::registry::Registry;
+
+/// One series of a snapshot.
+#[derive(Debug, Clone)]
+pub struct SnapshotSeries {
+    /// Escaped label pairs without braces, e.g. `per="/x",status="200"`.
+    pub labels: Arc<str>,
+    pub buckets: Arc<Buckets>,
+    /// Where this series' cumulative counts start in [`Snapshot::counts`].
+    start: usize,
+    pub sum_ns: u64,
+}
+
+/// Histogram series and their cumulative bucket counts.
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    series: Vec<SnapshotSeries>,
+    counts: Vec<u64>,
+}
+
+impl Snapshot {
+    /// Every series of a registry, recorders in creation order, series in creation order.
+    pub fn of(registry: &Registry) -> Snapshot {
+        let recorders = registry.recorders();
+        let mut snapshot = Snapshot::default();
+        for recorder in &recorders {
+            for series in recorder.series() {
+                let histogram = series.histogram();
+                snapshot.push(
+                    series.labels_arc(),
+                    recorder.buckets_arc(),
+                    histogram.counts(),
+                    histogram.sum_ns(),
+                );
+            }
+        }
+        snapshot
+    }
+
+    /// Adds a series from its per-bucket counts (`+Inf` last), which are made cumulative here.
+    pub fn push(
+        &mut self,
+        labels: Arc<str>,
+        buckets: Arc<Buckets>,
+        counts: impl IntoIterator<Item = u64>,
+        sum_ns: u64,
+    ) {
+        let start = self.counts.len();
+        let mut total = 0u64;
+        self.counts.extend(counts.into_iter().map(|count| {
+            total = total.wrapping_add(count);
+            total
+        }));
+        debug_assert_eq!(self.counts.len() - start, buckets.cells());
+        self.series.push(SnapshotSeries {
+            labels,
+            buckets,
+            start,
+            sum_ns,
+        });
+    }
+
+    pub fn series(&self) -> &[SnapshotSeries] {
+        &self.series
+    }
+
+    /// Cumulative counts of a series, `+Inf` (the series' count) last.
+    pub fn cumulative_counts(&self, series: &SnapshotSeries) -> &[u64] {
+        &self.counts[series.start..series.start + series.buckets.cells()]
+    }
+
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_become_cumulative() {
+        let buckets = Arc::new(Buckets::new(&[1.0, 2.0]).unwrap());
+        let mut snapshot = Snapshot::default();
+        snapshot.push("a=\"1\"".into(), buckets.clone(), [1, 0, 2], 10);
+        snapshot.push("a=\"2\"".into(), buckets, [0, 5, 0], 20);
+        let [first, second] = snapshot.series() else {
+            panic!("two series")
+        };
+        assert_eq!(snapshot.cumulative_counts(first), &[1, 1, 3]);
+        assert_eq!(snapshot.cumulative_counts(second), &[0, 5, 5]);
+    }
+}

@@ -1,0 +1,28 @@
+"""The seed's example on Pyramid, instrumented with one line."""
+
+from wsgiref.simple_server import make_server
+
+from pyramid.config import Configurator
+from pyramid.response import Response
+
+from last9.wsgi.middleware import RedMiddleware
+
+
+def hello_world(request):
+    return Response(f"<p>Hello, {request.matchdict['name']}!</p>")
+
+
+def hello_static(request):
+    return Response("<p>Static</p>")
+
+
+with Configurator() as config:
+    config.add_route("hello", "/name/{name}")
+    config.add_view(hello_world, route_name="hello")
+    config.add_route("static", "/static")
+    config.add_view(hello_static, route_name="static")
+    # Only line that needs to be changed (or: config.include("last9.frameworks.pyramid"))
+    app = RedMiddleware(config.make_wsgi_app())
+
+if __name__ == "__main__":
+    make_server("127.0.0.1", 6543, app).serve_forever()

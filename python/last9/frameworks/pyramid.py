@@ -1,0 +1,138 @@
+"""Pyramid: the route template is the matched route's ``pattern``, route prefixes included.
+
+Pyramid finishes its request before the WSGI call returns, so the pattern is left in the
+environ while the request is handled: ``RedMiddleware(config.make_wsgi_app())`` puts a
+capturing step in front of the router's tweens. The Pyramid way, a tween, is the other:
+``config.include("last9.frameworks.pyramid")`` (or ``pyramid.includes`` in an .ini file; with an
+explicit ``pyramid.tweens`` list, name ``last9.frameworks.pyramid.tween_factory`` there) adds one
+that records on its own, from entering the tweens until the response is handed back (a streamed
+body's time is not seen), and that only captures when RedMiddleware wraps the app as well.
+No route matched (including pure traversal apps) → no pattern → ``/unmatched``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from operator import methodcaller
+from typing import Any
+
+from last9.frameworks import Adapter
+
+#: Environ key the matched route's pattern is left under.
+PATTERN_KEY = "last9.pyramid.pattern"
+TWEEN = "last9.frameworks.pyramid.tween_factory"
+#: ``last9.<name>`` settings the tween reads, as RedMiddleware's keyword arguments.
+SETTINGS = ("program", "hostname", "tenant", "cluster", "metrics_path")
+
+
+def adapt(app: Any) -> Adapter | None:
+    router = sys.modules.get("pyramid.router")
+    if router is None or not isinstance(app, router.Router):
+        return None
+    registry = app.registry
+    tween = registry.get(TWEEN)
+    if tween is not None:
+        tween.recorder = None  # RedMiddleware records; the tween only leaves the pattern
+    elif not getattr(app.handle_request, "last9_captures", False):
+        app.handle_request = _capturing(app.handle_request)
+    package = getattr(registry, "package_name", None) or None
+    return Adapter(
+        app=app,
+        route_syntax="brace",
+        route_getter=methodcaller("get", PATTERN_KEY),
+        program_hint=package.partition(".")[0] if package else None,
+    )
+
+
+def _capturing(handle: Any) -> Any:
+    def capture(request: Any) -> Any:
+        try:
+            return handle(request)
+        finally:
+            route = request.matched_route
+            if route is not None:
+                request.environ[PATTERN_KEY] = route.pattern
+
+    capture.last9_captures = True  # type: ignore[attr-defined]
+    return capture
+
+
+def includeme(config: Any) -> None:
+    """``config.include("last9.frameworks.pyramid")``: instrument with the tween."""
+    from pyramid.tweens import INGRESS
+
+    config.add_tween(TWEEN, under=INGRESS)
+
+
+def tween_factory(handler: Any, registry: Any) -> Tween:
+    tween = Tween(handler, registry)
+    registry[TWEEN] = tween  # found by adapt() if RedMiddleware wraps the app after all
+    return tween
+
+
+class Tween:
+    """Records each request, unless RedMiddleware does (then ``recorder`` is None)."""
+
+    def __init__(self, handler: Any, registry: Any) -> None:
+        from last9 import config, server
+        from last9._core import Recorder, global_registry
+
+        given = {name: registry.settings.get(f"last9.{name}") for name in SETTINGS}
+        if given["metrics_path"] is None:
+            given["metrics_path"] = config.UNSET
+        package = getattr(registry, "package_name", None) or ""
+        settings = config.resolve(program_hint=package.partition(".")[0] or None, **given)
+        self.handler = handler
+        self.registry = global_registry()
+        self.metrics_path = settings.metrics_path
+        self.recorder: Any = Recorder(
+            self.registry,
+            hostname=settings.hostname,
+            program=settings.program,
+            tenant=settings.tenant,
+            cluster=settings.cluster,
+            buckets=list(settings.buckets) if settings.buckets is not None else None,
+            max_routes=settings.max_routes,
+            max_domains=settings.max_domains,
+            route_syntax="brace",
+        )
+        self.capture = _capturing(handler)
+        server.start_from_env(settings.metrics_port, settings.metrics_addr, self.registry)
+
+    def __call__(self, request: Any) -> Any:
+        recorder = self.recorder
+        if recorder is None:
+            return self.capture(request)
+        environ = request.environ
+        if environ["PATH_INFO"] == self.metrics_path and request.method in ("GET", "HEAD"):
+            return self._metrics(request)
+        started = time.perf_counter_ns()
+        status = 500  # recorded if the handler raises, which is then re-raised as it was
+        try:
+            response = self.handler(request)
+            status = response.status_int
+            return response
+        finally:
+            route = request.matched_route
+            recorder.observe(
+                None if route is None else route.pattern,
+                "",
+                environ.get("HTTP_HOST") or environ.get("SERVER_NAME"),
+                environ["REQUEST_METHOD"],
+                status,
+                time.perf_counter_ns() - started,
+            )
+
+    def _metrics(self, request: Any) -> Any:
+        from pyramid.response import Response
+
+        headers = request.headers
+        content_type, encoding, body = self.registry.scrape(
+            headers.get("Accept"), headers.get("Accept-Encoding")
+        )
+        response = Response(body=body, headerlist=[("Content-Type", content_type)])
+        if encoding is not None:
+            response.headers["Content-Encoding"] = encoding
+        response.headers["Vary"] = "Accept, Accept-Encoding"
+        return response
