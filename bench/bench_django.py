@@ -30,8 +30,8 @@ from django.urls import path
 
 from harness import Row, compare, paired_overheads, us
 
-CALLS = 200
-ROUNDS = 101
+CALLS = 100
+ROUNDS = 401
 TARGET_NS = 3000
 TARGET_RATIO = 10
 PROMETHEUS = [

@@ -30,6 +30,8 @@ django.setup()
 from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.core.handlers.wsgi import WSGIHandler, WSGIRequest  # noqa: E402
+from django.core.signals import request_finished  # noqa: E402
+from django.http import HttpResponseBase, JsonResponse  # noqa: E402
 from django.test import override_settings  # noqa: E402
 
 from last9.asgi.middleware import RedMiddleware as AsgiRedMiddleware  # noqa: E402
@@ -202,6 +204,33 @@ def test_the_route_is_left_in_the_environ_and_resolver_match_still_works(registr
     assert request.resolver_match is None
     request.resolver_match = "anything"
     assert request.resolver_match == "anything"
+
+
+def test_rendered_responses_reach_the_server_unwrapped(registry):
+    app = RedMiddleware(wsgi_handler(), registry=registry)
+    closed: list[object] = []
+
+    def on_finished(sender: object, **kwargs: object) -> None:
+        closed.append(sender)
+
+    request_finished.connect(on_finished)
+    try:
+        body = app(environ_for("/item/1"), lambda status, headers: None)
+        assert type(body) is JsonResponse  # the app's own object: no wrapper to iterate
+        assert counted(registry) == {("/item/{item_id}", "200", "GET"): 1}
+        body.close()
+        assert len(closed) == 1
+        stream = app(environ_for("/stream/1/"), lambda status, headers: None)
+        assert not isinstance(stream, HttpResponseBase)  # wrapped, to time it to the end
+        assert b"".join(stream) == b"chunk 0\n"
+        stream.close()
+        assert len(closed) == 2
+    finally:
+        request_finished.disconnect(on_finished)
+    assert counted(registry) == {
+        ("/item/{item_id}", "200", "GET"): 1,
+        ("/stream/{chunks}/", "200", "GET"): 1,
+    }
 
 
 def test_asgi_handler_is_detected_and_records_templates(registry):

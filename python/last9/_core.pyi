@@ -96,7 +96,9 @@ class WsgiMiddleware:
         registry: Registry,
         route_getter: Callable[[dict[str, Any]], str | None] | None = None,
         metrics_path: str | None = None,
-    ) -> Self: ...
+        complete_bodies: tuple[type, ...] | None = None,
+    ) -> Self:
+        """``complete_bodies``: body types recorded at once and passed on unwrapped, like lists."""
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any: ...
     @property
     def app(self) -> Callable[..., Any]: ...

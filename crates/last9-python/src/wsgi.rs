@@ -1,8 +1,9 @@
 //! The WSGI middleware's per-request path.
 //!
 //! `WsgiMiddleware.__call__` times the app, learns the status through a `StartResponse`
-//! wrapper and records once the response is complete: at once for a list or tuple body, when
-//! the body is exhausted or closed otherwise. It never changes what the app returns, and an
+//! wrapper and records once the response is complete: at once for a list or tuple body (or one
+//! of the types the adapter says are rendered when returned), when the body is exhausted or
+//! closed otherwise. It never changes what the app returns, and an
 //! exception from the app is recorded as 500 and re-raised as it was.
 
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
@@ -29,18 +30,26 @@ pub struct WsgiMiddleware {
     /// Called with the environ once the app has answered; returns the route template or None.
     route_getter: Option<Py<PyAny>>,
     metrics_path: Option<String>,
+    /// Types of bodies the app returns fully rendered (Django's `HttpResponse`): recorded as
+    /// soon as the app returns and passed on unwrapped, as list and tuple bodies are.
+    complete_bodies: Option<Py<PyTuple>>,
 }
 
 #[pymethods]
 impl WsgiMiddleware {
     #[new]
-    #[pyo3(signature = (app, recorder, registry, route_getter = None, metrics_path = None))]
+    #[pyo3(signature = (
+        app, recorder, registry, route_getter = None, metrics_path = None, complete_bodies = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         app: Py<PyAny>,
         recorder: Py<Recorder>,
         registry: Py<Registry>,
         route_getter: Option<Py<PyAny>>,
         metrics_path: Option<String>,
+        complete_bodies: Option<Py<PyTuple>>,
     ) -> WsgiMiddleware {
         WsgiMiddleware {
             app,
@@ -48,6 +57,7 @@ impl WsgiMiddleware {
             registry,
             route_getter,
             metrics_path,
+            complete_bodies: complete_bodies.filter(|types| !types.bind(py).is_empty()),
         }
     }
 
@@ -86,7 +96,11 @@ impl WsgiMiddleware {
             }
         };
         let status = responder.get().status.load(Ordering::Relaxed);
-        if status != 0 && (body.is_exact_instance_of::<PyList>() || body.is_exact_instance_of::<PyTuple>()) {
+        if status != 0
+            && (body.is_exact_instance_of::<PyList>()
+                || body.is_exact_instance_of::<PyTuple>()
+                || this.is_complete(&body))
+        {
             this.record(environ_dict, status, started);
             return Ok(body);
         }
@@ -133,6 +147,13 @@ impl WsgiMiddleware {
 }
 
 impl WsgiMiddleware {
+    /// Whether the body is of a type the adapter declared fully rendered when returned.
+    fn is_complete(&self, body: &Bound<'_, PyAny>) -> bool {
+        self.complete_bodies
+            .as_ref()
+            .is_some_and(|types| body.is_instance(types.bind(body.py())).unwrap_or(false))
+    }
+
     /// Records a finished request. Never raises: a failure is logged once and dropped.
     fn record(&self, environ: &Bound<'_, PyDict>, status: u16, started: Instant) {
         let elapsed = started.elapsed();

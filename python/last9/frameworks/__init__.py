@@ -30,6 +30,9 @@ class Adapter:
     route_getter: RouteGetter | None = None
     #: The framework's name for the app, used as the default ``program``.
     program_hint: str | None = None
+    #: WSGI body types the app returns fully rendered (Django's ``HttpResponse``): recorded as
+    #: soon as the app returns and handed to the server unwrapped, as list bodies are.
+    complete_bodies: tuple[type, ...] = ()
 
 
 #: Adapter modules under ``last9.frameworks``, tried in order; each has ``adapt(app)`` for

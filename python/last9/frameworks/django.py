@@ -33,7 +33,12 @@ def adapt(app: Any) -> Adapter | None:
         return None
     _capture_routes(app, operator.attrgetter("META"))
     return Adapter(
-        app=app, route_syntax="django", route_getter=_read_route, program_hint=program_hint()
+        app=app,
+        route_syntax="django",
+        route_getter=_read_route,
+        program_hint=program_hint(),
+        # Rendered when returned (streaming responses are other classes): no body wrapper.
+        complete_bodies=(sys.modules["django.http"].HttpResponse,),
     )
 
 

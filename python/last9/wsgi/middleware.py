@@ -61,7 +61,13 @@ class RedMiddleware(WsgiMiddleware):
         )
         server.start_from_env(settings.metrics_port, settings.metrics_addr, registry)
         return super().__new__(
-            cls, adapter.app, recorder, registry, adapter.route_getter, settings.metrics_path
+            cls,
+            adapter.app,
+            recorder,
+            registry,
+            adapter.route_getter,
+            settings.metrics_path,
+            adapter.complete_bodies,
         )
 
     def __repr__(self) -> str:
