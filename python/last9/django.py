@@ -33,6 +33,7 @@ from last9.frameworks.django import RECORDED_BY_HANDLER, program_hint
 __all__ = ["RedMiddleware"]
 
 _SCRAPE_METHODS = ("GET", "HEAD")
+_now = time.perf_counter_ns
 #: Keys of ``settings.LAST9``: the keyword arguments of the WSGI and ASGI ``RedMiddleware``.
 _OPTIONS = {*inspect.signature(config.resolve).parameters, "registry"} - {"program_hint", "environ"}
 
@@ -81,14 +82,17 @@ class RedMiddleware:
             return self.get_response(request)  # the handler's RedMiddleware records this one
         if request.path_info == self.metrics_path and request.method in _SCRAPE_METHODS:
             return self._scrape(request)
-        started = time.perf_counter_ns()
+        started = _now()
         try:
             response = self.get_response(request)
         except BaseException:
             # Only reached with DEBUG_PROPAGATE_EXCEPTIONS: recorded, then re-raised as it was.
             self._record(request, 500, started)
             raise
-        self._finish(request, response, started)
+        if response.streaming:
+            self._record_when_closed(request, response, started)
+        else:
+            self._record(request, response.status_code, started)
         return response
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
@@ -97,7 +101,7 @@ class RedMiddleware:
             return await get_response(request)
         if request.path_info == self.metrics_path and request.method in _SCRAPE_METHODS:
             return self._scrape(request)
-        started = time.perf_counter_ns()
+        started = _now()
         try:
             response = await get_response(request)
         except asyncio.CancelledError:
@@ -106,23 +110,25 @@ class RedMiddleware:
         except BaseException:
             self._record(request, 500, started)
             raise
-        self._finish(request, response, started)
+        if response.streaming:
+            self._record_when_closed(request, response, started)
+        else:
+            self._record(request, response.status_code, started)
         return response
 
-    def _finish(self, request: HttpRequest, response: HttpResponseBase, started: int) -> None:
-        if not response.streaming:
-            self._record(request, response.status_code, started)
-            return
+    def _record_when_closed(
+        self, request: HttpRequest, response: HttpResponseBase, started: int
+    ) -> None:
+        """A streamed body is timed until the server closes the response, as Django's handlers
+        do for their own clean-up (`_resource_closers` is how they attach it)."""
 
-        # A streamed body is timed until the server closes the response, as Django's handlers
-        # do for their own clean-up (`_resource_closers` is how they attach it).
-        def record_when_closed() -> None:
+        def record() -> None:
             self._record(request, response.status_code, started)
 
-        response._resource_closers.append(record_when_closed)
+        response._resource_closers.append(record)
 
     def _record(self, request: HttpRequest, status: int, started: int) -> None:
-        elapsed = time.perf_counter_ns() - started
+        elapsed = _now() - started
         match = request.resolver_match
         meta = request.META
         self.recorder.observe(
