@@ -13,11 +13,13 @@ from last9._core import (
     MetricsServer,
     Recorder,
     Registry,
+    RemoteWriter,
     __version__,
     global_registry,
     normalize_path,
     route_template,
 )
+from last9.remote_write import start_remote_write
 from last9.server import start_metrics_server
 
 #: The registry every middleware records into unless given another.
@@ -35,10 +37,12 @@ __all__ = [
     "MetricsServer",
     "Recorder",
     "Registry",
+    "RemoteWriter",
     "__version__",
     "generate_latest",
     "global_registry",
     "normalize_path",
     "route_template",
     "start_metrics_server",
+    "start_remote_write",
 ]

@@ -1,6 +1,7 @@
 """Type stubs for ``last9._core``, the Rust engine (crate ``last9-python``)."""
 
 from collections.abc import Callable, Iterator, Sequence
+from os import PathLike
 from typing import Any, Final, Self, final
 
 __all__ = [
@@ -9,6 +10,7 @@ __all__ = [
     "MetricsServer",
     "Recorder",
     "Registry",
+    "RemoteWriter",
     "StartResponse",
     "WsgiMiddleware",
     "__version__",
@@ -96,9 +98,13 @@ class WsgiMiddleware:
         registry: Registry,
         route_getter: Callable[[dict[str, Any]], str | None] | None = None,
         metrics_path: str | None = None,
+        route_source: tuple[str, tuple[str, ...]] | None = None,
         complete_bodies: tuple[type, ...] | None = None,
     ) -> Self:
-        """``complete_bodies``: body types recorded at once and passed on unwrapped, like lists."""
+        """``route_source=(key, attrs)``: the template is ``environ[key].attr1.attr2…``, read
+        without a Python call (the key is then removed); ``route_getter(environ)`` is asked
+        when a step gives None. ``complete_bodies``: body types recorded at once and passed on
+        unwrapped, like lists."""
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any: ...
     @property
     def app(self) -> Callable[..., Any]: ...
@@ -141,6 +147,70 @@ class MetricsServer:
     @property
     def addr(self) -> str: ...
     def stop(self) -> None: ...
+
+@final
+class RemoteWriter:
+    """Pushes a registry to a Prometheus remote-write receiver from a Rust thread.
+
+    Every ``interval`` seconds the registry is snapshotted into snappy-compressed protobuf write
+    requests and queued (at most ``max_pending`` snapshots; past that the oldest is dropped). The
+    queue is sent in order; 5xx, 429 and network errors are retried with exponential backoff,
+    other statuses are dropped. Messages go to the ``last9.remote_write`` logger.
+
+    Raises:
+        MetricsError: a bad URL, half-given or conflicting credentials, a non-positive
+            interval, timeout or queue bound, or an unreadable ``ca_file``.
+    """
+
+    def __new__(
+        cls,
+        registry: Registry,
+        url: str,
+        *,
+        interval: float = 15.0,
+        username: str | None = None,
+        password: str | None = None,
+        bearer_token: str | None = None,
+        max_pending: int = 20,
+        timeout: float = 10.0,
+        ca_file: str | PathLike[str] | None = None,
+    ) -> Self: ...
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Takes a snapshot now and waits up to ``timeout`` seconds until the queue is sent.
+
+        Returns:
+            Whether the queue was emptied; False leaves the snapshot queued for later.
+        """
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Takes a last snapshot, sends the queue within ``timeout`` seconds and stops.
+
+        Returns:
+            Whether everything was delivered; what was not is counted in ``dropped_samples``.
+        """
+    @property
+    def url(self) -> str:
+        """The receiver's URL, without credentials."""
+    @property
+    def interval(self) -> float: ...
+    @property
+    def max_pending(self) -> int: ...
+    @property
+    def sent_samples(self) -> int:
+        """Samples the receiver accepted."""
+    @property
+    def dropped_samples(self) -> int:
+        """Samples given up on: rejected, pushed out of a full queue, or unsent at ``stop``."""
+    @property
+    def sent_requests(self) -> int: ...
+    @property
+    def failed_attempts(self) -> int:
+        """Attempts that failed and were retried."""
+    @property
+    def snapshots(self) -> int:
+        """Snapshots taken so far."""
+    @property
+    def pending(self) -> int:
+        """Snapshots waiting to be sent."""
 
 def normalize_path(path: str) -> str:
     """A raw URL path with ids collapsed (``/user/123`` → ``/user/{id}``)."""

@@ -4,9 +4,10 @@
 //! - [`histogram`]: lock-free histograms and bucket layouts;
 //! - [`labels`]: bounded interning of values that come from requests;
 //! - [`normalize`]: route templates, raw paths, hosts and methods turned into label values;
-//! - [`snapshot`]: a consistent copy of the series, taken once per scrape;
+//! - [`snapshot`]: a consistent copy of the series, taken once per scrape or push;
 //! - [`exposition`]: Prometheus text and OpenMetrics rendering, content negotiation, gzip;
-//! - [`server`]: the dedicated metrics HTTP server.
+//! - [`server`]: the dedicated metrics HTTP server;
+//! - [`remote_write`]: pushing snapshots with the Prometheus remote-write protocol.
 //!
 //! This crate knows nothing of Python; the `last9-python` crate is its binding.
 
@@ -17,6 +18,7 @@ pub mod histogram;
 pub mod labels;
 pub mod normalize;
 pub mod registry;
+pub mod remote_write;
 pub mod server;
 pub mod snapshot;
 
@@ -31,6 +33,8 @@ pub enum Error {
     InvalidBuckets(String),
     /// The same constant labels asked for with two bucket layouts.
     ConflictingBuckets(String),
+    /// Remote-write settings that cannot work.
+    InvalidRemoteWrite(String),
 }
 
 impl fmt::Display for Error {
@@ -42,6 +46,7 @@ impl fmt::Display for Error {
                 "program {program:?} already records with other buckets; \
                  one label set cannot have two bucket layouts"
             ),
+            Error::InvalidRemoteWrite(why) => write!(f, "invalid remote write settings: {why}"),
         }
     }
 }

@@ -397,7 +397,7 @@ impl Reply {
         // Only a well-formed final status and header values without CR/LF reach the wire.
         let valid = (200..=999).contains(&response.status)
             && header_ok(response.content_type)
-            && response.content_encoding.map_or(true, header_ok);
+            && response.content_encoding.is_none_or(header_ok);
         if !valid {
             return Reply::text(500, "invalid response from metrics handler\n");
         }

@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 mod errors;
 mod recorder;
 mod registry;
+mod remote_write;
 mod server;
 mod wsgi;
 
@@ -22,6 +23,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<wsgi::StartResponse>()?;
     m.add_class::<wsgi::Body>()?;
     m.add_class::<server::MetricsServer>()?;
+    m.add_class::<remote_write::RemoteWriter>()?;
     m.add_function(wrap_pyfunction!(registry::global_registry, m)?)?;
     m.add_function(wrap_pyfunction!(recorder::normalize_path, m)?)?;
     m.add_function(wrap_pyfunction!(recorder::route_template, m)?)?;

@@ -29,6 +29,10 @@ pub struct WsgiMiddleware {
     registry: Py<Registry>,
     /// Called with the environ once the app has answered; returns the route template or None.
     route_getter: Option<Py<PyAny>>,
+    /// `(environ key, attribute names)`: the template is `environ[key].attr1.attr2…`, read
+    /// without a Python call; the key is removed afterwards. When a step gives None, the
+    /// route getter is asked instead.
+    route_source: Option<(Py<PyString>, Vec<Py<PyString>>)>,
     metrics_path: Option<String>,
     /// Types of bodies the app returns fully rendered (Django's `HttpResponse`): recorded as
     /// soon as the app returns and passed on unwrapped, as list and tuple bodies are.
@@ -39,7 +43,8 @@ pub struct WsgiMiddleware {
 impl WsgiMiddleware {
     #[new]
     #[pyo3(signature = (
-        app, recorder, registry, route_getter = None, metrics_path = None, complete_bodies = None
+        app, recorder, registry, route_getter = None, metrics_path = None, route_source = None,
+        complete_bodies = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -49,6 +54,7 @@ impl WsgiMiddleware {
         registry: Py<Registry>,
         route_getter: Option<Py<PyAny>>,
         metrics_path: Option<String>,
+        route_source: Option<(Py<PyString>, Vec<Py<PyString>>)>,
         complete_bodies: Option<Py<PyTuple>>,
     ) -> WsgiMiddleware {
         WsgiMiddleware {
@@ -56,6 +62,7 @@ impl WsgiMiddleware {
             recorder,
             registry,
             route_getter,
+            route_source,
             metrics_path,
             complete_bodies: complete_bodies.filter(|types| !types.bind(py).is_empty()),
         }
@@ -160,13 +167,7 @@ impl WsgiMiddleware {
         let py = environ.py();
         let recorder = self.recorder.get();
         let route = if recorder.routed() {
-            let template = self.route_getter.as_ref().and_then(|getter| {
-                getter
-                    .bind(py)
-                    .call1((environ,))
-                    .inspect_err(|err| log_failure_once(py, err))
-                    .ok()
-            });
+            let template = self.template(environ);
             let template = template.as_ref().and_then(|t| t.cast::<PyString>().ok());
             recorder.route(template.and_then(|t| t.to_str().ok()), "")
         } else {
@@ -182,6 +183,41 @@ impl WsgiMiddleware {
             status,
             elapsed,
         );
+    }
+
+    /// The route template of a finished request: from the route source if it gives one, else
+    /// from the route getter. A getter that raises is logged once and counts as no route.
+    fn template<'py>(&self, environ: &Bound<'py, PyDict>) -> Option<Bound<'py, PyAny>> {
+        let py = environ.py();
+        let source = self
+            .route_source
+            .as_ref()
+            .map(|(key, attrs)| (key.bind(py), attrs));
+        if let Some((key, attrs)) = source {
+            let found = environ.get_item(key).ok().flatten().and_then(|value| {
+                attrs.iter().try_fold(value, |value, attr| {
+                    value.getattr(attr.bind(py)).ok().filter(|next| !next.is_none())
+                })
+            });
+            if found.is_some() {
+                let _ = environ.del_item(key);
+                return found;
+            }
+        }
+        let from_getter = self.route_getter.as_ref().and_then(|getter| {
+            getter
+                .bind(py)
+                .call1((environ,))
+                .inspect_err(|err| log_failure_once(py, err))
+                .ok()
+        });
+        if let Some((key, _)) = source {
+            // The source's value may hold the request, which holds the environ: drop the cycle.
+            if environ.contains(key).unwrap_or(false) {
+                let _ = environ.del_item(key);
+            }
+        }
+        from_getter
     }
 
     /// Answers a GET or HEAD on the metrics path; None for other methods, which go to the app.

@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
-from last9 import config, server
+from last9 import config, remote_write, server
 from last9._core import Recorder, Registry, global_registry
 from last9.frameworks import detect_asgi
 
@@ -73,6 +73,7 @@ class RedMiddleware:
         self.metrics_path = settings.metrics_path
         self._route_of = adapter.route_getter
         server.start_from_env(settings.metrics_port, settings.metrics_addr, self.registry)
+        remote_write.start_from_env(self.registry)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

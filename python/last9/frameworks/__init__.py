@@ -28,6 +28,10 @@ class Adapter:
     #: None when the app has no router we know, and raw paths are normalised instead.
     route_syntax: str | None = None
     route_getter: RouteGetter | None = None
+    #: WSGI only, the fast path: ``(key, attributes)`` such that ``environ[key].attr1.attr2…``
+    #: is the template, read in Rust without a Python call; the key is removed afterwards.
+    #: When a step gives None, ``route_getter`` is asked instead.
+    route_source: tuple[str, tuple[str, ...]] | None = None
     #: The framework's name for the app, used as the default ``program``.
     program_hint: str | None = None
     #: WSGI body types the app returns fully rendered (Django's ``HttpResponse``): recorded as

@@ -3,10 +3,11 @@
 ``RedMiddleware(get_wsgi_application())`` (or ``get_asgi_application()`` with the ASGI
 middleware) needs no settings: the handler's ``request_class`` gets a subclass whose
 ``resolver_match`` setter also writes the matched route into the request's environ (``META``
-under WSGI) or ASGI ``scope``, where the middleware's getter (a C-level ``dict.get``) reads it
-once the response is done, whatever Django has released by then. The route has the
-``include()`` prefixes joined, and re_path() parts as regexes: the "django" route syntax
-converts both. No route resolved: no key, ``/unmatched``. A view answering 405 has resolved.
+under WSGI) or ASGI ``scope``, where the middleware reads it once the response is done (WSGI:
+in Rust, through ``route_source``; ASGI: a C-level ``dict.get``), whatever Django has released.
+The route has the ``include()`` prefixes joined, and re_path() parts as regexes: the "django"
+route syntax converts both. No route resolved: no key, ``/unmatched``. A view answering 405
+has resolved its route, which is kept.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ ROUTE_KEY = "last9.django.route"
 #: ``last9.django.RedMiddleware`` in ``MIDDLEWARE`` leaves it alone rather than count it twice.
 RECORDED_BY_HANDLER = "_last9_recorded_by_handler"
 
+#: The ASGI getter: ``scope.get(ROUTE_KEY)``, with no Python frame.
 _read_route = operator.methodcaller("get", ROUTE_KEY)
 
 
@@ -35,7 +37,7 @@ def adapt(app: Any) -> Adapter | None:
     return Adapter(
         app=app,
         route_syntax="django",
-        route_getter=_read_route,
+        route_source=(ROUTE_KEY, ()),  # environ[ROUTE_KEY] itself, read in Rust
         program_hint=program_hint(),
         # Rendered when returned (streaming responses are other classes): no body wrapper.
         complete_bodies=(sys.modules["django.http"].HttpResponse,),

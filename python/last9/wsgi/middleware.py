@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from last9 import config, server
+from last9 import config, remote_write, server
 from last9._core import Recorder, Registry, WsgiMiddleware, global_registry
 from last9.frameworks import detect_wsgi
 
@@ -60,6 +60,7 @@ class RedMiddleware(WsgiMiddleware):
             route_syntax=adapter.route_syntax,
         )
         server.start_from_env(settings.metrics_port, settings.metrics_addr, registry)
+        remote_write.start_from_env(registry)
         return super().__new__(
             cls,
             adapter.app,
@@ -67,6 +68,7 @@ class RedMiddleware(WsgiMiddleware):
             registry,
             adapter.route_getter,
             settings.metrics_path,
+            adapter.route_source,
             adapter.complete_bodies,
         )
 
