@@ -322,6 +322,18 @@ def test_middleware_entry_records_a_propagated_exception_once(registry):
     assert counted(registry) == {("/boom/", "500", "GET"): 1}
 
 
+def test_observe_environ_reads_host_method_and_path(registry):
+    routed = last9.Recorder(registry, hostname="box", program="a", route_syntax="django")
+    routed.observe_environ("item/<int:pk>", {"HTTP_HOST": "Shop.Example:8000"}, 200, 1_000)
+    unrouted = last9.Recorder(registry, hostname="box", program="b")
+    meta = {"SERVER_NAME": "example.com", "REQUEST_METHOD": "PUT", "PATH_INFO": "/user/42"}
+    unrouted.observe_environ(None, meta, 204, 1_000)
+    assert counts_by(registry.render(), "program", "per", "domain", "method", "status") == {
+        ("a", "/item/{pk}", "shop.example", "_OTHER", "200"): 1,  # no method: _OTHER
+        ("b", "/user/{id}", "example.com", "PUT", "204"): 1,
+    }
+
+
 def test_middleware_entry_rejects_unknown_settings():
     with override_settings(LAST9={"tennant": "typo"}), pytest.raises(ImproperlyConfigured):
         wsgi_handler(LAST9_ENTRY)

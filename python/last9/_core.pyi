@@ -73,6 +73,11 @@ class Recorder:
         duration_ns: int,
     ) -> None:
         """Records one request; ``route`` is the framework's template, None when none matched."""
+    def observe_environ(
+        self, route: str | None, environ: dict[str, Any], status: int, duration_ns: int
+    ) -> None:
+        """Records one request from a WSGI environ (or Django's ``request.META``): Host, method
+        and, without a router, the path are read from it."""
     def observe_scope(
         self, route: str | None, scope: dict[str, Any], status: int, duration_ns: int
     ) -> None:

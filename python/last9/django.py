@@ -130,14 +130,9 @@ class RedMiddleware:
     def _record(self, request: HttpRequest, status: int, started: int) -> None:
         elapsed = _now() - started
         match = request.resolver_match
-        meta = request.META
-        self.recorder.observe(
-            None if match is None else match.route,
-            "",
-            meta.get("HTTP_HOST") or meta.get("SERVER_NAME"),
-            request.method or "",
-            status,
-            elapsed,
+        # META is the WSGI environ, or under ASGI a dict with the same keys.
+        self.recorder.observe_environ(
+            None if match is None else match.route, request.META, status, elapsed
         )
 
     def _scrape(self, request: HttpRequest) -> HttpResponse:

@@ -253,7 +253,7 @@ impl WsgiMiddleware {
 }
 
 /// A value of the environ if it is a string (read later as borrowed UTF-8, no copy).
-fn environ_text<'py>(
+pub(crate) fn environ_text<'py>(
     environ: &Bound<'py, PyDict>,
     key: &Bound<'py, PyString>,
 ) -> Option<Bound<'py, PyString>> {
@@ -261,7 +261,7 @@ fn environ_text<'py>(
 }
 
 /// The route of an app without a router, from SCRIPT_NAME + PATH_INFO as the client sent them.
-fn raw_path_route(recorder: &Recorder, environ: &Bound<'_, PyDict>) -> RouteId {
+pub(crate) fn raw_path_route(recorder: &Recorder, environ: &Bound<'_, PyDict>) -> RouteId {
     let py = environ.py();
     let script = environ_text(environ, intern!(py, "SCRIPT_NAME"));
     let path = environ_text(environ, intern!(py, "PATH_INFO"));
