@@ -1,5 +1,7 @@
 """Type stubs for ``last9._core``, the Rust engine (crate ``last9-python``)."""
 
+import os
+import pathlib
 from collections.abc import Callable, Iterator, Sequence
 from os import PathLike
 from typing import Any, Final, Self, final
@@ -14,7 +16,9 @@ __all__ = [
     "StartResponse",
     "WsgiMiddleware",
     "__version__",
+    "enable_multiprocess",
     "global_registry",
+    "multiprocess_dir",
     "normalize_path",
     "route_template",
 ]
@@ -35,10 +39,31 @@ class Registry:
         self, accept: str | None = None, accept_encoding: str | None = None
     ) -> tuple[str, str | None, bytes]:
         """Answers a scrape from its headers: ``(content_type, content_encoding, body)``."""
-    def series_count(self) -> int: ...
+    def series_count(self) -> int:
+        """Series recorded by this process (in multi-process mode, not the other workers')."""
+    @property
+    def is_global(self) -> bool:
+        """Whether this is the process-wide registry (it sums the workers of a pre-fork server)."""
 
 def global_registry() -> Registry:
     """The process-wide registry that middlewares use by default."""
+
+def enable_multiprocess(
+    *, root_pid: int | None = None, directory: str | os.PathLike[str] | None = None
+) -> pathlib.Path:
+    """Enters multi-process mode for the global registry.
+
+    Its series move, with their counts, to a file of this process in a directory shared by the
+    server's processes, and its scrapes then sum every process. ``directory`` is used as given;
+    otherwise it is the directory of the server instance whose root process is ``root_pid`` (this
+    process when None). Calling it again returns the directory in use.
+
+    Raises:
+        OSError: the directory cannot be made or used.
+    """
+
+def multiprocess_dir() -> pathlib.Path | None:
+    """The directory shared by the server's processes; None in single-process mode."""
 
 @final
 class Recorder:
@@ -145,10 +170,22 @@ class MetricsServer:
     """
 
     def __new__(
-        cls, registry: Registry, port: int, addr: str = "0.0.0.0", path: str = "/metrics"
-    ) -> Self: ...
+        cls,
+        registry: Registry,
+        port: int,
+        addr: str = "0.0.0.0",
+        path: str = "/metrics",
+        *,
+        standby: bool = False,
+    ) -> Self:
+        """Serves ``registry`` on ``addr:port``. With ``standby``, a port in use is not an error:
+        the server waits in the background and takes the port over once it is free (the
+        workers of a pre-fork server share one metrics port this way)."""
     @property
     def port(self) -> int: ...
+    @property
+    def serving(self) -> bool:
+        """Whether this server has its port (False while a standby server waits for it)."""
     @property
     def addr(self) -> str: ...
     def stop(self) -> None: ...

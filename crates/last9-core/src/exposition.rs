@@ -241,7 +241,8 @@ pub fn encode_families(families: &[Family<'_>], format: Format) -> Vec<u8> {
     out
 }
 
-/// Renders every series of a registry.
+/// Renders every series of a registry; for the global registry in multi-process mode, the sum
+/// over every process of the server (see [`crate::store`]).
 pub fn encode(registry: &Registry, format: Format) -> String {
     let snapshot = Snapshot::of(registry);
     let bytes = encode_families(&[Family::duration(&snapshot)], format);

@@ -7,7 +7,8 @@
 //! - [`snapshot`]: a consistent copy of the series, taken once per scrape or push;
 //! - [`exposition`]: Prometheus text and OpenMetrics rendering, content negotiation, gzip;
 //! - [`server`]: the dedicated metrics HTTP server;
-//! - [`remote_write`]: pushing snapshots with the Prometheus remote-write protocol.
+//! - [`remote_write`]: pushing snapshots with the Prometheus remote-write protocol;
+//! - [`store`]: the multi-process store (pre-fork servers: gunicorn, uWSGI, uvicorn workers).
 //!
 //! This crate knows nothing of Python; the `last9-python` crate is its binding.
 
@@ -21,6 +22,7 @@ pub mod registry;
 pub mod remote_write;
 pub mod server;
 pub mod snapshot;
+pub mod store;
 
 pub use exposition::Format;
 pub use histogram::Buckets;

@@ -27,8 +27,14 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Every series of a registry, recorders in creation order, series in creation order.
+    /// Every series of a registry, recorders in creation order, series in creation order. For
+    /// the global registry in multi-process mode: every process's series, summed by label set.
     pub fn of(registry: &Registry) -> Snapshot {
+        if registry.is_shared() {
+            if let Some(snapshot) = crate::store::snapshot() {
+                return snapshot;
+            }
+        }
         let recorders = registry.recorders();
         let mut snapshot = Snapshot::default();
         for recorder in &recorders {

@@ -25,6 +25,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<server::MetricsServer>()?;
     m.add_class::<remote_write::RemoteWriter>()?;
     m.add_function(wrap_pyfunction!(registry::global_registry, m)?)?;
+    m.add_function(wrap_pyfunction!(registry::enable_multiprocess, m)?)?;
+    m.add_function(wrap_pyfunction!(registry::multiprocess_dir, m)?)?;
     m.add_function(wrap_pyfunction!(recorder::normalize_path, m)?)?;
     m.add_function(wrap_pyfunction!(recorder::route_template, m)?)?;
     Ok(())

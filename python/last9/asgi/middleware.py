@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
-from last9 import config, remote_write, server
+from last9 import config, prefork, remote_write, server
 from last9._core import Recorder, Registry, global_registry
 from last9.frameworks import detect_asgi
 
@@ -58,6 +58,8 @@ class RedMiddleware:
             max_domains=max_domains,
         )
         self.app = adapter.app
+        if registry is None:
+            prefork.activate()  # usually done at import; the app may have imported last9 early
         self.registry = registry or global_registry()
         self.recorder = Recorder(
             self.registry,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from last9 import config, remote_write, server
+from last9 import config, prefork, remote_write, server
 from last9._core import Recorder, Registry, WsgiMiddleware, global_registry
 from last9.frameworks import detect_wsgi
 
@@ -47,7 +47,9 @@ class RedMiddleware(WsgiMiddleware):
             max_routes=max_routes,
             max_domains=max_domains,
         )
-        registry = registry or global_registry()
+        if registry is None:
+            prefork.activate()  # usually done at import; the app may have imported last9 early
+            registry = global_registry()
         recorder = Recorder(
             registry,
             hostname=settings.hostname,
