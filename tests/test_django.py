@@ -436,3 +436,21 @@ def test_real_http_durations_cover_slow_views_and_streams(server):
 
     assert sum_of("/slow/{ms}/") >= 120
     assert sum_of("/stream/{chunks}/") >= 200  # 4 chunks, 50 ms apart
+
+
+@pytest.mark.parametrize("way", ["wsgi-wrapper", "wsgi-middleware"])
+def test_real_http_several_workers_are_summed(way):
+    _, entry, settings_module = SERVERS[way]
+    port = free_port()
+    env = {
+        "PYTHONPATH": os.pathsep.join([APPS, str(ROOT)]),
+        "DJANGO_SETTINGS_MODULE": settings_module,
+    }
+    with serve(gunicorn(entry, port, "-w", "3"), port, env=env):
+        for n in range(30):
+            assert send(port, f"/item/{n}").status_code == 200
+        send(port, "/no/such/route")
+        assert counts_by(scrape(port).text, "per", "status") == {
+            ("/item/{item_id}", "200"): 30,
+            ("/unmatched", "404"): 1,
+        }

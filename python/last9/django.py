@@ -25,7 +25,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
-from last9 import config, server
+from last9 import config, prefork, remote_write, server
 from last9._core import Recorder, global_registry
 from last9.asgi.middleware import CLIENT_CLOSED_REQUEST
 from last9.frameworks.django import RECORDED_BY_HANDLER, program_hint
@@ -59,7 +59,11 @@ class RedMiddleware:
             raise ImproperlyConfigured(
                 f"settings.LAST9 has unknown keys {sorted(unknown)}; known: {sorted(_OPTIONS)}"
             )
-        self.registry = options.pop("registry", None) or global_registry()
+        registry = options.pop("registry", None)
+        if registry is None:
+            prefork.activate()  # as the WSGI and ASGI middlewares do: gunicorn/uvicorn workers
+            registry = global_registry()
+        self.registry = registry
         resolved = config.resolve(program_hint=program_hint(), **options)
         self.recorder = Recorder(
             self.registry,
@@ -74,6 +78,7 @@ class RedMiddleware:
         )
         self.metrics_path = resolved.metrics_path
         server.start_from_env(resolved.metrics_port, resolved.metrics_addr, self.registry)
+        remote_write.start_from_env(self.registry)
 
     def __call__(self, request: HttpRequest) -> Any:
         if self._is_async:
