@@ -98,6 +98,11 @@ class Recorder:
         duration_ns: int,
     ) -> None:
         """Records one request; ``route`` is the framework's template, None when none matched."""
+    def observe_environ(
+        self, route: str | None, environ: dict[str, Any], status: int, duration_ns: int
+    ) -> None:
+        """Records one request from a WSGI environ (or Django's ``request.META``): Host, method
+        and, without a router, the path are read from it."""
     def observe_scope(
         self, route: str | None, scope: dict[str, Any], status: int, duration_ns: int
     ) -> None:
@@ -127,10 +132,12 @@ class WsgiMiddleware:
         route_getter: Callable[[dict[str, Any]], str | None] | None = None,
         metrics_path: str | None = None,
         route_source: tuple[str, tuple[str, ...]] | None = None,
+        complete_bodies: tuple[type, ...] | None = None,
     ) -> Self:
         """``route_source=(key, attrs)``: the template is ``environ[key].attr1.attr2…``, read
         without a Python call (the key is then removed); ``route_getter(environ)`` is asked
-        when a step gives None."""
+        when a step gives None. ``complete_bodies``: body types recorded at once and passed on
+        unwrapped, like lists."""
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any: ...
     @property
     def app(self) -> Callable[..., Any]: ...
@@ -254,4 +261,8 @@ def normalize_path(path: str) -> str:
     """A raw URL path with ids collapsed (``/user/123`` → ``/user/{id}``)."""
 
 def route_template(template: str, syntax: str) -> str:
-    """A framework's route template in ``{param}`` form (``/item/<int:id>`` → ``/item/{id}``)."""
+    """A framework's route template in ``{param}`` form (``/item/<int:id>`` → ``/item/{id}``).
+
+    ``syntax`` is one of "angle", "angle_name_first", "brace", "regex" or "django" (a Django
+    ``ResolverMatch.route``: path() and re_path() parts, given a leading ``/``).
+    """

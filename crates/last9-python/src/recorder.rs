@@ -12,6 +12,7 @@ use pyo3::types::{PyBytes, PyDict, PyString};
 
 use crate::errors::to_py;
 use crate::registry::Registry;
+use crate::wsgi::{environ_text, raw_path_route};
 
 /// How a request's route is found: from the framework's template, or from the raw path.
 enum Routing {
@@ -31,9 +32,10 @@ pub(crate) fn parse_syntax(name: &str) -> PyResult<RouteSyntax> {
         "angle_name_first" => RouteSyntax::AngleNameFirst,
         "brace" => RouteSyntax::Brace,
         "regex" => RouteSyntax::Regex,
+        "django" => RouteSyntax::Django,
         other => {
             return Err(PyValueError::new_err(format!(
-                "unknown route syntax {other:?}; expected 'angle', 'angle_name_first', 'brace' or 'regex'"
+                "unknown route syntax {other:?}; expected 'angle', 'angle_name_first', 'brace', 'regex' or 'django'"
             )))
         }
     })
@@ -136,6 +138,35 @@ impl Recorder {
     ) {
         let route = self.route(route, path);
         self.record(route, host, method, status, Duration::from_nanos(duration_ns));
+    }
+
+    /// Records one request from a WSGI environ, or from Django's `request.META` (which has the
+    /// same keys under ASGI too): Host, method and, for an app without a router, the path are
+    /// read here rather than in Python.
+    #[pyo3(signature = (route, environ, status, duration_ns))]
+    fn observe_environ(
+        &self,
+        route: Option<&str>,
+        environ: &Bound<'_, PyDict>,
+        status: u16,
+        duration_ns: u64,
+    ) {
+        let py = environ.py();
+        let route = if self.routed() {
+            self.route(route, "")
+        } else {
+            raw_path_route(self, environ)
+        };
+        let host = environ_text(environ, intern!(py, "HTTP_HOST"))
+            .or_else(|| environ_text(environ, intern!(py, "SERVER_NAME")));
+        let method = environ_text(environ, intern!(py, "REQUEST_METHOD"));
+        self.record(
+            route,
+            host.as_ref().and_then(|h| h.to_str().ok()),
+            method.as_ref().and_then(|m| m.to_str().ok()).unwrap_or(""),
+            status,
+            Duration::from_nanos(duration_ns),
+        );
     }
 
     /// Records one request of an ASGI app from its scope: path, method and Host header are

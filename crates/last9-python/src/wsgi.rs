@@ -1,8 +1,9 @@
 //! The WSGI middleware's per-request path.
 //!
 //! `WsgiMiddleware.__call__` times the app, learns the status through a `StartResponse`
-//! wrapper and records once the response is complete: at once for a list or tuple body, when
-//! the body is exhausted or closed otherwise. It never changes what the app returns, and an
+//! wrapper and records once the response is complete: at once for a list or tuple body (or one
+//! of the types the adapter says are rendered when returned), when the body is exhausted or
+//! closed otherwise. It never changes what the app returns, and an
 //! exception from the app is recorded as 500 and re-raised as it was.
 
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
@@ -33,21 +34,28 @@ pub struct WsgiMiddleware {
     /// route getter is asked instead.
     route_source: Option<(Py<PyString>, Vec<Py<PyString>>)>,
     metrics_path: Option<String>,
+    /// Types of bodies the app returns fully rendered (Django's `HttpResponse`): recorded as
+    /// soon as the app returns and passed on unwrapped, as list and tuple bodies are.
+    complete_bodies: Option<Py<PyTuple>>,
 }
 
 #[pymethods]
 impl WsgiMiddleware {
     #[new]
     #[pyo3(signature = (
-        app, recorder, registry, route_getter = None, metrics_path = None, route_source = None
+        app, recorder, registry, route_getter = None, metrics_path = None, route_source = None,
+        complete_bodies = None
     ))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         app: Py<PyAny>,
         recorder: Py<Recorder>,
         registry: Py<Registry>,
         route_getter: Option<Py<PyAny>>,
         metrics_path: Option<String>,
         route_source: Option<(Py<PyString>, Vec<Py<PyString>>)>,
+        complete_bodies: Option<Py<PyTuple>>,
     ) -> WsgiMiddleware {
         WsgiMiddleware {
             app,
@@ -56,6 +64,7 @@ impl WsgiMiddleware {
             route_getter,
             route_source,
             metrics_path,
+            complete_bodies: complete_bodies.filter(|types| !types.bind(py).is_empty()),
         }
     }
 
@@ -94,7 +103,11 @@ impl WsgiMiddleware {
             }
         };
         let status = responder.get().status.load(Ordering::Relaxed);
-        if status != 0 && (body.is_exact_instance_of::<PyList>() || body.is_exact_instance_of::<PyTuple>()) {
+        if status != 0
+            && (body.is_exact_instance_of::<PyList>()
+                || body.is_exact_instance_of::<PyTuple>()
+                || this.is_complete(&body))
+        {
             this.record(environ_dict, status, started);
             return Ok(body);
         }
@@ -141,6 +154,13 @@ impl WsgiMiddleware {
 }
 
 impl WsgiMiddleware {
+    /// Whether the body is of a type the adapter declared fully rendered when returned.
+    fn is_complete(&self, body: &Bound<'_, PyAny>) -> bool {
+        self.complete_bodies
+            .as_ref()
+            .is_some_and(|types| body.is_instance(types.bind(body.py())).unwrap_or(false))
+    }
+
     /// Records a finished request. Never raises: a failure is logged once and dropped.
     fn record(&self, environ: &Bound<'_, PyDict>, status: u16, started: Instant) {
         let elapsed = started.elapsed();
@@ -233,7 +253,7 @@ impl WsgiMiddleware {
 }
 
 /// A value of the environ if it is a string (read later as borrowed UTF-8, no copy).
-fn environ_text<'py>(
+pub(crate) fn environ_text<'py>(
     environ: &Bound<'py, PyDict>,
     key: &Bound<'py, PyString>,
 ) -> Option<Bound<'py, PyString>> {
@@ -241,7 +261,7 @@ fn environ_text<'py>(
 }
 
 /// The route of an app without a router, from SCRIPT_NAME + PATH_INFO as the client sent them.
-fn raw_path_route(recorder: &Recorder, environ: &Bound<'_, PyDict>) -> RouteId {
+pub(crate) fn raw_path_route(recorder: &Recorder, environ: &Bound<'_, PyDict>) -> RouteId {
     let py = environ.py();
     let script = environ_text(environ, intern!(py, "SCRIPT_NAME"));
     let path = environ_text(environ, intern!(py, "PATH_INFO"));

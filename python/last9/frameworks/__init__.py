@@ -23,7 +23,8 @@ class Adapter:
 
     #: The callable the middleware calls (for Flask, the app's original ``wsgi_app``).
     app: Any
-    #: How the framework spells route templates: "angle", "angle_name_first", "brace", "regex";
+    #: How the framework spells route templates: "angle", "angle_name_first", "brace", "regex",
+    #: "django";
     #: None when the app has no router we know, and raw paths are normalised instead.
     route_syntax: str | None = None
     route_getter: RouteGetter | None = None
@@ -33,12 +34,15 @@ class Adapter:
     route_source: tuple[str, tuple[str, ...]] | None = None
     #: The framework's name for the app, used as the default ``program``.
     program_hint: str | None = None
+    #: WSGI body types the app returns fully rendered (Django's ``HttpResponse``): recorded as
+    #: soon as the app returns and handed to the server unwrapped, as list bodies are.
+    complete_bodies: tuple[type, ...] = ()
 
 
 #: Adapter modules under ``last9.frameworks``, tried in order; each has ``adapt(app)`` for
 #: WSGI apps and, where the framework speaks ASGI, ``adapt_asgi(app)``.
-WSGI_FRAMEWORKS = ("flask", "pyramid", "bottle")
-ASGI_FRAMEWORKS: tuple[str, ...] = ()
+WSGI_FRAMEWORKS = ("flask", "pyramid", "bottle", "django")
+ASGI_FRAMEWORKS: tuple[str, ...] = ("django",)
 #: Adapter modules for apps that are neither WSGI nor ASGI callables (Tornado's run on its own
 #: server): each has ``owns(app)`` and ``instrument(app, **options)``, which hooks the app in
 #: place and returns it, so that ``RedMiddleware(app)`` hands the server the same app.

@@ -88,6 +88,7 @@ class RedMiddleware(WsgiMiddleware):
             adapter.route_getter,
             settings.metrics_path,
             adapter.route_source,
+            adapter.complete_bodies,
         )
 
     def __repr__(self) -> str:
