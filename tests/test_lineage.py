@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import threading
 from typing import Any
@@ -116,10 +117,8 @@ def test_asgi_in_flight_is_exact_under_asyncio(registry: last9.Registry) -> None
             async def send(message: Any) -> None:
                 pass
 
-            try:
+            with contextlib.suppress(RuntimeError):
                 await wrapped(scope, receive, send)
-            except RuntimeError:
-                pass
 
         tasks = [asyncio.create_task(request("/fail" if i % 2 else "/")) for i in range(10)]
         while entered < 10:
@@ -179,3 +178,55 @@ def test_two_services_show_the_edge_from_both_sides() -> None:
     web_callers = {s["caller"] for s, _ in samples(web, "http_requests_callers_total")}
     assert web_callers == {"unknown"}
     assert "# TYPE http_requests_in_flight gauge" in web
+
+
+def test_patching_is_idempotent_and_callers_come_from_headers(registry: last9.Registry) -> None:
+    assert last9.instrument_http_clients() == last9.instrument_http_clients()
+    assert "urllib3" in last9.instrument_http_clients()
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    wrapped = RedMiddleware(app, program="t", registry=registry, metrics_path=None)
+    for headers in (
+        {"HTTP_X_LAST9_CALLER": "web"},
+        {"HTTP_X_ENVOY_DOWNSTREAM_SERVICE_CLUSTER": "mesh-svc"},
+        {},
+    ):
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/a", "SERVER_NAME": "x", **headers}
+        list(wrapped(environ, lambda *a: None))
+    callers = {
+        s["caller"]: v
+        for s, v in samples(registry.render().decode(), "http_requests_callers_total")
+    }
+    assert callers == {"web": 1, "mesh-svc": 1, "unknown": 1}
+
+
+def test_aiohttp_calls_are_recorded_under_the_running_request(registry: last9.Registry) -> None:
+    aiohttp = pytest.importorskip("aiohttp")
+    last9.instrument_http_clients()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        async with aiohttp.ClientSession() as session:
+            with contextlib.suppress(aiohttp.ClientError):
+                await session.get("http://127.0.0.1:9/x")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    wrapped = AsgiMiddleware(app, program="t", registry=registry)
+
+    async def main() -> None:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request"}
+
+        async def send(message: Any) -> None:
+            pass
+
+        await wrapped({"type": "http", "method": "GET", "path": "/p", "headers": []}, receive, send)
+
+    asyncio.run(main())
+    calls = samples(registry.render().decode(), "http_client_requests_duration_milliseconds_count")
+    assert [(s["upstream"], s["status"], v) for s, v in calls] == [
+        ("127.0.0.1:9", "connection_error", 1)
+    ]

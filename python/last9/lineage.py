@@ -15,6 +15,7 @@ outside any request are not recorded (they have no route, and no app's labels to
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import os
 import time
@@ -85,12 +86,11 @@ def _record(upstream: str, method: str, status: str, started: int) -> None:
     if inbound is None:
         return
     owner, request = inbound
-    try:
+    # Never let metrics break the app's call.
+    with contextlib.suppress(Exception):
         owner.observe_client(
             request, upstream, method.upper(), status, time.perf_counter_ns() - started
         )
-    except Exception:  # never let metrics break the app's call
-        pass
 
 
 def _error_kind(exc: BaseException) -> str:
