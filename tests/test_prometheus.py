@@ -229,7 +229,7 @@ def test_prometheus_scrapes_the_app_and_promql_counts_exactly(tmp_path):
         APP,
         app_port,
         "-w",
-        "1",
+        "2",
         "--threads",
         "4",
         "--access-logfile",
@@ -326,7 +326,7 @@ def test_the_app_pushes_exact_counts_on_its_interval(tmp_path):
     app_port, prom_port = free_ports(2)
     with prometheus(tmp_path, prom_port) as prom:
         env = {"LAST9_REMOTE_WRITE_URL": prom.write_url, "LAST9_REMOTE_WRITE_INTERVAL": "1"}
-        with serve(gunicorn(APP, app_port, "-w", "1", "--threads", "4"), app_port, env=env):
+        with serve(gunicorn(APP, app_port, "-w", "2", "--threads", "4"), app_port, env=env):
             send(app_port, lambda count: count)
             expected = {key: float(count) for key, (_, count) in TRAFFIC.items()}
             wait_for("the pushed counts", lambda: pushed_counts(prom, "shop") == expected)
@@ -531,3 +531,33 @@ def test_bad_arguments_fail_with_metrics_error(registry):
         last9.start_remote_write(
             "http://127.0.0.1:9/", registry=registry, username="u", password="p", bearer_token="t"
         )
+
+
+def test_one_worker_leads_the_push_and_another_takes_over(tmp_path):
+    """Workers stand by for the remote-write lock; the next one leads when the leader dies."""
+    import multiprocessing
+
+    lock = tmp_path / "remote-write.lock"
+    context = multiprocessing.get_context("fork")
+    led = context.Queue()
+
+    def worker(name: str) -> None:
+        from last9.remote_write import lead_when_possible
+
+        lead_when_possible(lock, lambda: led.put(name), retry=0.05)
+        time.sleep(60)
+
+    first = context.Process(target=worker, args=("first",))
+    first.start()
+    assert led.get(timeout=10) == "first"
+    second = context.Process(target=worker, args=("second",))
+    second.start()
+    try:
+        time.sleep(0.5)
+        assert led.empty(), "a second worker led while the first was alive"
+        first.kill()
+        assert led.get(timeout=10) == "second"
+    finally:
+        for process in (first, second):
+            process.kill()
+            process.join()

@@ -9,11 +9,14 @@ sure the last snapshot is sent when the interpreter exits.
 from __future__ import annotations
 
 import atexit
+import fcntl
 import os
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
-from last9._core import MetricsError, Registry, RemoteWriter, global_registry
+from last9._core import MetricsError, Registry, RemoteWriter, global_registry, multiprocess_dir
 
 #: How long the exit hook waits for the last snapshot to be delivered, in seconds.
 EXIT_TIMEOUT = 5.0
@@ -21,9 +24,13 @@ DEFAULT_INTERVAL = 15.0
 DEFAULT_MAX_PENDING = 20
 DEFAULT_TIMEOUT = 10.0
 
+#: The lock file, in the shared directory, whose holder pushes for all workers.
+REMOTE_WRITE_LOCK = "remote-write.lock"
+
 _lock = threading.Lock()
-#: Writers this process started from LAST9_REMOTE_WRITE_URL, by pid (a forked child starts its own).
-_from_env: dict[int, RemoteWriter] = {}
+#: Writers this process started from LAST9_REMOTE_WRITE_URL, by pid (a forked child starts its
+#: own); None while the process stands by for another worker.
+_from_env: dict[int, RemoteWriter | None] = {}
 
 
 def start_remote_write(
@@ -73,16 +80,24 @@ def start_remote_write(
 def start_from_env(
     registry: Registry, environ: Mapping[str, str] | None = None
 ) -> RemoteWriter | None:
-    """Starts the writer LAST9_REMOTE_WRITE_URL asks for, once per process."""
+    """Starts the writer LAST9_REMOTE_WRITE_URL asks for, once per process.
+
+    With several workers (multi-process mode, global registry) every worker sees the merged
+    totals, so one of them is enough: the first to take the leader lock pushes for all, and the
+    others stand by, taking over if it dies. Returns the writer if this process pushes now.
+    """
     env = os.environ if environ is None else environ
     url = env.get("LAST9_REMOTE_WRITE_URL", "").strip()
     if not url:
         return None
     with _lock:
         pid = os.getpid()
-        if pid not in _from_env:
+        if pid in _from_env:
+            return _from_env[pid]
+
+        def start() -> RemoteWriter:
             try:
-                _from_env[pid] = start_remote_write(
+                return start_remote_write(
                     url,
                     username=env.get("LAST9_REMOTE_WRITE_USERNAME") or None,
                     password=env.get("LAST9_REMOTE_WRITE_PASSWORD") or None,
@@ -95,7 +110,47 @@ def start_from_env(
                 )
             except MetricsError as err:
                 raise MetricsError(f"{err} (from the LAST9_REMOTE_WRITE_* settings)") from None
-        return _from_env[pid]
+
+        shared_dir = multiprocess_dir()
+        if not (registry.is_global and shared_dir is not None):
+            _from_env[pid] = start()
+            return _from_env[pid]
+        # Settings are checked now, so a mistake fails at start-up in every worker.
+        start().stop(0)
+        _from_env[pid] = None
+        lead_when_possible(
+            Path(shared_dir) / REMOTE_WRITE_LOCK, lambda: _from_env.update({pid: start()})
+        )
+        return None
+
+
+def lead_when_possible(lock_path: Path, lead: Callable[[], object], retry: float = 1.0) -> None:
+    """Calls `lead` once this process holds the lock at `lock_path`: at once if it is free (so
+    `lead`'s errors reach the caller), else from a thread that tries every `retry` seconds.
+
+    POSIX record locks belong to a process: the kernel drops them when it dies, however it
+    dies, and a forked child does not inherit them, so exactly one live process leads. The file
+    stays open for the life of the process, which keeps the lock.
+    """
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def try_lock() -> bool:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        return True
+
+    if try_lock():
+        lead()
+        return
+
+    def stand_by() -> None:
+        while not try_lock():
+            time.sleep(retry)
+        lead()
+
+    threading.Thread(target=stand_by, name="last9-remote-write-standby", daemon=True).start()
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
