@@ -22,6 +22,7 @@ from last9._core import (
     normalize_path,
     route_template,
 )
+from last9.lineage import instrument_http_clients
 from last9.remote_write import start_remote_write
 from last9.server import start_metrics_server
 
@@ -47,6 +48,7 @@ __all__ = [
     "enable_multiprocess",
     "generate_latest",
     "global_registry",
+    "instrument_http_clients",
     "multiprocess_dir",
     "normalize_path",
     "prefork",

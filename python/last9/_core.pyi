@@ -16,8 +16,10 @@ __all__ = [
     "StartResponse",
     "WsgiMiddleware",
     "__version__",
+    "enable_lineage",
     "enable_multiprocess",
     "global_registry",
+    "lineage_enabled",
     "multiprocess_dir",
     "normalize_path",
     "route_template",
@@ -110,6 +112,16 @@ class Recorder:
     def observe_tornado(self, route: str | None, handler: Any) -> None:
         """Records one finished request of a Tornado app from its ``RequestHandler``: status,
         method, Host and the time since ``handler.request`` was read (wall clock)."""
+    def enter(self, method: str) -> int:
+        """Counts a request in ``http_requests_in_flight``; give the token to ``leave`` once."""
+    def leave(self, token: int) -> None:
+        """Ends the time in flight of the request ``enter`` returned ``token`` for."""
+    def observe_client(
+        self, per: str | None, upstream: str, method: str, status: str, duration_ns: int
+    ) -> None:
+        """Records one outbound call of the route ``per`` (framework syntax; None: unmatched)."""
+    def count_caller(self, per: str | None, caller: str | None) -> None:
+        """Counts one request of ``per`` from ``caller`` (None: ``unknown``)."""
     @property
     def program(self) -> str: ...
     @property
@@ -139,6 +151,10 @@ class WsgiMiddleware:
         when a step gives None. ``complete_bodies``: body types recorded at once and passed on
         unwrapped, like lists."""
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any: ...
+    def observe_client(
+        self, environ: dict[str, Any], upstream: str, method: str, status: str, duration_ns: int
+    ) -> None:
+        """Records an outbound call of ``environ``'s running request, under its route as known."""
     @property
     def app(self) -> Callable[..., Any]: ...
     @property
@@ -256,6 +272,12 @@ class RemoteWriter:
     @property
     def pending(self) -> int:
         """Snapshots waiting to be sent."""
+
+def enable_lineage() -> None:
+    """Middlewares count callers and publish the running request to outbound clients."""
+
+def lineage_enabled() -> bool:
+    """Whether ``enable_lineage`` was called."""
 
 def normalize_path(path: str) -> str:
     """A raw URL path with ids collapsed (``/user/123`` → ``/user/{id}``)."""

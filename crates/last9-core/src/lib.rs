@@ -15,8 +15,10 @@
 use std::fmt;
 
 pub mod exposition;
+pub mod gauge;
 pub mod histogram;
 pub mod labels;
+pub mod lineage;
 pub mod normalize;
 pub mod registry;
 pub mod remote_write;

@@ -12,8 +12,10 @@ use ahash::AHashMap;
 use parking_lot::{Mutex, RwLock};
 
 use crate::exposition::escape_label_value;
+use crate::gauge::Gauge;
 use crate::histogram::{Buckets, Histogram};
 use crate::labels::{BoundedInterner, ResolveCache, ValueId, OVERFLOW};
+use crate::lineage::Lineage;
 use crate::normalize::{method_index, normalize_host, normalize_path, route_template, RouteSyntax, METHODS};
 use crate::store;
 use crate::Error;
@@ -24,6 +26,9 @@ pub const UNMATCHED: &str = "/unmatched";
 pub const ROUTE_OVERFLOW: &str = "/_other";
 /// The `domain` value of hosts past the domain limit, and of malformed Host headers.
 pub const DOMAIN_OVERFLOW: &str = "_other";
+/// The `per` value of `http_requests_in_flight`: a request is counted from the moment it enters,
+/// before any routing, so its gauge is per method over all routes.
+pub const ALL_ROUTES: &str = "/_all";
 
 /// Labels that are the same for every request of an application.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -89,6 +94,8 @@ struct SeriesTable {
     index: AHashMap<SeriesKey, usize>,
     keys: Vec<SeriesKey>,
     series: Vec<Arc<Series>>,
+    /// `http_requests_in_flight` by method index, made on first use.
+    in_flight: [Option<Gauge>; METHODS.len()],
 }
 
 /// Records requests of one application into its series.
@@ -108,6 +115,7 @@ pub struct Recorder {
     /// The [`store::epoch`] the cells were last placed at, and the process that placed them.
     epoch: AtomicU64,
     bound_pid: AtomicU32,
+    lineage: Lineage,
 }
 
 /// The parts of a request that become labels.
@@ -142,6 +150,7 @@ impl Recorder {
             shared,
             epoch: AtomicU64::new(store::epoch()),
             bound_pid: AtomicU32::new(store::pid()),
+            lineage: Lineage::new(limits.max_domains),
         }
     }
 
@@ -236,6 +245,101 @@ impl Recorder {
         table.series[index].histogram.observe(&self.buckets, duration_ns);
     }
 
+    /// The lineage series (outbound calls, callers) of this recorder.
+    pub fn lineage(&self) -> &Lineage {
+        &self.lineage
+    }
+
+    /// Records one outbound call made while serving `per` (None: outside any request).
+    pub fn observe_client(
+        &self,
+        per: Option<RouteId>,
+        upstream: &str,
+        method: &str,
+        status: &str,
+        duration_ns: u64,
+    ) {
+        let per = per.unwrap_or_else(|| self.unmatched()).0;
+        let text = self.routes.value(per);
+        self.lineage.observe_client(
+            &self.consts,
+            &self.buckets,
+            (per, &text),
+            upstream,
+            method,
+            status,
+            duration_ns,
+        );
+    }
+
+    /// Counts one inbound request of `route` from `caller` (None: it named none).
+    pub fn count_caller(&self, route: RouteId, caller: Option<&str>) {
+        let text = self.routes.value(route.0);
+        self.lineage.count_caller(&self.consts, (route.0, &text), caller);
+    }
+
+    /// A request entered the app: counts it in `http_requests_in_flight` until [`Self::leave`].
+    /// Returns the method's index, to give back to `leave`.
+    #[inline]
+    pub fn enter(&self, method: &str) -> u8 {
+        let method = method_index(method) as u8;
+        self.in_flight_add(method, 1);
+        method
+    }
+
+    /// The request that [`Self::enter`] returned `method` for is done (recorded or dropped).
+    #[inline]
+    pub fn leave(&self, method: u8) {
+        self.in_flight_add(method, -1);
+    }
+
+    fn in_flight_add(&self, method: u8, delta: i64) {
+        if self.shared && self.epoch.load(Ordering::Relaxed) != store::epoch() {
+            store::sync();
+        }
+        let i = method as usize % METHODS.len();
+        {
+            let table = self.series.read();
+            if let Some(gauge) = &table.in_flight[i] {
+                gauge.add(delta);
+                return;
+            }
+        }
+        let mut table = self.series.write();
+        let gauge = table.in_flight[i].get_or_insert_with(|| self.gauge(i));
+        gauge.add(delta);
+    }
+
+    /// A fresh in-flight cell for a method: in the process's store file when there is one.
+    fn gauge(&self, method: usize) -> Gauge {
+        if !self.shared {
+            return Gauge::new();
+        }
+        self.with_gauge_pairs(method, |pairs| store::gauge(pairs))
+    }
+
+    fn with_gauge_pairs<R>(&self, method: usize, f: impl FnOnce(&[(&str, &str); 6]) -> R) -> R {
+        f(&[
+            ("per", ALL_ROUTES),
+            ("hostname", &self.consts.hostname),
+            ("method", METHODS[method]),
+            ("program", &self.consts.program),
+            ("tenant", &self.consts.tenant),
+            ("cluster", &self.consts.cluster),
+        ])
+    }
+
+    /// Calls `f` with the escaped label text and value of each in-flight gauge made so far.
+    pub fn in_flight(&self, mut f: impl FnMut(Arc<str>, i64)) {
+        let table = self.series.read();
+        for (method, gauge) in table.in_flight.iter().enumerate() {
+            if let Some(gauge) = gauge {
+                let text = self.with_gauge_pairs(method, |pairs| escaped_pairs(pairs));
+                f(text.into(), gauge.get());
+            }
+        }
+    }
+
     /// Fresh cells for a series: in the process's store file when there is one.
     fn histogram(&self, key: &SeriesKey) -> Histogram {
         if !self.shared {
@@ -265,6 +369,17 @@ impl Recorder {
                 histogram,
             });
         }
+        for method in 0..METHODS.len() {
+            let Some(old) = table.in_flight[method].take() else {
+                continue;
+            };
+            let gauge = self.gauge(method);
+            // A forked child has none of its parent's requests in flight.
+            if same_process {
+                gauge.add(old.get());
+            }
+            table.in_flight[method] = Some(gauge);
+        }
         self.bound_pid.store(pid, Ordering::Relaxed);
         self.epoch.store(epoch, Ordering::Relaxed);
     }
@@ -292,17 +407,7 @@ impl Recorder {
     }
 
     fn escaped(pairs: &[(&str, &str); 8]) -> String {
-        let mut text = String::with_capacity(128);
-        for (i, (name, value)) in pairs.iter().enumerate() {
-            if i > 0 {
-                text.push(',');
-            }
-            text.push_str(name);
-            text.push_str("=\"");
-            escape_label_value(&mut text, value);
-            text.push('"');
-        }
-        text
+        escaped_pairs(pairs)
     }
 
     /// A consistent list of the series that exist now.
@@ -318,6 +423,21 @@ impl Recorder {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// `name="value",…` with values escaped.
+pub(crate) fn escaped_pairs(pairs: &[(&str, &str)]) -> String {
+    let mut text = String::with_capacity(128);
+    for (i, (name, value)) in pairs.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(name);
+        text.push_str("=\"");
+        escape_label_value(&mut text, value);
+        text.push('"');
+    }
+    text
 }
 
 /// Turns framework route templates into route ids, caching the conversion per template.

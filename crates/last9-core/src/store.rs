@@ -29,6 +29,7 @@ use std::sync::{Arc, Once};
 use parking_lot::Mutex;
 
 use self::file::{AppendError, WorkerFile};
+use crate::gauge::Gauge;
 use crate::histogram::{Buckets, Histogram};
 use crate::registry::{Limits, Registry};
 use crate::snapshot::Snapshot;
@@ -142,15 +143,10 @@ pub fn sync() {
     }
 }
 
-/// Cells for a new series of the global registry: in this process's file in multi-process
-/// mode, else on the heap. Never fails: past the file's reserve, cells go on the heap (counted
-/// by this process's own scrapes only) and a warning says so once.
-pub(crate) fn histogram(buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Histogram {
-    let mut state = STATE.lock();
-    let state = &mut *state;
-    let Some(dir) = state.dir.as_ref() else {
-        return Histogram::new(buckets);
-    };
+/// Makes this process's file when it has none yet (a forked child drops its parent's); false
+/// when it cannot be made.
+fn own_file(state: &mut State, dir: PathBuf) -> bool {
+    let dir = &dir;
     let me = pid();
     if !matches!(&state.file, Some(f) if f.pid() == me) {
         state.layouts.clear();
@@ -170,6 +166,21 @@ pub(crate) fn histogram(buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)
                 None
             }
         };
+    }
+    state.file.is_some()
+}
+
+/// Cells for a new series of the global registry: in this process's file in multi-process
+/// mode, else on the heap. Never fails: past the file's reserve, cells go on the heap (counted
+/// by this process's own scrapes only) and a warning says so once.
+pub(crate) fn histogram(buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Histogram {
+    let mut state = STATE.lock();
+    let state = &mut *state;
+    let Some(dir) = state.dir.as_ref() else {
+        return Histogram::new(buckets);
+    };
+    if !own_file(state, dir.clone()) {
+        return Histogram::new(buckets);
     }
     let Some(file) = state.file.as_mut() else {
         return Histogram::new(buckets);
@@ -226,6 +237,35 @@ pub(crate) fn histogram(buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)
             }
             Histogram::new(buckets)
         }
+    }
+}
+
+/// The cell of a new gauge of the global registry: in this process's file in multi-process
+/// mode, else on the heap (same fallbacks as [`histogram`]).
+pub(crate) fn gauge(pairs: &[(&str, &str)]) -> Gauge {
+    let mut state = STATE.lock();
+    let state = &mut *state;
+    let Some(dir) = state.dir.as_ref() else {
+        return Gauge::new();
+    };
+    if !own_file(state, dir.clone()) {
+        return Gauge::new();
+    }
+    let Some(file) = state.file.as_mut() else {
+        return Gauge::new();
+    };
+    let (n_labels, labels) = format::encode_labels(pairs.iter().copied());
+    let mut record = Vec::with_capacity(32 + labels.len());
+    format::gauge_record(&mut record, n_labels, &labels, 0);
+    match file.append(&record) {
+        Ok(at) => {
+            let (_, value_at) = format::gauge_record_len(labels.len());
+            let ptr = file.cell_ptr(at + value_at);
+            let keeper: Arc<dyn std::any::Any + Send + Sync> = file.mapping().clone();
+            // SAFETY: the record's value is in the mapping, aligned, and only used atomically.
+            unsafe { Gauge::in_place(ptr, keeper) }
+        }
+        Err(_) => Gauge::new(),
     }
 }
 
@@ -377,12 +417,18 @@ mod tests {
             let child = unsafe { libc::fork() };
             if child == 0 {
                 observe(10);
+                recorder.enter("GET"); // killed mid-request: its gauge must not outlive it
+
                 unsafe { libc::_exit(0) };
             }
             unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) };
         }
         observe(1);
-        assert_eq!(count(&Snapshot::of(Registry::global()), "/x"), 36);
+        recorder.enter("GET");
+        let snapshot = Snapshot::of(Registry::global());
+        assert_eq!(count(&snapshot, "/x"), 36);
+        let in_flight: i64 = snapshot.gauges().iter().map(|(_, v)| v).sum();
+        assert_eq!(in_flight, 1, "only the live parent's request is in flight");
         // That scrape archived the three dead workers: the parent's file and the archive remain.
         let mut names: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()

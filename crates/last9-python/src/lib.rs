@@ -29,5 +29,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(registry::multiprocess_dir, m)?)?;
     m.add_function(wrap_pyfunction!(recorder::normalize_path, m)?)?;
     m.add_function(wrap_pyfunction!(recorder::route_template, m)?)?;
+    m.add_function(wrap_pyfunction!(recorder::enable_lineage, m)?)?;
+    m.add_function(wrap_pyfunction!(recorder::lineage_enabled, m)?)?;
     Ok(())
 }

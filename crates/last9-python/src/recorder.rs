@@ -74,6 +74,22 @@ impl Recorder {
         });
     }
 
+    pub(crate) fn count_caller_route(&self, route: RouteId, caller: Option<&str>) {
+        self.core.count_caller(route, caller);
+    }
+
+    pub(crate) fn observe_client_route(
+        &self,
+        route: RouteId,
+        upstream: &str,
+        method: &str,
+        status: &str,
+        ns: u64,
+    ) {
+        self.core
+            .observe_client(Some(route), upstream, method, status, ns);
+    }
+
     pub(crate) fn routed(&self) -> bool {
         matches!(self.routing, Routing::Templates(_))
     }
@@ -227,6 +243,40 @@ impl Recorder {
         Ok(())
     }
 
+    /// Counts a request entering the app in `http_requests_in_flight`; returns the token to give
+    /// to `leave` once, when the request is recorded or dropped.
+    pub(crate) fn enter(&self, method: &str) -> u8 {
+        self.core.enter(method)
+    }
+
+    pub(crate) fn leave(&self, token: u8) {
+        self.core.leave(token)
+    }
+
+    /// Records one outbound call. `per` is the calling route's template in the framework's own
+    /// syntax (None: outside a request or no route matched).
+    #[pyo3(signature = (per, upstream, method, status, duration_ns))]
+    fn observe_client(
+        &self,
+        per: Option<&str>,
+        upstream: &str,
+        method: &str,
+        status: &str,
+        duration_ns: u64,
+    ) {
+        let per = per.map(|p| self.route(Some(p), p));
+        self.core
+            .observe_client(per, upstream, method, status, duration_ns);
+    }
+
+    /// Counts one inbound request of the route `per` (framework syntax; None: unmatched) from
+    /// `caller` (None: it named none).
+    #[pyo3(signature = (per, caller))]
+    fn count_caller(&self, per: Option<&str>, caller: Option<&str>) {
+        let route = self.route(per, per.unwrap_or(""));
+        self.core.count_caller(route, caller);
+    }
+
     #[getter]
     fn program(&self) -> &str {
         &self.core.consts().program
@@ -290,4 +340,16 @@ pub fn normalize_path(path: &str) -> String {
 #[pyfunction]
 pub fn route_template(template: &str, syntax: &str) -> PyResult<String> {
     Ok(normalize::route_template(template, parse_syntax(syntax)?).into_owned())
+}
+
+/// Turns on lineage: middlewares count callers and tell outbound clients which request runs.
+#[pyfunction]
+pub fn enable_lineage() {
+    last9_core::lineage::enable();
+}
+
+/// Whether [`enable_lineage`] was called.
+#[pyfunction]
+pub fn lineage_enabled() -> bool {
+    last9_core::lineage::enabled()
 }

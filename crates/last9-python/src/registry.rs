@@ -35,7 +35,7 @@ impl Registry {
         };
         let registry = self.inner;
         let snapshot = py.detach(|| Snapshot::of(registry));
-        let families = [Family::duration(&snapshot)];
+        let families = Family::all(&snapshot);
         let len = py.detach(|| exposition::encoded_len(&families, format));
         // Written once, straight into the bytes object, with the GIL released.
         PyBytes::new_with(py, len, |out| {

@@ -88,6 +88,15 @@ impl WsgiMiddleware {
                 }
             }
         }
+        let method = environ_text(environ_dict, intern!(py, "REQUEST_METHOD"));
+        let token = this
+            .recorder
+            .get()
+            .enter(method.as_ref().and_then(|m| m.to_str().ok()).unwrap_or(""));
+        if last9_core::lineage::enabled() {
+            set_inbound(py, Some((slf.as_any(), environ)))?;
+        }
+        let request = Entered { started, token };
         let responder = Bound::new(
             py,
             StartResponse {
@@ -98,7 +107,7 @@ impl WsgiMiddleware {
         let body = match this.app.bind(py).call1((environ, &responder)) {
             Ok(body) => body,
             Err(err) => {
-                this.record(environ_dict, 500, started);
+                this.record(environ_dict, 500, request);
                 return Err(err);
             }
         };
@@ -108,15 +117,21 @@ impl WsgiMiddleware {
                 || body.is_exact_instance_of::<PyTuple>()
                 || this.is_complete(&body))
         {
-            this.record(environ_dict, status, started);
+            this.record(environ_dict, status, request);
             return Ok(body);
         }
         if status != 0 && is_file_wrapper(environ_dict, &body) {
             // Kept as it is so the server can still use sendfile; timed up to here.
-            this.record(environ_dict, status, started);
+            this.record(environ_dict, status, request);
             return Ok(body);
         }
-        let iterator = body.try_iter()?.unbind();
+        let iterator = match body.try_iter() {
+            Ok(iterator) => iterator.unbind(),
+            Err(err) => {
+                this.record(environ_dict, 500, request);
+                return Err(err);
+            }
+        };
         let wrapped = Body {
             iterator,
             body: body.unbind(),
@@ -124,7 +139,7 @@ impl WsgiMiddleware {
                 middleware: slf.clone().unbind(),
                 environ: environ_dict.clone().unbind(),
                 responder: responder.unbind(),
-                started,
+                request,
             }),
             closed: false,
         };
@@ -132,6 +147,22 @@ impl WsgiMiddleware {
     }
 
     /// The wrapped application.
+    /// Records an outbound call made while `environ`'s request runs, under its route as known
+    /// now (lineage; called by `last9.lineage`).
+    fn observe_client(
+        &self,
+        environ: &Bound<'_, PyDict>,
+        upstream: &str,
+        method: &str,
+        status: &str,
+        duration_ns: u64,
+    ) {
+        let route = self.route_of(environ, false);
+        self.recorder
+            .get()
+            .observe_client_route(route, upstream, method, status, duration_ns);
+    }
+
     #[getter]
     fn app(&self, py: Python<'_>) -> Py<PyAny> {
         self.app.clone_ref(py)
@@ -161,18 +192,20 @@ impl WsgiMiddleware {
             .is_some_and(|types| body.is_instance(types.bind(body.py())).unwrap_or(false))
     }
 
-    /// Records a finished request. Never raises: a failure is logged once and dropped.
-    fn record(&self, environ: &Bound<'_, PyDict>, status: u16, started: Instant) {
-        let elapsed = started.elapsed();
+    /// Records a finished request, once: its duration, the end of its time in flight, and (with
+    /// lineage on) its caller. Never raises: a failure is logged once and dropped.
+    fn record(&self, environ: &Bound<'_, PyDict>, status: u16, request: Entered) {
+        let elapsed = request.started.elapsed();
         let py = environ.py();
         let recorder = self.recorder.get();
-        let route = if recorder.routed() {
-            let template = self.template(environ);
-            let template = template.as_ref().and_then(|t| t.cast::<PyString>().ok());
-            recorder.route(template.and_then(|t| t.to_str().ok()), "")
-        } else {
-            raw_path_route(recorder, environ)
-        };
+        recorder.leave(request.token);
+        let route = self.route_of(environ, true);
+        if last9_core::lineage::enabled() {
+            let _ = set_inbound(py, None);
+            let caller = environ_text(environ, intern!(py, "HTTP_X_LAST9_CALLER"))
+                .or_else(|| environ_text(environ, intern!(py, "HTTP_X_ENVOY_DOWNSTREAM_SERVICE_CLUSTER")));
+            recorder.count_caller_route(route, caller.as_ref().and_then(|c| c.to_str().ok()));
+        }
         let host = environ_text(environ, intern!(py, "HTTP_HOST"))
             .or_else(|| environ_text(environ, intern!(py, "SERVER_NAME")));
         let method = environ_text(environ, intern!(py, "REQUEST_METHOD"));
@@ -187,7 +220,20 @@ impl WsgiMiddleware {
 
     /// The route template of a finished request: from the route source if it gives one, else
     /// from the route getter. A getter that raises is logged once and counts as no route.
-    fn template<'py>(&self, environ: &Bound<'py, PyDict>) -> Option<Bound<'py, PyAny>> {
+    /// The request's route; `done` once the request is over (the framework's object that held
+    /// the template may then be dropped from the environ).
+    fn route_of(&self, environ: &Bound<'_, PyDict>, done: bool) -> RouteId {
+        let recorder = self.recorder.get();
+        if recorder.routed() {
+            let template = self.template(environ, done);
+            let template = template.as_ref().and_then(|t| t.cast::<PyString>().ok());
+            recorder.route(template.and_then(|t| t.to_str().ok()), "")
+        } else {
+            raw_path_route(recorder, environ)
+        }
+    }
+
+    fn template<'py>(&self, environ: &Bound<'py, PyDict>, done: bool) -> Option<Bound<'py, PyAny>> {
         let py = environ.py();
         let source = self
             .route_source
@@ -200,7 +246,9 @@ impl WsgiMiddleware {
                 })
             });
             if found.is_some() {
-                let _ = environ.del_item(key);
+                if done {
+                    let _ = environ.del_item(key);
+                }
                 return found;
             }
         }
@@ -343,11 +391,32 @@ fn status_code(status: &str) -> Option<u16> {
 }
 
 /// What is needed to record a streamed response once it ends.
+/// A request counted in flight: recorded (and let go) exactly once.
+struct Entered {
+    started: Instant,
+    token: u8,
+}
+
+/// Publishes the running request to outbound clients (`last9.lineage._inbound`).
+fn set_inbound(py: Python<'_>, value: Option<(&Bound<'_, PyAny>, &Bound<'_, PyAny>)>) -> PyResult<()> {
+    static VAR: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+    let var = VAR.get_or_try_init(py, || {
+        py.import("last9.lineage")
+            .and_then(|m| m.getattr("_inbound"))
+            .map(Bound::unbind)
+    })?;
+    match value {
+        Some(pair) => var.bind(py).call_method1(intern!(py, "set"), (pair,))?,
+        None => var.bind(py).call_method1(intern!(py, "set"), (py.None(),))?,
+    };
+    Ok(())
+}
+
 struct Pending {
     middleware: Py<WsgiMiddleware>,
     environ: Py<PyDict>,
     responder: Py<StartResponse>,
-    started: Instant,
+    request: Entered,
 }
 
 impl Pending {
@@ -359,7 +428,7 @@ impl Pending {
         };
         self.middleware
             .get()
-            .record(self.environ.bind(py), status, self.started);
+            .record(self.environ.bind(py), status, self.request);
     }
 }
 
@@ -405,6 +474,21 @@ impl Body {
         };
         self.finish(py, result.is_err());
         result
+    }
+}
+
+impl Drop for Body {
+    /// A body dropped by a server that neither exhausted nor closed it: the request is no
+    /// longer in flight (it is not recorded, having no known end).
+    fn drop(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            pending
+                .middleware
+                .get()
+                .recorder
+                .get()
+                .leave(pending.request.token);
+        }
     }
 }
 

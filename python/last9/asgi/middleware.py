@@ -11,8 +11,8 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
-from last9 import config, prefork, remote_write, server
-from last9._core import Recorder, Registry, global_registry
+from last9 import config, lineage, prefork, remote_write, server
+from last9._core import Recorder, Registry, global_registry, lineage_enabled
 from last9.frameworks import detect_asgi
 
 Scope = MutableMapping[str, Any]
@@ -76,6 +76,8 @@ class RedMiddleware:
         self._route_of = adapter.route_getter
         server.start_from_env(settings.metrics_port, settings.metrics_addr, self.registry)
         remote_write.start_from_env(self.registry)
+        lineage.note_program(self.recorder.program)
+        lineage.instrument_from_env()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -88,6 +90,10 @@ class RedMiddleware:
         status = 0
         finished = False
         disconnected = False
+        # In flight from here until recorded; the token is given back exactly once (`_record`).
+        token = [self.recorder.enter(scope["method"])]
+        if lineage_enabled():
+            lineage._inbound.set((self, scope))  # this request's task context only
 
         async def receive_noting_disconnect() -> Message:
             nonlocal disconnected
@@ -108,30 +114,52 @@ class RedMiddleware:
                 and not finished
             ):
                 finished = True
-                self._record(scope, status, started)
+                self._record(scope, status, started, token)
 
         try:
             await self.app(scope, receive_noting_disconnect, send_noting_status)
         except BaseException:
             # Recorded, then re-raised as it was: the server decides what the client sees.
             if not finished:
-                self._record(scope, CLIENT_CLOSED_REQUEST if disconnected else 500, started)
+                self._record(scope, CLIENT_CLOSED_REQUEST if disconnected else 500, started, token)
             raise
         if not finished:
             # The app returned without finishing its response: the client went away, or the
             # app gave up; neither is a status the client received.
             self._record(
-                scope, CLIENT_CLOSED_REQUEST if disconnected or status == 0 else status, started
+                scope,
+                CLIENT_CLOSED_REQUEST if disconnected or status == 0 else status,
+                started,
+                token,
             )
 
-    def _record(self, scope: Scope, status: int, started: int) -> None:
+    def _record(self, scope: Scope, status: int, started: int, token: list[int]) -> None:
         elapsed = time.perf_counter_ns() - started
+        if token:
+            self.recorder.leave(token.pop())
+        route = self._route(scope)
+        self.recorder.observe_scope(route, scope, status, elapsed)
+        if lineage_enabled():
+            headers = dict(scope.get("headers") or ())
+            caller = headers.get(b"x-last9-caller") or headers.get(
+                b"x-envoy-downstream-service-cluster"
+            )
+            self.recorder.count_caller(
+                route, caller.decode("latin-1") if caller is not None else None
+            )
+
+    def _route(self, scope: Scope) -> str | None:
         try:
-            route = self._route_of(scope) if self._route_of is not None else None
+            return self._route_of(scope) if self._route_of is not None else None
         except Exception:
             _log_failure_once()
-            route = None
-        self.recorder.observe_scope(route, scope, status, elapsed)
+            return None
+
+    def observe_client(
+        self, scope: Scope, upstream: str, method: str, status: str, duration_ns: int
+    ) -> None:
+        """Records an outbound call made while ``scope``'s request runs (see ``last9.lineage``)."""
+        self.recorder.observe_client(self._route(scope), upstream, method, status, duration_ns)
 
     async def _serve_metrics(self, scope: Scope, send: Send) -> None:
         headers = {name.lower(): value for name, value in scope.get("headers", ())}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from last9 import config, prefork, remote_write, server
+from last9 import config, lineage, prefork, remote_write, server
 from last9._core import Recorder, Registry, WsgiMiddleware, global_registry
 from last9.frameworks import detect_native, detect_wsgi
 
@@ -80,6 +80,8 @@ class RedMiddleware(WsgiMiddleware):
         )
         server.start_from_env(settings.metrics_port, settings.metrics_addr, registry)
         remote_write.start_from_env(registry)
+        lineage.note_program(recorder.program)
+        lineage.instrument_from_env()
         return super().__new__(
             cls,
             adapter.app,

@@ -13,6 +13,9 @@
 //! HISTOGRAM 8 layout u32 | 12 n_labels u16 | 14 labels_len u16 | 16 labels, zero-padded to 8
 //!          | cells u64 × (n_bounds + 2): per-bucket counts with +Inf last, then the sum in ns
 //! ABSORBED 8 name_len u32 | 12 name (archives only: a worker file already merged in)
+//! GAUGE    8 n_labels u16 | 10 labels_len u16 | 12 zero u32 | 16 labels, zero-padded to 8
+//!          | value i64 (worker files only: a gauge is the state of a live process, so readers
+//!          count it only while its writer holds its lock, and archives never keep it)
 //! ```
 //!
 //! A label is `name_len u8, name, value_len u16, value`; names and values are UTF-8 strings.
@@ -35,6 +38,7 @@ pub const FILE_ARCHIVE: u16 = 2;
 pub const RECORD_LAYOUT: u16 = 1;
 pub const RECORD_HISTOGRAM: u16 = 2;
 pub const RECORD_ABSORBED: u16 = 3;
+pub const RECORD_GAUGE: u16 = 4;
 
 /// Label names are short identifiers; values were cut to 256 bytes by the interner.
 pub const MAX_NAME_LEN: usize = 255;
@@ -105,6 +109,24 @@ pub fn histogram_record_len(labels_len: usize, n_bounds: usize) -> (usize, usize
     (cells_at + 8 * (n_bounds + 2), cells_at)
 }
 
+/// The size of a GAUGE record and the offset of its value within it.
+pub fn gauge_record_len(labels_len: usize) -> (usize, usize) {
+    let value_at = align8(16 + labels_len);
+    (value_at + 8, value_at)
+}
+
+/// A GAUGE record with the given value (zero for a new gauge).
+pub fn gauge_record(out: &mut Vec<u8>, n_labels: u16, labels: &[u8], value: i64) {
+    let (len, _) = gauge_record_len(labels.len());
+    record_start(out, RECORD_GAUGE, len);
+    out.extend_from_slice(&n_labels.to_ne_bytes());
+    out.extend_from_slice(&(labels.len() as u16).to_ne_bytes());
+    out.extend_from_slice(&0u32.to_ne_bytes());
+    out.extend_from_slice(labels);
+    pad8(out);
+    out.extend_from_slice(&value.to_ne_bytes());
+}
+
 /// A HISTOGRAM record with the given cell values (zero for a new series).
 pub fn histogram_record(out: &mut Vec<u8>, layout: u32, n_labels: u16, labels: &[u8], cells: &[u64]) {
     let (len, _) = histogram_record_len(labels.len(), cells.len() - 2);
@@ -148,6 +170,12 @@ pub enum Record<'a> {
         cells: &'a [AtomicU64],
     },
     Absorbed(&'a str),
+    Gauge {
+        n_labels: u16,
+        labels: &'a [u8],
+        /// Two's complement `i64`, read with an atomic load.
+        value: &'a AtomicU64,
+    },
 }
 
 /// A mapped file, read-only from this side.
@@ -235,6 +263,7 @@ impl<'a> Region<'a> {
                 RECORD_LAYOUT => records.push(Record::Layout(self.layout(body, at)?)),
                 RECORD_HISTOGRAM => records.push(self.histogram(body, at)?),
                 RECORD_ABSORBED => records.push(self.absorbed(body, at)?),
+                RECORD_GAUGE => records.push(self.gauge(body, at)?),
                 _ => {} // a kind from a later version of this format
             }
             at += len;
@@ -290,6 +319,29 @@ impl<'a> Region<'a> {
             n_labels,
             labels,
             cells,
+        })
+    }
+
+    fn gauge(&self, body: &'a [u8], at: usize) -> Result<Record<'a>, String> {
+        if body.len() < 24 {
+            return Err(format!("short gauge record at {at}"));
+        }
+        let n_labels = u16::from_ne_bytes([body[8], body[9]]);
+        let labels_len = u16::from_ne_bytes([body[10], body[11]]) as usize;
+        let (len, value_at) = gauge_record_len(labels_len);
+        if len != body.len() {
+            return Err(format!("bad gauge record at {at}"));
+        }
+        let labels = &body[16..16 + labels_len];
+        if labels_iter(labels, n_labels).any(|l| l.is_err()) {
+            return Err(format!("bad labels in gauge record at {at}"));
+        }
+        // SAFETY: in bounds and 8-aligned (records and the mapping are); see `Region::new`.
+        let value = unsafe { &*(body.as_ptr().add(value_at) as *const AtomicU64) };
+        Ok(Record::Gauge {
+            n_labels,
+            labels,
+            value,
         })
     }
 

@@ -71,6 +71,9 @@ pub struct Merged {
     series: Vec<MergedSeries>,
     /// Apply the label caps of each layout (used for the archive, whose dead workers add up).
     capped: bool,
+    /// Gauges of live processes, summed by labels block (never archived).
+    gauge_index: AHashMap<Box<[u8]>, usize>,
+    gauges: Vec<(u16, Box<[u8]>, i64)>,
 }
 
 impl Merged {
@@ -102,9 +105,10 @@ impl Merged {
         self.layouts.len() - 1
     }
 
-    /// Adds every histogram of a file. The whole file is checked first, so a damaged file adds
-    /// nothing. Returns the worker files an archive says it absorbed.
-    pub fn add_file<'a>(&mut self, region: &Region<'a>) -> Result<Vec<&'a str>, String> {
+    /// Adds every histogram of a file, and its gauges when `live` (the state of a dead process
+    /// is gone with it). The whole file is checked first, so a damaged file adds nothing.
+    /// Returns the worker files an archive says it absorbed.
+    pub fn add_file<'a>(&mut self, region: &Region<'a>, live: bool) -> Result<Vec<&'a str>, String> {
         let (_, used) = region.header()?;
         let records = region.records(used)?;
         let mut file_layouts: AHashMap<u32, usize> = AHashMap::new();
@@ -118,7 +122,7 @@ impl Merged {
                     Some(&n) if cells.len() == n + 2 => {}
                     _ => return Err("a histogram whose layout is missing or does not fit".into()),
                 },
-                Record::Absorbed(_) => {}
+                Record::Absorbed(_) | Record::Gauge { .. } => {}
             }
         }
         let mut absorbed = Vec::new();
@@ -140,6 +144,21 @@ impl Merged {
                     self.add_series(file_layouts[&layout], n_labels, labels, &values);
                 }
                 Record::Absorbed(name) => absorbed.push(name),
+                Record::Gauge {
+                    n_labels,
+                    labels,
+                    value,
+                } if live => {
+                    let value = value.load(Ordering::Relaxed) as i64;
+                    match self.gauge_index.get(labels) {
+                        Some(&i) => self.gauges[i].2 = self.gauges[i].2.wrapping_add(value),
+                        None => {
+                            self.gauge_index.insert(labels.into(), self.gauges.len());
+                            self.gauges.push((n_labels, labels.into(), value));
+                        }
+                    }
+                }
+                Record::Gauge { .. } => {}
             }
         }
         Ok(absorbed)
@@ -210,17 +229,7 @@ impl Merged {
         let mut text = String::with_capacity(256);
         for series in &self.series {
             let layout = &self.layouts[series.layout];
-            text.clear();
-            for (i, pair) in labels_iter(&series.labels, series.n_labels).enumerate() {
-                let Ok((name, value)) = pair else { break };
-                if i > 0 {
-                    text.push(',');
-                }
-                text.push_str(name);
-                text.push_str("=\"");
-                escape_label_value(&mut text, value);
-                text.push('"');
-            }
+            label_text(&mut text, &series.labels, series.n_labels);
             let n = series.cells.len() - 1;
             snapshot.push(
                 text.as_str().into(),
@@ -228,6 +237,10 @@ impl Merged {
                 series.cells[..n].iter().copied(),
                 series.cells[n],
             );
+        }
+        for (n_labels, labels, value) in &self.gauges {
+            label_text(&mut text, labels, *n_labels);
+            snapshot.push_gauge(text.as_str().into(), *value);
         }
         snapshot
     }
@@ -247,6 +260,21 @@ impl Merged {
         let used = out.len() as u64;
         out[format::USED_OFFSET..format::USED_OFFSET + 8].copy_from_slice(&used.to_ne_bytes());
         out
+    }
+}
+
+/// The escaped label text (`a="1",b="2"`) of a labels block, into `text`.
+fn label_text(text: &mut String, labels: &[u8], n_labels: u16) {
+    text.clear();
+    for (i, pair) in labels_iter(labels, n_labels).enumerate() {
+        let Ok((name, value)) = pair else { break };
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(name);
+        text.push_str("=\"");
+        escape_label_value(text, value);
+        text.push('"');
     }
 }
 
@@ -292,7 +320,7 @@ pub fn collect(dir: &Path, own: Option<Own<'_>>) -> io::Result<Collected> {
         Ok(map) => {
             // SAFETY: the mapping covers the file; archives are never written in place.
             let region = unsafe { map.region(map.len()) };
-            match merged.add_file(&region) {
+            match merged.add_file(&region, false) {
                 Ok(names) => absorbed.extend(names.into_iter().map(String::from)),
                 Err(why) => warn(&archive_path, &why),
             }
@@ -306,7 +334,7 @@ pub fn collect(dir: &Path, own: Option<Own<'_>>) -> io::Result<Collected> {
             continue;
         }
         if let Some(own) = own.as_ref().filter(|o| o.name == name) {
-            if let Err(why) = merged.add_file(&own.region) {
+            if let Err(why) = merged.add_file(&own.region, true) {
                 warn(&dir.join(&name), &why);
             }
             continue;
@@ -322,10 +350,11 @@ pub fn collect(dir: &Path, own: Option<Own<'_>>) -> io::Result<Collected> {
         };
         // SAFETY: the mapping covers the file as it was when opened; `records` checks `used`.
         let region = unsafe { map.region(map.len()) };
-        if let Err(why) = merged.add_file(&region) {
+        let live = map.fd().is_locked_by_another();
+        if let Err(why) = merged.add_file(&region, live) {
             warn(&path, &why);
         }
-        if !map.fd().is_locked_by_another() {
+        if !live {
             dead += 1;
         }
     }
@@ -356,7 +385,7 @@ pub fn compact(dir: &Path, own_name: Option<&str>) -> io::Result<bool> {
         Ok(map) => {
             // SAFETY: as in `collect`.
             let region = unsafe { map.region(map.len()) };
-            match archive.add_file(&region) {
+            match archive.add_file(&region, false) {
                 Ok(names) => absorbed.extend(
                     names
                         .into_iter()
@@ -390,7 +419,7 @@ pub fn compact(dir: &Path, own_name: Option<&str>) -> io::Result<bool> {
         }
         // SAFETY: its writer is gone, so nothing changes under us.
         let region = unsafe { map.region(map.len()) };
-        if let Err(why) = archive.add_file(&region) {
+        if let Err(why) = archive.add_file(&region, false) {
             // Readers skip it too; deleting it keeps the directory bounded.
             warn(&path, &why);
         }
