@@ -6,13 +6,14 @@ in-process through WSGI with a prepared environ, so only the instrumentation dif
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flask import Flask
 from prometheus_client import CollectorRegistry
 
 import last9
-from harness import Row, compare, overheads, us
+from harness import Row, compare, paired_overheads, us
 from last9.wsgi.middleware import RedMiddleware
 
 ENVIRON = {
@@ -73,7 +74,9 @@ def run() -> list[Row]:
         "last9 RedMiddleware": lambda: request(ours),
         "prometheus-flask-exporter": lambda: request(exporter),
     }
-    added = overheads(compare(candidates, calls=20_000), "bare Flask")
+    added = paired_overheads(
+        compare(candidates, calls=20_000, clock=time.thread_time_ns), "bare Flask"
+    )
     ours_ns, theirs_ns = added["last9 RedMiddleware"], added["prometheus-flask-exporter"]
     bench = "Flask seed app, overhead per request"
     return [

@@ -13,7 +13,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Histogram
 
 import last9
-from harness import Row, compare, overheads, us
+from harness import Row, compare, paired_overheads, us
 from last9.wsgi.middleware import RedMiddleware
 
 ENVIRON = {
@@ -105,7 +105,9 @@ def run() -> list[Row]:
     candidates = {
         name: (lambda app=app: app(ENVIRON, start_response)) for name, app in apps.items()
     }
-    added = overheads(compare(candidates, calls=100_000), "bare app")
+    added = paired_overheads(
+        compare(candidates, calls=100_000, clock=time.thread_time_ns), "bare app"
+    )
     yardstick = added["Python pass-through (records nothing)"]
     rows = [Row("WSGI overhead, trivial app", name, us(ns)) for name, ns in added.items()]
     ratio = added["last9 RedMiddleware"] / yardstick

@@ -34,6 +34,9 @@ def time_per_call(
     wall clock also counts the time other processes held the CPU, which can exceed a small
     overhead many times over.
     """
+    # Every candidate starts from a collected heap: otherwise the garbage a previous candidate
+    # left (cyclic, uncollected while timing) slows whichever candidate runs next.
+    gc.collect()
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:

@@ -8,9 +8,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import requests
@@ -20,6 +21,7 @@ import last9
 
 ROOT = Path(__file__).resolve().parent.parent
 METRIC = "http_requests_duration_milliseconds"
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -98,6 +100,22 @@ def counts_by(text: str | bytes, *labels: str, **where: str) -> dict[tuple[str, 
         group = tuple(pairs[label] for label in labels)
         totals[group] = totals.get(group, 0) + value
     return totals
+
+
+def eventually(check: Callable[[], T], timeout: float = 10.0) -> T:
+    """Retries `check` until it stops raising AssertionError.
+
+    A server records a streamed response when it closes the body, which can be just after the
+    client has read the last byte, so a scrape sent at once may not see that request yet.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def scrape(port: int, path: str = "/metrics", **headers: str) -> requests.Response:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import inspect
 import sys
 import types
+import warnings
 from typing import Any
 
 import pytest
@@ -327,3 +329,36 @@ def test_a_response_sent_after_the_client_left_is_499(registry):
 
     run(middleware(app, registry), http_scope("/upload", "POST"), [{"type": "http.disconnect"}])
     assert counts_by(registry.render(), "per", "status") == {("/upload", "499"): 1}
+
+
+def in_flight(registry: last9.Registry) -> float:
+    return sum(
+        value
+        for key, value in parse(registry.render()).items()
+        if dict(key)["__name__"] == "http_requests_in_flight"
+    )
+
+
+def test_in_flight_is_given_back_however_a_request_ends(registry):
+    async def fails(scope, receive, send):
+        raise RuntimeError("boom")
+
+    async def gives_up(scope, receive, send):
+        return None
+
+    with pytest.raises(RuntimeError):
+        run(middleware(fails, registry), http_scope("/a"))
+    run(middleware(gives_up, registry), http_scope("/b"))
+    run(middleware(hello, registry), http_scope("/c"))
+    never_awaited = middleware(hello, registry)(http_scope("/d"), None, _noop)
+    assert in_flight(registry) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # hello() was never awaited
+        del never_awaited
+        gc.collect()
+    assert in_flight(registry) == 0
+    assert counts_by(registry.render(), "per", "status") == {
+        ("/a", "500"): 1,
+        ("/b", "499"): 1,
+        ("/c", "200"): 1,
+    }

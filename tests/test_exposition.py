@@ -27,6 +27,11 @@ def busy_registry() -> last9.Registry:
     for path in ("/a/200", "/b/1/404", '/q"uote/500', "/back\\slash/200", "/caf\xc3\xa9/200"):
         call(wrapped, path)
         call(wrapped, path, method="POST", host="Other.Example:8080")
+    # The other families, with awkward values: a request in flight, an outbound call, a caller.
+    recorder = wrapped.recorder
+    recorder.enter("PUT")
+    recorder.observe_client("/a/{id}", 'up"stream:81', "GET", "timeout", 2_000_000)
+    recorder.count_caller("/a/{id}", "call\ner")
     return registry
 
 
@@ -66,8 +71,15 @@ def test_openmetrics_output_parses_with_the_openmetrics_parser():
 
     text = busy_registry().render(openmetrics=True).decode()
     families = list(text_string_to_metric_families(text))
-    assert [f.name for f in families] == [METRIC]
+    assert [f.name for f in families] == [
+        METRIC,
+        "http_requests_in_flight",
+        "http_client_requests_duration_milliseconds",
+        "http_requests_callers",
+    ]
     assert families[0].type == "histogram" and families[0].unit == "milliseconds"
+    assert [f.type for f in families[1:]] == ["gauge", "histogram", "counter"]
+    assert {s.labels["method"]: s.value for s in families[1].samples}["PUT"] == 1
 
 
 def test_buckets_are_cumulative_and_inf_equals_count():

@@ -10,7 +10,7 @@ import requests
 from flask import Blueprint, Flask
 
 import last9
-from conftest import METRIC, counts_by, free_port, gunicorn, parse, scrape, serve
+from conftest import METRIC, counts_by, eventually, free_port, gunicorn, parse, scrape, serve
 from last9.wsgi.middleware import RedMiddleware
 from wsgi_helpers import call
 
@@ -130,9 +130,7 @@ def test_real_http_traffic_is_counted_by_template(server):
     assert get(server, "/no/such/route").status_code == 404
     assert get(server, "/item/5", "DELETE").status_code == 405
     assert get(server, "/boom").status_code == 500
-    after = counts_by(scrape(server).text, "per", "status", "method")
-    delta = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
-    assert delta == {
+    expected = {
         ("/name/{name}", "200", "GET"): 10,
         ("/item/{item_id}", "200", "GET"): 3,
         ("/files/{subpath}", "200", "GET"): 1,
@@ -141,6 +139,13 @@ def test_real_http_traffic_is_counted_by_template(server):
         ("/item/{item_id}", "405", "DELETE"): 1,
         ("/boom", "500", "GET"): 1,
     }
+
+    def delta_matches() -> None:
+        after = counts_by(scrape(server).text, "per", "status", "method")
+        delta = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+        assert delta == expected
+
+    eventually(delta_matches)
 
 
 def test_real_http_labels_and_formats(server):
@@ -168,17 +173,16 @@ def test_real_http_labels_and_formats(server):
 def test_real_http_durations_cover_streamed_bodies(server):
     get(server, "/slow/120")
     get(server, "/stream/4")  # 4 chunks, 50 ms apart
-    samples = parse(scrape(server).text)
 
-    def sum_of(per: str) -> float:
-        return next(
-            v
-            for k, v in samples.items()
-            if dict(k)["__name__"] == f"{METRIC}_sum" and dict(k)["per"] == per
-        )
+    def sums_cover_the_work() -> None:
+        samples = parse(scrape(server).text)
+        sums = {
+            dict(k)["per"]: v for k, v in samples.items() if dict(k)["__name__"] == f"{METRIC}_sum"
+        }
+        assert sums.get("/slow/{ms}", 0) >= 120
+        assert sums.get("/stream/{chunks}", 0) >= 200
 
-    assert sum_of("/slow/{ms}") >= 120
-    assert sum_of("/stream/{chunks}") >= 200
+    eventually(sums_cover_the_work)
 
 
 def test_dedicated_metrics_port_from_environment():
@@ -190,6 +194,9 @@ def test_dedicated_metrics_port_from_environment():
         env={"LAST9_METRICS_PORT": str(metrics_port), "LAST9_METRICS_ADDR": "127.0.0.1"},
     ):
         get(port, "/name/z")
-        text = scrape(metrics_port).text
-        assert counts_by(text, "per") == {("/name/{name}",): 1}
+
+        def counted() -> None:
+            assert counts_by(scrape(metrics_port).text, "per") == {("/name/{name}",): 1}
+
+        eventually(counted)
         assert requests.get(f"http://127.0.0.1:{metrics_port}/other", timeout=5).status_code == 404

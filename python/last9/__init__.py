@@ -8,20 +8,28 @@ One line instruments an app::
 and ``/metrics`` then serves ``http_requests_duration_milliseconds``, labelled by route template.
 """
 
+from last9 import prefork
 from last9._core import (
     MetricsError,
     MetricsServer,
     Recorder,
     Registry,
+    RemoteWriter,
     __version__,
+    enable_multiprocess,
     global_registry,
+    multiprocess_dir,
     normalize_path,
     route_template,
 )
+from last9.lineage import instrument_http_clients
+from last9.remote_write import start_remote_write
 from last9.server import start_metrics_server
 
-#: The registry every middleware records into unless given another.
+#: The registry every middleware records into unless given another. Under a pre-fork server
+#: (gunicorn, uWSGI, uvicorn --workers) it sums every worker: see ``last9.prefork``.
 REGISTRY: Registry = global_registry()
+prefork.activate()
 
 
 def generate_latest(registry: Registry | None = None, *, openmetrics: bool = False) -> bytes:
@@ -35,10 +43,16 @@ __all__ = [
     "MetricsServer",
     "Recorder",
     "Registry",
+    "RemoteWriter",
     "__version__",
+    "enable_multiprocess",
     "generate_latest",
     "global_registry",
+    "instrument_http_clients",
+    "multiprocess_dir",
     "normalize_path",
+    "prefork",
     "route_template",
     "start_metrics_server",
+    "start_remote_write",
 ]

@@ -1,6 +1,9 @@
 """Type stubs for ``last9._core``, the Rust engine (crate ``last9-python``)."""
 
+import os
+import pathlib
 from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
+from os import PathLike
 from typing import Any, Final, Self, final
 
 __all__ = [
@@ -13,10 +16,15 @@ __all__ = [
     "Receive",
     "Recorder",
     "Registry",
+    "RemoteWriter",
     "StartResponse",
     "WsgiMiddleware",
     "__version__",
+    "enable_lineage",
+    "enable_multiprocess",
     "global_registry",
+    "lineage_enabled",
+    "multiprocess_dir",
     "normalize_path",
     "route_template",
 ]
@@ -37,10 +45,31 @@ class Registry:
         self, accept: str | None = None, accept_encoding: str | None = None
     ) -> tuple[str, str | None, bytes]:
         """Answers a scrape from its headers: ``(content_type, content_encoding, body)``."""
-    def series_count(self) -> int: ...
+    def series_count(self) -> int:
+        """Series recorded by this process (in multi-process mode, not the other workers')."""
+    @property
+    def is_global(self) -> bool:
+        """Whether this is the process-wide registry (it sums the workers of a pre-fork server)."""
 
 def global_registry() -> Registry:
     """The process-wide registry that middlewares use by default."""
+
+def enable_multiprocess(
+    *, root_pid: int | None = None, directory: str | os.PathLike[str] | None = None
+) -> pathlib.Path:
+    """Enters multi-process mode for the global registry.
+
+    Its series move, with their counts, to a file of this process in a directory shared by the
+    server's processes, and its scrapes then sum every process. ``directory`` is used as given;
+    otherwise it is the directory of the server instance whose root process is ``root_pid`` (this
+    process when None). Calling it again returns the directory in use.
+
+    Raises:
+        OSError: the directory cannot be made or used.
+    """
+
+def multiprocess_dir() -> pathlib.Path | None:
+    """The directory shared by the server's processes; None in single-process mode."""
 
 @final
 class Recorder:
@@ -75,10 +104,28 @@ class Recorder:
         duration_ns: int,
     ) -> None:
         """Records one request; ``route`` is the framework's template, None when none matched."""
+    def observe_environ(
+        self, route: str | None, environ: dict[str, Any], status: int, duration_ns: int
+    ) -> None:
+        """Records one request from a WSGI environ (or Django's ``request.META``): Host, method
+        and, without a router, the path are read from it."""
     def observe_scope(
         self, route: str | None, scope: dict[str, Any], status: int, duration_ns: int
     ) -> None:
         """Records one request of an ASGI app; path, method and Host are read from ``scope``."""
+    def observe_tornado(self, route: str | None, handler: Any) -> None:
+        """Records one finished request of a Tornado app from its ``RequestHandler``: status,
+        method, Host and the time since ``handler.request`` was read (wall clock)."""
+    def enter(self, method: str) -> int:
+        """Counts a request in ``http_requests_in_flight``; give the token to ``leave`` once."""
+    def leave(self, token: int) -> None:
+        """Ends the time in flight of the request ``enter`` returned ``token`` for."""
+    def observe_client(
+        self, per: str | None, upstream: str, method: str, status: str, duration_ns: int
+    ) -> None:
+        """Records one outbound call of the route ``per`` (framework syntax; None: unmatched)."""
+    def count_caller(self, per: str | None, caller: str | None) -> None:
+        """Counts one request of ``per`` from ``caller`` (None: ``unknown``)."""
     @property
     def program(self) -> str: ...
     @property
@@ -100,8 +147,18 @@ class WsgiMiddleware:
         registry: Registry,
         route_getter: Callable[[dict[str, Any]], str | None] | None = None,
         metrics_path: str | None = None,
-    ) -> Self: ...
+        route_source: tuple[str, tuple[str, ...]] | None = None,
+        complete_bodies: tuple[type, ...] | None = None,
+    ) -> Self:
+        """``route_source=(key, attrs)``: the template is ``environ[key].attr1.attr2…``, read
+        without a Python call (the key is then removed); ``route_getter(environ)`` is asked
+        when a step gives None. ``complete_bodies``: body types recorded at once and passed on
+        unwrapped, like lists."""
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any: ...
+    def observe_client(
+        self, environ: dict[str, Any], upstream: str, method: str, status: str, duration_ns: int
+    ) -> None:
+        """Records an outbound call of ``environ``'s running request, under its route as known."""
     @property
     def app(self) -> Callable[..., Any]: ...
     @property
@@ -149,6 +206,10 @@ class AsgiMiddleware:
         receive: Callable[[], Awaitable[Any]],
         send: Callable[[Any], Awaitable[None]],
     ) -> Awaitable[None]: ...
+    def observe_client(
+        self, scope: dict[str, Any], upstream: str, method: str, status: str, duration_ns: int
+    ) -> None:
+        """Records an outbound call made while ``scope``'s request runs (``last9.lineage``)."""
     @property
     def app(self) -> Callable[..., Any]: ...
     @property
@@ -191,16 +252,102 @@ class MetricsServer:
     """
 
     def __new__(
-        cls, registry: Registry, port: int, addr: str = "0.0.0.0", path: str = "/metrics"
-    ) -> Self: ...
+        cls,
+        registry: Registry,
+        port: int,
+        addr: str = "0.0.0.0",
+        path: str = "/metrics",
+        *,
+        standby: bool = False,
+    ) -> Self:
+        """Serves ``registry`` on ``addr:port``. With ``standby``, a port in use is not an error:
+        the server waits in the background and takes the port over once it is free (the
+        workers of a pre-fork server share one metrics port this way)."""
     @property
     def port(self) -> int: ...
     @property
+    def serving(self) -> bool:
+        """Whether this server has its port (False while a standby server waits for it)."""
+    @property
     def addr(self) -> str: ...
     def stop(self) -> None: ...
+
+@final
+class RemoteWriter:
+    """Pushes a registry to a Prometheus remote-write receiver from a Rust thread.
+
+    Every ``interval`` seconds the registry is snapshotted into snappy-compressed protobuf write
+    requests and queued (at most ``max_pending`` snapshots; past that the oldest is dropped). The
+    queue is sent in order; 5xx, 429 and network errors are retried with exponential backoff,
+    other statuses are dropped. Messages go to the ``last9.remote_write`` logger.
+
+    Raises:
+        MetricsError: a bad URL, half-given or conflicting credentials, a non-positive
+            interval, timeout or queue bound, or an unreadable ``ca_file``.
+    """
+
+    def __new__(
+        cls,
+        registry: Registry,
+        url: str,
+        *,
+        interval: float = 15.0,
+        username: str | None = None,
+        password: str | None = None,
+        bearer_token: str | None = None,
+        max_pending: int = 20,
+        timeout: float = 10.0,
+        ca_file: str | PathLike[str] | None = None,
+    ) -> Self: ...
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Takes a snapshot now and waits up to ``timeout`` seconds until the queue is sent.
+
+        Returns:
+            Whether the queue was emptied; False leaves the snapshot queued for later.
+        """
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Takes a last snapshot, sends the queue within ``timeout`` seconds and stops.
+
+        Returns:
+            Whether everything was delivered; what was not is counted in ``dropped_samples``.
+        """
+    @property
+    def url(self) -> str:
+        """The receiver's URL, without credentials."""
+    @property
+    def interval(self) -> float: ...
+    @property
+    def max_pending(self) -> int: ...
+    @property
+    def sent_samples(self) -> int:
+        """Samples the receiver accepted."""
+    @property
+    def dropped_samples(self) -> int:
+        """Samples given up on: rejected, pushed out of a full queue, or unsent at ``stop``."""
+    @property
+    def sent_requests(self) -> int: ...
+    @property
+    def failed_attempts(self) -> int:
+        """Attempts that failed and were retried."""
+    @property
+    def snapshots(self) -> int:
+        """Snapshots taken so far."""
+    @property
+    def pending(self) -> int:
+        """Snapshots waiting to be sent."""
+
+def enable_lineage() -> None:
+    """Middlewares count callers and publish the running request to outbound clients."""
+
+def lineage_enabled() -> bool:
+    """Whether ``enable_lineage`` was called."""
 
 def normalize_path(path: str) -> str:
     """A raw URL path with ids collapsed (``/user/123`` → ``/user/{id}``)."""
 
 def route_template(template: str, syntax: str) -> str:
-    """A framework's route template in ``{param}`` form (``/item/<int:id>`` → ``/item/{id}``)."""
+    """A framework's route template in ``{param}`` form (``/item/<int:id>`` → ``/item/{id}``).
+
+    ``syntax`` is one of "angle", "angle_name_first", "brace", "regex" or "django" (a Django
+    ``ResolverMatch.route``: path() and re_path() parts, given a leading ``/``).
+    """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 
-from last9._core import MetricsServer, Registry, global_registry
+from last9._core import MetricsServer, Registry, global_registry, multiprocess_dir
 
 _lock = threading.Lock()
 #: Servers this process started from LAST9_METRICS_PORT, by pid (a forked child starts its own).
@@ -24,11 +24,16 @@ def start_metrics_server(
 
 
 def start_from_env(port: int | None, addr: str, registry: Registry) -> MetricsServer | None:
-    """Starts the server LAST9_METRICS_PORT asks for, once per process."""
+    """Starts the server LAST9_METRICS_PORT asks for, once per process.
+
+    With several workers (multi-process mode, global registry) the first worker to bind the port
+    serves it, for all of them; the others stand by and take the port over if it comes free.
+    """
     if port is None:
         return None
     with _lock:
         pid = os.getpid()
         if pid not in _from_env:
-            _from_env[pid] = start_metrics_server(port, addr, registry=registry)
+            standby = registry.is_global and multiprocess_dir() is not None
+            _from_env[pid] = MetricsServer(registry, port, addr, standby=standby)
         return _from_env[pid]

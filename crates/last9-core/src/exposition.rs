@@ -12,11 +12,22 @@ use flate2::Compression;
 use crate::histogram::float_text;
 use crate::registry::Registry;
 use crate::server::{ScrapeRequest, ScrapeResponse};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, SnapshotSeries};
+use std::sync::Arc;
 
 /// The metric every recorder writes.
 pub const DURATION_NAME: &str = "http_requests_duration_milliseconds";
 pub const DURATION_HELP: &str = "HTTP requests duration per path, in milliseconds.";
+/// The gauge of requests inside the app.
+pub const IN_FLIGHT_NAME: &str = "http_requests_in_flight";
+pub const IN_FLIGHT_HELP: &str =
+    "HTTP requests inside the app now, per method (per is /_all: counted before routing).";
+/// Outbound calls (lineage).
+pub const CLIENT_NAME: &str = "http_client_requests_duration_milliseconds";
+pub const CLIENT_HELP: &str = "Outbound HTTP calls duration per upstream and calling route, in milliseconds.";
+/// Inbound requests by calling service (lineage); `_total` is added by the encoder.
+pub const CALLERS_NAME: &str = "http_requests_callers";
+pub const CALLERS_HELP: &str = "HTTP requests per calling service and path.";
 
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -138,12 +149,21 @@ impl Sink for Fill<'_> {
     }
 }
 
-/// One metric family to encode: its metadata and a snapshot of its series.
+/// The samples of one family.
+pub enum Samples<'a> {
+    /// Histogram series of a snapshot (its request durations or its outbound calls).
+    Histogram(&'a Snapshot, &'a [SnapshotSeries]),
+    Gauge(&'a [(Arc<str>, i64)]),
+    Counter(&'a [(Arc<str>, u64)]),
+}
+
+/// One metric family to encode: its metadata and its samples.
 pub struct Family<'a> {
+    /// The family's name; a counter's samples add `_total`.
     pub name: &'a str,
     pub help: &'a str,
     pub unit: Option<&'a str>,
-    pub snapshot: &'a Snapshot,
+    pub samples: Samples<'a>,
 }
 
 impl<'a> Family<'a> {
@@ -153,8 +173,39 @@ impl<'a> Family<'a> {
             name: DURATION_NAME,
             help: DURATION_HELP,
             unit: Some("milliseconds"),
-            snapshot,
+            samples: Samples::Histogram(snapshot, snapshot.series()),
         }
+    }
+
+    /// Every family of a snapshot: request durations, requests in flight, and the lineage
+    /// families when they have samples.
+    pub fn all(snapshot: &'a Snapshot) -> Vec<Family<'a>> {
+        let mut families = vec![
+            Family::duration(snapshot),
+            Family {
+                name: IN_FLIGHT_NAME,
+                help: IN_FLIGHT_HELP,
+                unit: None,
+                samples: Samples::Gauge(snapshot.gauges()),
+            },
+        ];
+        if !snapshot.client_series().is_empty() {
+            families.push(Family {
+                name: CLIENT_NAME,
+                help: CLIENT_HELP,
+                unit: Some("milliseconds"),
+                samples: Samples::Histogram(snapshot, snapshot.client_series()),
+            });
+        }
+        if !snapshot.callers().is_empty() {
+            families.push(Family {
+                name: CALLERS_NAME,
+                help: CALLERS_HELP,
+                unit: None,
+                samples: Samples::Counter(snapshot.callers()),
+            });
+        }
+        families
     }
 }
 
@@ -164,13 +215,24 @@ fn write_families(sink: &mut impl Sink, families: &[Family<'_>], format: Format)
     let mut float = ryu::Buffer::new();
     for family in families {
         let name = family.name.as_bytes();
+        let (kind, suffix): (&[u8], &[u8]) = match family.samples {
+            Samples::Histogram(..) => (b"histogram", b""),
+            Samples::Gauge(_) => (b"gauge", b""),
+            Samples::Counter(_) => (b"counter", b"_total"),
+        };
+        // Text 0.0.4 names a counter's family with its samples' `_total`; OpenMetrics without.
+        let family_suffix: &[u8] = if openmetrics { b"" } else { suffix };
         sink.put(b"# HELP ");
         sink.put(name);
+        sink.put(family_suffix);
         sink.put(b" ");
         sink.put(escape_help(family.help, format).as_bytes());
         sink.put(b"\n# TYPE ");
         sink.put(name);
-        sink.put(b" histogram\n");
+        sink.put(family_suffix);
+        sink.put(b" ");
+        sink.put(kind);
+        sink.put(b"\n");
         if let (true, Some(unit)) = (openmetrics, family.unit) {
             sink.put(b"# UNIT ");
             sink.put(name);
@@ -178,41 +240,72 @@ fn write_families(sink: &mut impl Sink, families: &[Family<'_>], format: Format)
             sink.put(unit.as_bytes());
             sink.put(b"\n");
         }
-        for series in family.snapshot.series() {
-            let labels = series.labels.as_bytes();
-            let counts = family.snapshot.cumulative_counts(series);
-            let last = counts.len() - 1;
-            for (i, count) in counts.iter().enumerate() {
-                let le = if i < last {
-                    series.buckets.le(i, openmetrics)
-                } else {
-                    "+Inf"
-                };
-                sink.put(name);
-                sink.put(b"_bucket{");
-                sink.put(labels);
-                sink.put(b",le=\"");
-                sink.put(le.as_bytes());
-                sink.put(b"\"} ");
-                sink.put(number.format(*count).as_bytes());
-                sink.put(b"\n");
+        match family.samples {
+            Samples::Histogram(snapshot, series) => {
+                write_histograms(sink, name, snapshot, series, openmetrics, &mut number, &mut float)
             }
-            sink.put(name);
-            sink.put(b"_sum{");
-            sink.put(labels);
-            sink.put(b"} ");
-            sink.put(float_text(&mut float, series.sum_ns as f64 / 1e6, openmetrics).as_bytes());
-            sink.put(b"\n");
-            sink.put(name);
-            sink.put(b"_count{");
-            sink.put(labels);
-            sink.put(b"} ");
-            sink.put(number.format(counts[last]).as_bytes());
-            sink.put(b"\n");
+            Samples::Gauge(samples) => {
+                for (labels, value) in samples {
+                    write_sample(sink, name, b"", labels, itoa::Buffer::new().format(*value));
+                }
+            }
+            Samples::Counter(samples) => {
+                for (labels, value) in samples {
+                    write_sample(sink, name, suffix, labels, number.format(*value));
+                }
+            }
         }
     }
     if openmetrics {
         sink.put(b"# EOF\n");
+    }
+}
+
+fn write_sample(sink: &mut impl Sink, name: &[u8], suffix: &[u8], labels: &str, value: &str) {
+    sink.put(name);
+    sink.put(suffix);
+    sink.put(b"{");
+    sink.put(labels.as_bytes());
+    sink.put(b"} ");
+    sink.put(value.as_bytes());
+    sink.put(b"\n");
+}
+
+fn write_histograms(
+    sink: &mut impl Sink,
+    name: &[u8],
+    snapshot: &Snapshot,
+    series: &[SnapshotSeries],
+    openmetrics: bool,
+    number: &mut itoa::Buffer,
+    float: &mut ryu::Buffer,
+) {
+    for series in series {
+        let labels = series.labels.as_bytes();
+        let counts = snapshot.cumulative_counts(series);
+        let last = counts.len() - 1;
+        for (i, count) in counts.iter().enumerate() {
+            let le = if i < last {
+                series.buckets.le(i, openmetrics)
+            } else {
+                "+Inf"
+            };
+            sink.put(name);
+            sink.put(b"_bucket{");
+            sink.put(labels);
+            sink.put(b",le=\"");
+            sink.put(le.as_bytes());
+            sink.put(b"\"} ");
+            sink.put(number.format(*count).as_bytes());
+            sink.put(b"\n");
+        }
+        sink.put(name);
+        sink.put(b"_sum{");
+        sink.put(labels);
+        sink.put(b"} ");
+        sink.put(float_text(float, series.sum_ns as f64 / 1e6, openmetrics).as_bytes());
+        sink.put(b"\n");
+        write_sample(sink, name, b"_count", &series.labels, number.format(counts[last]));
     }
 }
 
@@ -241,10 +334,11 @@ pub fn encode_families(families: &[Family<'_>], format: Format) -> Vec<u8> {
     out
 }
 
-/// Renders every series of a registry.
+/// Renders every series of a registry; for the global registry in multi-process mode, the sum
+/// over every process of the server (see [`crate::store`]).
 pub fn encode(registry: &Registry, format: Format) -> String {
     let snapshot = Snapshot::of(registry);
-    let bytes = encode_families(&[Family::duration(&snapshot)], format);
+    let bytes = encode_families(&Family::all(&snapshot), format);
     String::from_utf8(bytes).expect("the encoder writes UTF-8 only")
 }
 
@@ -252,7 +346,7 @@ pub fn encode(registry: &Registry, format: Format) -> String {
 pub fn scrape(registry: &Registry, accept: Option<&str>, accept_encoding: Option<&str>) -> ScrapeResponse {
     let format = Format::negotiate(accept);
     let snapshot = Snapshot::of(registry);
-    let body = encode_families(&[Family::duration(&snapshot)], format);
+    let body = encode_families(&Family::all(&snapshot), format);
     respond(format, body, accepts_gzip(accept_encoding))
 }
 
@@ -312,6 +406,8 @@ mod tests {
             .recorder(consts, Buckets::new(&[1.0, 2.5]).unwrap(), Limits::default())
             .unwrap();
         let route = recorder.route("/user/{id}");
+        let method = recorder.enter("GET");
+        recorder.leave(method);
         recorder.observe(&Request {
             route,
             host: Some("example.com"),
@@ -324,6 +420,38 @@ mod tests {
 
     const LABELS: &str = r#"per="/user/{id}",hostname="box",domain="example.com",method="GET",program="shop",status="200",tenant="",cluster="""#;
 
+    const IN_FLIGHT: &str = "# HELP http_requests_in_flight HTTP requests inside the app now, per method (per is /_all: counted before routing).\n\
+        # TYPE http_requests_in_flight gauge\n\
+        http_requests_in_flight{per=\"/_all\",hostname=\"box\",method=\"GET\",program=\"shop\",tenant=\"\",cluster=\"\"} 0\n";
+
+    #[test]
+    fn in_flight_counts_requests_between_enter_and_leave() {
+        let registry = registry_with_one_request();
+        let recorder = registry.recorders()[0].clone();
+        let a = recorder.enter("POST");
+        recorder.enter("POST");
+        recorder.leave(a);
+        let text = encode(&registry, Format::Text);
+        assert!(text.contains("http_requests_in_flight{per=\"/_all\",hostname=\"box\",method=\"POST\",program=\"shop\",tenant=\"\",cluster=\"\"} 1\n"), "{text}");
+    }
+
+    #[test]
+    fn lineage_families_render_as_histogram_and_counter() {
+        let registry = registry_with_one_request();
+        let recorder = registry.recorders()[0].clone();
+        recorder.observe_client(Some(recorder.route("/a")), "api:8000", "GET", "200", 2_000_000);
+        recorder.count_caller(recorder.route("/a"), Some("web"));
+        let text = encode(&registry, Format::Text);
+        assert!(text.contains("# TYPE http_client_requests_duration_milliseconds histogram\n"));
+        assert!(text.contains("http_client_requests_duration_milliseconds_count{per=\"/a\",hostname=\"box\",upstream=\"api:8000\",method=\"GET\",program=\"shop\",status=\"200\",tenant=\"\",cluster=\"\"} 1\n"), "{text}");
+        assert!(text.contains("# TYPE http_requests_callers_total counter\nhttp_requests_callers_total{caller=\"web\",per=\"/a\",hostname=\"box\",program=\"shop\",tenant=\"\",cluster=\"\"} 1\n"), "{text}");
+        let om = encode(&registry, Format::OpenMetrics);
+        assert!(
+            om.contains("# TYPE http_requests_callers counter\nhttp_requests_callers_total{"),
+            "{om}"
+        );
+    }
+
     #[test]
     fn text_format_is_exact() {
         let expected = format!(
@@ -333,7 +461,8 @@ mod tests {
              http_requests_duration_milliseconds_bucket{{{LABELS},le=\"2.5\"}} 1\n\
              http_requests_duration_milliseconds_bucket{{{LABELS},le=\"+Inf\"}} 1\n\
              http_requests_duration_milliseconds_sum{{{LABELS}}} 2\n\
-             http_requests_duration_milliseconds_count{{{LABELS}}} 1\n"
+             http_requests_duration_milliseconds_count{{{LABELS}}} 1\n\
+             {IN_FLIGHT}"
         );
         assert_eq!(encode(&registry_with_one_request(), Format::Text), expected);
     }
@@ -349,6 +478,7 @@ mod tests {
              http_requests_duration_milliseconds_bucket{{{LABELS},le=\"+Inf\"}} 1\n\
              http_requests_duration_milliseconds_sum{{{LABELS}}} 2.0\n\
              http_requests_duration_milliseconds_count{{{LABELS}}} 1\n\
+             {IN_FLIGHT}\
              # EOF\n"
         );
         assert_eq!(
@@ -361,7 +491,7 @@ mod tests {
     fn an_empty_registry_still_describes_the_family() {
         let text = encode(&Registry::new(), Format::Text);
         assert!(text.starts_with("# HELP http_requests_duration_milliseconds "));
-        assert!(text.ends_with(" histogram\n"));
+        assert!(text.ends_with("# TYPE http_requests_in_flight gauge\n"));
         assert!(encode(&Registry::new(), Format::OpenMetrics).ends_with("# EOF\n"));
     }
 

@@ -4,8 +4,11 @@
 //! per-bucket (not cumulative) counts; the encoder makes them cumulative and derives `_count`
 //! from them, so a scrape racing with writers still sees `le="+Inf"` equal to `_count`.
 
+use std::any::Any;
 use std::fmt;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::Error;
 
@@ -116,34 +119,80 @@ pub(crate) fn float_text(buf: &mut ryu::Buffer, value: f64, openmetrics: bool) -
     }
 }
 
-/// Counts and sum of one label set.
+/// What keeps a histogram's cells alive: its own allocation, or a shared file mapping.
+type Keeper = Arc<dyn Any + Send + Sync>;
+
+/// Counts and sum of one label set: `cells` per-bucket counts, then the sum in nanoseconds.
+///
+/// The cells live on the heap in a single process, and inside a worker's mapped file in
+/// multi-process mode (see [`crate::store`]); recording is the same atomic add either way.
 pub struct Histogram {
-    counts: Box<[AtomicU64]>,
-    sum_ns: AtomicU64,
+    cells: NonNull<AtomicU64>,
+    /// Number of bucket cells (`+Inf` included); the sum cell follows them.
+    buckets: usize,
+    _keeper: Keeper,
 }
+
+// SAFETY: the cells are atomics, kept alive by `_keeper`.
+unsafe impl Send for Histogram {}
+unsafe impl Sync for Histogram {}
 
 impl Histogram {
     pub fn new(buckets: &Buckets) -> Histogram {
+        let cells: Arc<[AtomicU64]> = (0..=buckets.cells()).map(|_| AtomicU64::new(0)).collect();
         Histogram {
-            counts: (0..buckets.cells()).map(|_| AtomicU64::new(0)).collect(),
-            sum_ns: AtomicU64::new(0),
+            cells: NonNull::from(&cells[0]),
+            buckets: buckets.cells(),
+            _keeper: Arc::new(cells),
         }
+    }
+
+    /// A histogram whose `buckets.cells() + 1` cells are at `cells`, kept alive by `keeper`.
+    ///
+    /// # Safety
+    ///
+    /// `cells` must point to that many aligned `u64`s that stay valid while `keeper` lives and
+    /// that are only ever accessed atomically.
+    pub(crate) unsafe fn in_place(buckets: &Buckets, cells: NonNull<AtomicU64>, keeper: Keeper) -> Histogram {
+        Histogram {
+            cells,
+            buckets: buckets.cells(),
+            _keeper: keeper,
+        }
+    }
+
+    #[inline]
+    fn cell(&self, i: usize) -> &AtomicU64 {
+        debug_assert!(i <= self.buckets);
+        // SAFETY: `i` is at most `buckets` (callers index with `Buckets::index_of` or the sum).
+        unsafe { &*self.cells.as_ptr().add(i) }
     }
 
     /// Records one duration. The sum is kept in whole nanoseconds so that it adds exactly.
     #[inline]
     pub fn observe(&self, buckets: &Buckets, duration_ns: u64) {
-        self.counts[buckets.index_of(duration_ns)].fetch_add(1, Ordering::Relaxed);
-        self.sum_ns.fetch_add(duration_ns, Ordering::Relaxed);
+        self.cell(buckets.index_of(duration_ns))
+            .fetch_add(1, Ordering::Relaxed);
+        self.cell(self.buckets).fetch_add(duration_ns, Ordering::Relaxed);
     }
 
     /// Per-bucket counts (not cumulative), the last one being `+Inf`.
     pub fn counts(&self) -> impl Iterator<Item = u64> + '_ {
-        self.counts.iter().map(|c| c.load(Ordering::Relaxed))
+        (0..self.buckets).map(|i| self.cell(i).load(Ordering::Relaxed))
     }
 
     pub fn sum_ns(&self) -> u64 {
-        self.sum_ns.load(Ordering::Relaxed)
+        self.cell(self.buckets).load(Ordering::Relaxed)
+    }
+
+    /// Adds another histogram's counts and sum to this one (same layout).
+    pub(crate) fn add_from(&self, other: &Histogram) {
+        for i in 0..=self.buckets.min(other.buckets) {
+            let v = other.cell(i).load(Ordering::Relaxed);
+            if v != 0 {
+                self.cell(i).fetch_add(v, Ordering::Relaxed);
+            }
+        }
     }
 }
 

@@ -4,21 +4,27 @@
 //! - [`histogram`]: lock-free histograms and bucket layouts;
 //! - [`labels`]: bounded interning of values that come from requests;
 //! - [`normalize`]: route templates, raw paths, hosts and methods turned into label values;
-//! - [`snapshot`]: a consistent copy of the series, taken once per scrape;
+//! - [`snapshot`]: a consistent copy of the series, taken once per scrape or push;
 //! - [`exposition`]: Prometheus text and OpenMetrics rendering, content negotiation, gzip;
-//! - [`server`]: the dedicated metrics HTTP server.
+//! - [`server`]: the dedicated metrics HTTP server;
+//! - [`remote_write`]: pushing snapshots with the Prometheus remote-write protocol;
+//! - [`store`]: the multi-process store (pre-fork servers: gunicorn, uWSGI, uvicorn workers).
 //!
 //! This crate knows nothing of Python; the `last9-python` crate is its binding.
 
 use std::fmt;
 
 pub mod exposition;
+pub mod gauge;
 pub mod histogram;
 pub mod labels;
+pub mod lineage;
 pub mod normalize;
 pub mod registry;
+pub mod remote_write;
 pub mod server;
 pub mod snapshot;
+pub mod store;
 
 pub use exposition::Format;
 pub use histogram::Buckets;
@@ -31,6 +37,8 @@ pub enum Error {
     InvalidBuckets(String),
     /// The same constant labels asked for with two bucket layouts.
     ConflictingBuckets(String),
+    /// Remote-write settings that cannot work.
+    InvalidRemoteWrite(String),
 }
 
 impl fmt::Display for Error {
@@ -42,6 +50,7 @@ impl fmt::Display for Error {
                 "program {program:?} already records with other buckets; \
                  one label set cannot have two bucket layouts"
             ),
+            Error::InvalidRemoteWrite(why) => write!(f, "invalid remote write settings: {why}"),
         }
     }
 }

@@ -20,6 +20,9 @@ pub enum RouteSyntax {
     /// A regular expression: Tornado, Django re_path(). Named groups `(?P<name>..)` → `{name}`,
     /// unnamed capturing groups → `{arg0}`, `{arg1}`, … in order of appearance.
     Regex,
+    /// Django's `ResolverMatch.route`: path() pieces (`<int:id>`) and re_path() regexes, joined
+    /// by `include()` into one string without a leading `/` (`api/<int:v>/archive/(?P<y>\d+)/$`).
+    Django,
 }
 
 /// Converts a route template in a framework's own syntax into `{param}` form:
@@ -37,6 +40,9 @@ pub enum RouteSyntax {
 /// Bottle's anonymous wildcards (`<>`, `<:re:...>`) become `{arg0}`, `{arg1}`, … like unnamed
 /// regex groups.
 ///
+/// Django routes get both treatments and a leading `/`:
+/// `api/<int:v>/archive/(?P<year>[0-9]{4})/$` → `/api/{v}/archive/{year}/`.
+///
 /// Returns Borrowed when nothing changes. Malformed input (an unclosed `<`, `{` or `(`) is returned
 /// with the unclosed part kept literally.
 pub fn route_template(raw: &str, syntax: RouteSyntax) -> Cow<'_, str> {
@@ -45,6 +51,7 @@ pub fn route_template(raw: &str, syntax: RouteSyntax) -> Cow<'_, str> {
         RouteSyntax::AngleNameFirst => bottle_template(raw),
         RouteSyntax::Brace => brace_template(raw),
         RouteSyntax::Regex => regex_template(raw),
+        RouteSyntax::Django => django_template(raw),
     }
 }
 
@@ -308,6 +315,35 @@ fn parse_angle(raw: &str, open: usize) -> Option<(&str, usize)> {
         rest = &after[len..];
     }
     rest.starts_with('>').then(|| (name, raw.len() - rest.len() + 1))
+}
+
+/// Django: the regex parts (from re_path()) are converted first, then the `<conv:name>` parts
+/// (from path()), and a leading `/` is added (`articles/<int:year>/` → `/articles/{year}/`).
+///
+/// A route goes through the regex pass only when it holds `^ $ ( \ ?`: re_path() regexes almost
+/// always do, and path() routes almost never (Django's check `urls.W001` flags a path() route
+/// with `(?P<`, a leading `^` or a trailing `$`), so a literal `.` or `+` of a path() route stays.
+fn django_template(raw: &str) -> Cow<'_, str> {
+    let unregexed = if raw.contains(['^', '$', '(', '\\', '?']) {
+        regex_template(raw)
+    } else {
+        Cow::Borrowed(raw)
+    };
+    let angled = match angle_template(&unregexed) {
+        Cow::Owned(converted) => Some(converted),
+        Cow::Borrowed(_) => None,
+    };
+    let converted = match angled {
+        Some(converted) => Cow::Owned(converted),
+        None => unregexed,
+    };
+    if converted.starts_with('/') {
+        return converted;
+    }
+    let mut rooted = String::with_capacity(converted.len() + 1);
+    rooted.push('/');
+    rooted.push_str(&converted);
+    Cow::Owned(rooted)
 }
 
 /// Bottle: `<name:filter:config>` with the name first, legacy `:name`, and `\` escaping both.
@@ -1059,6 +1095,51 @@ mod tests {
         assert!(matches!(result, Cow::Borrowed(_)));
     }
 
+    // route_template: Django (path() and re_path(), joined by include())
+
+    #[test]
+    fn django_path_routes_get_braces_and_a_leading_slash() {
+        let d = RouteSyntax::Django;
+        assert_eq!(route("", d), "/");
+        assert_eq!(route("about/", d), "/about/");
+        assert_eq!(route("name/<name>/", d), "/name/{name}/");
+        assert_eq!(
+            route("api/v1/users/<uuid:user_id>/orders/<int:order_id>/", d),
+            "/api/v1/users/{user_id}/orders/{order_id}/"
+        );
+        assert_eq!(route("files/<path:subpath>", d), "/files/{subpath}");
+        assert_eq!(route("<yyyy:year>/report.v2+final", d), "/{year}/report.v2+final");
+        assert_eq!(route("/already/rooted/<slug:s>", d), "/already/rooted/{s}");
+    }
+
+    #[test]
+    fn django_re_path_routes_are_regexes() {
+        let d = RouteSyntax::Django;
+        assert_eq!(
+            route(r"^articles/(?P<year>[0-9]{4})/(?P<slug>[-\w]+)/$", d),
+            "/articles/{year}/{slug}/"
+        );
+        assert_eq!(route(r"^$", d), "/");
+        assert_eq!(route(r"^legacy/(\d+)/(\d+)/$", d), "/legacy/{arg0}/{arg1}/");
+        assert_eq!(route(r"^feed\.xml$", d), "/feed.xml");
+    }
+
+    #[test]
+    fn django_includes_mix_both_syntaxes() {
+        let d = RouteSyntax::Django;
+        // path() prefix, re_path() leaf: Django drops the leaf's `^` when it joins them.
+        assert_eq!(
+            route(r"api/v1/archive/(?P<year>[0-9]{4})/(\d+)/$", d),
+            "/api/v1/archive/{year}/{arg0}/"
+        );
+        // re_path() prefix, path() leaf.
+        assert_eq!(
+            route(r"^shop/(?P<version>v[12])/items/<int:pk>/", d),
+            "/shop/{version}/items/{pk}/"
+        );
+        assert_eq!(route(r"^tag/<(?P<name>\w+)>/$", d), "/tag/<{name}>/");
+    }
+
     #[test]
     fn route_template_survives_hostile_input() {
         let syntaxes = [
@@ -1066,6 +1147,7 @@ mod tests {
             RouteSyntax::AngleNameFirst,
             RouteSyntax::Brace,
             RouteSyntax::Regex,
+            RouteSyntax::Django,
         ];
         for input in hostile_inputs() {
             for syntax in syntaxes {

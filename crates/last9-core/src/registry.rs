@@ -5,15 +5,19 @@
 //! exposes the same label set twice. Series are kept in creation order, each with its label
 //! text rendered once, so a scrape is a walk over a vector and a copy of bytes.
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use ahash::AHashMap;
 use parking_lot::{Mutex, RwLock};
 
 use crate::exposition::escape_label_value;
+use crate::gauge::Gauge;
 use crate::histogram::{Buckets, Histogram};
 use crate::labels::{BoundedInterner, ResolveCache, ValueId, OVERFLOW};
+use crate::lineage::Lineage;
 use crate::normalize::{method_index, normalize_host, normalize_path, route_template, RouteSyntax, METHODS};
+use crate::store;
 use crate::Error;
 
 /// The `per` value of a request no route matched.
@@ -22,6 +26,9 @@ pub const UNMATCHED: &str = "/unmatched";
 pub const ROUTE_OVERFLOW: &str = "/_other";
 /// The `domain` value of hosts past the domain limit, and of malformed Host headers.
 pub const DOMAIN_OVERFLOW: &str = "_other";
+/// The `per` value of `http_requests_in_flight`: a request is counted from the moment it enters,
+/// before any routing, so its gauge is per method over all routes.
+pub const ALL_ROUTES: &str = "/_all";
 
 /// Labels that are the same for every request of an application.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -85,7 +92,10 @@ impl Series {
 #[derive(Default)]
 struct SeriesTable {
     index: AHashMap<SeriesKey, usize>,
+    keys: Vec<SeriesKey>,
     series: Vec<Arc<Series>>,
+    /// `http_requests_in_flight` by method index, made on first use.
+    in_flight: [Option<Gauge>; METHODS.len()],
 }
 
 /// Records requests of one application into its series.
@@ -99,6 +109,13 @@ pub struct Recorder {
     raw_paths: ResolveCache<RouteId>,
     raw_hosts: ResolveCache<ValueId>,
     series: RwLock<SeriesTable>,
+    /// Whether the cells follow the process's store (true for the global registry's recorders):
+    /// in multi-process mode they live in this process's file of the shared directory.
+    shared: bool,
+    /// The [`store::epoch`] the cells were last placed at, and the process that placed them.
+    epoch: AtomicU64,
+    bound_pid: AtomicU32,
+    lineage: Lineage,
 }
 
 /// The parts of a request that become labels.
@@ -118,7 +135,7 @@ pub struct Request<'a> {
 pub struct RouteId(ValueId);
 
 impl Recorder {
-    fn new(consts: ConstLabels, buckets: Buckets, limits: Limits) -> Recorder {
+    fn new(consts: ConstLabels, buckets: Buckets, limits: Limits, shared: bool) -> Recorder {
         let routes = BoundedInterner::new(ROUTE_OVERFLOW, limits.max_routes);
         routes.intern(UNMATCHED);
         Recorder {
@@ -130,6 +147,10 @@ impl Recorder {
             raw_paths: ResolveCache::new(RAW_CACHE_CAPACITY),
             raw_hosts: ResolveCache::new(RAW_CACHE_CAPACITY),
             series: RwLock::new(SeriesTable::default()),
+            shared,
+            epoch: AtomicU64::new(store::epoch()),
+            bound_pid: AtomicU32::new(store::pid()),
+            lineage: Lineage::new(limits.max_domains),
         }
     }
 
@@ -167,6 +188,9 @@ impl Recorder {
 
     /// Records one request.
     pub fn observe(&self, request: &Request<'_>) {
+        if self.shared && self.epoch.load(Ordering::Relaxed) != store::epoch() {
+            store::sync();
+        }
         let domain = match request.host {
             Some(host) => self
                 .raw_hosts
@@ -187,6 +211,8 @@ impl Recorder {
             method: method_index(request.method) as u8,
             status,
         };
+        // Every observation happens under the table lock, so moving the cells (see `rebind`)
+        // never loses one.
         {
             let table = self.series.read();
             if let Some(&i) = table.index.get(&key) {
@@ -196,28 +222,170 @@ impl Recorder {
                 return;
             }
         }
-        self.new_series(key)
-            .histogram
-            .observe(&self.buckets, request.duration_ns);
+        self.observe_new(key, request.duration_ns);
     }
 
     #[cold]
-    fn new_series(&self, key: SeriesKey) -> Arc<Series> {
+    fn observe_new(&self, key: SeriesKey, duration_ns: u64) {
         let mut table = self.series.write();
-        if let Some(&i) = table.index.get(&key) {
-            return table.series[i].clone();
-        }
-        let series = Arc::new(Series {
-            labels: self.label_text(&key).into(),
-            histogram: Histogram::new(&self.buckets),
-        });
-        let index = table.series.len();
-        table.index.insert(key, index);
-        table.series.push(series.clone());
-        series
+        let index = match table.index.get(&key) {
+            Some(&i) => i,
+            None => {
+                let series = Arc::new(Series {
+                    labels: self.label_text(&key).into(),
+                    histogram: self.histogram(&key),
+                });
+                let index = table.series.len();
+                table.index.insert(key, index);
+                table.keys.push(key);
+                table.series.push(series);
+                index
+            }
+        };
+        table.series[index].histogram.observe(&self.buckets, duration_ns);
     }
 
-    fn label_text(&self, key: &SeriesKey) -> String {
+    /// The lineage series (outbound calls, callers) of this recorder.
+    pub fn lineage(&self) -> &Lineage {
+        &self.lineage
+    }
+
+    /// Records one outbound call made while serving `per` (None: outside any request).
+    pub fn observe_client(
+        &self,
+        per: Option<RouteId>,
+        upstream: &str,
+        method: &str,
+        status: &str,
+        duration_ns: u64,
+    ) {
+        let per = per.unwrap_or_else(|| self.unmatched()).0;
+        let text = self.routes.value(per);
+        self.lineage.observe_client(
+            &self.consts,
+            &self.buckets,
+            (per, &text),
+            upstream,
+            method,
+            status,
+            duration_ns,
+        );
+    }
+
+    /// Counts one inbound request of `route` from `caller` (None: it named none).
+    pub fn count_caller(&self, route: RouteId, caller: Option<&str>) {
+        let text = self.routes.value(route.0);
+        self.lineage.count_caller(&self.consts, (route.0, &text), caller);
+    }
+
+    /// A request entered the app: counts it in `http_requests_in_flight` until [`Self::leave`].
+    /// Returns the method's index, to give back to `leave`.
+    #[inline]
+    pub fn enter(&self, method: &str) -> u8 {
+        let method = method_index(method) as u8;
+        self.in_flight_add(method, 1);
+        method
+    }
+
+    /// The request that [`Self::enter`] returned `method` for is done (recorded or dropped).
+    #[inline]
+    pub fn leave(&self, method: u8) {
+        self.in_flight_add(method, -1);
+    }
+
+    fn in_flight_add(&self, method: u8, delta: i64) {
+        if self.shared && self.epoch.load(Ordering::Relaxed) != store::epoch() {
+            store::sync();
+        }
+        let i = method as usize % METHODS.len();
+        {
+            let table = self.series.read();
+            if let Some(gauge) = &table.in_flight[i] {
+                gauge.add(delta);
+                return;
+            }
+        }
+        let mut table = self.series.write();
+        let gauge = table.in_flight[i].get_or_insert_with(|| self.gauge(i));
+        gauge.add(delta);
+    }
+
+    /// A fresh in-flight cell for a method: in the process's store file when there is one.
+    fn gauge(&self, method: usize) -> Gauge {
+        if !self.shared {
+            return Gauge::new();
+        }
+        self.with_gauge_pairs(method, |pairs| store::gauge(pairs))
+    }
+
+    fn with_gauge_pairs<R>(&self, method: usize, f: impl FnOnce(&[(&str, &str); 6]) -> R) -> R {
+        f(&[
+            ("per", ALL_ROUTES),
+            ("hostname", &self.consts.hostname),
+            ("method", METHODS[method]),
+            ("program", &self.consts.program),
+            ("tenant", &self.consts.tenant),
+            ("cluster", &self.consts.cluster),
+        ])
+    }
+
+    /// Calls `f` with the escaped label text and value of each in-flight gauge made so far.
+    pub fn in_flight(&self, mut f: impl FnMut(Arc<str>, i64)) {
+        let table = self.series.read();
+        for (method, gauge) in table.in_flight.iter().enumerate() {
+            if let Some(gauge) = gauge {
+                let text = self.with_gauge_pairs(method, |pairs| escaped_pairs(pairs));
+                f(text.into(), gauge.get());
+            }
+        }
+    }
+
+    /// Fresh cells for a series: in the process's store file when there is one.
+    fn histogram(&self, key: &SeriesKey) -> Histogram {
+        if !self.shared {
+            return Histogram::new(&self.buckets);
+        }
+        self.with_pairs(key, |pairs| store::histogram(&self.buckets, self.limits, pairs))
+    }
+
+    /// Moves every series to fresh cells placed by the store as it is now: a forked child
+    /// starts from zero in its own file (the counts so far are its parent's), while a process
+    /// entering multi-process mode carries its counts over.
+    pub(crate) fn rebind(&self, epoch: u64) {
+        let mut table = self.series.write();
+        if self.epoch.load(Ordering::Relaxed) == epoch {
+            return;
+        }
+        let pid = store::pid();
+        let same_process = self.bound_pid.load(Ordering::Relaxed) == pid;
+        let table = &mut *table;
+        for (key, series) in table.keys.iter().zip(table.series.iter_mut()) {
+            let histogram = self.histogram(key);
+            if same_process {
+                histogram.add_from(&series.histogram);
+            }
+            *series = Arc::new(Series {
+                labels: series.labels.clone(),
+                histogram,
+            });
+        }
+        for method in 0..METHODS.len() {
+            let Some(old) = table.in_flight[method].take() else {
+                continue;
+            };
+            let gauge = self.gauge(method);
+            // A forked child has none of its parent's requests in flight.
+            if same_process {
+                gauge.add(old.get());
+            }
+            table.in_flight[method] = Some(gauge);
+        }
+        self.bound_pid.store(pid, Ordering::Relaxed);
+        self.epoch.store(epoch, Ordering::Relaxed);
+    }
+
+    /// Calls `f` with the label pairs of a series, in the contract's order.
+    fn with_pairs<R>(&self, key: &SeriesKey, f: impl FnOnce(&[(&str, &str); 8]) -> R) -> R {
         let route = self.routes.value(key.route);
         let domain = self.domains.value(key.domain);
         let mut status = itoa::Buffer::new();
@@ -231,17 +399,15 @@ impl Recorder {
             ("tenant", &self.consts.tenant),
             ("cluster", &self.consts.cluster),
         ];
-        let mut text = String::with_capacity(128);
-        for (i, (name, value)) in pairs.iter().enumerate() {
-            if i > 0 {
-                text.push(',');
-            }
-            text.push_str(name);
-            text.push_str("=\"");
-            escape_label_value(&mut text, value);
-            text.push('"');
-        }
-        text
+        f(&pairs)
+    }
+
+    fn label_text(&self, key: &SeriesKey) -> String {
+        self.with_pairs(key, Self::escaped)
+    }
+
+    fn escaped(pairs: &[(&str, &str); 8]) -> String {
+        escaped_pairs(pairs)
     }
 
     /// A consistent list of the series that exist now.
@@ -257,6 +423,21 @@ impl Recorder {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// `name="value",…` with values escaped.
+pub(crate) fn escaped_pairs(pairs: &[(&str, &str)]) -> String {
+    let mut text = String::with_capacity(128);
+    for (i, (name, value)) in pairs.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(name);
+        text.push_str("=\"");
+        escape_label_value(&mut text, value);
+        text.push('"');
+    }
+    text
 }
 
 /// Turns framework route templates into route ids, caching the conversion per template.
@@ -289,17 +470,54 @@ impl RouteTemplates {
 #[derive(Default)]
 pub struct Registry {
     recorders: Mutex<Vec<Arc<Recorder>>>,
+    /// The global registry: its series follow the process into multi-process mode.
+    shared: bool,
 }
 
 impl Registry {
+    /// A registry of this process only (tests, or apps keeping two sets of metrics apart).
     pub fn new() -> Registry {
         Registry::default()
     }
 
-    /// The registry that middlewares use unless told otherwise.
+    /// The registry that middlewares use unless told otherwise. In multi-process mode (see
+    /// [`crate::store`]) its series live in the shared directory and a scrape sums all processes.
     pub fn global() -> &'static Registry {
         static GLOBAL: OnceLock<Registry> = OnceLock::new();
-        GLOBAL.get_or_init(Registry::new)
+        GLOBAL.get_or_init(|| {
+            store::install_fork_handlers();
+            Registry {
+                recorders: Mutex::new(Vec::new()),
+                shared: true,
+            }
+        })
+    }
+
+    /// Whether this is the global registry, whose scrape covers every process in
+    /// multi-process mode.
+    pub fn is_shared(&self) -> bool {
+        self.shared
+    }
+
+    /// Locks everything a fork must not copy half-changed (see `store`'s fork handlers).
+    pub(crate) fn lock_for_fork(&self) {
+        std::mem::forget(self.recorders.lock());
+        // SAFETY: the list is locked (just above) until `unlock_after_fork`.
+        for recorder in unsafe { &*self.recorders.data_ptr() } {
+            std::mem::forget(recorder.series.write());
+        }
+    }
+
+    /// Undoes `lock_for_fork`, in the parent and in the child.
+    ///
+    /// # Safety
+    ///
+    /// Only after `lock_for_fork`, once.
+    pub(crate) unsafe fn unlock_after_fork(&self) {
+        for recorder in &*self.recorders.data_ptr() {
+            recorder.series.force_unlock_write();
+        }
+        self.recorders.force_unlock();
     }
 
     /// The recorder for these constant labels, made on first use. Two middlewares with the same
@@ -318,7 +536,7 @@ impl Registry {
             }
             return Ok(existing.clone());
         }
-        let recorder = Arc::new(Recorder::new(consts, buckets, limits));
+        let recorder = Arc::new(Recorder::new(consts, buckets, limits, self.shared));
         recorders.push(recorder.clone());
         Ok(recorder)
     }

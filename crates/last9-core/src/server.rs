@@ -9,9 +9,10 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -59,11 +60,16 @@ pub struct ScrapeResponse {
 /// Renders the response to a scrape; called on a connection thread, possibly concurrently.
 pub type Handler = Arc<dyn Fn(&ScrapeRequest<'_>) -> ScrapeResponse + Send + Sync>;
 
+/// How often a standby server tries to take the port over.
+const STANDBY_RETRY: Duration = Duration::from_secs(1);
+
 /// A running metrics endpoint; stopped by [`MetricsServer::stop`] or on drop.
 pub struct MetricsServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    /// The process that started it: a forked child has the struct but not the thread.
+    owner: u32,
 }
 
 /// State shared by the accept thread and the connection threads.
@@ -71,6 +77,43 @@ struct Shared {
     handler: Handler,
     timeout: Duration,
     stop: AtomicBool,
+    /// Whether the port is bound (a standby server may not have it yet).
+    bound: AtomicBool,
+}
+
+/// Listening sockets of this process, closed in a forked child: the child has no accept thread,
+/// and a copy of the socket kept open there would leave scrapes hanging after the owner dies.
+static LISTENERS: [AtomicI32; 8] = [const { AtomicI32::new(-1) }; 8];
+
+fn register_listener(listener: &TcpListener) {
+    let fd = listener.as_raw_fd();
+    for slot in &LISTENERS {
+        if slot
+            .compare_exchange(-1, fd, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            return;
+        }
+    }
+}
+
+fn unregister_listener(listener: &TcpListener) {
+    let fd = listener.as_raw_fd();
+    for slot in &LISTENERS {
+        let _ = slot.compare_exchange(fd, -1, Ordering::SeqCst, Ordering::SeqCst);
+    }
+}
+
+/// Closes the listening sockets inherited from the parent. Called in the child of a fork, where
+/// only async-signal-safe work is allowed.
+pub(crate) fn close_inherited_listeners() {
+    for slot in &LISTENERS {
+        let fd = slot.swap(-1, Ordering::SeqCst);
+        if fd >= 0 {
+            // SAFETY: the descriptor was the parent's listener; nothing else in the child uses it.
+            unsafe { libc::close(fd) };
+        }
+    }
 }
 
 impl MetricsServer {
@@ -99,12 +142,9 @@ impl MetricsServer {
             .unwrap_or(addr);
         let listener = TcpListener::bind((host, port))?;
         let local = listener.local_addr()?;
-        let shared = Arc::new(Shared {
-            handler,
-            // Clamped so deadline arithmetic can never overflow.
-            timeout: timeout.clamp(Duration::from_millis(1), Duration::from_secs(3600)),
-            stop: AtomicBool::new(false),
-        });
+        let shared = Self::shared(handler, timeout);
+        shared.bound.store(true, Ordering::SeqCst);
+        register_listener(&listener);
         let accept_shared = Arc::clone(&shared);
         let thread = thread::Builder::new()
             .name("last9-metrics".into())
@@ -113,7 +153,57 @@ impl MetricsServer {
             addr: local,
             shared,
             thread: Some(thread),
+            owner: crate::store::pid(),
         })
+    }
+
+    fn shared(handler: Handler, timeout: Duration) -> Arc<Shared> {
+        Arc::new(Shared {
+            handler,
+            // Clamped so deadline arithmetic can never overflow.
+            timeout: timeout.clamp(Duration::from_millis(1), Duration::from_secs(3600)),
+            stop: AtomicBool::new(false),
+            bound: AtomicBool::new(false),
+        })
+    }
+
+    /// Like [`MetricsServer::start`], but when the port is taken (by another worker of the same
+    /// server, say) it waits in the background and takes the port over once it is free, trying
+    /// every second. [`MetricsServer::is_serving`] tells which happened.
+    ///
+    /// # Errors
+    ///
+    /// Any bind error other than "address in use".
+    pub fn start_or_standby(addr: &str, port: u16, handler: Handler) -> io::Result<MetricsServer> {
+        match Self::start(addr, port, handler.clone()) {
+            Err(e) if e.kind() == ErrorKind::AddrInUse && port != 0 => {}
+            other => return other,
+        }
+        let host = addr
+            .strip_prefix('[')
+            .and_then(|a| a.strip_suffix(']'))
+            .unwrap_or(addr)
+            .to_string();
+        let target = (host.as_str(), port)
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| io::Error::new(ErrorKind::InvalidInput, "address resolves to nothing"))?;
+        let shared = Self::shared(handler, DEFAULT_TIMEOUT);
+        let standby_shared = Arc::clone(&shared);
+        let thread = thread::Builder::new()
+            .name("last9-metrics-standby".into())
+            .spawn(move || standby_loop(target, standby_shared))?;
+        Ok(MetricsServer {
+            addr: target,
+            shared,
+            thread: Some(thread),
+            owner: crate::store::pid(),
+        })
+    }
+
+    /// Whether this server has the port (false while a standby server waits for it).
+    pub fn is_serving(&self) -> bool {
+        self.shared.bound.load(Ordering::SeqCst) && !self.shared.stop.load(Ordering::SeqCst)
     }
 
     /// The bound address (tests use the port).
@@ -130,7 +220,22 @@ impl MetricsServer {
         let Some(thread) = self.thread.take() else {
             return;
         };
+        if self.owner != crate::store::pid() {
+            // A forked child: the thread was the parent's and is not here to join.
+            std::mem::forget(thread);
+            return;
+        }
         self.shared.stop.store(true, Ordering::SeqCst);
+        if !self.shared.bound.load(Ordering::SeqCst) {
+            // A standby server notices the flag within a poll interval, unless it binds first.
+            while !thread.is_finished() && !self.shared.bound.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(10));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+                return;
+            }
+        }
         // `accept` has no timeout; a throwaway connection to ourselves wakes it to see the flag.
         // If that fails, joining could hang forever, so the thread is left to exit on its own
         // at the next connection.
@@ -166,6 +271,24 @@ fn wake(addr: SocketAddr) -> bool {
     }
 }
 
+/// Waits for the port to be free, then serves it.
+fn standby_loop(target: SocketAddr, shared: Arc<Shared>) {
+    loop {
+        let deadline = Instant::now() + STANDBY_RETRY;
+        while Instant::now() < deadline {
+            if shared.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            thread::sleep(POLL);
+        }
+        if let Ok(listener) = TcpListener::bind(target) {
+            register_listener(&listener);
+            shared.bound.store(true, Ordering::SeqCst);
+            return accept_loop(listener, shared);
+        }
+    }
+}
+
 /// Accepts connections until stopped, handing each to its own short-lived thread.
 fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let mut workers: Vec<JoinHandle<()>> = Vec::with_capacity(MAX_CONNECTIONS);
@@ -196,6 +319,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             workers.push(worker);
         }
     }
+    unregister_listener(&listener);
     drop(listener);
     for worker in workers {
         let _ = worker.join();
@@ -397,7 +521,7 @@ impl Reply {
         // Only a well-formed final status and header values without CR/LF reach the wire.
         let valid = (200..=999).contains(&response.status)
             && header_ok(response.content_type)
-            && response.content_encoding.map_or(true, header_ok);
+            && response.content_encoding.is_none_or(header_ok);
         if !valid {
             return Reply::text(500, "invalid response from metrics handler\n");
         }

@@ -24,11 +24,24 @@ pub struct SnapshotSeries {
 pub struct Snapshot {
     series: Vec<SnapshotSeries>,
     counts: Vec<u64>,
+    /// `http_requests_in_flight`: escaped label text and value.
+    gauges: Vec<(Arc<str>, i64)>,
+    /// `http_client_requests_duration_milliseconds` (counts in `counts` too).
+    client: Vec<SnapshotSeries>,
+    /// `http_requests_callers_total`.
+    callers: Vec<(Arc<str>, u64)>,
 }
 
 impl Snapshot {
-    /// Every series of a registry, recorders in creation order, series in creation order.
+    /// Every series of a registry, recorders in creation order, series in creation order. For
+    /// the global registry in multi-process mode: every process's series, summed by label set.
     pub fn of(registry: &Registry) -> Snapshot {
+        if registry.is_shared() {
+            if let Some(mut snapshot) = crate::store::snapshot() {
+                snapshot.add_lineage(&registry.recorders());
+                return snapshot;
+            }
+        }
         let recorders = registry.recorders();
         let mut snapshot = Snapshot::default();
         for recorder in &recorders {
@@ -41,8 +54,52 @@ impl Snapshot {
                     histogram.sum_ns(),
                 );
             }
+            recorder.in_flight(|labels, value| snapshot.push_gauge(labels, value));
         }
+        snapshot.add_lineage(&recorders);
         snapshot
+    }
+
+    /// Adds the lineage series of these recorders (kept per process, also in multi-process mode).
+    pub fn add_lineage(&mut self, recorders: &[Arc<crate::registry::Recorder>]) {
+        for recorder in recorders {
+            let buckets = recorder.buckets_arc();
+            recorder.lineage().client_series(|labels, histogram| {
+                let start = self.counts.len();
+                let mut total = 0u64;
+                self.counts.extend(histogram.counts().map(|count| {
+                    total = total.wrapping_add(count);
+                    total
+                }));
+                self.client.push(SnapshotSeries {
+                    labels,
+                    buckets: buckets.clone(),
+                    start,
+                    sum_ns: histogram.sum_ns(),
+                });
+            });
+            self.callers.extend(recorder.lineage().callers());
+        }
+    }
+
+    /// The outbound-call histogram's series.
+    pub fn client_series(&self) -> &[SnapshotSeries] {
+        &self.client
+    }
+
+    /// The callers counter's samples.
+    pub fn callers(&self) -> &[(Arc<str>, u64)] {
+        &self.callers
+    }
+
+    /// Adds a sample of the in-flight gauge.
+    pub fn push_gauge(&mut self, labels: Arc<str>, value: i64) {
+        self.gauges.push((labels, value));
+    }
+
+    /// The in-flight gauge's samples.
+    pub fn gauges(&self) -> &[(Arc<str>, i64)] {
+        &self.gauges
     }
 
     /// Adds a series from its per-bucket counts (`+Inf` last), which are made cumulative here.

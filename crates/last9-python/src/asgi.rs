@@ -21,9 +21,11 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
-use crate::recorder::Recorder;
+use last9_core::RouteId;
+
+use crate::recorder::{scope_header, Recorder};
 use crate::registry::Registry;
-use crate::wsgi::log_failure_once;
+use crate::wsgi::{log_failure_once, set_inbound};
 
 /// Status recorded for a request whose client disconnected before the response was complete
 /// (nginx's "client closed request").
@@ -93,17 +95,29 @@ impl AsgiMiddleware {
                 return slf.call_method1(intern!(py, "_serve_metrics"), (scope, send));
             }
         }
+        let started = Instant::now();
+        let method = scope_dict.get_item(intern!(py, "method")).ok().flatten();
+        let method = method.as_ref().and_then(|m| m.cast::<PyString>().ok());
+        let token = this
+            .recorder
+            .get()
+            .enter(method.and_then(|m| m.to_str().ok()).unwrap_or(""));
         let exchange = Bound::new(
             py,
             Exchange {
                 middleware: slf.clone().unbind(),
                 scope: scope_dict.clone().unbind(),
                 send: send.clone().unbind(),
-                started: Instant::now(),
+                started,
+                token,
                 status: AtomicU16::new(0),
                 state: AtomicU8::new(0),
             },
         )?;
+        if last9_core::lineage::enabled() {
+            // In this request's task context: outbound calls it makes are counted under its route.
+            set_inbound(py, Some((slf.as_any(), scope)))?;
+        }
         let receiver = Bound::new(
             py,
             Receive {
@@ -149,6 +163,22 @@ impl AsgiMiddleware {
         self.registry.clone_ref(py)
     }
 
+    /// Records an outbound call made while `scope`'s request runs, under its route as known
+    /// now (lineage; called by `last9.lineage`).
+    fn observe_client(
+        &self,
+        scope: &Bound<'_, PyDict>,
+        upstream: &str,
+        method: &str,
+        status: &str,
+        duration_ns: u64,
+    ) {
+        let route = self.route_id(scope);
+        self.recorder
+            .get()
+            .observe_client_route(route, upstream, method, status, duration_ns);
+    }
+
     #[getter]
     fn metrics_path(&self) -> Option<&str> {
         self.metrics_path.as_ref().map(|(path, _)| path.as_str())
@@ -156,10 +186,24 @@ impl AsgiMiddleware {
 }
 
 impl AsgiMiddleware {
-    /// Records a finished request. Never raises: a failing route getter is logged once and the
-    /// request counted as unmatched.
-    fn record(&self, scope: &Bound<'_, PyDict>, status: u16, started: Instant) {
+    /// Records a finished request: its duration, the end of its time in flight, and (with
+    /// lineage on) its caller. Never raises.
+    fn record(&self, scope: &Bound<'_, PyDict>, status: u16, started: Instant, token: u8) {
         let elapsed = started.elapsed();
+        let recorder = self.recorder.get();
+        recorder.leave(token);
+        let route = self.route_id(scope);
+        if last9_core::lineage::enabled() {
+            let caller = scope_header(scope, b"x-last9-caller")
+                .or_else(|| scope_header(scope, b"x-envoy-downstream-service-cluster"));
+            let caller = caller.as_ref().map(|c| String::from_utf8_lossy(c.as_bytes()));
+            recorder.count_caller_route(route, caller.as_deref());
+        }
+        recorder.record_scope(route, scope, status, elapsed);
+    }
+
+    /// The request's route. A route getter that raises is logged once and counts as no route.
+    fn route_id(&self, scope: &Bound<'_, PyDict>) -> RouteId {
         let py = scope.py();
         let recorder = self.recorder.get();
         let template = match (&self.route_getter, recorder.routed()) {
@@ -176,7 +220,7 @@ impl AsgiMiddleware {
             .as_ref()
             .and_then(|t| t.cast::<PyString>().ok())
             .and_then(|t| t.to_str().ok());
-        recorder.record_scope(template, scope, status, elapsed);
+        recorder.scope_route(template, scope)
     }
 }
 
@@ -226,8 +270,19 @@ pub struct Exchange {
     scope: Py<PyDict>,
     send: Py<PyAny>,
     started: Instant,
+    /// Given back to the recorder's in-flight count once, when recorded or dropped.
+    token: u8,
     status: AtomicU16,
     state: AtomicU8,
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        // Never finished (the server dropped the awaitable unawaited): out of flight anyway.
+        if *self.state.get_mut() & FINISHED == 0 {
+            self.middleware.get().recorder.get().leave(self.token);
+        }
+    }
 }
 
 #[pymethods]
@@ -291,7 +346,7 @@ impl Exchange {
         }
         self.middleware
             .get()
-            .record(self.scope.bind(py), status, self.started);
+            .record(self.scope.bind(py), status, self.started, self.token);
     }
 
     fn disconnected(&self) -> bool {

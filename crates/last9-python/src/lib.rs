@@ -10,6 +10,7 @@ mod asgi;
 mod errors;
 mod recorder;
 mod registry;
+mod remote_write;
 mod server;
 mod wsgi;
 
@@ -27,8 +28,13 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<asgi::Receive>()?;
     m.add_class::<asgi::Awaiting>()?;
     m.add_class::<server::MetricsServer>()?;
+    m.add_class::<remote_write::RemoteWriter>()?;
     m.add_function(wrap_pyfunction!(registry::global_registry, m)?)?;
+    m.add_function(wrap_pyfunction!(registry::enable_multiprocess, m)?)?;
+    m.add_function(wrap_pyfunction!(registry::multiprocess_dir, m)?)?;
     m.add_function(wrap_pyfunction!(recorder::normalize_path, m)?)?;
     m.add_function(wrap_pyfunction!(recorder::route_template, m)?)?;
+    m.add_function(wrap_pyfunction!(recorder::enable_lineage, m)?)?;
+    m.add_function(wrap_pyfunction!(recorder::lineage_enabled, m)?)?;
     Ok(())
 }

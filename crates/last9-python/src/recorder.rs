@@ -1,7 +1,7 @@
 //! `Recorder`: one application's recording settings, resolved to a core recorder once.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use last9_core::normalize::{self, RouteSyntax};
 use last9_core::{Buckets, ConstLabels, Limits, Request, RouteId, RouteTemplates};
@@ -12,6 +12,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::errors::to_py;
 use crate::registry::Registry;
+use crate::wsgi::{environ_text, raw_path_route};
 
 /// How a request's route is found: from the framework's template, or from the raw path.
 enum Routing {
@@ -31,9 +32,10 @@ pub(crate) fn parse_syntax(name: &str) -> PyResult<RouteSyntax> {
         "angle_name_first" => RouteSyntax::AngleNameFirst,
         "brace" => RouteSyntax::Brace,
         "regex" => RouteSyntax::Regex,
+        "django" => RouteSyntax::Django,
         other => {
             return Err(PyValueError::new_err(format!(
-                "unknown route syntax {other:?}; expected 'angle', 'angle_name_first', 'brace' or 'regex'"
+                "unknown route syntax {other:?}; expected 'angle', 'angle_name_first', 'brace', 'regex' or 'django'"
             )))
         }
     })
@@ -72,39 +74,60 @@ impl Recorder {
         });
     }
 
+    pub(crate) fn count_caller_route(&self, route: RouteId, caller: Option<&str>) {
+        self.core.count_caller(route, caller);
+    }
+
+    pub(crate) fn observe_client_route(
+        &self,
+        route: RouteId,
+        upstream: &str,
+        method: &str,
+        status: &str,
+        ns: u64,
+    ) {
+        self.core
+            .observe_client(Some(route), upstream, method, status, ns);
+    }
+
     pub(crate) fn routed(&self) -> bool {
         matches!(self.routing, Routing::Templates(_))
     }
 
+    /// The route of an ASGI request: from the framework's template, or the raw path (root_path
+    /// and path) for an app without a router.
+    pub(crate) fn scope_route(&self, template: Option<&str>, scope: &Bound<'_, PyDict>) -> RouteId {
+        if self.routed() {
+            return self.route(template, "");
+        }
+        let py = scope.py();
+        let root = scope_text(scope, intern!(py, "root_path"));
+        let path = scope_text(scope, intern!(py, "path"));
+        let full = format!(
+            "{}{}",
+            root.as_deref().unwrap_or(""),
+            path.as_deref().unwrap_or("")
+        );
+        self.raw_path_route(&full)
+    }
+
     /// Records one request of an ASGI app: the method and Host header are read from the scope
-    /// without copying, the path only for apps without a router.
+    /// without copying.
     pub(crate) fn record_scope(
         &self,
-        template: Option<&str>,
+        route: RouteId,
         scope: &Bound<'_, PyDict>,
         status: u16,
         elapsed: Duration,
     ) {
         let py = scope.py();
-        let route = if self.routed() {
-            self.route(template, "")
-        } else {
-            let root = scope_text(scope, intern!(py, "root_path"));
-            let path = scope_text(scope, intern!(py, "path"));
-            let full = format!(
-                "{}{}",
-                root.as_deref().unwrap_or(""),
-                path.as_deref().unwrap_or("")
-            );
-            self.route(None, &full)
-        };
         let method = scope.get_item(intern!(py, "method")).ok().flatten();
         let method = method
             .as_ref()
             .and_then(|m| m.cast::<PyString>().ok())
             .and_then(|m| m.to_str().ok())
             .unwrap_or("");
-        match host_header(scope) {
+        match scope_header(scope, b"host") {
             Some(host) => match std::str::from_utf8(host.as_bytes()) {
                 Ok(host) => self.record(route, Some(host), method, status, elapsed),
                 Err(_) => {
@@ -187,11 +210,107 @@ impl Recorder {
         self.record(route, host, method, status, Duration::from_nanos(duration_ns));
     }
 
+    /// Records one request from a WSGI environ, or from Django's `request.META` (which has the
+    /// same keys under ASGI too): Host, method and, for an app without a router, the path are
+    /// read here rather than in Python.
+    #[pyo3(signature = (route, environ, status, duration_ns))]
+    fn observe_environ(
+        &self,
+        route: Option<&str>,
+        environ: &Bound<'_, PyDict>,
+        status: u16,
+        duration_ns: u64,
+    ) {
+        let py = environ.py();
+        let route = if self.routed() {
+            self.route(route, "")
+        } else {
+            raw_path_route(self, environ)
+        };
+        let host = environ_text(environ, intern!(py, "HTTP_HOST"))
+            .or_else(|| environ_text(environ, intern!(py, "SERVER_NAME")));
+        let method = environ_text(environ, intern!(py, "REQUEST_METHOD"));
+        self.record(
+            route,
+            host.as_ref().and_then(|h| h.to_str().ok()),
+            method.as_ref().and_then(|m| m.to_str().ok()).unwrap_or(""),
+            status,
+            Duration::from_nanos(duration_ns),
+        );
+    }
+
     /// Records one request of an ASGI app from its scope: path, method and Host header are
     /// read here rather than in Python.
     #[pyo3(signature = (route, scope, status, duration_ns))]
     fn observe_scope(&self, route: Option<&str>, scope: &Bound<'_, PyDict>, status: u16, duration_ns: u64) {
+        let route = self.scope_route(route, scope);
         self.record_scope(route, scope, status, Duration::from_nanos(duration_ns));
+    }
+
+    /// Records one finished request of a Tornado app from its `RequestHandler`: the status set
+    /// on it, the request's method and Host header, and the wall-clock time since the request's
+    /// headers were read (`request._start_time`, as `request.request_time()` counts it). Read
+    /// here because the same few attribute reads and arithmetic cost several times more in Python.
+    #[pyo3(signature = (route, handler))]
+    fn observe_tornado(&self, route: Option<&str>, handler: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = handler.py();
+        let status = handler
+            .getattr(intern!(py, "_status_code"))?
+            .extract::<u16>()
+            .unwrap_or(0);
+        let request = handler.getattr(intern!(py, "request"))?;
+        let started: f64 = request.getattr(intern!(py, "_start_time"))?.extract()?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |since| since.as_secs_f64());
+        // The wall clock can step back; such a request counts as instantaneous.
+        let elapsed = Duration::try_from_secs_f64(now - started).unwrap_or_default();
+        let host = request.getattr(intern!(py, "host"))?;
+        let host = host.cast::<PyString>().ok().and_then(|h| h.to_str().ok());
+        let method = request.getattr(intern!(py, "method"))?;
+        let method = method.cast::<PyString>().ok().and_then(|m| m.to_str().ok());
+        let route = if self.routed() {
+            self.route(route, "")
+        } else {
+            let path = request.getattr(intern!(py, "path"))?;
+            self.raw_path_route(path.cast::<PyString>()?.to_str()?)
+        };
+        self.record(route, host, method.unwrap_or(""), status, elapsed);
+        Ok(())
+    }
+
+    /// Counts a request entering the app in `http_requests_in_flight`; returns the token to give
+    /// to `leave` once, when the request is recorded or dropped.
+    pub(crate) fn enter(&self, method: &str) -> u8 {
+        self.core.enter(method)
+    }
+
+    pub(crate) fn leave(&self, token: u8) {
+        self.core.leave(token)
+    }
+
+    /// Records one outbound call. `per` is the calling route's template in the framework's own
+    /// syntax (None: outside a request or no route matched).
+    #[pyo3(signature = (per, upstream, method, status, duration_ns))]
+    fn observe_client(
+        &self,
+        per: Option<&str>,
+        upstream: &str,
+        method: &str,
+        status: &str,
+        duration_ns: u64,
+    ) {
+        let per = per.map(|p| self.route(Some(p), p));
+        self.core
+            .observe_client(per, upstream, method, status, duration_ns);
+    }
+
+    /// Counts one inbound request of the route `per` (framework syntax; None: unmatched) from
+    /// `caller` (None: it named none).
+    #[pyo3(signature = (per, caller))]
+    fn count_caller(&self, per: Option<&str>, caller: Option<&str>) {
+        let route = self.route(per, per.unwrap_or(""));
+        self.core.count_caller(route, caller);
     }
 
     #[getter]
@@ -228,27 +347,28 @@ impl Recorder {
     }
 }
 
-/// The Host header of an ASGI scope: `headers` is an iterable of `(bytes, bytes)` pairs.
-fn host_header<'py>(scope: &Bound<'py, PyDict>) -> Option<Bound<'py, PyBytes>> {
+/// A header of an ASGI scope by its lower-case `name`: `headers` is an iterable of
+/// `(bytes, bytes)` pairs.
+pub(crate) fn scope_header<'py>(scope: &Bound<'py, PyDict>, name: &[u8]) -> Option<Bound<'py, PyBytes>> {
     let headers = scope.get_item(intern!(scope.py(), "headers")).ok()??;
     if let Ok(list) = headers.cast::<PyList>() {
-        return list.iter().find_map(|pair| host_value(&pair));
+        return list.iter().find_map(|pair| header_value(&pair, name));
     }
     headers
         .try_iter()
         .ok()?
         .flatten()
-        .find_map(|pair| host_value(&pair))
+        .find_map(|pair| header_value(&pair, name))
 }
 
-fn host_value<'py>(pair: &Bound<'py, PyAny>) -> Option<Bound<'py, PyBytes>> {
+fn header_value<'py>(pair: &Bound<'py, PyAny>, wanted: &[u8]) -> Option<Bound<'py, PyBytes>> {
     let (name, value) = match pair.cast::<PyTuple>() {
         Ok(pair) if pair.len() == 2 => (pair.get_item(0).ok()?, pair.get_item(1).ok()?),
         Ok(_) => return None,
         Err(_) => (pair.get_item(0).ok()?, pair.get_item(1).ok()?),
     };
     let name = name.cast::<PyBytes>().ok()?;
-    if name.as_bytes().eq_ignore_ascii_case(b"host") {
+    if name.as_bytes().eq_ignore_ascii_case(wanted) {
         value.cast_into::<PyBytes>().ok()
     } else {
         None
@@ -271,4 +391,16 @@ pub fn normalize_path(path: &str) -> String {
 #[pyfunction]
 pub fn route_template(template: &str, syntax: &str) -> PyResult<String> {
     Ok(normalize::route_template(template, parse_syntax(syntax)?).into_owned())
+}
+
+/// Turns on lineage: middlewares count callers and tell outbound clients which request runs.
+#[pyfunction]
+pub fn enable_lineage() {
+    last9_core::lineage::enable();
+}
+
+/// Whether [`enable_lineage`] was called.
+#[pyfunction]
+pub fn lineage_enabled() -> bool {
+    last9_core::lineage::enabled()
 }

@@ -1,7 +1,11 @@
 //! `Registry`: a set of recorders that one scrape renders.
 
+use std::path::PathBuf;
+
 use last9_core::exposition::{self, Family, Format};
 use last9_core::snapshot::Snapshot;
+use last9_core::store;
+use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -31,7 +35,7 @@ impl Registry {
         };
         let registry = self.inner;
         let snapshot = py.detach(|| Snapshot::of(registry));
-        let families = [Family::duration(&snapshot)];
+        let families = Family::all(&snapshot);
         let len = py.detach(|| exposition::encoded_len(&families, format));
         // Written once, straight into the bytes object, with the GIL released.
         PyBytes::new_with(py, len, |out| {
@@ -58,6 +62,12 @@ impl Registry {
         )
     }
 
+    /// Whether this is the process-wide registry, which sums every worker of a pre-fork server.
+    #[getter]
+    fn is_global(&self) -> bool {
+        self.inner.is_shared()
+    }
+
     /// Number of series in the registry.
     fn series_count(&self) -> usize {
         self.inner.series_count()
@@ -66,6 +76,27 @@ impl Registry {
     fn __repr__(&self) -> String {
         format!("<last9 Registry with {} series>", self.inner.series_count())
     }
+}
+
+/// Enters multi-process mode: the global registry's series move to a file of this process in a
+/// directory shared by the server's processes, and its scrapes sum them all. `directory` is used
+/// as given; otherwise the directory is the one of the server whose root process is `root_pid`
+/// (this process when None). Returns the directory; calling again returns the one in use.
+#[pyfunction]
+#[pyo3(signature = (*, root_pid = None, directory = None))]
+pub fn enable_multiprocess(
+    py: Python<'_>,
+    root_pid: Option<u32>,
+    directory: Option<PathBuf>,
+) -> PyResult<PathBuf> {
+    py.detach(|| store::enable(directory.as_deref(), root_pid))
+        .map_err(|e| PyOSError::new_err(format!("cannot use a multi-process directory: {e}")))
+}
+
+/// The directory shared by the server's processes, or None in single-process mode.
+#[pyfunction]
+pub fn multiprocess_dir() -> Option<PathBuf> {
+    store::shared_dir()
 }
 
 /// The process-wide registry every middleware uses by default.

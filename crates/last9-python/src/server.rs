@@ -20,18 +20,26 @@ pub struct MetricsServer {
 
 #[pymethods]
 impl MetricsServer {
-    /// Starts serving `registry` on `addr:port` (port 0 picks a free port).
+    /// Starts serving `registry` on `addr:port` (port 0 picks a free port). With `standby`, a
+    /// port in use is waited for in the background instead of being an error.
     #[new]
-    #[pyo3(signature = (registry, port, addr = "0.0.0.0", path = "/metrics"))]
+    #[pyo3(signature = (registry, port, addr = "0.0.0.0", path = "/metrics", *, standby = false))]
     fn new(
         py: Python<'_>,
         registry: &Registry,
         port: u16,
         addr: &str,
         path: &str,
+        standby: bool,
     ) -> PyResult<MetricsServer> {
         let handler = exposition::handler(registry.inner, path.to_string());
-        let started = py.detach(|| server::MetricsServer::start(addr, port, handler));
+        let started = py.detach(|| {
+            if standby {
+                server::MetricsServer::start_or_standby(addr, port, handler)
+            } else {
+                server::MetricsServer::start(addr, port, handler)
+            }
+        });
         let started =
             started.map_err(|e| PyOSError::new_err(format!("cannot serve metrics on {addr}:{port}: {e}")))?;
         let local = started.local_addr();
@@ -40,6 +48,15 @@ impl MetricsServer {
             port: local.port(),
             addr: local.ip().to_string(),
         })
+    }
+
+    /// Whether this server has its port (False while a standby server waits for it).
+    #[getter]
+    fn serving(&self) -> bool {
+        self.inner
+            .lock()
+            .map(|guard| guard.as_ref().is_some_and(|s| s.is_serving()))
+            .unwrap_or(false)
     }
 
     /// Stops the server and waits for its thread.

@@ -1,8 +1,9 @@
 //! The WSGI middleware's per-request path.
 //!
 //! `WsgiMiddleware.__call__` times the app, learns the status through a `StartResponse`
-//! wrapper and records once the response is complete: at once for a list or tuple body, when
-//! the body is exhausted or closed otherwise. It never changes what the app returns, and an
+//! wrapper and records once the response is complete: at once for a list or tuple body (or one
+//! of the types the adapter says are rendered when returned), when the body is exhausted or
+//! closed otherwise. It never changes what the app returns, and an
 //! exception from the app is recorded as 500 and re-raised as it was.
 
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
@@ -28,26 +29,42 @@ pub struct WsgiMiddleware {
     registry: Py<Registry>,
     /// Called with the environ once the app has answered; returns the route template or None.
     route_getter: Option<Py<PyAny>>,
+    /// `(environ key, attribute names)`: the template is `environ[key].attr1.attr2…`, read
+    /// without a Python call; the key is removed afterwards. When a step gives None, the
+    /// route getter is asked instead.
+    route_source: Option<(Py<PyString>, Vec<Py<PyString>>)>,
     metrics_path: Option<String>,
+    /// Types of bodies the app returns fully rendered (Django's `HttpResponse`): recorded as
+    /// soon as the app returns and passed on unwrapped, as list and tuple bodies are.
+    complete_bodies: Option<Py<PyTuple>>,
 }
 
 #[pymethods]
 impl WsgiMiddleware {
     #[new]
-    #[pyo3(signature = (app, recorder, registry, route_getter = None, metrics_path = None))]
+    #[pyo3(signature = (
+        app, recorder, registry, route_getter = None, metrics_path = None, route_source = None,
+        complete_bodies = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         app: Py<PyAny>,
         recorder: Py<Recorder>,
         registry: Py<Registry>,
         route_getter: Option<Py<PyAny>>,
         metrics_path: Option<String>,
+        route_source: Option<(Py<PyString>, Vec<Py<PyString>>)>,
+        complete_bodies: Option<Py<PyTuple>>,
     ) -> WsgiMiddleware {
         WsgiMiddleware {
             app,
             recorder,
             registry,
             route_getter,
+            route_source,
             metrics_path,
+            complete_bodies: complete_bodies.filter(|types| !types.bind(py).is_empty()),
         }
     }
 
@@ -71,6 +88,15 @@ impl WsgiMiddleware {
                 }
             }
         }
+        let method = environ_text(environ_dict, intern!(py, "REQUEST_METHOD"));
+        let token = this
+            .recorder
+            .get()
+            .enter(method.as_ref().and_then(|m| m.to_str().ok()).unwrap_or(""));
+        if last9_core::lineage::enabled() {
+            set_inbound(py, Some((slf.as_any(), environ)))?;
+        }
+        let request = Entered { started, token };
         let responder = Bound::new(
             py,
             StartResponse {
@@ -81,21 +107,31 @@ impl WsgiMiddleware {
         let body = match this.app.bind(py).call1((environ, &responder)) {
             Ok(body) => body,
             Err(err) => {
-                this.record(environ_dict, 500, started);
+                this.record(environ_dict, 500, request);
                 return Err(err);
             }
         };
         let status = responder.get().status.load(Ordering::Relaxed);
-        if status != 0 && (body.is_exact_instance_of::<PyList>() || body.is_exact_instance_of::<PyTuple>()) {
-            this.record(environ_dict, status, started);
+        if status != 0
+            && (body.is_exact_instance_of::<PyList>()
+                || body.is_exact_instance_of::<PyTuple>()
+                || this.is_complete(&body))
+        {
+            this.record(environ_dict, status, request);
             return Ok(body);
         }
         if status != 0 && is_file_wrapper(environ_dict, &body) {
             // Kept as it is so the server can still use sendfile; timed up to here.
-            this.record(environ_dict, status, started);
+            this.record(environ_dict, status, request);
             return Ok(body);
         }
-        let iterator = body.try_iter()?.unbind();
+        let iterator = match body.try_iter() {
+            Ok(iterator) => iterator.unbind(),
+            Err(err) => {
+                this.record(environ_dict, 500, request);
+                return Err(err);
+            }
+        };
         let wrapped = Body {
             iterator,
             body: body.unbind(),
@@ -103,7 +139,7 @@ impl WsgiMiddleware {
                 middleware: slf.clone().unbind(),
                 environ: environ_dict.clone().unbind(),
                 responder: responder.unbind(),
-                started,
+                request,
             }),
             closed: false,
         };
@@ -111,6 +147,22 @@ impl WsgiMiddleware {
     }
 
     /// The wrapped application.
+    /// Records an outbound call made while `environ`'s request runs, under its route as known
+    /// now (lineage; called by `last9.lineage`).
+    fn observe_client(
+        &self,
+        environ: &Bound<'_, PyDict>,
+        upstream: &str,
+        method: &str,
+        status: &str,
+        duration_ns: u64,
+    ) {
+        let route = self.route_of(environ, false);
+        self.recorder
+            .get()
+            .observe_client_route(route, upstream, method, status, duration_ns);
+    }
+
     #[getter]
     fn app(&self, py: Python<'_>) -> Py<PyAny> {
         self.app.clone_ref(py)
@@ -133,24 +185,27 @@ impl WsgiMiddleware {
 }
 
 impl WsgiMiddleware {
-    /// Records a finished request. Never raises: a failure is logged once and dropped.
-    fn record(&self, environ: &Bound<'_, PyDict>, status: u16, started: Instant) {
-        let elapsed = started.elapsed();
+    /// Whether the body is of a type the adapter declared fully rendered when returned.
+    fn is_complete(&self, body: &Bound<'_, PyAny>) -> bool {
+        self.complete_bodies
+            .as_ref()
+            .is_some_and(|types| body.is_instance(types.bind(body.py())).unwrap_or(false))
+    }
+
+    /// Records a finished request, once: its duration, the end of its time in flight, and (with
+    /// lineage on) its caller. Never raises: a failure is logged once and dropped.
+    fn record(&self, environ: &Bound<'_, PyDict>, status: u16, request: Entered) {
+        let elapsed = request.started.elapsed();
         let py = environ.py();
         let recorder = self.recorder.get();
-        let route = if recorder.routed() {
-            let template = self.route_getter.as_ref().and_then(|getter| {
-                getter
-                    .bind(py)
-                    .call1((environ,))
-                    .inspect_err(|err| log_failure_once(py, err))
-                    .ok()
-            });
-            let template = template.as_ref().and_then(|t| t.cast::<PyString>().ok());
-            recorder.route(template.and_then(|t| t.to_str().ok()), "")
-        } else {
-            raw_path_route(recorder, environ)
-        };
+        recorder.leave(request.token);
+        let route = self.route_of(environ, true);
+        if last9_core::lineage::enabled() {
+            let _ = set_inbound(py, None);
+            let caller = environ_text(environ, intern!(py, "HTTP_X_LAST9_CALLER"))
+                .or_else(|| environ_text(environ, intern!(py, "HTTP_X_ENVOY_DOWNSTREAM_SERVICE_CLUSTER")));
+            recorder.count_caller_route(route, caller.as_ref().and_then(|c| c.to_str().ok()));
+        }
         let host = environ_text(environ, intern!(py, "HTTP_HOST"))
             .or_else(|| environ_text(environ, intern!(py, "SERVER_NAME")));
         let method = environ_text(environ, intern!(py, "REQUEST_METHOD"));
@@ -161,6 +216,56 @@ impl WsgiMiddleware {
             status,
             elapsed,
         );
+    }
+
+    /// The route template of a finished request: from the route source if it gives one, else
+    /// from the route getter. A getter that raises is logged once and counts as no route.
+    /// The request's route; `done` once the request is over (the framework's object that held
+    /// the template may then be dropped from the environ).
+    fn route_of(&self, environ: &Bound<'_, PyDict>, done: bool) -> RouteId {
+        let recorder = self.recorder.get();
+        if recorder.routed() {
+            let template = self.template(environ, done);
+            let template = template.as_ref().and_then(|t| t.cast::<PyString>().ok());
+            recorder.route(template.and_then(|t| t.to_str().ok()), "")
+        } else {
+            raw_path_route(recorder, environ)
+        }
+    }
+
+    fn template<'py>(&self, environ: &Bound<'py, PyDict>, done: bool) -> Option<Bound<'py, PyAny>> {
+        let py = environ.py();
+        let source = self
+            .route_source
+            .as_ref()
+            .map(|(key, attrs)| (key.bind(py), attrs));
+        if let Some((key, attrs)) = source {
+            let found = environ.get_item(key).ok().flatten().and_then(|value| {
+                attrs.iter().try_fold(value, |value, attr| {
+                    value.getattr(attr.bind(py)).ok().filter(|next| !next.is_none())
+                })
+            });
+            if found.is_some() {
+                if done {
+                    let _ = environ.del_item(key);
+                }
+                return found;
+            }
+        }
+        let from_getter = self.route_getter.as_ref().and_then(|getter| {
+            getter
+                .bind(py)
+                .call1((environ,))
+                .inspect_err(|err| log_failure_once(py, err))
+                .ok()
+        });
+        if let Some((key, _)) = source {
+            // The source's value may hold the request, which holds the environ: drop the cycle.
+            if environ.contains(key).unwrap_or(false) {
+                let _ = environ.del_item(key);
+            }
+        }
+        from_getter
     }
 
     /// Answers a GET or HEAD on the metrics path; None for other methods, which go to the app.
@@ -196,7 +301,7 @@ impl WsgiMiddleware {
 }
 
 /// A value of the environ if it is a string (read later as borrowed UTF-8, no copy).
-fn environ_text<'py>(
+pub(crate) fn environ_text<'py>(
     environ: &Bound<'py, PyDict>,
     key: &Bound<'py, PyString>,
 ) -> Option<Bound<'py, PyString>> {
@@ -204,7 +309,7 @@ fn environ_text<'py>(
 }
 
 /// The route of an app without a router, from SCRIPT_NAME + PATH_INFO as the client sent them.
-fn raw_path_route(recorder: &Recorder, environ: &Bound<'_, PyDict>) -> RouteId {
+pub(crate) fn raw_path_route(recorder: &Recorder, environ: &Bound<'_, PyDict>) -> RouteId {
     let py = environ.py();
     let script = environ_text(environ, intern!(py, "SCRIPT_NAME"));
     let path = environ_text(environ, intern!(py, "PATH_INFO"));
@@ -286,11 +391,35 @@ fn status_code(status: &str) -> Option<u16> {
 }
 
 /// What is needed to record a streamed response once it ends.
+/// A request counted in flight: recorded (and let go) exactly once.
+struct Entered {
+    started: Instant,
+    token: u8,
+}
+
+/// Publishes the running request to outbound clients (`last9.lineage._inbound`).
+pub(crate) fn set_inbound(
+    py: Python<'_>,
+    value: Option<(&Bound<'_, PyAny>, &Bound<'_, PyAny>)>,
+) -> PyResult<()> {
+    static VAR: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+    let var = VAR.get_or_try_init(py, || {
+        py.import("last9.lineage")
+            .and_then(|m| m.getattr("_inbound"))
+            .map(Bound::unbind)
+    })?;
+    match value {
+        Some(pair) => var.bind(py).call_method1(intern!(py, "set"), (pair,))?,
+        None => var.bind(py).call_method1(intern!(py, "set"), (py.None(),))?,
+    };
+    Ok(())
+}
+
 struct Pending {
     middleware: Py<WsgiMiddleware>,
     environ: Py<PyDict>,
     responder: Py<StartResponse>,
-    started: Instant,
+    request: Entered,
 }
 
 impl Pending {
@@ -302,7 +431,7 @@ impl Pending {
         };
         self.middleware
             .get()
-            .record(self.environ.bind(py), status, self.started);
+            .record(self.environ.bind(py), status, self.request);
     }
 }
 
@@ -348,6 +477,21 @@ impl Body {
         };
         self.finish(py, result.is_err());
         result
+    }
+}
+
+impl Drop for Body {
+    /// A body dropped by a server that neither exhausted nor closed it: the request is no
+    /// longer in flight (it is not recorded, having no known end).
+    fn drop(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            pending
+                .middleware
+                .get()
+                .recorder
+                .get()
+                .leave(pending.request.token);
+        }
     }
 }
 

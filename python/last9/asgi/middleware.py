@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
-from last9 import config, server
+from last9 import config, lineage, prefork, remote_write, server
 from last9._core import AsgiMiddleware, Recorder, Registry, global_registry
 from last9.frameworks import detect_asgi
 
@@ -64,7 +64,9 @@ class RedMiddleware(AsgiMiddleware):
             max_routes=max_routes,
             max_domains=max_domains,
         )
-        registry = registry or global_registry()
+        if registry is None:
+            prefork.activate()  # usually done at import; the app may have imported last9 early
+            registry = global_registry()
         recorder = Recorder(
             registry,
             hostname=settings.hostname,
@@ -77,6 +79,9 @@ class RedMiddleware(AsgiMiddleware):
             route_syntax=adapter.route_syntax,
         )
         server.start_from_env(settings.metrics_port, settings.metrics_addr, registry)
+        remote_write.start_from_env(registry)
+        lineage.note_program(recorder.program)
+        lineage.instrument_from_env()
         self = super().__new__(
             cls, adapter.app, recorder, registry, adapter.route_getter, settings.metrics_path
         )

@@ -23,18 +23,30 @@ class Adapter:
 
     #: The callable the middleware calls (for Flask, the app's original ``wsgi_app``).
     app: Any
-    #: How the framework spells route templates: "angle", "angle_name_first", "brace", "regex";
+    #: How the framework spells route templates: "angle", "angle_name_first", "brace", "regex",
+    #: "django";
     #: None when the app has no router we know, and raw paths are normalised instead.
     route_syntax: str | None = None
     route_getter: RouteGetter | None = None
+    #: WSGI only, the fast path: ``(key, attributes)`` such that ``environ[key].attr1.attr2…``
+    #: is the template, read in Rust without a Python call; the key is removed afterwards.
+    #: When a step gives None, ``route_getter`` is asked instead.
+    route_source: tuple[str, tuple[str, ...]] | None = None
     #: The framework's name for the app, used as the default ``program``.
     program_hint: str | None = None
+    #: WSGI body types the app returns fully rendered (Django's ``HttpResponse``): recorded as
+    #: soon as the app returns and handed to the server unwrapped, as list bodies are.
+    complete_bodies: tuple[type, ...] = ()
 
 
 #: Adapter modules under ``last9.frameworks``, tried in order; each has ``adapt(app)`` for
 #: WSGI apps and, where the framework speaks ASGI, ``adapt_asgi(app)``.
-WSGI_FRAMEWORKS = ("flask", "pyramid", "bottle", "falcon")
-ASGI_FRAMEWORKS: tuple[str, ...] = ("starlette", "falcon")
+WSGI_FRAMEWORKS = ("flask", "pyramid", "bottle", "django", "falcon")
+ASGI_FRAMEWORKS: tuple[str, ...] = ("django", "starlette", "falcon")
+#: Adapter modules for apps that are neither WSGI nor ASGI callables (Tornado's run on its own
+#: server): each has ``owns(app)`` and ``instrument(app, **options)``, which hooks the app in
+#: place and returns it, so that ``RedMiddleware(app)`` hands the server the same app.
+NATIVE_FRAMEWORKS = ("tornado",)
 
 
 def detect_wsgi(app: Any) -> Adapter:
@@ -45,6 +57,15 @@ def detect_wsgi(app: Any) -> Adapter:
 def detect_asgi(app: Any) -> Adapter:
     """The adapter for an ASGI app: its framework's if known, else a plain one."""
     return _detect(app, ASGI_FRAMEWORKS, "adapt_asgi")
+
+
+def detect_native(app: Any) -> Callable[..., Any] | None:
+    """The ``instrument`` function for an app that is neither WSGI nor ASGI, else None."""
+    for name in NATIVE_FRAMEWORKS:
+        module = importlib.import_module(f"last9.frameworks.{name}")
+        if module.owns(app):
+            return module.instrument
+    return None
 
 
 def _detect(app: Any, frameworks: tuple[str, ...], function: str) -> Adapter:

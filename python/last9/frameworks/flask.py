@@ -7,6 +7,7 @@ environ. After the response, the rule (blueprint prefixes included) is read from
 
 from __future__ import annotations
 
+import inspect
 import sys
 from typing import Any
 
@@ -41,7 +42,12 @@ def adapt(app: Any) -> Adapter | None:
         return _rule_allowing_other_method(flask_app, request)
 
     return Adapter(
-        app=inner, route_syntax="angle", route_getter=route_of, program_hint=flask_app.name
+        app=inner,
+        route_syntax="angle",
+        # The common case, read in Rust: environ[REQUEST_KEY].url_rule.rule.
+        route_source=(REQUEST_KEY, ("url_rule", "rule")),
+        route_getter=route_of,
+        program_hint=flask_app.name,
     )
 
 
@@ -50,17 +56,36 @@ def _capture_requests(app: Any) -> None:
     if getattr(base, "_last9_captures", False):
         return
 
+    base_init = base.__init__
+
     class CapturingRequest(base):  # type: ignore[misc, valid-type]
         _last9_captures = True
 
-        def __init__(self, environ: dict[str, Any], *args: Any, **kwargs: Any) -> None:
-            super().__init__(environ, *args, **kwargs)
-            environ[REQUEST_KEY] = self
+        if _takes_werkzeug_arguments(base_init):
+            # Werkzeug's own signature: the cheapest call, once per request.
+            def __init__(
+                self, environ: dict[str, Any], populate_request: bool = True, shallow: bool = False
+            ) -> None:
+                base_init(self, environ, populate_request, shallow)
+                environ[REQUEST_KEY] = self
+        else:
+
+            def __init__(self, environ: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+                base_init(self, environ, *args, **kwargs)
+                environ[REQUEST_KEY] = self
 
     CapturingRequest.__name__ = base.__name__
     CapturingRequest.__qualname__ = base.__qualname__
     CapturingRequest.__module__ = base.__module__
     app.request_class = CapturingRequest
+
+
+def _takes_werkzeug_arguments(init: Any) -> bool:
+    try:
+        parameters = list(inspect.signature(init).parameters)
+    except (TypeError, ValueError):
+        return False
+    return parameters == ["self", "environ", "populate_request", "shallow"]
 
 
 def _rule_allowing_other_method(app: Any, request: Any) -> str | None:

@@ -75,7 +75,7 @@ class Tween:
     """Records each request, unless RedMiddleware does (then ``recorder`` is None)."""
 
     def __init__(self, handler: Any, registry: Any) -> None:
-        from last9 import config, server
+        from last9 import config, remote_write, server
         from last9._core import Recorder, global_registry
 
         given = {name: registry.settings.get(f"last9.{name}") for name in SETTINGS}
@@ -99,6 +99,7 @@ class Tween:
         )
         self.capture = _capturing(handler)
         server.start_from_env(settings.metrics_port, settings.metrics_addr, self.registry)
+        remote_write.start_from_env(self.registry)
 
     def __call__(self, request: Any) -> Any:
         recorder = self.recorder

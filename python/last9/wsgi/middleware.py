@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from last9 import config, server
+from last9 import config, lineage, prefork, remote_write, server
 from last9._core import Recorder, Registry, WsgiMiddleware, global_registry
-from last9.frameworks import detect_wsgi
+from last9.frameworks import detect_native, detect_wsgi
 
 
 class RedMiddleware(WsgiMiddleware):
@@ -17,6 +17,9 @@ class RedMiddleware(WsgiMiddleware):
     on ``app.wsgi_app`` and on any WSGI callable. Keyword arguments override ``LAST9_*``
     environment variables. ``metrics_path`` (default ``/metrics``; None turns it off) is answered
     with the metrics instead of reaching the app. The per-request work is done in Rust.
+
+    On an app that is no WSGI callable but that last9 knows (a ``tornado.web.Application``),
+    ``RedMiddleware(app)`` instruments the app in place and returns it, for its own server.
     """
 
     __slots__ = ()
@@ -35,6 +38,20 @@ class RedMiddleware(WsgiMiddleware):
         max_domains: int | None = None,
         registry: Registry | None = None,
     ) -> RedMiddleware:
+        instrument = detect_native(app)
+        if instrument is not None:
+            return instrument(  # type: ignore[no-any-return]
+                app,
+                program=program,
+                hostname=hostname,
+                tenant=tenant,
+                cluster=cluster,
+                buckets=buckets,
+                metrics_path=metrics_path,
+                max_routes=max_routes,
+                max_domains=max_domains,
+                registry=registry,
+            )
         adapter = detect_wsgi(app)
         settings = config.resolve(
             program_hint=adapter.program_hint,
@@ -47,7 +64,9 @@ class RedMiddleware(WsgiMiddleware):
             max_routes=max_routes,
             max_domains=max_domains,
         )
-        registry = registry or global_registry()
+        if registry is None:
+            prefork.activate()  # usually done at import; the app may have imported last9 early
+            registry = global_registry()
         recorder = Recorder(
             registry,
             hostname=settings.hostname,
@@ -60,8 +79,18 @@ class RedMiddleware(WsgiMiddleware):
             route_syntax=adapter.route_syntax,
         )
         server.start_from_env(settings.metrics_port, settings.metrics_addr, registry)
+        remote_write.start_from_env(registry)
+        lineage.note_program(recorder.program)
+        lineage.instrument_from_env()
         return super().__new__(
-            cls, adapter.app, recorder, registry, adapter.route_getter, settings.metrics_path
+            cls,
+            adapter.app,
+            recorder,
+            registry,
+            adapter.route_getter,
+            settings.metrics_path,
+            adapter.route_source,
+            adapter.complete_bodies,
         )
 
     def __repr__(self) -> str:

@@ -1,0 +1,444 @@
+//! The multi-process store: exact metrics across the workers of a pre-fork server.
+//!
+//! In multi-process mode each process keeps the cells of the global registry's series in a file
+//! of its own, mapped into memory, so recording stays one atomic add; a scrape, in any process,
+//! sums every file of the directory by label set ([`merge`]). Files of dead processes are merged
+//! into one archive, so neither disk use nor scrape time grows with worker restarts.
+//!
+//! How a process gets here, with no set-up: the Python side names the server's root process when
+//! it sees a gunicorn, uWSGI or uvicorn worker ([`enable`]); and a fork after this crate is loaded
+//! sends the child here on its next request (the parent, if it renders, follows at its next
+//! scrape once a child has made the directory). A process that never forks and is no worker
+//! stays in memory, exactly as before.
+//!
+//! - [`format`]: the versioned file format;
+//! - [`file`]: mapping files, this process's own file, liveness locks;
+//! - [`merge`]: the scrape-time merge and compaction;
+//! - [`dir`]: where an instance keeps its files.
+
+pub mod dir;
+pub mod file;
+pub mod format;
+pub mod merge;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Once};
+
+use parking_lot::Mutex;
+
+use self::file::{AppendError, WorkerFile};
+use crate::gauge::Gauge;
+use crate::histogram::{Buckets, Histogram};
+use crate::registry::{Limits, Registry};
+use crate::snapshot::Snapshot;
+
+/// Bumped whenever the place of the global registry's cells changes: entering multi-process
+/// mode, and in the child of every fork. Recorders compare it on each request (one load).
+static EPOCH: AtomicU64 = AtomicU64::new(1);
+/// This process's pid, refreshed in the child of a fork (`getpid` is a syscall).
+static PID: AtomicU32 = AtomicU32::new(0);
+/// In the parent, while forking: its pid, which the child keeps as the root of its instance.
+static FORKING_PID: AtomicU32 = AtomicU32::new(0);
+/// In a child: the pid of the process it was forked from (0 when not forked since loading).
+static PARENT_PID: AtomicU32 = AtomicU32::new(0);
+/// This process forked at least once (it may have children writing to its instance directory).
+static FORKED: AtomicBool = AtomicBool::new(false);
+
+struct State {
+    /// Some in multi-process mode.
+    dir: Option<PathBuf>,
+    /// This process's file, made on its first series; dropped in a forked child.
+    file: Option<WorkerFile>,
+    /// The layouts written to `file`, by id.
+    layouts: Vec<(Vec<f64>, Limits)>,
+    /// The epoch `dir` and `file` were brought up to.
+    epoch: u64,
+    full_warned: bool,
+}
+
+static STATE: Mutex<State> = Mutex::new(State {
+    dir: None,
+    file: None,
+    layouts: Vec::new(),
+    epoch: 1,
+    full_warned: false,
+});
+
+/// The current epoch; see [`sync`].
+#[inline]
+pub fn epoch() -> u64 {
+    EPOCH.load(Ordering::Relaxed)
+}
+
+/// This process's pid (cached; kept right across forks by the fork handler).
+pub fn pid() -> u32 {
+    match PID.load(Ordering::Relaxed) {
+        0 => {
+            let pid = std::process::id();
+            PID.store(pid, Ordering::Relaxed);
+            pid
+        }
+        pid => pid,
+    }
+}
+
+/// The shared directory, in multi-process mode.
+pub fn shared_dir() -> Option<PathBuf> {
+    STATE.lock().dir.clone()
+}
+
+/// Enters multi-process mode for the global registry: `dir` as given (`LAST9_MULTIPROC_DIR`),
+/// else the instance directory of the server whose root process is `root_pid` (this process
+/// when None). Series recorded so far move into this process's file with their counts. Calling
+/// it again returns the directory in use.
+pub fn enable(dir: Option<&Path>, root_pid: Option<u32>) -> io::Result<PathBuf> {
+    {
+        let mut state = STATE.lock();
+        if let Some(existing) = &state.dir {
+            return Ok(existing.clone());
+        }
+        let dir = match dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                dir.to_path_buf()
+            }
+            None => dir::instance_dir(root_pid.unwrap_or_else(pid))?,
+        };
+        state.dir = Some(dir);
+        EPOCH.fetch_add(1, Ordering::SeqCst);
+    }
+    sync();
+    Ok(shared_dir().expect("set above"))
+}
+
+/// Brings the store and the global registry's recorders up to the current epoch. In a forked
+/// child this drops the parent's file and enters multi-process mode (the instance's root is the
+/// parent, unless the parent already had a directory).
+#[cold]
+pub fn sync() {
+    let epoch = EPOCH.load(Ordering::SeqCst);
+    {
+        let mut state = STATE.lock();
+        if state.epoch != epoch {
+            let me = pid();
+            if state.file.as_ref().is_some_and(|f| f.pid() != me) {
+                // The parent's file: its mapping is shared, so writing to it would count twice.
+                state.file = None;
+                state.layouts.clear();
+            }
+            let parent = PARENT_PID.load(Ordering::Relaxed);
+            if state.dir.is_none() && parent != 0 {
+                match dir::instance_dir(parent) {
+                    Ok(dir) => state.dir = Some(dir),
+                    Err(e) => merge::warn(&dir::runtime_base(), &format!("staying single-process: {e}")),
+                }
+            }
+            state.epoch = epoch;
+        }
+    }
+    for recorder in Registry::global().recorders() {
+        recorder.rebind(epoch);
+    }
+}
+
+/// Makes this process's file when it has none yet (a forked child drops its parent's); false
+/// when it cannot be made.
+fn own_file(state: &mut State, dir: PathBuf) -> bool {
+    let dir = &dir;
+    let me = pid();
+    if !matches!(&state.file, Some(f) if f.pid() == me) {
+        state.layouts.clear();
+        state.file = match WorkerFile::create(dir, me) {
+            Ok(file) => {
+                // A new worker often replaces a dead one: fold the dead ones in now.
+                let name = file
+                    .path()
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .map(str::to_owned);
+                let _ = merge::compact(dir, name.as_deref());
+                Some(file)
+            }
+            Err(e) => {
+                merge::warn(dir, &format!("cannot make this process's file: {e}"));
+                None
+            }
+        };
+    }
+    state.file.is_some()
+}
+
+/// Cells for a new series of the global registry: in this process's file in multi-process
+/// mode, else on the heap. Never fails: past the file's reserve, cells go on the heap (counted
+/// by this process's own scrapes only) and a warning says so once.
+pub(crate) fn histogram(buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Histogram {
+    let mut state = STATE.lock();
+    let state = &mut *state;
+    let Some(dir) = state.dir.as_ref() else {
+        return Histogram::new(buckets);
+    };
+    if !own_file(state, dir.clone()) {
+        return Histogram::new(buckets);
+    }
+    let Some(file) = state.file.as_mut() else {
+        return Histogram::new(buckets);
+    };
+    let bounds = buckets.bounds_ms();
+    let layout = match state
+        .layouts
+        .iter()
+        .position(|(b, l)| b == bounds && *l == limits)
+    {
+        Some(i) => Ok(i),
+        None => {
+            let mut record = Vec::new();
+            let id = state.layouts.len() as u32;
+            format::layout_record(
+                &mut record,
+                id,
+                bounds,
+                limits.max_routes as u32,
+                limits.max_domains as u32,
+            );
+            file.append(&record).map(|_| {
+                state.layouts.push((bounds.to_vec(), limits));
+                id as usize
+            })
+        }
+    };
+    let (n_labels, labels) = format::encode_labels(pairs.iter().copied());
+    let cells = vec![0u64; buckets.cells() + 1];
+    let mut record = Vec::with_capacity(64 + labels.len() + 8 * cells.len());
+    let appended = layout.and_then(|layout| {
+        format::histogram_record(&mut record, layout as u32, n_labels, &labels, &cells);
+        file.append(&record)
+    });
+    match appended {
+        Ok(at) => {
+            let (_, cells_at) = format::histogram_record_len(labels.len(), bounds.len());
+            let ptr = file.cell_ptr(at + cells_at);
+            let keeper: Arc<dyn std::any::Any + Send + Sync> = file.mapping().clone();
+            // SAFETY: the record's cells are in the mapping, aligned, and only used atomically.
+            unsafe { Histogram::in_place(buckets, ptr, keeper) }
+        }
+        Err(err) => {
+            if !state.full_warned {
+                state.full_warned = true;
+                let why = match err {
+                    AppendError::Full => "the file's reserve is used up".to_string(),
+                    AppendError::Io(e) => e.to_string(),
+                };
+                merge::warn(
+                    file.path(),
+                    &format!("new series stay in this process only: {why}"),
+                );
+            }
+            Histogram::new(buckets)
+        }
+    }
+}
+
+/// The cell of a new gauge of the global registry: in this process's file in multi-process
+/// mode, else on the heap (same fallbacks as [`histogram`]).
+pub(crate) fn gauge(pairs: &[(&str, &str)]) -> Gauge {
+    let mut state = STATE.lock();
+    let state = &mut *state;
+    let Some(dir) = state.dir.as_ref() else {
+        return Gauge::new();
+    };
+    if !own_file(state, dir.clone()) {
+        return Gauge::new();
+    }
+    let Some(file) = state.file.as_mut() else {
+        return Gauge::new();
+    };
+    let (n_labels, labels) = format::encode_labels(pairs.iter().copied());
+    let mut record = Vec::with_capacity(32 + labels.len());
+    format::gauge_record(&mut record, n_labels, &labels, 0);
+    match file.append(&record) {
+        Ok(at) => {
+            let (_, value_at) = format::gauge_record_len(labels.len());
+            let ptr = file.cell_ptr(at + value_at);
+            let keeper: Arc<dyn std::any::Any + Send + Sync> = file.mapping().clone();
+            // SAFETY: the record's value is in the mapping, aligned, and only used atomically.
+            unsafe { Gauge::in_place(ptr, keeper) }
+        }
+        Err(_) => Gauge::new(),
+    }
+}
+
+/// The series of every process of the instance, summed by label set; None in single-process
+/// mode.
+pub fn snapshot() -> Option<Snapshot> {
+    adopt_children();
+    if EPOCH.load(Ordering::Relaxed) != STATE.lock().epoch {
+        sync();
+    }
+    let (dir, own) = {
+        let state = STATE.lock();
+        let dir = state.dir.clone()?;
+        let own = state.file.as_ref().filter(|f| f.pid() == pid()).map(|f| {
+            let name = f
+                .path()
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("")
+                .to_owned();
+            // The mapping outlives the lock; `used` is read again by the merge.
+            (name, f.mapping().clone())
+        });
+        (dir, own)
+    };
+    let own_region = own.as_ref().map(|(name, map)| merge::Own {
+        name,
+        // SAFETY: the header's `used` bounds what is read, and the file is at least that long.
+        region: unsafe { map.region(map.len()) },
+    });
+    let collected = match merge::collect(&dir, own_region) {
+        Ok(collected) => collected,
+        Err(e) => {
+            merge::warn(&dir, &e.to_string());
+            return Some(Snapshot::default());
+        }
+    };
+    if collected.dead > 0 {
+        let own_name = own.as_ref().map(|(name, _)| name.as_str());
+        let _ = merge::compact(&dir, own_name);
+    }
+    Some(collected.merged.snapshot())
+}
+
+/// A process that loaded this crate, then forked workers that made the instance directory,
+/// joins them, so that its own scrapes (e.g. a pre-loading master serving the metrics port)
+/// show every worker.
+fn adopt_children() {
+    if !FORKED.load(Ordering::Relaxed) || STATE.lock().dir.is_some() {
+        return;
+    }
+    if dir::existing_instance_dir(pid()).is_some() {
+        let _ = enable(None, None);
+    }
+}
+
+/// Installs the fork handlers (once per process). They keep the store's and the global
+/// registry's locks consistent across a fork, and tell a child it is a new process.
+pub fn install_fork_handlers() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        pid();
+        // SAFETY: registering plain functions; they only take locks and store atomics.
+        unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork_parent), Some(after_fork_child)) };
+    });
+}
+
+extern "C" fn before_fork() {
+    // Same order as everywhere else: recorder tables, the store, the directory's lock file.
+    Registry::global().lock_for_fork();
+    std::mem::forget(STATE.lock());
+    std::mem::forget(merge::DIR_IO.lock());
+    FORKING_PID.store(pid(), Ordering::SeqCst);
+}
+
+extern "C" fn after_fork_parent() {
+    FORKED.store(true, Ordering::SeqCst);
+    // SAFETY: locked by `before_fork` in this process.
+    unsafe {
+        merge::DIR_IO.force_unlock();
+        STATE.force_unlock();
+        Registry::global().unlock_after_fork();
+    }
+}
+
+extern "C" fn after_fork_child() {
+    // SAFETY: getpid is async-signal-safe.
+    PID.store(unsafe { libc::getpid() } as u32, Ordering::SeqCst);
+    PARENT_PID.store(FORKING_PID.load(Ordering::SeqCst), Ordering::SeqCst);
+    FORKED.store(false, Ordering::SeqCst);
+    EPOCH.fetch_add(1, Ordering::SeqCst);
+    crate::server::close_inherited_listeners();
+    // SAFETY: locked by `before_fork` in the parent; the child has only this thread.
+    unsafe {
+        merge::DIR_IO.force_unlock();
+        STATE.force_unlock();
+        Registry::global().unlock_after_fork();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{ConstLabels, Request};
+
+    fn count(snapshot: &Snapshot, route: &str) -> u64 {
+        snapshot
+            .series()
+            .iter()
+            .filter(|s| s.labels.contains(&format!("per=\"{route}\"")))
+            .map(|s| *snapshot.cumulative_counts(s).last().unwrap())
+            .sum()
+    }
+
+    /// The whole life of a pre-fork server in one test (it is the only one to use the global
+    /// registry): counts from before the switch carry over, forked workers are summed, and their
+    /// files are archived once they are gone.
+    #[test]
+    fn forked_workers_are_summed_and_archived() {
+        let dir = std::env::temp_dir().join(format!("last9-store-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let recorder = Registry::global()
+            .recorder(
+                ConstLabels {
+                    program: "store-test".into(),
+                    ..Default::default()
+                },
+                Buckets::new(&[1.0]).unwrap(),
+                Limits::default(),
+            )
+            .unwrap();
+        let route = recorder.route("/x");
+        let observe = |n: usize| {
+            for _ in 0..n {
+                recorder.observe(&Request {
+                    route,
+                    host: Some("h"),
+                    method: "GET",
+                    status: 200,
+                    duration_ns: 1,
+                });
+            }
+        };
+        observe(5); // in memory, single-process
+        assert_eq!(enable(Some(&dir), None).unwrap(), dir);
+        assert_eq!(count(&Snapshot::of(Registry::global()), "/x"), 5);
+        for _ in 0..3 {
+            // SAFETY: the child only records and exits.
+            let child = unsafe { libc::fork() };
+            if child == 0 {
+                observe(10);
+                recorder.enter("GET"); // killed mid-request: its gauge must not outlive it
+
+                unsafe { libc::_exit(0) };
+            }
+            unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) };
+        }
+        observe(1);
+        recorder.enter("GET");
+        let snapshot = Snapshot::of(Registry::global());
+        assert_eq!(count(&snapshot, "/x"), 36);
+        let in_flight: i64 = snapshot.gauges().iter().map(|(_, v)| v).sum();
+        assert_eq!(in_flight, 1, "only the live parent's request is in flight");
+        // That scrape archived the three dead workers: the parent's file and the archive remain.
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert_eq!(names[0], merge::ARCHIVE);
+        assert_eq!(count(&Snapshot::of(Registry::global()), "/x"), 36);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,637 @@
+//! Reading a store directory: the merge done at scrape time, and compaction of dead workers'
+//! files into one archive.
+//!
+//! Readers hold a shared `flock` on `<dir>/.lock` while they list and read; compaction holds it
+//! exclusively while it replaces `archive.db` and deletes the files it absorbed. The archive also
+//! names the files it absorbed, so a compactor killed between the rename and the deletes never
+//! makes a reader count a dead worker twice.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+
+use ahash::{AHashMap, AHashSet};
+
+use super::file::{write_atomically, Fd, Mapping};
+use super::format::{self, labels_iter, Layout, Record, Region};
+use std::sync::Arc;
+
+use crate::exposition::escape_label_value;
+use crate::histogram::Buckets;
+use crate::registry::{DOMAIN_OVERFLOW, ROUTE_OVERFLOW};
+use crate::snapshot::Snapshot;
+
+pub const ARCHIVE: &str = "archive.db";
+
+/// Held while this process has the directory's lock file open. The fork handler takes it too:
+/// a child must not inherit an open lock file, whose `flock` it would then share forever.
+pub(crate) static DIR_IO: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+const LOCK: &str = ".lock";
+/// Temporary files of workers that died while creating them are removed after this long.
+const STALE_TEMP_SECS: u64 = 60;
+
+/// Warns once per file and reason, on stderr: a scrape may run on a thread without Python.
+pub fn warn(path: &Path, why: &str) {
+    static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let message = format!("last9: skipping {}: {why}", path.display());
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    let seen = seen.get_or_insert_with(HashSet::new);
+    if seen.len() < 1000 && seen.insert(message.clone()) {
+        eprintln!("{message}");
+    }
+}
+
+struct MergedLayout {
+    bounds: Vec<f64>,
+    max_routes: u32,
+    max_domains: u32,
+    buckets: Arc<Buckets>,
+    /// Labels block → index in `Merged::series`.
+    index: AHashMap<Box<[u8]>, usize>,
+    /// Distinct `per` and `domain` values, tracked only when caps are applied (the archive).
+    routes: AHashSet<Box<str>>,
+    domains: AHashSet<Box<str>>,
+}
+
+struct MergedSeries {
+    layout: usize,
+    n_labels: u16,
+    labels: Box<[u8]>,
+    /// Per-bucket counts, `+Inf`, then the sum in nanoseconds.
+    cells: Vec<u64>,
+}
+
+/// Series summed by label set over any number of files.
+#[derive(Default)]
+pub struct Merged {
+    layouts: Vec<MergedLayout>,
+    series: Vec<MergedSeries>,
+    /// Apply the label caps of each layout (used for the archive, whose dead workers add up).
+    capped: bool,
+    /// Gauges of live processes, summed by labels block (never archived).
+    gauge_index: AHashMap<Box<[u8]>, usize>,
+    gauges: Vec<(u16, Box<[u8]>, i64)>,
+}
+
+impl Merged {
+    pub fn new() -> Merged {
+        Merged::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+
+    fn layout_index(&mut self, layout: &Layout) -> usize {
+        if let Some(i) = self.layouts.iter().position(|l| l.bounds == layout.bounds) {
+            return i;
+        }
+        self.layouts.push(MergedLayout {
+            bounds: layout.bounds.clone(),
+            max_routes: layout.max_routes,
+            max_domains: layout.max_domains,
+            buckets: Arc::new(Buckets::new(&layout.bounds).expect("bounds were validated when read")),
+            index: AHashMap::new(),
+            routes: AHashSet::new(),
+            domains: AHashSet::new(),
+        });
+        self.layouts.len() - 1
+    }
+
+    /// Adds every histogram of a file, and its gauges when `live` (the state of a dead process
+    /// is gone with it). The whole file is checked first, so a damaged file adds nothing.
+    /// Returns the worker files an archive says it absorbed.
+    pub fn add_file<'a>(&mut self, region: &Region<'a>, live: bool) -> Result<Vec<&'a str>, String> {
+        let (_, used) = region.header()?;
+        let records = region.records(used)?;
+        let mut file_layouts: AHashMap<u32, usize> = AHashMap::new();
+        let mut checked_layouts: AHashMap<u32, usize> = AHashMap::new();
+        for record in &records {
+            match record {
+                Record::Layout(l) => {
+                    checked_layouts.insert(l.id, l.bounds.len());
+                }
+                Record::Histogram { layout, cells, .. } => match checked_layouts.get(layout) {
+                    Some(&n) if cells.len() == n + 2 => {}
+                    _ => return Err("a histogram whose layout is missing or does not fit".into()),
+                },
+                Record::Absorbed(_) | Record::Gauge { .. } => {}
+            }
+        }
+        let mut absorbed = Vec::new();
+        let mut values = Vec::with_capacity(64);
+        for record in records {
+            match record {
+                Record::Layout(l) => {
+                    let i = self.layout_index(&l);
+                    file_layouts.insert(l.id, i);
+                }
+                Record::Histogram {
+                    layout,
+                    n_labels,
+                    labels,
+                    cells,
+                } => {
+                    values.clear();
+                    values.extend(cells.iter().map(|c| c.load(Ordering::Relaxed)));
+                    self.add_series(file_layouts[&layout], n_labels, labels, &values);
+                }
+                Record::Absorbed(name) => absorbed.push(name),
+                Record::Gauge {
+                    n_labels,
+                    labels,
+                    value,
+                } if live => {
+                    let value = value.load(Ordering::Relaxed) as i64;
+                    match self.gauge_index.get(labels) {
+                        Some(&i) => self.gauges[i].2 = self.gauges[i].2.wrapping_add(value),
+                        None => {
+                            self.gauge_index.insert(labels.into(), self.gauges.len());
+                            self.gauges.push((n_labels, labels.into(), value));
+                        }
+                    }
+                }
+                Record::Gauge { .. } => {}
+            }
+        }
+        Ok(absorbed)
+    }
+
+    fn add_series(&mut self, layout: usize, n_labels: u16, labels: &[u8], values: &[u64]) {
+        let folded;
+        let labels = if self.capped {
+            folded = self.fold(layout, n_labels, labels);
+            folded.as_deref().unwrap_or(labels)
+        } else {
+            labels
+        };
+        let merged_layout = &mut self.layouts[layout];
+        match merged_layout.index.get(labels) {
+            Some(&i) => {
+                let cells = &mut self.series[i].cells;
+                for (cell, v) in cells.iter_mut().zip(values) {
+                    *cell = cell.wrapping_add(*v);
+                }
+            }
+            None => {
+                let labels: Box<[u8]> = labels.into();
+                merged_layout.index.insert(labels.clone(), self.series.len());
+                self.series.push(MergedSeries {
+                    layout,
+                    n_labels,
+                    labels,
+                    cells: values.to_vec(),
+                });
+            }
+        }
+    }
+
+    /// Past a layout's caps, new `per` and `domain` values become the overflow values, so the
+    /// archive stays bounded however many workers came and went. Returns the re-encoded labels
+    /// when something changed.
+    fn fold(&mut self, layout: usize, n_labels: u16, labels: &[u8]) -> Option<Vec<u8>> {
+        let l = &mut self.layouts[layout];
+        let mut changed = false;
+        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(n_labels as usize);
+        for pair in labels_iter(labels, n_labels) {
+            let (name, value) = pair.ok()?;
+            let (seen, cap, overflow) = match name {
+                "per" => (&mut l.routes, l.max_routes, ROUTE_OVERFLOW),
+                "domain" => (&mut l.domains, l.max_domains, DOMAIN_OVERFLOW),
+                _ => {
+                    pairs.push((name, value));
+                    continue;
+                }
+            };
+            if value == overflow || seen.contains(value) {
+                pairs.push((name, value));
+            } else if seen.len() < cap as usize {
+                seen.insert(value.into());
+                pairs.push((name, value));
+            } else {
+                changed = true;
+                pairs.push((name, overflow));
+            }
+        }
+        changed.then(|| format::encode_labels(pairs).1)
+    }
+
+    /// The merged series, in the order they were first seen, with their label text escaped.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut snapshot = Snapshot::default();
+        let mut text = String::with_capacity(256);
+        for series in &self.series {
+            let layout = &self.layouts[series.layout];
+            label_text(&mut text, &series.labels, series.n_labels);
+            let n = series.cells.len() - 1;
+            snapshot.push(
+                text.as_str().into(),
+                layout.buckets.clone(),
+                series.cells[..n].iter().copied(),
+                series.cells[n],
+            );
+        }
+        for (n_labels, labels, value) in &self.gauges {
+            label_text(&mut text, labels, *n_labels);
+            snapshot.push_gauge(text.as_str().into(), *value);
+        }
+        snapshot
+    }
+
+    /// The archive file holding these series, naming the worker files it absorbed.
+    fn to_archive(&self, absorbed: &[String]) -> Vec<u8> {
+        let mut out = format::header(format::FILE_ARCHIVE, std::process::id()).to_vec();
+        for (id, l) in self.layouts.iter().enumerate() {
+            format::layout_record(&mut out, id as u32, &l.bounds, l.max_routes, l.max_domains);
+        }
+        for s in &self.series {
+            format::histogram_record(&mut out, s.layout as u32, s.n_labels, &s.labels, &s.cells);
+        }
+        for name in absorbed {
+            format::absorbed_record(&mut out, name);
+        }
+        let used = out.len() as u64;
+        out[format::USED_OFFSET..format::USED_OFFSET + 8].copy_from_slice(&used.to_ne_bytes());
+        out
+    }
+}
+
+/// The escaped label text (`a="1",b="2"`) of a labels block, into `text`.
+fn label_text(text: &mut String, labels: &[u8], n_labels: u16) {
+    text.clear();
+    for (i, pair) in labels_iter(labels, n_labels).enumerate() {
+        let Ok((name, value)) = pair else { break };
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(name);
+        text.push_str("=\"");
+        escape_label_value(text, value);
+        text.push('"');
+    }
+}
+
+/// The lock file of a directory, opened (and made) for `flock`.
+fn lock_file(dir: &Path) -> io::Result<Fd> {
+    Fd::open(&dir.join(LOCK), libc::O_RDWR | libc::O_CREAT)
+}
+
+/// Worker file names in a directory, sorted so merges are in a stable order.
+fn worker_files(dir: &Path) -> io::Result<Vec<String>> {
+    let mut names: Vec<String> = fs::read_dir(dir)?
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| format::is_worker_file_name(n))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// What a scrape read.
+pub struct Collected {
+    pub merged: Merged,
+    /// Worker files whose process is gone: compaction would shrink the directory.
+    pub dead: usize,
+}
+
+/// This process's own file, read through its writable mapping rather than opened again (closing
+/// another descriptor of it would drop this process's `fcntl` lock).
+pub struct Own<'a> {
+    pub name: &'a str,
+    pub region: Region<'a>,
+}
+
+/// Sums the archive and every live or dead worker file of `dir`.
+pub fn collect(dir: &Path, own: Option<Own<'_>>) -> io::Result<Collected> {
+    let _io = DIR_IO.lock();
+    let lock = lock_file(dir)?;
+    lock.flock(libc::LOCK_SH)?;
+    let mut merged = Merged::new();
+    let mut absorbed: AHashSet<String> = AHashSet::new();
+    let archive_path = dir.join(ARCHIVE);
+    match Mapping::open_read(&archive_path) {
+        Ok(map) => {
+            // SAFETY: the mapping covers the file; archives are never written in place.
+            let region = unsafe { map.region(map.len()) };
+            match merged.add_file(&region, false) {
+                Ok(names) => absorbed.extend(names.into_iter().map(String::from)),
+                Err(why) => warn(&archive_path, &why),
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => warn(&archive_path, &e.to_string()),
+    }
+    let mut dead = 0;
+    for name in worker_files(dir)? {
+        if absorbed.contains(&name) {
+            continue;
+        }
+        if let Some(own) = own.as_ref().filter(|o| o.name == name) {
+            if let Err(why) = merged.add_file(&own.region, true) {
+                warn(&dir.join(&name), &why);
+            }
+            continue;
+        }
+        let path = dir.join(&name);
+        let map = match Mapping::open_read(&path) {
+            Ok(map) => map,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                warn(&path, &e.to_string());
+                continue;
+            }
+        };
+        // SAFETY: the mapping covers the file as it was when opened; `records` checks `used`.
+        let region = unsafe { map.region(map.len()) };
+        let live = map.fd().is_locked_by_another();
+        if let Err(why) = merged.add_file(&region, live) {
+            warn(&path, &why);
+        }
+        if !live {
+            dead += 1;
+        }
+    }
+    drop(lock);
+    Ok(Collected { merged, dead })
+}
+
+/// Merges the files of dead workers into the archive and deletes them. Does nothing (returns
+/// false) when another process is compacting.
+pub fn compact(dir: &Path, own_name: Option<&str>) -> io::Result<bool> {
+    let _io = DIR_IO.lock();
+    let lock = lock_file(dir)?;
+    match lock.flock(libc::LOCK_EX | libc::LOCK_NB) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    let mut archive = Merged {
+        capped: true,
+        ..Merged::default()
+    };
+    let names = worker_files(dir)?;
+    let present: AHashSet<&str> = names.iter().map(String::as_str).collect();
+    // Files a previous compaction absorbed but did not get to delete.
+    let mut absorbed: Vec<String> = Vec::new();
+    let archive_path = dir.join(ARCHIVE);
+    match Mapping::open_read(&archive_path) {
+        Ok(map) => {
+            // SAFETY: as in `collect`.
+            let region = unsafe { map.region(map.len()) };
+            match archive.add_file(&region, false) {
+                Ok(names) => absorbed.extend(
+                    names
+                        .into_iter()
+                        .filter(|n| present.contains(n))
+                        .map(String::from),
+                ),
+                Err(why) => {
+                    warn(&archive_path, &why);
+                    let _ = fs::rename(&archive_path, dir.join("archive.db.corrupt"));
+                    archive = Merged {
+                        capped: true,
+                        ..Merged::default()
+                    };
+                }
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let leftovers = absorbed.len();
+    for name in &names {
+        if Some(name.as_str()) == own_name || absorbed.contains(name) {
+            continue;
+        }
+        let path = dir.join(name);
+        let Ok(map) = Mapping::open_read(&path) else {
+            continue;
+        };
+        if map.fd().is_locked_by_another() {
+            continue;
+        }
+        // SAFETY: its writer is gone, so nothing changes under us.
+        let region = unsafe { map.region(map.len()) };
+        if let Err(why) = archive.add_file(&region, false) {
+            // Readers skip it too; deleting it keeps the directory bounded.
+            warn(&path, &why);
+        }
+        absorbed.push(name.clone());
+    }
+    remove_stale_temporaries(dir);
+    if absorbed.is_empty() {
+        return Ok(false);
+    }
+    if absorbed.len() > leftovers {
+        write_atomically(dir, ARCHIVE, &archive.to_archive(&absorbed))?;
+    }
+    for name in &absorbed {
+        let _ = fs::remove_file(dir.join(name));
+    }
+    drop(lock);
+    Ok(true)
+}
+
+/// Removes `.new-*` files of workers that died while creating their file.
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().starts_with(".new-") {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() > STALE_TEMP_SECS);
+        let path: PathBuf = entry.path();
+        let unlocked = Fd::open(&path, libc::O_RDONLY).is_ok_and(|fd| !fd.is_locked_by_another());
+        if old && unlocked {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exposition::{encode_families, Family};
+    use crate::store::file::WorkerFile;
+    use crate::Format;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("last9-merge-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A worker file (of a process that is gone once it is dropped) with one series per route,
+    /// each with `count` observations in the first bucket.
+    fn worker(dir: &Path, routes: &[&str], count: u64) -> WorkerFile {
+        let mut file = WorkerFile::create(dir, 4242).unwrap();
+        let mut rec = Vec::new();
+        format::layout_record(&mut rec, 0, &[1.0, 2.0], 3, 3);
+        file.append(&rec).unwrap();
+        for route in routes {
+            let (n, labels) = format::encode_labels([("per", *route), ("status", "200")]);
+            let mut rec = Vec::new();
+            format::histogram_record(&mut rec, 0, n, &labels, &[count, 0, 0, count * 500_000]);
+            file.append(&rec).unwrap();
+        }
+        file
+    }
+
+    fn render(merged: &Merged) -> String {
+        let snapshot = merged.snapshot();
+        let families = [Family::duration(&snapshot)];
+        String::from_utf8(encode_families(&families, Format::Text)).unwrap()
+    }
+
+    fn counts(dir: &Path) -> Vec<(String, u64)> {
+        let text = render(&collect(dir, None).unwrap().merged);
+        let mut out: Vec<(String, u64)> = text
+            .lines()
+            .filter(|l| l.contains("_count{"))
+            .map(|l| {
+                let per = l.split("per=\"").nth(1).unwrap().split('"').next().unwrap();
+                (per.to_string(), l.rsplit(' ').next().unwrap().parse().unwrap())
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn files_are_summed_by_label_set() {
+        let dir = temp_dir("sum");
+        drop(worker(&dir, &["/a", "/b"], 2));
+        drop(worker(&dir, &["/b", "/c"], 3));
+        assert_eq!(
+            counts(&dir),
+            vec![("/a".into(), 2), ("/b".into(), 5), ("/c".into(), 3)]
+        );
+        let text = render(&collect(&dir, None).unwrap().merged);
+        assert!(text
+            .contains("http_requests_duration_milliseconds_bucket{per=\"/b\",status=\"200\",le=\"1\"} 5\n"));
+        assert!(text.contains("http_requests_duration_milliseconds_sum{per=\"/b\",status=\"200\"} 2.5\n"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn damaged_files_are_skipped_whole() {
+        let dir = temp_dir("damaged");
+        drop(worker(&dir, &["/a"], 1));
+        let damaged = worker(&dir, &["/a", "/b"], 7);
+        let path = damaged.path().to_path_buf();
+        drop(damaged);
+        // A record length pointing past the end.
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[format::HEADER_LEN + 4] = 0xff;
+        fs::write(&path, &bytes).unwrap();
+        fs::write(dir.join("w-1-1.db"), b"L9MP").unwrap();
+        fs::write(dir.join("w-1-2.db"), vec![0u8; 4096]).unwrap();
+        assert_eq!(counts(&dir), vec![("/a".into(), 1)]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn compaction_keeps_totals_and_leaves_one_file() {
+        let dir = temp_dir("compact");
+        for i in 0..20u64 {
+            drop(worker(&dir, &["/a", if i % 2 == 0 { "/b" } else { "/c" }], 1));
+        }
+        let before = counts(&dir);
+        assert_eq!(collect(&dir, None).unwrap().dead, 20);
+        assert!(compact(&dir, None).unwrap());
+        assert_eq!(counts(&dir), before);
+        assert_eq!(worker_files(&dir).unwrap(), Vec::<String>::new());
+        // More workers come and go: still one archive.
+        drop(worker(&dir, &["/a"], 5));
+        assert!(compact(&dir, None).unwrap());
+        assert_eq!(
+            counts(&dir),
+            vec![("/a".into(), 25), ("/b".into(), 10), ("/c".into(), 10)]
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_archive_never_counts_a_file_it_absorbed_twice() {
+        let dir = temp_dir("absorbed");
+        let w = worker(&dir, &["/a"], 4);
+        let name = w.path().file_name().unwrap().to_str().unwrap().to_string();
+        drop(w);
+        // As if a compactor died after renaming the archive but before deleting the file.
+        let copy = fs::read(dir.join(&name)).unwrap();
+        assert!(compact(&dir, None).unwrap());
+        fs::write(dir.join(&name), copy).unwrap();
+        assert_eq!(counts(&dir), vec![("/a".into(), 4)]);
+        // The next compaction deletes the leftover without adding it again.
+        assert!(compact(&dir, None).unwrap());
+        assert_eq!(worker_files(&dir).unwrap(), Vec::<String>::new());
+        assert_eq!(counts(&dir), vec![("/a".into(), 4)]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_archive_applies_the_label_caps() {
+        let dir = temp_dir("caps");
+        // Caps of 3 routes: each dead worker saw different hostile paths.
+        for i in 0..10 {
+            let routes: Vec<String> = (0..3).map(|j| format!("/x{i}-{j}")).collect();
+            let routes: Vec<&str> = routes.iter().map(String::as_str).collect();
+            drop(worker(&dir, &routes, 1));
+            compact(&dir, None).unwrap();
+        }
+        let counts = counts(&dir);
+        assert_eq!(counts.len(), 4, "{counts:?}");
+        assert_eq!(counts.iter().map(|(_, c)| c).sum::<u64>(), 30);
+        assert!(counts.contains(&(ROUTE_OVERFLOW.to_string(), 27)));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn files_of_live_processes_are_not_compacted() {
+        let dir = temp_dir("live");
+        // A child process makes a file and holds it until told to go.
+        let (mut ready, mut go) = ([0; 2], [0; 2]);
+        unsafe {
+            libc::pipe(ready.as_mut_ptr());
+            libc::pipe(go.as_mut_ptr());
+        }
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            let file = worker(&dir, &["/live"], 1);
+            let mut byte = 0u8;
+            unsafe {
+                libc::write(ready[1], b"r".as_ptr().cast(), 1);
+                libc::read(go[0], (&mut byte as *mut u8).cast(), 1);
+            }
+            drop(file);
+            unsafe { libc::_exit(0) };
+        }
+        let mut byte = 0u8;
+        unsafe { libc::read(ready[0], (&mut byte as *mut u8).cast(), 1) };
+        drop(worker(&dir, &["/dead"], 1));
+        assert_eq!(collect(&dir, None).unwrap().dead, 1);
+        assert!(compact(&dir, None).unwrap());
+        assert_eq!(worker_files(&dir).unwrap().len(), 1);
+        assert_eq!(counts(&dir), vec![("/dead".into(), 1), ("/live".into(), 1)]);
+        unsafe {
+            libc::write(go[1], b"q".as_ptr().cast(), 1);
+            libc::waitpid(child, std::ptr::null_mut(), 0);
+        }
+        assert_eq!(collect(&dir, None).unwrap().dead, 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

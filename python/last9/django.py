@@ -1,0 +1,153 @@
+"""RED metrics for Django, the Django way: a ``MIDDLEWARE`` entry.
+
+::
+
+    MIDDLEWARE = ["last9.django.RedMiddleware", ...]  # first, so it times the others
+    LAST9 = {"tenant": "acme", "cluster": "prod"}  # optional: RedMiddleware's keyword arguments
+
+It serves ``/metrics`` and records each request with its route template (``/item/{pk}/``). It
+works under WSGI and ASGI (sync and async capable). Wrapping the handler instead,
+``RedMiddleware(get_wsgi_application())`` from ``last9.wsgi.middleware`` (or the ASGI one), needs
+no settings; when both are in place the wrapper records and this middleware stands aside, so no
+request is counted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+
+from last9 import config, prefork, remote_write, server
+from last9._core import Recorder, global_registry
+from last9.asgi.middleware import CLIENT_CLOSED_REQUEST
+from last9.frameworks.django import RECORDED_BY_HANDLER, program_hint
+
+__all__ = ["RedMiddleware"]
+
+_SCRAPE_METHODS = ("GET", "HEAD")
+_now = time.perf_counter_ns
+#: Keys of ``settings.LAST9``: the keyword arguments of the WSGI and ASGI ``RedMiddleware``.
+_OPTIONS = {*inspect.signature(config.resolve).parameters, "registry"} - {"program_hint", "environ"}
+
+
+class RedMiddleware:
+    """Records ``http_requests_duration_milliseconds`` for each request Django handles.
+
+    Settings come from the optional ``LAST9`` dict, then ``LAST9_*`` environment variables; its
+    keys are the keyword arguments of :class:`last9.wsgi.middleware.RedMiddleware`.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self._is_async = iscoroutinefunction(get_response)
+        if self._is_async:
+            markcoroutinefunction(self)
+        options = dict(getattr(settings, "LAST9", None) or {})
+        unknown = options.keys() - _OPTIONS
+        if unknown:
+            raise ImproperlyConfigured(
+                f"settings.LAST9 has unknown keys {sorted(unknown)}; known: {sorted(_OPTIONS)}"
+            )
+        registry = options.pop("registry", None)
+        if registry is None:
+            prefork.activate()  # as the WSGI and ASGI middlewares do: gunicorn/uvicorn workers
+            registry = global_registry()
+        self.registry = registry
+        resolved = config.resolve(program_hint=program_hint(), **options)
+        self.recorder = Recorder(
+            self.registry,
+            hostname=resolved.hostname,
+            program=resolved.program,
+            tenant=resolved.tenant,
+            cluster=resolved.cluster,
+            buckets=list(resolved.buckets) if resolved.buckets is not None else None,
+            max_routes=resolved.max_routes,
+            max_domains=resolved.max_domains,
+            route_syntax="django",
+        )
+        self.metrics_path = resolved.metrics_path
+        server.start_from_env(resolved.metrics_port, resolved.metrics_addr, self.registry)
+        remote_write.start_from_env(self.registry)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self._is_async:
+            return self._acall(request)
+        if getattr(request, RECORDED_BY_HANDLER, False):
+            return self.get_response(request)  # the handler's RedMiddleware records this one
+        if request.path_info == self.metrics_path and request.method in _SCRAPE_METHODS:
+            return self._scrape(request)
+        started = _now()
+        try:
+            response = self.get_response(request)
+        except BaseException:
+            # Only reached with DEBUG_PROPAGATE_EXCEPTIONS: recorded, then re-raised as it was.
+            self._record(request, 500, started)
+            raise
+        if response.streaming:
+            self._record_when_closed(request, response, started)
+        else:
+            self._record(request, response.status_code, started)
+        return response
+
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
+        if getattr(request, RECORDED_BY_HANDLER, False):
+            return await get_response(request)
+        if request.path_info == self.metrics_path and request.method in _SCRAPE_METHODS:
+            return self._scrape(request)
+        started = _now()
+        try:
+            response = await get_response(request)
+        except asyncio.CancelledError:
+            self._record(request, CLIENT_CLOSED_REQUEST, started)  # the client went away
+            raise
+        except BaseException:
+            self._record(request, 500, started)
+            raise
+        if response.streaming:
+            self._record_when_closed(request, response, started)
+        else:
+            self._record(request, response.status_code, started)
+        return response
+
+    def _record_when_closed(
+        self, request: HttpRequest, response: HttpResponseBase, started: int
+    ) -> None:
+        """A streamed body is timed until the server closes the response, as Django's handlers
+        do for their own clean-up (`_resource_closers` is how they attach it)."""
+
+        def record() -> None:
+            self._record(request, response.status_code, started)
+
+        response._resource_closers.append(record)
+
+    def _record(self, request: HttpRequest, status: int, started: int) -> None:
+        elapsed = _now() - started
+        match = request.resolver_match
+        # META is the WSGI environ, or under ASGI a dict with the same keys.
+        self.recorder.observe_environ(
+            None if match is None else match.route, request.META, status, elapsed
+        )
+
+    def _scrape(self, request: HttpRequest) -> HttpResponse:
+        meta = request.META
+        content_type, encoding, body = self.registry.scrape(
+            meta.get("HTTP_ACCEPT"), meta.get("HTTP_ACCEPT_ENCODING")
+        )
+        response = HttpResponse(b"" if request.method == "HEAD" else body, content_type)
+        response["Content-Length"] = str(len(body))
+        response["Vary"] = "Accept, Accept-Encoding"
+        if encoding is not None:
+            response["Content-Encoding"] = encoding
+        return response
