@@ -25,10 +25,10 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
-from last9 import config, prefork, remote_write, server
-from last9._core import Recorder, global_registry
+from last9 import config
 from last9.asgi.middleware import CLIENT_CLOSED_REQUEST
 from last9.frameworks.django import RECORDED_BY_HANDLER, program_hint
+from last9.setup import instrument_app
 
 __all__ = ["RedMiddleware"]
 
@@ -59,26 +59,9 @@ class RedMiddleware:
             raise ImproperlyConfigured(
                 f"settings.LAST9 has unknown keys {sorted(unknown)}; known: {sorted(_OPTIONS)}"
             )
-        registry = options.pop("registry", None)
-        if registry is None:
-            prefork.activate()  # as the WSGI and ASGI middlewares do: gunicorn/uvicorn workers
-            registry = global_registry()
-        self.registry = registry
-        resolved = config.resolve(program_hint=program_hint(), **options)
-        self.recorder = Recorder(
-            self.registry,
-            hostname=resolved.hostname,
-            program=resolved.program,
-            tenant=resolved.tenant,
-            cluster=resolved.cluster,
-            buckets=list(resolved.buckets) if resolved.buckets is not None else None,
-            max_routes=resolved.max_routes,
-            max_domains=resolved.max_domains,
-            route_syntax="django",
-        )
-        self.metrics_path = resolved.metrics_path
-        server.start_from_env(resolved.metrics_port, resolved.metrics_addr, self.registry)
-        remote_write.start_from_env(self.registry)
+        app_setup = instrument_app(route_syntax="django", program_hint=program_hint(), **options)
+        self.registry, self.recorder = app_setup.registry, app_setup.recorder
+        self.metrics_path = app_setup.settings.metrics_path
 
     def __call__(self, request: HttpRequest) -> Any:
         if self._is_async:

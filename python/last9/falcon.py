@@ -16,8 +16,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from last9 import config, server
-from last9._core import Recorder, Registry, global_registry
+from last9 import config
+from last9._core import Registry
+from last9.setup import instrument_app
 
 #: Environ (WSGI) or scope (ASGI) key the start of a request is kept under.
 _STARTED_KEY = "last9.falcon.started"
@@ -47,7 +48,9 @@ class Middleware:
         max_domains: int | None = None,
         registry: Registry | None = None,
     ) -> None:
-        settings = config.resolve(
+        app_setup = instrument_app(
+            route_syntax="brace",
+            registry=registry,
             program=program,
             hostname=hostname,
             tenant=tenant,
@@ -57,20 +60,8 @@ class Middleware:
             max_routes=max_routes,
             max_domains=max_domains,
         )
-        self.registry = registry = registry or global_registry()
-        self.metrics_path = settings.metrics_path
-        self.recorder = Recorder(
-            registry,
-            hostname=settings.hostname,
-            program=settings.program,
-            tenant=settings.tenant,
-            cluster=settings.cluster,
-            buckets=list(settings.buckets) if settings.buckets is not None else None,
-            max_routes=settings.max_routes,
-            max_domains=settings.max_domains,
-            route_syntax="brace",
-        )
-        server.start_from_env(settings.metrics_port, settings.metrics_addr, registry)
+        self.registry, self.recorder = app_setup.registry, app_setup.recorder
+        self.metrics_path = app_setup.settings.metrics_path
 
     def process_request(self, req: Any, resp: Any) -> None:
         if req.path == self.metrics_path and req.method in ("GET", "HEAD"):

@@ -19,9 +19,10 @@ from typing import Any
 import tornado.web
 from tornado.routing import Matcher, Rule
 
-from last9 import config, prefork, remote_write, server
-from last9._core import Recorder, Registry, global_registry
+from last9 import config
+from last9._core import Recorder, Registry
 from last9.frameworks.tornado import ROUTE_SYNTAX, SKIP, RouteTable
+from last9.setup import instrument_app
 
 _SCRAPE_METHODS = ("GET", "HEAD")
 
@@ -84,8 +85,10 @@ def instrument(
     an app again replaces the earlier instrumentation.
     """
     module = type(app).__module__.partition(".")[0]
-    settings = config.resolve(
+    app_setup = instrument_app(
+        route_syntax=ROUTE_SYNTAX,
         program_hint=None if module in ("tornado", "last9") else module,
+        registry=registry,
         program=program,
         hostname=hostname,
         tenant=tenant,
@@ -95,20 +98,7 @@ def instrument(
         max_routes=max_routes,
         max_domains=max_domains,
     )
-    if registry is None:
-        prefork.activate()  # a pre-fork server, or LAST9_MULTIPROC_DIR: one store for all
-        registry = global_registry()
-    recorder = Recorder(
-        registry,
-        hostname=settings.hostname,
-        program=settings.program,
-        tenant=settings.tenant,
-        cluster=settings.cluster,
-        buckets=list(settings.buckets) if settings.buckets is not None else None,
-        max_routes=settings.max_routes,
-        max_domains=settings.max_domains,
-        route_syntax=ROUTE_SYNTAX,
-    )
+    settings, registry, recorder = app_setup.settings, app_setup.registry, app_setup.recorder
     rules = app.default_router.rules
     rules[:] = [r for r in rules if not isinstance(r.matcher, _ScrapeMatches)]
     if settings.metrics_path is not None:
@@ -124,8 +114,6 @@ def instrument(
     table = RouteTable(app, frozenset({MetricsHandler}), on_app=hook)
     table.rebuild()
     hook(app)
-    server.start_from_env(settings.metrics_port, settings.metrics_addr, registry)
-    remote_write.start_from_env(registry)
     return app
 
 

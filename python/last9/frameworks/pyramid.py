@@ -75,31 +75,21 @@ class Tween:
     """Records each request, unless RedMiddleware does (then ``recorder`` is None)."""
 
     def __init__(self, handler: Any, registry: Any) -> None:
-        from last9 import config, remote_write, server
-        from last9._core import Recorder, global_registry
+        from last9 import config
+        from last9.setup import instrument_app
 
         given = {name: registry.settings.get(f"last9.{name}") for name in SETTINGS}
         if given["metrics_path"] is None:
             given["metrics_path"] = config.UNSET
         package = getattr(registry, "package_name", None) or ""
-        settings = config.resolve(program_hint=package.partition(".")[0] or None, **given)
-        self.handler = handler
-        self.registry = global_registry()
-        self.metrics_path = settings.metrics_path
-        self.recorder: Any = Recorder(
-            self.registry,
-            hostname=settings.hostname,
-            program=settings.program,
-            tenant=settings.tenant,
-            cluster=settings.cluster,
-            buckets=list(settings.buckets) if settings.buckets is not None else None,
-            max_routes=settings.max_routes,
-            max_domains=settings.max_domains,
-            route_syntax="brace",
+        app_setup = instrument_app(
+            route_syntax="brace", program_hint=package.partition(".")[0] or None, **given
         )
+        self.handler = handler
+        self.registry = app_setup.registry
+        self.metrics_path = app_setup.settings.metrics_path
+        self.recorder: Any = app_setup.recorder
         self.capture = _capturing(handler)
-        server.start_from_env(settings.metrics_port, settings.metrics_addr, self.registry)
-        remote_write.start_from_env(self.registry)
 
     def __call__(self, request: Any) -> Any:
         recorder = self.recorder

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from last9 import config, lineage, prefork, remote_write, server
-from last9._core import Recorder, Registry, WsgiMiddleware, global_registry
+from last9 import config
+from last9._core import Registry, WsgiMiddleware
 from last9.frameworks import detect_native, detect_wsgi
+from last9.setup import instrument_app
 
 
 class RedMiddleware(WsgiMiddleware):
@@ -53,8 +54,10 @@ class RedMiddleware(WsgiMiddleware):
                 registry=registry,
             )
         adapter = detect_wsgi(app)
-        settings = config.resolve(
+        app_setup = instrument_app(
+            route_syntax=adapter.route_syntax,
             program_hint=adapter.program_hint,
+            registry=registry,
             program=program,
             hostname=hostname,
             tenant=tenant,
@@ -64,24 +67,7 @@ class RedMiddleware(WsgiMiddleware):
             max_routes=max_routes,
             max_domains=max_domains,
         )
-        if registry is None:
-            prefork.activate()  # usually done at import; the app may have imported last9 early
-            registry = global_registry()
-        recorder = Recorder(
-            registry,
-            hostname=settings.hostname,
-            program=settings.program,
-            tenant=settings.tenant,
-            cluster=settings.cluster,
-            buckets=list(settings.buckets) if settings.buckets is not None else None,
-            max_routes=settings.max_routes,
-            max_domains=settings.max_domains,
-            route_syntax=adapter.route_syntax,
-        )
-        server.start_from_env(settings.metrics_port, settings.metrics_addr, registry)
-        remote_write.start_from_env(registry)
-        lineage.note_program(recorder.program)
-        lineage.instrument_from_env()
+        settings, registry, recorder = app_setup.settings, app_setup.registry, app_setup.recorder
         return super().__new__(
             cls,
             adapter.app,
