@@ -5,21 +5,17 @@ with a prepared scope and do-nothing ``receive``/``send``, so only the middlewar
 yardstick is a pure-Python pass-through that wraps ``send`` and ``receive`` and reads the clock
 twice but records nothing: the least a Python ASGI middleware does.
 
-Also the measuring helpers of the ASGI framework benchmarks (`overheads_of`, `exporter_rows`).
+Also `exporter_rows`, the result rows of the ASGI framework benchmarks.
 """
 
 from __future__ import annotations
 
-import importlib
-import os
 import time
 from collections.abc import Callable
 from typing import Any
 
-import callgrind
-
 import last9
-from harness import Row, compare, paired_overheads, us
+from harness import Candidates, Row, overheads_of
 from last9.asgi.middleware import RedMiddleware
 
 SCOPE: dict[str, Any] = {
@@ -114,39 +110,6 @@ def otel_meter_provider() -> Any:
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
     return MeterProvider(metric_readers=[InMemoryMetricReader()])
-
-
-#: Candidates by name, each a function that builds its request function (so that a callgrind
-#: subprocess builds, and imports for, only the one it counts).
-Candidates = dict[str, Callable[[], Callable[[], None]]]
-
-
-def overheads_of(
-    factory: str, bare: str, counted: list[str], calls: int = 1_000, rounds: int = 31
-) -> tuple[dict[str, float], dict[str, str]]:
-    """Nanoseconds each candidate `factory` (`module:function`) returns adds to `bare`, and a
-    description of each.
-
-    Timed in CPU time, paired per round. When valgrind is there (and LAST9_BENCH_CALLGRIND is
-    not 0), the `counted` candidates are also counted in instructions, turned into time at the
-    bare app's own ns per instruction, and that estimate is the figure returned: on a shared
-    machine it holds still where times swing by µs. Both are in the description.
-    """
-    module, _, function = factory.partition(":")
-    makers: Candidates = getattr(importlib.import_module(module), function)()
-    candidates = {name: make() for name, make in makers.items()}
-    timings = compare(candidates, calls=calls, rounds=rounds, clock=time.thread_time_ns)
-    added = paired_overheads(timings, bare)
-    described = {name: us(ns) for name, ns in added.items()}
-    if callgrind.available() and os.environ.get("LAST9_BENCH_CALLGRIND") != "0":
-        bare_count = callgrind.instructions_per_request(factory, bare)
-        for name in counted:
-            count = callgrind.instructions_per_request(factory, name) - bare_count
-            added[name] = count * timings[bare].ns / bare_count
-            described[name] = (
-                f"{us(added[name])} ({count / 1000:.1f}k instructions; timed {described[name]})"
-            )
-    return added, described
 
 
 def exporter_rows(

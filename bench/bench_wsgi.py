@@ -8,12 +8,13 @@ hand-written prometheus_client middleware (what users write otherwise) is shown 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram
 
 import last9
-from harness import Row, compare, paired_overheads, us
+from harness import Candidates, Row, overheads_of
 from last9.wsgi.middleware import RedMiddleware
 
 ENVIRON = {
@@ -93,27 +94,31 @@ class PrometheusClientMiddleware:
         return body
 
 
-def run() -> list[Row]:
-    apps = {
-        "bare app": trivial_app,
-        "Python pass-through (records nothing)": PassThrough(trivial_app),
-        "last9 RedMiddleware": RedMiddleware(
-            trivial_app, registry=last9.Registry(), program="bench"
+def candidates() -> Candidates:
+    def calling(app: Any) -> Callable[[], object]:
+        return lambda: app(ENVIRON, start_response)
+
+    return {
+        "bare app": lambda: calling(trivial_app),
+        "Python pass-through (records nothing)": lambda: calling(PassThrough(trivial_app)),
+        "last9 RedMiddleware": lambda: calling(
+            RedMiddleware(trivial_app, registry=last9.Registry(), program="bench")
         ),
-        "prometheus_client middleware": PrometheusClientMiddleware(trivial_app),
+        "prometheus_client middleware": lambda: calling(PrometheusClientMiddleware(trivial_app)),
     }
-    candidates = {
-        name: (lambda app=app: app(ENVIRON, start_response)) for name, app in apps.items()
-    }
-    added = paired_overheads(
-        compare(candidates, calls=100_000, clock=time.thread_time_ns), "bare app"
+
+
+def run() -> list[Row]:
+    ours, floor = "last9 RedMiddleware", "Python pass-through (records nothing)"
+    added, described = overheads_of(
+        "bench_wsgi:candidates", "bare app", counted=[ours, floor], calls=100_000, rounds=9
     )
-    yardstick = added["Python pass-through (records nothing)"]
-    rows = [Row("WSGI overhead, trivial app", name, us(ns)) for name, ns in added.items()]
-    ratio = added["last9 RedMiddleware"] / yardstick
+    bench = "WSGI overhead, trivial app"
+    ratio = added[ours] / added[floor]
+    rows = [Row(bench, name, described[name]) for name in added]
     rows.append(
         Row(
-            "WSGI overhead, trivial app",
+            bench,
             "last9 ÷ pass-through",
             f"{ratio:.2f}×",
             "≤ 1.0× (recording costs no more than doing nothing in Python)",

@@ -7,6 +7,8 @@ ratios, because absolute times on a shared 2-core machine drift from minute to m
 from __future__ import annotations
 
 import gc
+import importlib
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -106,3 +108,37 @@ def table(rows: list[Row]) -> str:
 
 def us(ns: float) -> str:
     return f"{ns / 1000:.2f} µs"
+
+
+#: A factory's candidates: name → a function that builds a zero-argument request callable.
+Candidates = dict[str, Callable[[], Callable[[], object]]]
+
+
+def overheads_of(
+    factory: str, bare: str, counted: list[str], calls: int = 1_000, rounds: int = 31
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Nanoseconds each candidate `factory` (`module:function`) returns adds to `bare`, and a
+    description of each.
+
+    Timed in CPU time, paired per round. When valgrind is there (and LAST9_BENCH_CALLGRIND is
+    not 0), the `counted` candidates are also counted in instructions, turned into time at the
+    bare app's own ns per instruction, and that estimate is the figure returned: on a shared
+    machine it holds still where times swing by µs. Both are in the description.
+    """
+    module, _, function = factory.partition(":")
+    import callgrind
+
+    makers: Candidates = getattr(importlib.import_module(module), function)()
+    candidates = {name: make() for name, make in makers.items()}
+    timings = compare(candidates, calls=calls, rounds=rounds, clock=time.thread_time_ns)
+    added = paired_overheads(timings, bare)
+    described = {name: us(ns) for name, ns in added.items()}
+    if callgrind.available() and os.environ.get("LAST9_BENCH_CALLGRIND") != "0":
+        bare_count = callgrind.instructions_per_request(factory, bare)
+        for name in counted:
+            count = callgrind.instructions_per_request(factory, name) - bare_count
+            added[name] = count * timings[bare].ns / bare_count
+            described[name] = (
+                f"{us(added[name])} ({count / 1000:.1f}k instructions; timed {described[name]})"
+            )
+    return added, described
