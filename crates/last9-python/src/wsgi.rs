@@ -94,7 +94,8 @@ impl WsgiMiddleware {
             .get()
             .enter(method.as_ref().and_then(|m| m.to_str().ok()).unwrap_or(""));
         if last9_core::lineage::enabled() {
-            set_inbound(py, Some((slf.as_any(), environ)))?;
+            // Only outbound calls' `per` depends on this: a failure must not reach the app.
+            let _ = set_inbound(py, Some((slf.as_any(), environ)));
         }
         let request = Entered { started, token };
         let responder = Bound::new(
