@@ -14,6 +14,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyString, PyTuple};
 
+use last9_core::normalize::METHODS;
 use last9_core::RouteId;
 
 use crate::recorder::Recorder;
@@ -209,11 +210,12 @@ impl WsgiMiddleware {
         }
         let host = environ_text(environ, intern!(py, "HTTP_HOST"))
             .or_else(|| environ_text(environ, intern!(py, "SERVER_NAME")));
-        let method = environ_text(environ, intern!(py, "REQUEST_METHOD"));
+        // The in-flight token is the method's label index, read once when the request entered.
+        let method = METHODS[usize::from(request.token) % METHODS.len()];
         recorder.record(
             route,
             host.as_ref().and_then(|h| h.to_str().ok()),
-            method.as_ref().and_then(|m| m.to_str().ok()).unwrap_or(""),
+            method,
             status,
             elapsed,
         );
