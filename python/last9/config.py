@@ -6,7 +6,7 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from last9._core import MetricsError
@@ -52,6 +52,28 @@ class Settings:
     max_domains: int
     metrics_port: int | None
     metrics_addr: str
+    #: Who may scrape (the app's own path and the dedicated server): basic auth or a bearer token.
+    metrics_auth: MetricsAuth
+    #: TLS for the dedicated server only (the app's own path is served by the app's server).
+    metrics_tls: MetricsTls | None
+
+
+@dataclass(frozen=True)
+class MetricsAuth:
+    """Credentials a scrape must present; all None means anyone may scrape."""
+
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    bearer_token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class MetricsTls:
+    """The dedicated server's certificate and key, and the CA that client certificates need."""
+
+    cert_file: str
+    key_file: str
+    client_ca_file: str | None = None
 
 
 class _Unset:
@@ -74,6 +96,12 @@ def resolve(
     metrics_path: object = UNSET,
     max_routes: int | None = None,
     max_domains: int | None = None,
+    metrics_username: str | None = None,
+    metrics_password: str | None = None,
+    metrics_bearer_token: str | None = None,
+    metrics_tls_cert_file: str | None = None,
+    metrics_tls_key_file: str | None = None,
+    metrics_tls_client_ca_file: str | None = None,
     environ: dict[str, str] | None = None,
 ) -> Settings:
     """Resolves settings; `program_hint` is the name the framework gives the app, if any."""
@@ -101,7 +129,57 @@ def resolve(
         else _env_int(env, "LAST9_MAX_DOMAINS", 100),
         metrics_port=_env_port(env),
         metrics_addr=env.get("LAST9_METRICS_ADDR", "0.0.0.0"),
+        metrics_auth=_metrics_auth(env, metrics_username, metrics_password, metrics_bearer_token),
+        metrics_tls=_metrics_tls(
+            env, metrics_tls_cert_file, metrics_tls_key_file, metrics_tls_client_ca_file
+        ),
     )
+
+
+def _metrics_auth(
+    env: os._Environ[str] | dict[str, str],
+    username: str | None,
+    password: str | None,
+    bearer_token: str | None,
+) -> MetricsAuth:
+    username = username or env.get("LAST9_METRICS_USERNAME") or None
+    password = password or env.get("LAST9_METRICS_PASSWORD") or None
+    bearer_token = bearer_token or env.get("LAST9_METRICS_BEARER_TOKEN") or None
+    if (username is None) != (password is None):
+        raise MetricsError(
+            "LAST9_METRICS_USERNAME and LAST9_METRICS_PASSWORD "
+            "(metrics_username, metrics_password) must be set together"
+        )
+    if bearer_token is not None and username is not None:
+        raise MetricsError(
+            "LAST9_METRICS_BEARER_TOKEN (metrics_bearer_token) cannot be combined with "
+            "LAST9_METRICS_USERNAME/LAST9_METRICS_PASSWORD: choose one"
+        )
+    return MetricsAuth(username, password, bearer_token)
+
+
+def _metrics_tls(
+    env: os._Environ[str] | dict[str, str],
+    cert_file: str | None,
+    key_file: str | None,
+    client_ca_file: str | None,
+) -> MetricsTls | None:
+    cert_file = cert_file or env.get("LAST9_METRICS_TLS_CERT_FILE") or None
+    key_file = key_file or env.get("LAST9_METRICS_TLS_KEY_FILE") or None
+    client_ca_file = client_ca_file or env.get("LAST9_METRICS_TLS_CLIENT_CA_FILE") or None
+    if cert_file is None and key_file is None:
+        if client_ca_file is not None:
+            raise MetricsError(
+                "LAST9_METRICS_TLS_CLIENT_CA_FILE needs LAST9_METRICS_TLS_CERT_FILE and "
+                "LAST9_METRICS_TLS_KEY_FILE"
+            )
+        return None
+    if cert_file is None or key_file is None:
+        raise MetricsError(
+            "LAST9_METRICS_TLS_CERT_FILE and LAST9_METRICS_TLS_KEY_FILE "
+            "(metrics_tls_cert_file, metrics_tls_key_file) must be set together"
+        )
+    return MetricsTls(cert_file, key_file, client_ca_file)
 
 
 def default_program(hint: str | None) -> str:

@@ -1,5 +1,6 @@
 //! The engine of last9: RED metrics for web applications.
 //!
+//! - [`access`]: who may read the metrics (basic auth, bearer token);
 //! - [`registry`]: recorders, their bounded label sets and their series;
 //! - [`histogram`]: lock-free histograms and bucket layouts;
 //! - [`labels`]: bounded interning of values that come from requests;
@@ -14,6 +15,7 @@
 
 use std::fmt;
 
+pub mod access;
 pub mod exposition;
 pub mod gauge;
 pub mod histogram;
