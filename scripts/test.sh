@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/system-deps.sh
+# The tests build last9 with the quick profile (no fat LTO): the benchmarks use release.
+export MATURIN_PEP517_ARGS="${MATURIN_PEP517_ARGS:---profile quick}"
 . scripts/venv.sh test
 echo "==> cargo fmt / clippy / test"
 cargo fmt --all -- --check
