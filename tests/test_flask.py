@@ -7,6 +7,13 @@ import os
 
 import pytest
 import requests
+from auth_helpers import (
+    BASIC,
+    BASIC_ENV,
+    assert_only_the_right_credentials_scrape,
+    http_scraper,
+    wsgi_scraper,
+)
 from flask import Blueprint, Flask
 
 import last9
@@ -200,3 +207,43 @@ def test_dedicated_metrics_port_from_environment():
 
         eventually(counted)
         assert requests.get(f"http://127.0.0.1:{metrics_port}/other", timeout=5).status_code == 404
+
+
+def test_a_protected_metrics_path_needs_the_credentials(registry):
+    app = Flask("guarded")
+    app.wsgi_app = RedMiddleware(app, registry=registry, **BASIC)
+    reached = []
+
+    @app.route("/name/<name>")
+    def name(name):
+        reached.append(name)
+        return name
+
+    call(app, "/name/a")
+    body = assert_only_the_right_credentials_scrape(wsgi_scraper(app))
+    assert reached == ["a"]
+    assert counts_by(body, "per") == {("/name/{name}",): 1}
+
+
+def test_a_protected_metrics_path_under_gunicorn():
+    port = free_port()
+    with serve(gunicorn("tests.apps.flask_app:app", port, "-w", "1"), port, env=BASIC_ENV):
+        get(port, "/name/z")
+        body = assert_only_the_right_credentials_scrape(http_scraper(port))
+    # Refused scrapes are not the app's traffic: no series for them.
+    assert counts_by(body, "per") == {("/name/{name}",): 1}
+
+
+def test_a_flask_view_at_the_metrics_path_is_reported_at_start_up(registry, caplog):
+    app = Flask("shadowed")
+
+    @app.route("/metrics")
+    def own_metrics():
+        return "the app's own"
+
+    with caplog.at_level("WARNING", logger="last9"):
+        RedMiddleware(app, registry=registry)
+        RedMiddleware(app, registry=registry, metrics_path="/_last9")
+    (record,) = caplog.records
+    assert "'/metrics' (own_metrics)" in record.getMessage()
+    assert "LAST9_METRICS_PATH" in record.getMessage()

@@ -10,8 +10,9 @@ import time
 
 import pytest
 import requests
+from auth_helpers import BEARER_ENV, assert_only_the_right_credentials_scrape, http_scraper
 
-from conftest import free_port, gunicorn, serve
+from conftest import counts_by, free_port, gunicorn, serve
 
 BIG = "tests.apps.big_registry"
 
@@ -66,3 +67,13 @@ def test_a_scrape_does_not_hold_up_other_requests(server):
         assert_big_registry(port)
         orders = ping_is_answered_while_scraping(port)
     assert orders == [["ping", "scrape"]] * len(orders)
+
+
+def test_a_protected_metrics_path_under_uvicorn():
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "--port", str(port), "tests.apps.asgi_app:app"]
+    with serve(command, port, env=BEARER_ENV):
+        assert requests.get(f"http://127.0.0.1:{port}/x", timeout=10).text == "ok"
+        body = assert_only_the_right_credentials_scrape(http_scraper(port), "Bearer")
+    # Refused scrapes neither reached the app nor were counted as its traffic.
+    assert counts_by(body, "per") == {("/x",): 1}
