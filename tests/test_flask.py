@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import gzip
 import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import requests
@@ -17,7 +22,18 @@ from auth_helpers import (
 from flask import Blueprint, Flask
 
 import last9
-from conftest import METRIC, counts_by, eventually, free_port, gunicorn, parse, scrape, serve
+from conftest import (
+    METRIC,
+    ROOT,
+    counts_by,
+    eventually,
+    free_port,
+    gunicorn,
+    parse,
+    scrape,
+    serve,
+    wait_for_port,
+)
 from last9.wsgi.middleware import RedMiddleware
 from wsgi_helpers import call
 
@@ -247,3 +263,56 @@ def test_a_flask_view_at_the_metrics_path_is_reported_at_start_up(registry, capl
     (record,) = caplog.records
     assert "'/metrics' (own_metrics)" in record.getMessage()
     assert "LAST9_METRICS_PATH" in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(
+            lambda port: [
+                sys.executable,
+                "-m",
+                "flask",
+                "--app",
+                "tests.apps.flask_app",
+                "run",
+                "--debug",
+                "--port",
+                str(port),
+            ],
+            id="flask-run-debug",
+        ),
+        pytest.param(
+            lambda port: [sys.executable, "-m", "tests.apps.flask_debug_run", str(port)],
+            id="app-run-debug",
+        ),
+    ],
+)
+def test_the_debug_reloader_and_a_metrics_port(command):
+    """The reloader's parent only watches files: the child that serves holds the metrics port,
+    so the app answers and the port shows the child's requests."""
+    port, metrics_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "LAST9_METRICS_PORT": str(metrics_port),
+        "LAST9_METRICS_ADDR": "127.0.0.1",
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "server.log"
+        with log.open("wb") as out:
+            # Its own session: the reloader's child is stopped with its parent.
+            process = subprocess.Popen(
+                command(port), cwd=ROOT, env=env, stdout=out, stderr=out, start_new_session=True
+            )
+        try:
+            wait_for_port(port, process, log)
+            assert get(port, "/name/x").status_code == 200, log.read_text()
+
+            def counted() -> None:
+                assert counts_by(scrape(metrics_port).text, "per") == {("/name/{name}",): 1}
+
+            eventually(counted)
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=10)
