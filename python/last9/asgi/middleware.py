@@ -4,8 +4,11 @@ Statuses recorded: the one sent in ``http.response.start``; 500 when the app rai
 response is complete; 499 (nginx's "client closed request") when the client went away before
 the response was complete (the app received ``http.disconnect``), whatever the app did next, or
 when the app returned without completing a response. A client that hangs up while a handler
-runs without reading from it is not seen: the server drops the response, and the status the
-app sent is recorded.
+runs without reading from it is not seen: servers tell an app only through ``receive()`` (uvicorn
+lets ``send()`` after a disconnect return quietly), so the status the app sent is recorded.
+
+``GET``/``HEAD`` of ``metrics_path`` is answered here, never by the app, after the credentials
+check; the render runs in a worker thread, so the loop goes on serving other requests.
 
 The per-request work is done in Rust (``last9._core.AsgiMiddleware``): no coroutine frame is
 added to the app's, and the app's ``send`` is a Rust callable that returns the server's own
