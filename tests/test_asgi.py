@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import inspect
+import socket
 import sys
 import types
 import warnings
@@ -15,7 +16,7 @@ import pytest
 import requests
 
 import last9
-from conftest import METRIC, counts_by, free_port, parse, scrape, serve
+from conftest import METRIC, counts_by, eventually, free_port, parse, scrape, serve
 from last9.asgi.middleware import RedMiddleware
 
 
@@ -362,3 +363,29 @@ def test_in_flight_is_given_back_however_a_request_ends(registry):
         ("/b", "499"): 1,
         ("/c", "200"): 1,
     }
+
+
+def test_under_uvicorn_a_client_that_left_is_499_only_if_the_app_heard_of_it():
+    """uvicorn tells an app that its client went away only through ``receive()``; ``send()``
+    after that returns quietly (uvicorn reverted raising ``ClientDisconnected``, ASGI 2.4).
+    So an app that never reads ``receive()`` is recorded with the status it sent."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--port",
+        str(port),
+        "tests.apps.asgi_disconnect_app:app",
+    ]
+    with serve(command, port):
+        for path in ("/listens", "/ignores"):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+
+        def both_recorded() -> dict[tuple[str, ...], float]:
+            counts = counts_by(scrape(port).text, "per", "status")
+            assert len(counts) == 2
+            return counts
+
+        assert eventually(both_recorded) == {("/listens", "499"): 1, ("/ignores", "200"): 1}

@@ -8,6 +8,7 @@ import sys
 import bottle
 import pytest
 import requests
+from auth_helpers import BEARER, assert_only_the_right_credentials_scrape, wsgi_scraper
 
 import last9
 from conftest import METRIC, counts_by, free_port, gunicorn, parse, scrape, serve
@@ -231,3 +232,20 @@ def test_real_http_labels_and_streamed_durations(served):
 
     assert sum_of("/slow/{ms}") >= 120
     assert sum_of("/stream/{chunks}") >= 200
+
+
+def test_a_protected_metrics_path_needs_the_credentials(registry):
+    app = make_bottle()
+    app.install(Plugin(registry=registry, **BEARER))
+    call(app, "/object/1")
+    body = assert_only_the_right_credentials_scrape(wsgi_scraper(app), "Bearer")
+    assert counts_by(body, "per") == {("/object/{oid}",): 1}
+
+
+def test_a_bottle_route_at_the_metrics_path_is_reported_at_start_up(registry, caplog):
+    app = make_bottle()
+    with caplog.at_level("WARNING", logger="last9"):
+        RedMiddleware(app, registry=registry)
+        RedMiddleware(app, registry=registry, metrics_path="/object/7")
+    (record,) = caplog.records
+    assert "'/object/:oid'" in record.getMessage()

@@ -12,6 +12,13 @@ from typing import Any
 
 import pytest
 import requests
+from auth_helpers import (
+    BASIC,
+    BEARER,
+    asgi_scraper,
+    assert_only_the_right_credentials_scrape,
+    wsgi_scraper,
+)
 
 import last9
 from conftest import METRIC, ROOT, counts_by, free_port, gunicorn, parse, scrape, serve
@@ -454,3 +461,27 @@ def test_real_http_several_workers_are_summed(way):
             ("/item/{item_id}", "200"): 30,
             ("/unmatched", "404"): 1,
         }
+
+
+def test_a_protected_metrics_path_needs_the_credentials(registry):
+    with override_settings(LAST9={"registry": registry, **BASIC}):
+        wsgi_app = wsgi_handler(LAST9_ENTRY)
+        asgi_app = asgi_handler(LAST9_ENTRY)
+    call(wsgi_app, "/item/1")
+    body = assert_only_the_right_credentials_scrape(wsgi_scraper(wsgi_app))
+    assert counts_by(body, "per") == {("/item/{item_id}",): 1}
+    body = assert_only_the_right_credentials_scrape(asgi_scraper(asgi_app))
+    assert counts_by(body, "per") == {("/item/{item_id}",): 1}
+    # Wrapping the handler instead.
+    other = last9.Registry()
+    wrapped = RedMiddleware(wsgi_handler(), registry=other, **BEARER)
+    assert_only_the_right_credentials_scrape(wsgi_scraper(wrapped), "Bearer")
+
+
+def test_a_django_url_at_the_metrics_path_is_reported_at_start_up(registry, caplog):
+    with caplog.at_level("WARNING", logger="last9"):
+        with override_settings(LAST9={"registry": registry, "metrics_path": "/item/7"}):
+            wsgi_handler(LAST9_ENTRY)
+        RedMiddleware(wsgi_handler(), registry=registry)
+    (record,) = caplog.records
+    assert "'item/<int:item_id>'" in record.getMessage()

@@ -136,3 +136,33 @@ def test_helpers_are_exposed():
     assert last9.normalize_path("/user/42/files/2024-01-02") == "/user/{id}/files/{date}"
     assert last9.route_template("/item/<int:id>", "angle") == "/item/{id}"
     assert last9.generate_latest().startswith(b"# HELP " + METRIC.encode())
+
+
+def test_the_metrics_endpoint_answers_what_render_gives():
+    """The body written straight into the response's bytes is the exposition, in each format,
+    gzip'd or not; a HEAD has no body but the GET's Content-Length."""
+    import gzip
+
+    from last9._core import MetricsEndpoint
+
+    registry = busy_registry()
+    endpoint = MetricsEndpoint(registry, "/metrics")
+    om = "application/openmetrics-text; version=1.0.0"
+    for accept, expected in ((None, registry.render()), (om, registry.render(openmetrics=True))):
+        status, headers, body = endpoint.respond(None, accept)
+        assert status == 200 and body == expected
+        assert dict(headers)["Content-Length"] == str(len(expected))
+        _, headers, zipped = endpoint.respond(None, accept, "gzip")
+        assert dict(headers)["Content-Encoding"] == "gzip"
+        assert gzip.decompress(zipped) == expected
+        _, head_headers, empty = endpoint.respond(None, accept, "gzip", head=True)
+        assert empty == b"" and dict(head_headers)["Content-Length"] == str(len(zipped))
+        _, head_headers, empty = endpoint.respond(None, accept, head=True)
+        assert empty == b"" and dict(head_headers)["Content-Length"] == str(len(expected))
+    assert registry.scrape() == (
+        "text/plain; version=0.0.4; charset=utf-8",
+        None,
+        registry.render(),
+    )
+    assert not endpoint.protected and endpoint.allows(None)
+    assert "s3cret" not in repr(MetricsEndpoint(registry, username="u", password="s3cret"))

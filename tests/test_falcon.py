@@ -5,6 +5,13 @@ from __future__ import annotations
 import falcon
 import falcon.asgi
 import pytest
+from auth_helpers import (
+    BASIC,
+    BEARER,
+    asgi_scraper,
+    assert_only_the_right_credentials_scrape,
+    wsgi_scraper,
+)
 
 import last9
 from conftest import counts_by, free_port, gunicorn, parse, scrape, serve
@@ -272,3 +279,30 @@ def test_real_http_falcon_middleware_component_under_waitress():
             dict(k) for k in parse(scrape(port).text) if dict(k).get("per") == "/name/{name}"
         )
         assert labels["program"] == "shop-mw"
+
+
+def test_a_protected_metrics_path_needs_the_credentials(registry, static_dir):
+    component = shop(falcon.App(middleware=[Middleware(registry=registry, **BASIC)]), static_dir)
+    call(component, "/item/1")
+    body = assert_only_the_right_credentials_scrape(wsgi_scraper(component))
+    assert counts_by(body, "per") == {("/item/{item_id}",): 1}
+
+    other = last9.Registry()
+    asgi_component = falcon.asgi.App(middleware=[Middleware(registry=other, **BEARER)])
+    assert_only_the_right_credentials_scrape(asgi_scraper(asgi_component), "Bearer")
+    assert counts_by(other.render(), "per") == {}
+
+    wrapped = RedMiddleware(shop(falcon.App(), static_dir), registry=last9.Registry(), **BASIC)
+    assert_only_the_right_credentials_scrape(wsgi_scraper(wrapped))
+
+
+def test_a_falcon_resource_at_the_metrics_path_is_reported_at_start_up(registry, caplog):
+    class OwnMetrics:
+        def on_get(self, req, resp):
+            resp.text = "the app's own"
+
+    app = falcon.App()
+    app.add_route("/metrics", OwnMetrics())
+    with caplog.at_level("WARNING", logger="last9"):
+        RedMiddleware(app, registry=registry)
+    assert "'/metrics'" in caplog.records[0].getMessage()

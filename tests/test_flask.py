@@ -4,13 +4,36 @@ from __future__ import annotations
 
 import gzip
 import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import requests
+from auth_helpers import (
+    BASIC,
+    BASIC_ENV,
+    assert_only_the_right_credentials_scrape,
+    http_scraper,
+    wsgi_scraper,
+)
 from flask import Blueprint, Flask
 
 import last9
-from conftest import METRIC, counts_by, eventually, free_port, gunicorn, parse, scrape, serve
+from conftest import (
+    METRIC,
+    ROOT,
+    counts_by,
+    eventually,
+    free_port,
+    gunicorn,
+    parse,
+    scrape,
+    serve,
+    wait_for_port,
+)
 from last9.wsgi.middleware import RedMiddleware
 from wsgi_helpers import call
 
@@ -200,3 +223,96 @@ def test_dedicated_metrics_port_from_environment():
 
         eventually(counted)
         assert requests.get(f"http://127.0.0.1:{metrics_port}/other", timeout=5).status_code == 404
+
+
+def test_a_protected_metrics_path_needs_the_credentials(registry):
+    app = Flask("guarded")
+    app.wsgi_app = RedMiddleware(app, registry=registry, **BASIC)
+    reached = []
+
+    @app.route("/name/<name>")
+    def name(name):
+        reached.append(name)
+        return name
+
+    call(app, "/name/a")
+    body = assert_only_the_right_credentials_scrape(wsgi_scraper(app))
+    assert reached == ["a"]
+    assert counts_by(body, "per") == {("/name/{name}",): 1}
+
+
+def test_a_protected_metrics_path_under_gunicorn():
+    port = free_port()
+    with serve(gunicorn("tests.apps.flask_app:app", port, "-w", "1"), port, env=BASIC_ENV):
+        get(port, "/name/z")
+        body = assert_only_the_right_credentials_scrape(http_scraper(port))
+    # Refused scrapes are not the app's traffic: no series for them.
+    assert counts_by(body, "per") == {("/name/{name}",): 1}
+
+
+def test_a_flask_view_at_the_metrics_path_is_reported_at_start_up(registry, caplog):
+    app = Flask("shadowed")
+
+    @app.route("/metrics")
+    def own_metrics():
+        return "the app's own"
+
+    with caplog.at_level("WARNING", logger="last9"):
+        RedMiddleware(app, registry=registry)
+        RedMiddleware(app, registry=registry, metrics_path="/_last9")
+    (record,) = caplog.records
+    assert "'/metrics' (own_metrics)" in record.getMessage()
+    assert "LAST9_METRICS_PATH" in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(
+            lambda port: [
+                sys.executable,
+                "-m",
+                "flask",
+                "--app",
+                "tests.apps.flask_app",
+                "run",
+                "--debug",
+                "--port",
+                str(port),
+            ],
+            id="flask-run-debug",
+        ),
+        pytest.param(
+            lambda port: [sys.executable, "-m", "tests.apps.flask_debug_run", str(port)],
+            id="app-run-debug",
+        ),
+    ],
+)
+def test_the_debug_reloader_and_a_metrics_port(command):
+    """The reloader's parent only watches files: the child that serves holds the metrics port,
+    so the app answers and the port shows the child's requests."""
+    port, metrics_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "LAST9_METRICS_PORT": str(metrics_port),
+        "LAST9_METRICS_ADDR": "127.0.0.1",
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "server.log"
+        with log.open("wb") as out:
+            # Its own session: the reloader's child is stopped with its parent.
+            process = subprocess.Popen(
+                command(port), cwd=ROOT, env=env, stdout=out, stderr=out, start_new_session=True
+            )
+        try:
+            wait_for_port(port, process, log)
+            assert get(port, "/name/x").status_code == 200, log.read_text()
+
+            def counted() -> None:
+                assert counts_by(scrape(metrics_port).text, "per") == {("/name/{name}",): 1}
+
+            eventually(counted)
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=10)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from auth_helpers import BASIC, assert_only_the_right_credentials_scrape, wsgi_scraper
 from pyramid.config import Configurator
 from pyramid.response import Response
 
@@ -272,3 +273,26 @@ def test_real_http_durations_through_red_middleware_cover_streamed_bodies():
         text = scrape(port).text
     assert sum_of(text, "/slow/{ms}") >= 120
     assert sum_of(text, "/stream/{chunks}") >= 200
+
+
+def test_a_protected_metrics_path_needs_the_credentials(registry):
+    wrapped = make_app(registry, **BASIC)
+    call(wrapped, "/name/a")
+    body = assert_only_the_right_credentials_scrape(wsgi_scraper(wrapped))
+    assert counts_by(body, "per") == {("/name/{name}",): 1}
+    # The tween, configured from the app's settings.
+    settings = {f"last9.{key}": value for key, value in BASIC.items()}
+    config = make_config(settings)
+    config.include("last9.frameworks.pyramid")
+    assert_only_the_right_credentials_scrape(wsgi_scraper(config.make_wsgi_app()))
+
+
+def test_a_pyramid_route_at_the_metrics_path_is_reported_at_start_up(registry, caplog):
+    config = make_config({"last9.metrics_path": "/name/x"})
+    config.include("last9.frameworks.pyramid")
+    with caplog.at_level("WARNING", logger="last9"):
+        app = config.make_wsgi_app()
+        RedMiddleware(app, registry=registry, metrics_path="/fails/2")
+        RedMiddleware(app, registry=registry)
+    assert ["'/name/{name}' (name)" in r.getMessage() for r in caplog.records] == [True, False]
+    assert "'/fails/{n}' (fails)" in caplog.records[1].getMessage()

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from auth_helpers import BEARER, asgi_scraper, assert_only_the_right_credentials_scrape
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.responses import PlainTextResponse
@@ -282,3 +283,19 @@ def test_real_http_labels_and_formats(server):
     assert labels["hostname"] == os.uname().nodename
     om = scrape(server, Accept="application/openmetrics-text; version=1.0.0")
     assert om.text.endswith("# EOF\n")
+
+
+def test_a_protected_metrics_path_needs_the_credentials(registry):
+    app = RedMiddleware(shop(), registry=registry, **BEARER)
+    requests_to(app, "/name/a")
+    body = assert_only_the_right_credentials_scrape(asgi_scraper(app), "Bearer")
+    assert counts_by(body, "per") == {("/name/{name}",): 1}
+
+
+def test_a_starlette_route_at_the_metrics_path_is_reported_at_start_up(registry, caplog):
+    own = Starlette(routes=[Route("/metrics", lambda request: PlainTextResponse("own"))])
+    with caplog.at_level("WARNING", logger="last9"):
+        RedMiddleware(own, registry=registry)
+        RedMiddleware(shop(), registry=registry)
+    (record,) = caplog.records
+    assert "'/metrics'" in record.getMessage()

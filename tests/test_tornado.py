@@ -21,6 +21,7 @@ import pytest
 import requests
 import tornado.web
 import tornado.websocket
+from auth_helpers import BASIC, CREDENTIALS
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.httpserver import HTTPServer
 from tornado.routing import HostMatches, PathMatches, Rule
@@ -624,3 +625,29 @@ def test_tornado_multi_process_mode_sums_every_process():
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=10)
+
+
+def test_a_protected_metrics_path_needs_the_credentials(registry):
+    app = instrument(tornado.web.Application([(r"/a", Ok)]), registry=registry, **BASIC)
+    right, wrong = CREDENTIALS["Basic"]
+    missing, refused, allowed, head = (
+        fetch_all(app, ["/a", "/metrics"])[1],
+        fetch_all(app, ["/metrics"], headers={"Authorization": wrong})[0],
+        fetch_all(app, ["/metrics"], headers={"Authorization": right})[0],
+        fetch_all(app, [("HEAD", "/metrics")], headers={"Authorization": wrong})[0],
+    )
+    for response in (missing, refused, head):
+        assert response.code == 401
+        assert response.headers["WWW-Authenticate"].startswith("Basic")
+        assert METRIC.encode() not in response.body
+    assert allowed.code == 200
+    # Refused scrapes are not counted as the app's traffic.
+    assert counts_by(allowed.body, "per") == {("/a",): 1}
+
+
+def test_a_tornado_handler_at_the_metrics_path_is_reported_at_start_up(registry, caplog):
+    with caplog.at_level("WARNING", logger="last9"):
+        instrument(tornado.web.Application([(r"/metrics", Ok)]), registry=registry)
+        instrument(tornado.web.Application([(r"/a", Ok)]), registry=registry)
+    (record,) = caplog.records
+    assert "Ok" in record.getMessage()

@@ -8,6 +8,7 @@ from typing import Any
 from wsgiref.validate import validator
 
 import pytest
+from auth_helpers import BASIC, assert_only_the_right_credentials_scrape
 
 import last9
 from conftest import METRIC, counts_by, parse
@@ -362,3 +363,29 @@ def test_non_dict_environ_is_passed_through(registry):
 
     middleware(app, registry)(["not", "a", "dict"], None)
     assert seen == [["not", "a", "dict"]]
+
+
+def test_a_protected_metrics_path_needs_the_credentials(registry):
+    reached = []
+
+    def app(environ, start_response):
+        reached.append(environ["PATH_INFO"])
+        return hello_app(environ, start_response)
+
+    wrapped = middleware(app, registry, **BASIC)
+    call(wrapped, "/hello")
+
+    def scrape(authorization):
+        extra = {} if authorization is None else {"HTTP_AUTHORIZATION": authorization}
+        status, headers, body = call(wrapped, "/metrics", **extra)
+        return int(status[:3]), dict(headers), body
+
+    body = assert_only_the_right_credentials_scrape(scrape)
+    # The refused scrapes never reached the app, nor were counted.
+    assert reached == ["/hello"]
+    assert counts_by(body, "per") == {("/hello",): 1}
+    status, headers, body = call(wrapped, "/metrics", "HEAD")
+    assert status == "401 Unauthorized" and body == b""
+    assert dict(headers)["Content-Length"] == str(len(b"Unauthorized\n"))
+    with pytest.raises(last9.MetricsError, match="LAST9_METRICS_USERNAME"):
+        middleware(app, registry, metrics_username="prom")

@@ -11,6 +11,7 @@ __all__ = [
     "Awaiting",
     "Body",
     "Exchange",
+    "MetricsEndpoint",
     "MetricsError",
     "MetricsServer",
     "Receive",
@@ -44,12 +45,52 @@ class Registry:
     def scrape(
         self, accept: str | None = None, accept_encoding: str | None = None
     ) -> tuple[str, str | None, bytes]:
-        """Answers a scrape from its headers: ``(content_type, content_encoding, body)``."""
+        """Answers a scrape from its headers: ``(content_type, content_encoding, body)``,
+        rendered with the GIL released and written once into the returned bytes."""
     def series_count(self) -> int:
         """Series recorded by this process (in multi-process mode, not the other workers')."""
     @property
     def is_global(self) -> bool:
         """Whether this is the process-wide registry (it sums the workers of a pre-fork server)."""
+
+@final
+class MetricsEndpoint:
+    """The app's own metrics path: the registry, the path, and who may scrape it.
+
+    Raises:
+        MetricsError: a username without a password (or the reverse), a username with ``:``,
+            a token with spaces, or a token together with a username and password.
+    """
+
+    def __new__(
+        cls,
+        registry: Registry,
+        path: str = "/metrics",
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        bearer_token: str | None = None,
+    ) -> Self: ...
+    def respond(
+        self,
+        authorization: str | None = None,
+        accept: str | None = None,
+        accept_encoding: str | None = None,
+        head: bool = False,
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """The answer to a GET (with ``head``, a HEAD) of the path: ``(status, headers, body)``.
+
+        401 with ``WWW-Authenticate`` unless ``authorization`` (the request's header) carries
+        the credentials asked for; otherwise 200 with the exposition, its format and gzip chosen
+        from ``accept`` and ``accept_encoding``. The render releases the GIL and writes the
+        body once, into the returned bytes (a HEAD's body is empty, its Content-Length not)."""
+    def allows(self, authorization: str | None = None) -> bool:
+        """Whether a request with this ``Authorization`` header may scrape."""
+    @property
+    def path(self) -> str: ...
+    @property
+    def protected(self) -> bool:
+        """Whether scrapes need credentials."""
 
 def global_registry() -> Registry:
     """The process-wide registry that middlewares use by default."""
@@ -146,7 +187,7 @@ class WsgiMiddleware:
         recorder: Recorder,
         registry: Registry,
         route_getter: Callable[[dict[str, Any]], str | None] | None = None,
-        metrics_path: str | None = None,
+        metrics: MetricsEndpoint | None = None,
         route_source: tuple[str, tuple[str, ...]] | None = None,
         complete_bodies: tuple[type, ...] | None = None,
     ) -> Self:
@@ -167,6 +208,9 @@ class WsgiMiddleware:
     def registry(self) -> Registry: ...
     @property
     def metrics_path(self) -> str | None: ...
+    @property
+    def metrics(self) -> MetricsEndpoint | None:
+        """The metrics path answered instead of reaching the app (GET and HEAD only)."""
 
 @final
 class StartResponse:
@@ -189,7 +233,7 @@ class AsgiMiddleware:
 
     ``__call__`` returns an :class:`Awaiting` over the app's coroutine rather than being a
     coroutine function itself. A subclass must define ``async def _serve_metrics(scope, send)``
-    if ``metrics_path`` is set.
+    if ``metrics`` is set.
     """
 
     def __new__(
@@ -198,7 +242,7 @@ class AsgiMiddleware:
         recorder: Recorder,
         registry: Registry,
         route_getter: Callable[[dict[str, Any]], str | None] | None = None,
-        metrics_path: str | None = None,
+        metrics: MetricsEndpoint | None = None,
     ) -> Self: ...
     def __call__(
         self,
@@ -218,6 +262,9 @@ class AsgiMiddleware:
     def registry(self) -> Registry: ...
     @property
     def metrics_path(self) -> str | None: ...
+    @property
+    def metrics(self) -> MetricsEndpoint | None:
+        """The metrics path answered instead of reaching the app (GET and HEAD only)."""
 
 @final
 class Exchange:

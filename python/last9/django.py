@@ -25,9 +25,9 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
-from last9 import config
+from last9 import config, scrape
 from last9.asgi.middleware import CLIENT_CLOSED_REQUEST
-from last9.frameworks.django import RECORDED_BY_HANDLER, program_hint
+from last9.frameworks.django import RECORDED_BY_HANDLER, program_hint, route_at
 from last9.setup import instrument_app
 
 __all__ = ["RedMiddleware"]
@@ -61,7 +61,9 @@ class RedMiddleware:
             )
         app_setup = instrument_app(route_syntax="django", program_hint=program_hint(), **options)
         self.registry, self.recorder = app_setup.registry, app_setup.recorder
+        self.metrics = app_setup.metrics
         self.metrics_path = app_setup.settings.metrics_path
+        scrape.warn_if_shadowed(self.metrics, route_at)
 
     def __call__(self, request: HttpRequest) -> Any:
         if self._is_async:
@@ -69,7 +71,7 @@ class RedMiddleware:
         if getattr(request, RECORDED_BY_HANDLER, False):
             return self.get_response(request)  # the handler's RedMiddleware records this one
         if request.path_info == self.metrics_path and request.method in _SCRAPE_METHODS:
-            return self._scrape(request)
+            return _response(self.metrics.respond(*_scrape_headers(request)))
         started = _now()
         try:
             response = self.get_response(request)
@@ -88,7 +90,7 @@ class RedMiddleware:
         if getattr(request, RECORDED_BY_HANDLER, False):
             return await get_response(request)
         if request.path_info == self.metrics_path and request.method in _SCRAPE_METHODS:
-            return self._scrape(request)
+            return _response(await scrape.respond_async(self.metrics, *_scrape_headers(request)))
         started = _now()
         try:
             response = await get_response(request)
@@ -123,14 +125,21 @@ class RedMiddleware:
             None if match is None else match.route, request.META, status, elapsed
         )
 
-    def _scrape(self, request: HttpRequest) -> HttpResponse:
-        meta = request.META
-        content_type, encoding, body = self.registry.scrape(
-            meta.get("HTTP_ACCEPT"), meta.get("HTTP_ACCEPT_ENCODING")
-        )
-        response = HttpResponse(b"" if request.method == "HEAD" else body, content_type)
-        response["Content-Length"] = str(len(body))
-        response["Vary"] = "Accept, Accept-Encoding"
-        if encoding is not None:
-            response["Content-Encoding"] = encoding
-        return response
+
+def _scrape_headers(request: HttpRequest) -> tuple[str | None, str | None, str | None, bool]:
+    """``MetricsEndpoint.respond``'s arguments: Authorization, Accept, Accept-Encoding, HEAD."""
+    meta = request.META
+    return (
+        meta.get("HTTP_AUTHORIZATION"),
+        meta.get("HTTP_ACCEPT"),
+        meta.get("HTTP_ACCEPT_ENCODING"),
+        request.method == "HEAD",
+    )
+
+
+def _response(answer: tuple[int, list[tuple[str, str]], bytes]) -> HttpResponse:
+    status, headers, body = answer
+    response = HttpResponse(body, status=status)
+    for name, value in headers:
+        response[name] = value  # Content-Length too: a HEAD's body is empty, its length is not
+    return response

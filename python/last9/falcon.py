@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from last9 import config
+from last9 import config, scrape
 from last9._core import Registry
 from last9.setup import instrument_app
 
@@ -46,6 +46,9 @@ class Middleware:
         metrics_path: Any = config.UNSET,
         max_routes: int | None = None,
         max_domains: int | None = None,
+        metrics_username: str | None = None,
+        metrics_password: str | None = None,
+        metrics_bearer_token: str | None = None,
         registry: Registry | None = None,
     ) -> None:
         app_setup = instrument_app(
@@ -59,13 +62,17 @@ class Middleware:
             metrics_path=metrics_path,
             max_routes=max_routes,
             max_domains=max_domains,
+            metrics_username=metrics_username,
+            metrics_password=metrics_password,
+            metrics_bearer_token=metrics_bearer_token,
         )
         self.registry, self.recorder = app_setup.registry, app_setup.recorder
+        self.metrics = app_setup.metrics
         self.metrics_path = app_setup.settings.metrics_path
 
     def process_request(self, req: Any, resp: Any) -> None:
         if req.path == self.metrics_path and req.method in ("GET", "HEAD"):
-            self._serve_metrics(req, resp)
+            _answer(resp, self.metrics.respond(*_scrape_headers(req)))
         else:
             req.env[_STARTED_KEY] = time.perf_counter_ns()
 
@@ -80,7 +87,8 @@ class Middleware:
 
     async def process_request_async(self, req: Any, resp: Any) -> None:
         if req.path == self.metrics_path and req.method in ("GET", "HEAD"):
-            self._serve_metrics(req, resp)
+            # Rendered in a worker thread: the event loop goes on serving meanwhile.
+            _answer(resp, await scrape.respond_async(self.metrics, *_scrape_headers(req)))
         else:
             req.scope[_STARTED_KEY] = time.perf_counter_ns()
 
@@ -94,15 +102,25 @@ class Middleware:
             elapsed = time.perf_counter_ns() - started
             self.recorder.observe_scope(req.uri_template, scope, status, elapsed)
 
-    def _serve_metrics(self, req: Any, resp: Any) -> None:
-        accept, encoding = req.get_header("Accept"), req.get_header("Accept-Encoding")
-        content_type, content_encoding, body = self.registry.scrape(accept, encoding)
-        resp.content_type = content_type
-        resp.data = body
-        resp.set_header("Vary", "Accept, Accept-Encoding")
-        if content_encoding is not None:
-            resp.set_header("Content-Encoding", content_encoding)
-        resp.complete = True
+
+def _scrape_headers(req: Any) -> tuple[str | None, str | None, str | None]:
+    """``MetricsEndpoint.respond``'s arguments (Falcon itself drops the body of a HEAD)."""
+    return (
+        req.get_header("Authorization"),
+        req.get_header("Accept"),
+        req.get_header("Accept-Encoding"),
+    )
+
+
+def _answer(resp: Any, answer: tuple[int, list[tuple[str, str]], bytes]) -> None:
+    """Sets the scrape's answer and skips the app's responder (a 401 never reaches it)."""
+    status, headers, body = answer
+    resp.status = status
+    for name, value in headers:
+        if name != "Content-Length":  # Falcon counts the body itself
+            resp.set_header(name, value)
+    resp.data = body
+    resp.complete = True
 
 
 def _status_code(status: Any) -> int:

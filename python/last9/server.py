@@ -37,3 +37,12 @@ def start_from_env(port: int | None, addr: str, registry: Registry) -> MetricsSe
             standby = registry.is_global and multiprocess_dir() is not None
             _from_env[pid] = MetricsServer(registry, port, addr, standby=standby)
         return _from_env[pid]
+
+
+def stop_from_env() -> None:
+    """Stops the server this process started from LAST9_METRICS_PORT, if any (a Werkzeug
+    reloader parent hands the port to the child that serves)."""
+    with _lock:
+        started = _from_env.pop(os.getpid(), None)
+    if started is not None:
+        started.stop()

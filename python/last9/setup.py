@@ -8,20 +8,24 @@ they cannot drift apart.
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
-from last9 import config, lineage, prefork, remote_write, server
-from last9._core import Recorder, Registry, global_registry
+from last9 import config, lineage, prefork, remote_write, scrape, server
+from last9._core import MetricsEndpoint, Recorder, Registry, global_registry
 
 
 @dataclass(frozen=True)
 class Instrumented:
-    """An app's resolved settings, the registry it records into, and its recorder."""
+    """An app's resolved settings, the registry it records into, its recorder, and its own
+    metrics path (None when ``metrics_path`` is off)."""
 
     settings: config.Settings
     registry: Registry
     recorder: Recorder
+    metrics: MetricsEndpoint | None
 
 
 def instrument_app(
@@ -51,8 +55,35 @@ def instrument_app(
         max_domains=settings.max_domains,
         route_syntax=route_syntax,
     )
-    server.start_from_env(settings.metrics_port, settings.metrics_addr, registry)
+    metrics = scrape.endpoint(settings, registry)
+    if not _werkzeug_reloader_parent():
+        server.start_from_env(settings.metrics_port, settings.metrics_addr, registry)
     remote_write.start_from_env(registry)
     lineage.note_program(recorder.program)
     lineage.instrument_from_env()
-    return Instrumented(settings, registry, recorder)
+    return Instrumented(settings, registry, recorder, metrics)
+
+
+def _werkzeug_reloader_parent() -> bool:
+    """Whether this process is ``flask run``'s reloader parent, which loads the app but only
+    watches files: the child it starts (``WERKZEUG_RUN_MAIN``) serves, and needs the metrics port.
+    (``app.run(debug=True)`` becomes a reloader only later: see ``release_for_reloader``.)"""
+    if os.environ.get("WERKZEUG_RUN_MAIN") or os.environ.get("FLASK_RUN_FROM_CLI") != "true":
+        return False
+    click = sys.modules.get("click")
+    context = click.get_current_context(silent=True) if click is not None else None
+    if context is None or context.info_name != "run":
+        return False
+    reload = context.params.get("reload")
+    if reload is None:  # as `flask run` decides: the reloader follows --debug
+        from flask.helpers import get_debug_flag
+
+        reload = get_debug_flag()
+    return bool(reload)
+
+
+def release_for_reloader(use_reloader: bool) -> None:
+    """Called as a Werkzeug server is about to start: a process that becomes the reloader
+    parent lets go of the metrics port, which its serving child takes."""
+    if use_reloader and not os.environ.get("WERKZEUG_RUN_MAIN"):
+        server.stop_from_env()

@@ -19,8 +19,8 @@ from typing import Any
 import tornado.web
 from tornado.routing import Matcher, Rule
 
-from last9 import config
-from last9._core import Recorder, Registry
+from last9 import config, scrape
+from last9._core import MetricsEndpoint, Recorder, Registry
 from last9.frameworks.tornado import ROUTE_SYNTAX, SKIP, RouteTable
 from last9.setup import instrument_app
 
@@ -28,28 +28,31 @@ _SCRAPE_METHODS = ("GET", "HEAD")
 
 
 class MetricsHandler(tornado.web.RequestHandler):
-    """Answers a scrape with the registry's exposition (format and gzip from the headers)."""
+    """Answers a scrape with the registry's exposition (format and gzip from the headers),
+    rendered in a worker thread so the IOLoop goes on serving meanwhile; 401 to a scrape
+    without the credentials the endpoint asks for."""
 
     SUPPORTED_METHODS = _SCRAPE_METHODS
 
-    def initialize(self, registry: Registry) -> None:
-        self.registry = registry
+    def initialize(self, metrics: MetricsEndpoint) -> None:
+        self.metrics = metrics
 
     def compute_etag(self) -> None:
         return None
 
-    def get(self) -> None:
+    async def get(self) -> None:
         headers = self.request.headers
-        content_type, encoding, body = self.registry.scrape(
-            headers.get("Accept"), headers.get("Accept-Encoding")
+        status, response_headers, body = await scrape.respond_async(
+            self.metrics,
+            headers.get("Authorization"),
+            headers.get("Accept"),
+            headers.get("Accept-Encoding"),
+            head=self.request.method == "HEAD",
         )
-        self.set_header("Content-Type", content_type)
-        self.set_header("Vary", "Accept, Accept-Encoding")
-        if encoding is not None:
-            self.set_header("Content-Encoding", encoding)
-        self.set_header("Content-Length", len(body))
-        if self.request.method == "GET":
-            self.write(body)
+        self.set_status(status)
+        for name, value in response_headers:
+            self.set_header(name, value)
+        self.write(body)
 
     head = get
 
@@ -77,6 +80,9 @@ def instrument(
     metrics_path: Any = config.UNSET,
     max_routes: int | None = None,
     max_domains: int | None = None,
+    metrics_username: str | None = None,
+    metrics_password: str | None = None,
+    metrics_bearer_token: str | None = None,
     registry: Registry | None = None,
 ) -> tornado.web.Application:
     """Records every request of ``app`` (and of Applications nested in it); returns ``app``.
@@ -97,13 +103,16 @@ def instrument(
         metrics_path=metrics_path,
         max_routes=max_routes,
         max_domains=max_domains,
+        metrics_username=metrics_username,
+        metrics_password=metrics_password,
+        metrics_bearer_token=metrics_bearer_token,
     )
-    settings, registry, recorder = app_setup.settings, app_setup.registry, app_setup.recorder
+    recorder, metrics = app_setup.recorder, app_setup.metrics
+    scrape.warn_if_shadowed(metrics, lambda path: route_at(app, path))
     rules = app.default_router.rules
     rules[:] = [r for r in rules if not isinstance(r.matcher, _ScrapeMatches)]
-    if settings.metrics_path is not None:
-        scrape = Rule(_ScrapeMatches(settings.metrics_path), MetricsHandler, {"registry": registry})
-        rules.insert(0, scrape)
+    if metrics is not None:
+        rules.insert(0, Rule(_ScrapeMatches(metrics.path), MetricsHandler, {"metrics": metrics}))
 
     def hook(target: tornado.web.Application) -> None:
         # Wraps the app's own log_request, not an earlier instrument()'s hook.
@@ -135,6 +144,15 @@ def _log_request(log: Any, recorder: Recorder, table: RouteTable) -> Any:
         log(handler)
 
     return log_request
+
+
+def route_at(app: tornado.web.Application, path: str) -> str | None:
+    """The app's own handler a GET of ``path`` reaches, if any."""
+    from tornado.httputil import HTTPServerRequest
+
+    delegate = app.wildcard_router.find_handler(HTTPServerRequest(method="GET", uri=path))
+    handler = getattr(delegate, "handler_class", None)
+    return None if handler is None else handler.__qualname__
 
 
 class RedApplication(tornado.web.Application):

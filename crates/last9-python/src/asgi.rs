@@ -23,6 +23,7 @@ use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
 use last9_core::RouteId;
 
+use crate::endpoint::MetricsEndpoint;
 use crate::recorder::{scope_header, Recorder};
 use crate::registry::Registry;
 use crate::wsgi::{log_failure_once, set_inbound};
@@ -41,32 +42,32 @@ pub struct AsgiMiddleware {
     registry: Py<Registry>,
     /// Called with the scope once the response is complete; returns the route template or None.
     route_getter: Option<Py<PyAny>>,
-    /// The path answered with the metrics, as text and as an interned string.
-    metrics_path: Option<(String, Py<PyString>)>,
+    /// The app's own metrics path, and that path as an interned string.
+    metrics: Option<(Py<MetricsEndpoint>, Py<PyString>)>,
 }
 
 #[pymethods]
 impl AsgiMiddleware {
     #[new]
-    #[pyo3(signature = (app, recorder, registry, route_getter = None, metrics_path = None))]
+    #[pyo3(signature = (app, recorder, registry, route_getter = None, metrics = None))]
     fn new(
         py: Python<'_>,
         app: Py<PyAny>,
         recorder: Py<Recorder>,
         registry: Py<Registry>,
         route_getter: Option<Py<PyAny>>,
-        metrics_path: Option<String>,
+        metrics: Option<Py<MetricsEndpoint>>,
     ) -> AsgiMiddleware {
-        let metrics_path = metrics_path.map(|path| {
-            let interned = PyString::intern(py, &path).unbind();
-            (path, interned)
+        let metrics = metrics.map(|endpoint| {
+            let interned = PyString::intern(py, endpoint.get().path_str()).unbind();
+            (endpoint, interned)
         });
         AsgiMiddleware {
             app,
             recorder,
             registry,
             route_getter,
-            metrics_path,
+            metrics,
         }
     }
 
@@ -87,8 +88,9 @@ impl AsgiMiddleware {
             // lifespan, websocket: not ours to measure, passed on untouched.
             return app.call1((scope, receive, send));
         }
-        if let Some((path, interned)) = &this.metrics_path {
+        if let Some((metrics, interned)) = &this.metrics {
             let (method, get, head) = (intern!(py, "method"), intern!(py, "GET"), intern!(py, "HEAD"));
+            let path = metrics.get().path_str();
             if text_is(scope_dict, intern!(py, "path"), interned.bind(py), path)
                 && (text_is(scope_dict, method, get, "GET") || text_is(scope_dict, method, head, "HEAD"))
             {
@@ -181,7 +183,13 @@ impl AsgiMiddleware {
 
     #[getter]
     fn metrics_path(&self) -> Option<&str> {
-        self.metrics_path.as_ref().map(|(path, _)| path.as_str())
+        self.metrics.as_ref().map(|(metrics, _)| metrics.get().path_str())
+    }
+
+    /// The app's own metrics path: who may scrape it and how it is rendered.
+    #[getter]
+    fn metrics(&self, py: Python<'_>) -> Option<Py<MetricsEndpoint>> {
+        self.metrics.as_ref().map(|(metrics, _)| metrics.clone_ref(py))
     }
 }
 

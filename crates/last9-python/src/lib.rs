@@ -7,6 +7,7 @@
 use pyo3::prelude::*;
 
 mod asgi;
+mod endpoint;
 mod errors;
 mod recorder;
 mod registry;
@@ -20,6 +21,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MetricsError", m.py().get_type::<errors::MetricsError>())?;
     m.add_class::<registry::Registry>()?;
     m.add_class::<recorder::Recorder>()?;
+    m.add_class::<endpoint::MetricsEndpoint>()?;
     m.add_class::<wsgi::WsgiMiddleware>()?;
     m.add_class::<wsgi::StartResponse>()?;
     m.add_class::<wsgi::Body>()?;

@@ -45,21 +45,17 @@ impl Registry {
     }
 
     /// Answers a scrape from its `Accept` and `Accept-Encoding` headers:
-    /// `(content_type, content_encoding or None, body)`.
+    /// `(content_type, content_encoding or None, body)`, rendered without the GIL.
     #[pyo3(signature = (accept = None, accept_encoding = None))]
     fn scrape<'py>(
         &self,
         py: Python<'py>,
         accept: Option<&str>,
         accept_encoding: Option<&str>,
-    ) -> (&'static str, Option<&'static str>, Bound<'py, PyBytes>) {
-        let registry = self.inner;
-        let response = py.detach(|| exposition::scrape(registry, accept, accept_encoding));
-        (
-            response.content_type,
-            response.content_encoding,
-            PyBytes::new(py, &response.body),
-        )
+    ) -> PyResult<(&'static str, Option<&'static str>, Bound<'py, PyBytes>)> {
+        let (content_type, encoding, _, body) =
+            crate::endpoint::render(py, self.inner, accept, accept_encoding, false)?;
+        Ok((content_type, encoding, body))
     }
 
     /// Whether this is the process-wide registry, which sums every worker of a pre-fork server.

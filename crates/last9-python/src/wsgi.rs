@@ -9,14 +9,14 @@
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::time::Instant;
 
-use last9_core::exposition;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyString, PyTuple};
+use pyo3::types::{PyDict, PyIterator, PyList, PyString, PyTuple};
 
 use last9_core::normalize::METHODS;
 use last9_core::RouteId;
 
+use crate::endpoint::MetricsEndpoint;
 use crate::recorder::Recorder;
 use crate::registry::Registry;
 
@@ -34,7 +34,8 @@ pub struct WsgiMiddleware {
     /// without a Python call; the key is removed afterwards. When a step gives None, the
     /// route getter is asked instead.
     route_source: Option<(Py<PyString>, Vec<Py<PyString>>)>,
-    metrics_path: Option<String>,
+    /// The app's own metrics path, answered instead of reaching the app.
+    metrics: Option<Py<MetricsEndpoint>>,
     /// Types of bodies the app returns fully rendered (Django's `HttpResponse`): recorded as
     /// soon as the app returns and passed on unwrapped, as list and tuple bodies are.
     complete_bodies: Option<Py<PyTuple>>,
@@ -44,7 +45,7 @@ pub struct WsgiMiddleware {
 impl WsgiMiddleware {
     #[new]
     #[pyo3(signature = (
-        app, recorder, registry, route_getter = None, metrics_path = None, route_source = None,
+        app, recorder, registry, route_getter = None, metrics = None, route_source = None,
         complete_bodies = None
     ))]
     #[allow(clippy::too_many_arguments)]
@@ -54,7 +55,7 @@ impl WsgiMiddleware {
         recorder: Py<Recorder>,
         registry: Py<Registry>,
         route_getter: Option<Py<PyAny>>,
-        metrics_path: Option<String>,
+        metrics: Option<Py<MetricsEndpoint>>,
         route_source: Option<(Py<PyString>, Vec<Py<PyString>>)>,
         complete_bodies: Option<Py<PyTuple>>,
     ) -> WsgiMiddleware {
@@ -64,7 +65,7 @@ impl WsgiMiddleware {
             registry,
             route_getter,
             route_source,
-            metrics_path,
+            metrics,
             complete_bodies: complete_bodies.filter(|types| !types.bind(py).is_empty()),
         }
     }
@@ -81,10 +82,11 @@ impl WsgiMiddleware {
             // Not a WSGI environ: nothing to measure, and not ours to reject.
             return this.app.bind(py).call1((environ, start_response));
         };
-        if let Some(path) = &this.metrics_path {
+        if let Some(metrics) = &this.metrics {
+            let metrics = metrics.get();
             let path_info = environ_text(environ_dict, intern!(py, "PATH_INFO"));
-            if path_info.is_some_and(|p| p.to_str().ok() == Some(path.as_str())) {
-                if let Some(answer) = this.serve_metrics(environ_dict, start_response)? {
+            if path_info.is_some_and(|p| p.to_str().ok() == Some(metrics.path_str())) {
+                if let Some(answer) = serve_metrics(metrics, environ_dict, start_response)? {
                     return Ok(answer);
                 }
             }
@@ -182,7 +184,12 @@ impl WsgiMiddleware {
 
     #[getter]
     fn metrics_path(&self) -> Option<&str> {
-        self.metrics_path.as_deref()
+        self.metrics.as_ref().map(|m| m.get().path_str())
+    }
+
+    #[getter]
+    fn metrics(&self, py: Python<'_>) -> Option<Py<MetricsEndpoint>> {
+        self.metrics.as_ref().map(|m| m.clone_ref(py))
     }
 }
 
@@ -270,37 +277,44 @@ impl WsgiMiddleware {
         }
         from_getter
     }
+}
 
-    /// Answers a GET or HEAD on the metrics path; None for other methods, which go to the app.
-    fn serve_metrics<'py>(
-        &self,
-        environ: &Bound<'py, PyDict>,
-        start_response: &Bound<'py, PyAny>,
-    ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let py = environ.py();
-        let method = environ_text(environ, intern!(py, "REQUEST_METHOD"));
-        let head = match method.as_ref().and_then(|m| m.to_str().ok()) {
-            Some("GET") => false,
-            Some("HEAD") => true,
-            _ => return Ok(None),
-        };
-        let header = |key| environ_text(environ, key).and_then(|v| v.to_str().ok().map(str::to_owned));
-        let accept = header(intern!(py, "HTTP_ACCEPT"));
-        let accept_encoding = header(intern!(py, "HTTP_ACCEPT_ENCODING"));
-        let registry = self.registry.get().inner;
-        let response =
-            py.detach(|| exposition::scrape(registry, accept.as_deref(), accept_encoding.as_deref()));
-        let headers = PyList::empty(py);
-        headers.append(("Content-Type", response.content_type))?;
-        headers.append(("Content-Length", response.body.len().to_string()))?;
-        if let Some(encoding) = response.content_encoding {
-            headers.append(("Content-Encoding", encoding))?;
-        }
-        headers.append(("Vary", "Accept, Accept-Encoding"))?;
-        start_response.call1(("200 OK", headers))?;
-        let body = if head { &[][..] } else { &response.body[..] };
-        Ok(Some(PyList::new(py, [PyBytes::new(py, body)])?.into_any()))
-    }
+/// Answers a GET or HEAD on the metrics path (401 without the right credentials, never passed
+/// to the app); None for other methods, which go to the app.
+fn serve_metrics<'py>(
+    metrics: &MetricsEndpoint,
+    environ: &Bound<'py, PyDict>,
+    start_response: &Bound<'py, PyAny>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let py = environ.py();
+    let method = environ_text(environ, intern!(py, "REQUEST_METHOD"));
+    let head = match method.as_ref().and_then(|m| m.to_str().ok()) {
+        Some("GET") => false,
+        Some("HEAD") => true,
+        _ => return Ok(None),
+    };
+    let authorization = environ_text(environ, intern!(py, "HTTP_AUTHORIZATION"));
+    let accept = environ_text(environ, intern!(py, "HTTP_ACCEPT"));
+    let accept_encoding = environ_text(environ, intern!(py, "HTTP_ACCEPT_ENCODING"));
+    let (status, headers, body) = metrics.respond(
+        py,
+        text(&authorization),
+        text(&accept),
+        text(&accept_encoding),
+        head,
+    )?;
+    let status_line = if status == 200 {
+        "200 OK"
+    } else {
+        "401 Unauthorized"
+    };
+    start_response.call1((status_line, headers))?;
+    Ok(Some(PyList::new(py, [body])?.into_any()))
+}
+
+/// Borrowed UTF-8 of an optional string.
+fn text<'a>(value: &'a Option<Bound<'_, PyString>>) -> Option<&'a str> {
+    value.as_ref().and_then(|v| v.to_str().ok())
 }
 
 /// A value of the environ if it is a string (read later as borrowed UTF-8, no copy).

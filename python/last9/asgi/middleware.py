@@ -4,8 +4,11 @@ Statuses recorded: the one sent in ``http.response.start``; 500 when the app rai
 response is complete; 499 (nginx's "client closed request") when the client went away before
 the response was complete (the app received ``http.disconnect``), whatever the app did next, or
 when the app returned without completing a response. A client that hangs up while a handler
-runs without reading from it is not seen: the server drops the response, and the status the
-app sent is recorded.
+runs without reading from it is not seen: servers tell an app only through ``receive()`` (uvicorn
+lets ``send()`` after a disconnect return quietly), so the status the app sent is recorded.
+
+``GET``/``HEAD`` of ``metrics_path`` is answered here, never by the app, after the credentials
+check; the render runs in a worker thread, so the loop goes on serving other requests.
 
 The per-request work is done in Rust (``last9._core.AsgiMiddleware``): no coroutine frame is
 added to the app's, and the app's ``send`` is a Rust callable that returns the server's own
@@ -17,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
-from last9 import config
+from last9 import config, scrape
 from last9._core import AsgiMiddleware, Registry
 from last9.frameworks import detect_asgi
 from last9.setup import instrument_app
@@ -51,6 +54,9 @@ class RedMiddleware(AsgiMiddleware):
         metrics_path: Any = config.UNSET,
         max_routes: int | None = None,
         max_domains: int | None = None,
+        metrics_username: str | None = None,
+        metrics_password: str | None = None,
+        metrics_bearer_token: str | None = None,
         registry: Registry | None = None,
     ) -> RedMiddleware:
         adapter = detect_asgi(app)
@@ -66,11 +72,13 @@ class RedMiddleware(AsgiMiddleware):
             metrics_path=metrics_path,
             max_routes=max_routes,
             max_domains=max_domains,
+            metrics_username=metrics_username,
+            metrics_password=metrics_password,
+            metrics_bearer_token=metrics_bearer_token,
         )
-        settings, registry, recorder = app_setup.settings, app_setup.registry, app_setup.recorder
-        self = super().__new__(
-            cls, adapter.app, recorder, registry, adapter.route_getter, settings.metrics_path
-        )
+        registry, recorder, metrics = app_setup.registry, app_setup.recorder, app_setup.metrics
+        scrape.warn_if_shadowed(metrics, adapter.route_at)
+        self = super().__new__(cls, adapter.app, recorder, registry, adapter.route_getter, metrics)
 
         # Servers (uvicorn, hypercorn, asgiref) tell ASGI 3 from ASGI 2 apps by asking whether
         # `app.__call__` is a coroutine function, which a Rust slot is not. This instance
@@ -85,19 +93,25 @@ class RedMiddleware(AsgiMiddleware):
         return f"RedMiddleware({self.app!r}, program={self.recorder.program!r})"
 
     async def _serve_metrics(self, scope: Scope, send: Send) -> None:
-        """Answers a scrape of ``metrics_path`` (called from the Rust ``__call__``)."""
+        """Answers a scrape of ``metrics_path`` (called from the Rust ``__call__``), rendered in
+        a worker thread so that the loop goes on serving the app meanwhile."""
         headers = {name.lower(): value for name, value in scope.get("headers", ())}
-        accept = headers.get(b"accept", b"").decode("latin-1") or None
-        accept_encoding = headers.get(b"accept-encoding", b"").decode("latin-1") or None
-        content_type, encoding, body = self.registry.scrape(accept, accept_encoding)
-        response_headers = [
-            (b"content-type", content_type.encode()),
-            (b"content-length", str(len(body)).encode()),
-            (b"vary", b"Accept, Accept-Encoding"),
-        ]
-        if encoding is not None:
-            response_headers.append((b"content-encoding", encoding.encode()))
-        await send({"type": "http.response.start", "status": 200, "headers": response_headers})
-        await send(
-            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+        status, response_headers, body = await scrape.respond_async(
+            self.metrics,
+            _header(headers, b"authorization"),
+            _header(headers, b"accept"),
+            _header(headers, b"accept-encoding"),
+            head=scope["method"] == "HEAD",
         )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(n.lower().encode(), v.encode()) for n, v in response_headers],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _header(headers: dict[bytes, bytes], name: bytes) -> str | None:
+    return headers.get(name, b"").decode("latin-1") or None

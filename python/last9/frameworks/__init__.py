@@ -37,6 +37,9 @@ class Adapter:
     #: WSGI body types the app returns fully rendered (Django's ``HttpResponse``): recorded as
     #: soon as the app returns and handed to the server unwrapped, as list bodies are.
     complete_bodies: tuple[type, ...] = ()
+    #: The app's own route a GET of a path reaches (a description), or None: asked once at
+    #: start-up, to warn when the metrics path hides one.
+    route_at: Callable[[str], str | None] | None = None
 
 
 #: Adapter modules under ``last9.frameworks``, tried in order; each has ``adapt(app)`` for

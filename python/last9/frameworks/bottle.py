@@ -38,7 +38,21 @@ def adapt(app: Any) -> Adapter | None:
             return _unrouted(environ, route, prefixes, bottle)
         return prefixes[route.app] + route.rule
 
-    return Adapter(app=inner, route_syntax="angle_name_first", route_getter=route_of)
+    return Adapter(
+        app=inner,
+        route_syntax="angle_name_first",
+        route_getter=route_of,
+        route_at=lambda path: _route_at(root, path, bottle),
+    )
+
+
+def _route_at(app: Any, path: str, bottle: Any) -> str | None:
+    """The rule of the app's own route a GET of ``path`` reaches, if any."""
+    try:
+        route, _ = app.router.match({"PATH_INFO": path, "REQUEST_METHOD": "GET"})
+    except bottle.HTTPError:
+        return None
+    return repr(route.rule)
 
 
 class _Prefixes(dict):  # type: ignore[type-arg]

@@ -39,6 +39,7 @@ def adapt(app: Any) -> Adapter | None:
         route_syntax="django",
         route_source=(ROUTE_KEY, ()),  # environ[ROUTE_KEY] itself, read in Rust
         program_hint=program_hint(),
+        route_at=route_at,
         # Rendered when returned (streaming responses are other classes): no body wrapper.
         complete_bodies=(sys.modules["django.http"].HttpResponse,),
     )
@@ -50,7 +51,11 @@ def adapt_asgi(app: Any) -> Adapter | None:
         return None
     _capture_routes(app, operator.attrgetter("scope"))
     return Adapter(
-        app=app, route_syntax="django", route_getter=_read_route, program_hint=program_hint()
+        app=app,
+        route_syntax="django",
+        route_getter=_read_route,
+        program_hint=program_hint(),
+        route_at=route_at,
     )
 
 
@@ -91,3 +96,14 @@ def program_hint() -> str | None:
         if isinstance(module, str) and "." in module:
             return module.partition(".")[0]
     return None
+
+
+def route_at(path: str) -> str | None:
+    """The URL pattern of the app's own that ``path`` resolves to, if any."""
+    from django.urls import Resolver404, resolve
+
+    try:
+        match = resolve(path)
+    except Resolver404:
+        return None
+    return f"{match.route!r} ({match.view_name})"

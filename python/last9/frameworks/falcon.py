@@ -55,8 +55,17 @@ def _adapter(app: Any, where: str) -> Adapter:
         search_noting_template._last9 = True  # type: ignore[attr-defined]
         app._router_search = search_noting_template
     return Adapter(
-        app=app, route_syntax="brace", route_getter=operator.methodcaller("get", ROUTE_KEY)
+        app=app,
+        route_syntax="brace",
+        route_getter=operator.methodcaller("get", ROUTE_KEY),
+        route_at=lambda path: _route_at(app, path),
     )
+
+
+def _route_at(app: Any, path: str) -> str | None:
+    """The URI template of the app's own resource at ``path``, if any."""
+    found = app._router.find(path)
+    return None if found is None else repr(found[3])
 
 
 def sink_template(app: Any, path: str) -> str | None:

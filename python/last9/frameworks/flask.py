@@ -8,6 +8,7 @@ environ. After the response, the rule (blueprint prefixes included) is read from
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 from typing import Any
 
@@ -30,6 +31,7 @@ def adapt(app: Any) -> Adapter | None:
     else:
         return None
     _capture_requests(flask_app)
+    _release_port_before_reloading(flask_app)
 
     def route_of(environ: dict[str, Any]) -> str | None:
         request = environ.pop(REQUEST_KEY, None)
@@ -48,7 +50,48 @@ def adapt(app: Any) -> Adapter | None:
         route_source=(REQUEST_KEY, ("url_rule", "rule")),
         route_getter=route_of,
         program_hint=flask_app.name,
+        route_at=lambda path: _route_at(flask_app, path),
     )
+
+
+def _route_at(app: Any, path: str) -> str | None:
+    """The app's rule a GET of ``path`` reaches, if any."""
+    from werkzeug.exceptions import HTTPException
+    from werkzeug.routing import RequestRedirect
+
+    try:
+        rule, _ = app.url_map.bind("localhost").match(path, method="GET", return_rule=True)
+    except (HTTPException, RequestRedirect):
+        return None
+    return f"{rule.rule!r} ({rule.endpoint})"
+
+
+def _release_port_before_reloading(app: Any) -> None:
+    """``app.run(debug=True)`` turns this process into a Werkzeug reloader that only watches
+    files: it lets go of the LAST9_METRICS_PORT server first, for the child that serves."""
+    run = app.run
+    if getattr(run, "_last9", False):
+        return
+
+    def run_releasing_metrics_port(
+        host: str | None = None,
+        port: int | None = None,
+        debug: bool | None = None,
+        load_dotenv: bool = True,
+        **options: Any,
+    ) -> None:
+        if os.environ.get("FLASK_RUN_FROM_CLI") != "true":  # under `flask run`, run() is a no-op
+            from flask.helpers import get_debug_flag
+
+            from last9.setup import release_for_reloader
+
+            if debug is None:
+                debug = get_debug_flag() if "FLASK_DEBUG" in os.environ else app.debug
+            release_for_reloader(bool(options.get("use_reloader", debug)))
+        run(host, port, debug, load_dotenv, **options)
+
+    run_releasing_metrics_port._last9 = True  # type: ignore[attr-defined]
+    app.run = run_releasing_metrics_port
 
 
 def _capture_requests(app: Any) -> None:

@@ -23,7 +23,16 @@ from last9.frameworks import Adapter
 PATTERN_KEY = "last9.pyramid.pattern"
 TWEEN = "last9.frameworks.pyramid.tween_factory"
 #: ``last9.<name>`` settings the tween reads, as RedMiddleware's keyword arguments.
-SETTINGS = ("program", "hostname", "tenant", "cluster", "metrics_path")
+SETTINGS = (
+    "program",
+    "hostname",
+    "tenant",
+    "cluster",
+    "metrics_path",
+    "metrics_username",
+    "metrics_password",
+    "metrics_bearer_token",
+)
 
 
 def adapt(app: Any) -> Adapter | None:
@@ -42,7 +51,19 @@ def adapt(app: Any) -> Adapter | None:
         route_syntax="brace",
         route_getter=methodcaller("get", PATTERN_KEY),
         program_hint=package.partition(".")[0] if package else None,
+        route_at=lambda path: route_at(registry, path),
     )
+
+
+def route_at(registry: Any, path: str) -> str | None:
+    """The pattern of the app's own route that ``path`` matches, if any."""
+    from pyramid.interfaces import IRoutesMapper
+
+    mapper = registry.queryUtility(IRoutesMapper)
+    for route in mapper.get_routes() if mapper is not None else ():
+        if route.match(path) is not None:
+            return f"{route.pattern!r} ({route.name})"
+    return None
 
 
 def _capturing(handle: Any) -> Any:
@@ -75,7 +96,7 @@ class Tween:
     """Records each request, unless RedMiddleware does (then ``recorder`` is None)."""
 
     def __init__(self, handler: Any, registry: Any) -> None:
-        from last9 import config
+        from last9 import config, scrape
         from last9.setup import instrument_app
 
         given = {name: registry.settings.get(f"last9.{name}") for name in SETTINGS}
@@ -86,8 +107,9 @@ class Tween:
             route_syntax="brace", program_hint=package.partition(".")[0] or None, **given
         )
         self.handler = handler
-        self.registry = app_setup.registry
+        self.metrics = app_setup.metrics
         self.metrics_path = app_setup.settings.metrics_path
+        scrape.warn_if_shadowed(self.metrics, lambda path: route_at(registry, path))
         self.recorder: Any = app_setup.recorder
         self.capture = _capturing(handler)
 
@@ -119,11 +141,11 @@ class Tween:
         from pyramid.response import Response
 
         headers = request.headers
-        content_type, encoding, body = self.registry.scrape(
-            headers.get("Accept"), headers.get("Accept-Encoding")
+        status, response_headers, body = self.metrics.respond(
+            headers.get("Authorization"), headers.get("Accept"), headers.get("Accept-Encoding")
         )
-        response = Response(body=body, headerlist=[("Content-Type", content_type)])
-        if encoding is not None:
-            response.headers["Content-Encoding"] = encoding
-        response.headers["Vary"] = "Accept, Accept-Encoding"
+        response = Response(body=body, status=status)
+        for name, value in response_headers:
+            if name != "Content-Length":  # WebOb counts the body itself
+                response.headers[name] = value
         return response

@@ -32,7 +32,22 @@ def adapt_asgi(app: Any) -> Adapter | None:
     router = _find_router(app, routing)
     if router is None:
         return None
-    return Adapter(app=app, route_syntax="brace", route_getter=_route_getter(router, routing))
+    return Adapter(
+        app=app,
+        route_syntax="brace",
+        route_getter=_route_getter(router, routing),
+        route_at=lambda path: _route_at(router, routing, path),
+    )
+
+
+def _route_at(router: Any, routing: Any, path: str) -> str | None:
+    """The path of the app's own route (or mount) a GET of ``path`` reaches, if any."""
+    scope = {"type": "http", "method": "GET", "path": path, "root_path": "", "headers": []}
+    for route in router.routes:
+        match, _ = route.matches(scope)
+        if match is routing.Match.FULL:
+            return repr(getattr(route, "path", route))
+    return None
 
 
 def _find_router(app: Any, routing: Any) -> Any:

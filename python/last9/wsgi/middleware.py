@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from last9 import config
+from last9 import config, scrape
 from last9._core import Registry, WsgiMiddleware
 from last9.frameworks import detect_native, detect_wsgi
 from last9.setup import instrument_app
@@ -17,7 +17,9 @@ class RedMiddleware(WsgiMiddleware):
     ``RedMiddleware(app)`` works on the Flask app itself (``app.wsgi_app = RedMiddleware(app)``),
     on ``app.wsgi_app`` and on any WSGI callable. Keyword arguments override ``LAST9_*``
     environment variables. ``metrics_path`` (default ``/metrics``; None turns it off) is answered
-    with the metrics instead of reaching the app. The per-request work is done in Rust.
+    with the metrics instead of reaching the app; with ``metrics_username`` and
+    ``metrics_password``, or ``metrics_bearer_token``, only to scrapes that present them (others
+    get 401 and never reach the app). The per-request work is done in Rust.
 
     On an app that is no WSGI callable but that last9 knows (a ``tornado.web.Application``),
     ``RedMiddleware(app)`` instruments the app in place and returns it, for its own server.
@@ -37,6 +39,9 @@ class RedMiddleware(WsgiMiddleware):
         metrics_path: Any = config.UNSET,
         max_routes: int | None = None,
         max_domains: int | None = None,
+        metrics_username: str | None = None,
+        metrics_password: str | None = None,
+        metrics_bearer_token: str | None = None,
         registry: Registry | None = None,
     ) -> RedMiddleware:
         instrument = detect_native(app)
@@ -51,6 +56,9 @@ class RedMiddleware(WsgiMiddleware):
                 metrics_path=metrics_path,
                 max_routes=max_routes,
                 max_domains=max_domains,
+                metrics_username=metrics_username,
+                metrics_password=metrics_password,
+                metrics_bearer_token=metrics_bearer_token,
                 registry=registry,
             )
         adapter = detect_wsgi(app)
@@ -66,15 +74,19 @@ class RedMiddleware(WsgiMiddleware):
             metrics_path=metrics_path,
             max_routes=max_routes,
             max_domains=max_domains,
+            metrics_username=metrics_username,
+            metrics_password=metrics_password,
+            metrics_bearer_token=metrics_bearer_token,
         )
-        settings, registry, recorder = app_setup.settings, app_setup.registry, app_setup.recorder
+        registry, recorder, metrics = app_setup.registry, app_setup.recorder, app_setup.metrics
+        scrape.warn_if_shadowed(metrics, adapter.route_at)
         return super().__new__(
             cls,
             adapter.app,
             recorder,
             registry,
             adapter.route_getter,
-            settings.metrics_path,
+            metrics,
             adapter.route_source,
             adapter.complete_bodies,
         )
