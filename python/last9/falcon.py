@@ -46,6 +46,7 @@ class Middleware:
         metrics_path: Any = config.UNSET,
         max_routes: int | None = None,
         max_domains: int | None = None,
+        domains: Sequence[str] | None = None,
         registry: Registry | None = None,
     ) -> None:
         app_setup = instrument_app(
@@ -59,6 +60,7 @@ class Middleware:
             metrics_path=metrics_path,
             max_routes=max_routes,
             max_domains=max_domains,
+            domains=domains,
         )
         self.registry, self.recorder = app_setup.registry, app_setup.recorder
         self.metrics_path = app_setup.settings.metrics_path

@@ -8,6 +8,8 @@ they cannot drift apart.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +31,11 @@ def instrument_app(
     route_syntax: str | None,
     program_hint: str | None = None,
     registry: Registry | None = None,
+    route_templates: Callable[[], Iterable[str]] | None = None,
     **options: Any,
 ) -> Instrumented:
-    """Sets up recording for one app; `options` are RedMiddleware's keyword arguments.
+    """Sets up recording for one app; `options` are RedMiddleware's keyword arguments, and
+    `route_templates` lists the templates the app's router knows (they get their slots first).
 
     Raises:
         MetricsError: a setting that cannot work (bad buckets, a bad ``LAST9_*`` value).
@@ -50,9 +54,22 @@ def instrument_app(
         max_routes=settings.max_routes,
         max_domains=settings.max_domains,
         route_syntax=route_syntax,
+        domains=settings.domains,
     )
+    if route_templates is not None:
+        _register_routes(recorder, route_templates)
     server.start_from_env(settings.metrics_port, settings.metrics_addr, registry)
     remote_write.start_from_env(registry)
     lineage.note_program(recorder.program)
     lineage.instrument_from_env()
     return Instrumented(settings, registry, recorder)
+
+
+def _register_routes(recorder: Recorder, route_templates: Callable[[], Iterable[str]]) -> None:
+    """Pre-registers the router's templates; a router that cannot be listed only loses that."""
+    try:
+        templates = [t for t in route_templates() if isinstance(t, str)]
+    except Exception:  # a router of a shape we do not know: its routes register on first use
+        logging.getLogger("last9").debug("cannot list the app's routes", exc_info=True)
+        return
+    recorder.register_routes(templates)

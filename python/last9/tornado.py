@@ -77,6 +77,7 @@ def instrument(
     metrics_path: Any = config.UNSET,
     max_routes: int | None = None,
     max_domains: int | None = None,
+    domains: Sequence[str] | None = None,
     registry: Registry | None = None,
 ) -> tornado.web.Application:
     """Records every request of ``app`` (and of Applications nested in it); returns ``app``.
@@ -97,6 +98,7 @@ def instrument(
         metrics_path=metrics_path,
         max_routes=max_routes,
         max_domains=max_domains,
+        domains=domains,
     )
     settings, registry, recorder = app_setup.settings, app_setup.registry, app_setup.recorder
     rules = app.default_router.rules

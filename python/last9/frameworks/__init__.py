@@ -8,7 +8,7 @@ imports a framework the app does not use.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,9 @@ class Adapter:
     #: WSGI body types the app returns fully rendered (Django's ``HttpResponse``): recorded as
     #: soon as the app returns and handed to the server unwrapped, as list bodies are.
     complete_bodies: tuple[type, ...] = ()
+    #: Lists the route templates the router knows (framework syntax), for pre-registration:
+    #: they get their label slots before any request. None when the router cannot be listed.
+    route_templates: Callable[[], Iterable[str]] | None = None
 
 
 #: Adapter modules under ``last9.frameworks``, tried in order; each has ``adapt(app)`` for

@@ -48,6 +48,7 @@ def adapt(app: Any) -> Adapter | None:
         route_source=(REQUEST_KEY, ("url_rule", "rule")),
         route_getter=route_of,
         program_hint=flask_app.name,
+        route_templates=lambda: [rule.rule for rule in flask_app.url_map.iter_rules()],
     )
 
 

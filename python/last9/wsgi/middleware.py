@@ -37,6 +37,7 @@ class RedMiddleware(WsgiMiddleware):
         metrics_path: Any = config.UNSET,
         max_routes: int | None = None,
         max_domains: int | None = None,
+        domains: Sequence[str] | None = None,
         registry: Registry | None = None,
     ) -> RedMiddleware:
         instrument = detect_native(app)
@@ -51,12 +52,14 @@ class RedMiddleware(WsgiMiddleware):
                 metrics_path=metrics_path,
                 max_routes=max_routes,
                 max_domains=max_domains,
+                domains=domains,
                 registry=registry,
             )
         adapter = detect_wsgi(app)
         app_setup = instrument_app(
             route_syntax=adapter.route_syntax,
             program_hint=adapter.program_hint,
+            route_templates=adapter.route_templates,
             registry=registry,
             program=program,
             hostname=hostname,
@@ -66,6 +69,7 @@ class RedMiddleware(WsgiMiddleware):
             metrics_path=metrics_path,
             max_routes=max_routes,
             max_domains=max_domains,
+            domains=domains,
         )
         settings, registry, recorder = app_setup.settings, app_setup.registry, app_setup.recorder
         return super().__new__(
