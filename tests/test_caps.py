@@ -13,6 +13,7 @@ from pathlib import Path
 
 import flask
 import pytest
+from fastapi import APIRouter, FastAPI
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
@@ -145,6 +146,30 @@ def test_starlette_routes_are_registered_at_start_up():
         ("/_other",): 3,
         ("/m/b/{y}",): 1,
         ("/a/{x}",): 1,
+    }
+
+
+def test_fastapi_routes_of_included_routers_are_registered_at_start_up():
+    app = FastAPI()
+    users = APIRouter(prefix="/users/{user_id}")
+
+    @users.get("/orders/{order_id}")
+    def order(user_id: int, order_id: int) -> str:
+        return "ok"
+
+    app.include_router(users, prefix="/v1")
+
+    @app.get("/late")
+    def late() -> str:
+        return "ok"
+
+    registry = last9.Registry()
+    # /unmatched, FastAPI's own /openapi.json, /docs, /docs/oauth2-redirect, /redoc, the order.
+    app.add_middleware(AsgiRedMiddleware, registry=registry, max_routes=6)
+    assert requests_to(app, "/late", "/v1/users/1/orders/2") == [200, 200]
+    assert counts_by(registry.render(), "per") == {
+        ("/_other",): 1,
+        ("/v1/users/{user_id}/orders/{order_id}",): 1,
     }
 
 
