@@ -135,11 +135,7 @@ impl BoundedInterner {
 
     #[cold]
     fn admit(&self, value: &str) -> ValueId {
-        if self.closed.load(Ordering::Relaxed) {
-            return OVERFLOW;
-        }
-        let known = self.len();
-        if known >= self.limit || (known >= self.first_come && !self.candidates.sighted(value)) {
+        if self.is_full() || (self.len() >= self.first_come && !self.candidates.sighted(value)) {
             return OVERFLOW;
         }
         self.insert(value)
@@ -160,6 +156,11 @@ impl BoundedInterner {
         values.push(value.clone());
         ids.insert(value, id);
         id
+    }
+
+    /// Whether no value can be admitted any more: an id of [`OVERFLOW`] is then final.
+    pub fn is_full(&self) -> bool {
+        self.closed.load(Ordering::Relaxed) || self.len() >= self.limit
     }
 
     /// Interns `allowed` (at most `limit` of them) and admits nothing else from then on: an

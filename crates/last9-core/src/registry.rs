@@ -187,10 +187,9 @@ impl Recorder {
         self.route(UNMATCHED)
     }
 
-    /// The route of an app without a router: its path with ids collapsed. A new route is
-    /// admitted on its [`ADMIT_AFTER`](crate::labels::ADMIT_AFTER)th request (see
-    /// [`crate::labels`]); only admitted ones are remembered, so a path seen again is looked at again
-    /// until its route is admitted.
+    /// The route of an app without a router: its path with ids collapsed. A new route may need
+    /// a few requests to be admitted (see [`crate::labels`]); until then its paths are not
+    /// remembered, so that each of those requests is counted towards admission.
     #[inline]
     pub fn raw_path(&self, path: &str) -> RouteId {
         match self.raw_paths.get(path) {
@@ -202,7 +201,7 @@ impl Recorder {
     #[cold]
     fn resolve_path(&self, path: &str) -> RouteId {
         let route = RouteId(self.routes.intern_observed(&normalize_path(path)));
-        if route.0 != OVERFLOW {
+        if route.0 != OVERFLOW || self.routes.is_full() {
             self.raw_paths.remember(path, route);
         }
         route
@@ -246,9 +245,9 @@ impl Recorder {
             Some(name) => self.domains.intern_observed(&name),
             None => OVERFLOW,
         };
-        // Only admitted hosts are remembered: junk costs no memory, and a host not yet
-        // admitted is counted again next time.
-        if id != OVERFLOW {
+        // A host not admitted yet is not remembered, so that its next request counts towards
+        // admission; once the cap is full, `_other` is final and remembered too.
+        if id != OVERFLOW || self.domains.is_full() {
             self.raw_hosts.remember(host, id);
         }
         id
@@ -682,14 +681,20 @@ mod tests {
             max_domains: 3,
         });
         for i in 0..100 {
-            let route = rec.raw_path(&format!("/page-{i}/x"));
-            rec.observe(&request(route, &format!("h{i}.example.com"), 200));
+            // Three times each: values many requests share, admitted while there is room.
+            for _ in 0..3 {
+                let route = rec.raw_path(&format!("/page-{i}/x"));
+                rec.observe(&request(route, &format!("h{i}.example.com"), 200));
+            }
         }
         // 4 routes + /unmatched, 3 hosts; the rest share the overflow values.
         assert!(rec.len() <= 5 * 4);
         let labels: Vec<String> = rec.series().iter().map(|s| s.labels().to_string()).collect();
         assert!(labels.iter().any(|l| l.contains(r#"per="/_other""#)));
         assert!(labels.iter().any(|l| l.contains(r#"domain="_other""#)));
+        // Once a cap is full, `_other` is final: raw values are remembered again, so requests
+        // past the caps cost one lookup, as before admission existed.
+        assert!(rec.raw_hosts.len() > 90 && rec.raw_paths.len() > 90);
     }
 
     /// Requests per `domain` value, from the series.
