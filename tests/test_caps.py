@@ -93,6 +93,29 @@ def test_junk_hosts_do_not_keep_real_domains_out():
     assert samples == {"per": 0, "domain": went_to_other}
 
 
+def test_scanned_paths_do_not_keep_real_routes_out_of_an_app_without_a_router():
+    port = free_port()
+    scanned = 300
+    with serve(gunicorn(PLAIN_APP, port, "-w", "1"), port):
+        for i in range(scanned):
+            if i % 10 == 0:
+                get(port, "/orders", "shop.example")
+            get(port, f"/scan-{i}.php", "shop.example")
+        for _ in range(10):
+            get(port, "/cart", "shop.example")
+        text = scrape(port).text
+    by_route = counts_by(text, "per")
+    # /orders came first; with /unmatched (always known) that leaves 48 first-come slots of
+    # the 50 (a tenth of 500) for scanned paths. /cart came after them.
+    assert by_route[("/orders",)] == 30
+    assert sum(1 for (per,) in by_route if per.startswith("/scan-")) == 48
+    assert by_route[("/cart",)] == 10 - (ADMIT_AFTER - 1)
+    went_to_other = scanned - 48 + (ADMIT_AFTER - 1)
+    assert by_route[("/_other",)] == went_to_other
+    assert sum(by_route.values()) == scanned + 40
+    assert overflow(text) == {"per": went_to_other, "domain": 0}
+
+
 def test_an_allow_list_of_domains_keeps_every_other_host_out():
     port = free_port()
     env = {"LAST9_DOMAINS": "shop.example, API.example:8443"}
