@@ -234,11 +234,15 @@ impl<V: Copy> ResolveCache<V> {
             return;
         }
         let cost = key.len() + Self::ENTRY_COST;
+        let has_room =
+            |map: &CacheMap<V>| map.entries.len() < self.capacity && map.bytes + cost <= self.byte_budget;
+        // A full cache (a flood of new keys) is seen under the read lock, so it never holds up
+        // the requests reading it.
+        if !has_room(&self.map.read()) {
+            return;
+        }
         let mut map = self.map.write();
-        if map.entries.len() < self.capacity
-            && map.bytes + cost <= self.byte_budget
-            && map.entries.insert(key.into(), value).is_none()
-        {
+        if has_room(&map) && map.entries.insert(key.into(), value).is_none() {
             map.bytes += cost;
         }
     }
