@@ -76,9 +76,10 @@ def test_openmetrics_output_parses_with_the_openmetrics_parser():
         "http_requests_in_flight",
         "http_client_requests_duration_milliseconds",
         "http_requests_callers",
+        "last9_label_overflow",
     ]
     assert families[0].type == "histogram" and families[0].unit == "milliseconds"
-    assert [f.type for f in families[1:]] == ["gauge", "histogram", "counter"]
+    assert [f.type for f in families[1:]] == ["gauge", "histogram", "counter", "counter"]
     assert {s.labels["method"]: s.value for s in families[1].samples}["PUT"] == 1
 
 

@@ -119,6 +119,8 @@ class Recorder:
     Raises:
         MetricsError: invalid buckets, or the same constant labels already in use with other
             buckets.
+        MetricsError: a ``domains`` entry (the allow-list) that is no host name, or more of
+            them than ``max_domains``.
         ValueError: an unknown ``route_syntax``.
     """
 
@@ -134,7 +136,11 @@ class Recorder:
         max_routes: int = 500,
         max_domains: int = 100,
         route_syntax: str | None = None,
+        domains: Sequence[str] | None = None,
     ) -> Self: ...
+    def register_routes(self, templates: list[str]) -> None:
+        """Gives the route templates the app's router knows (framework syntax) their slots
+        before any request; does nothing for an app without a router."""
     def observe(
         self,
         route: str | None,

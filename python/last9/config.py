@@ -50,6 +50,9 @@ class Settings:
     metrics_path: str | None
     max_routes: int
     max_domains: int
+    #: The allow-list of domains (Host values): only these get a series of their own; None
+    #: admits hosts by frequency (see docs on caps).
+    domains: tuple[str, ...] | None
     metrics_port: int | None
     metrics_addr: str
     #: Who may scrape (the app's own path and the dedicated server): basic auth or a bearer token.
@@ -96,6 +99,7 @@ def resolve(
     metrics_path: object = UNSET,
     max_routes: int | None = None,
     max_domains: int | None = None,
+    domains: Sequence[str] | None = None,
     metrics_username: str | None = None,
     metrics_password: str | None = None,
     metrics_bearer_token: str | None = None,
@@ -127,6 +131,7 @@ def resolve(
         max_domains=max_domains
         if max_domains is not None
         else _env_int(env, "LAST9_MAX_DOMAINS", 100),
+        domains=_domains(env, domains),
         metrics_port=_env_port(env),
         metrics_addr=env.get("LAST9_METRICS_ADDR", "0.0.0.0"),
         metrics_auth=_metrics_auth(env, metrics_username, metrics_password, metrics_bearer_token),
@@ -205,6 +210,24 @@ def _env_int(env: os._Environ[str] | dict[str, str], name: str, default: int) ->
     if value < 1:
         raise MetricsError(f"{name} must be at least 1, not {value}")
     return value
+
+
+def _domains(
+    env: os._Environ[str] | dict[str, str], domains: Sequence[str] | None
+) -> tuple[str, ...] | None:
+    if domains is None:
+        raw = env.get("LAST9_DOMAINS", "")
+        if not raw.strip():
+            return None
+        domains = raw.split(",")
+    elif isinstance(domains, str):
+        raise MetricsError(
+            f"domains must be a list of host names such as ['example.com'], not {domains!r}"
+        )
+    listed = tuple(d.strip() for d in domains if d.strip())
+    if not listed:
+        raise MetricsError("LAST9_DOMAINS (domains) must list at least one host name")
+    return listed
 
 
 def _env_port(env: os._Environ[str] | dict[str, str]) -> int | None:

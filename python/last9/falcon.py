@@ -49,6 +49,7 @@ class Middleware:
         metrics_username: str | None = None,
         metrics_password: str | None = None,
         metrics_bearer_token: str | None = None,
+        domains: Sequence[str] | None = None,
         registry: Registry | None = None,
     ) -> None:
         app_setup = instrument_app(
@@ -65,6 +66,7 @@ class Middleware:
             metrics_username=metrics_username,
             metrics_password=metrics_password,
             metrics_bearer_token=metrics_bearer_token,
+            domains=domains,
         )
         self.registry, self.recorder = app_setup.registry, app_setup.recorder
         self.metrics = app_setup.metrics

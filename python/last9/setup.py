@@ -8,8 +8,10 @@ they cannot drift apart.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,9 +35,11 @@ def instrument_app(
     route_syntax: str | None,
     program_hint: str | None = None,
     registry: Registry | None = None,
+    route_templates: Callable[[], Iterable[str]] | None = None,
     **options: Any,
 ) -> Instrumented:
-    """Sets up recording for one app; `options` are RedMiddleware's keyword arguments.
+    """Sets up recording for one app; `options` are RedMiddleware's keyword arguments, and
+    `route_templates` lists the templates the app's router knows (they get their slots first).
 
     Raises:
         MetricsError: a setting that cannot work (bad buckets, a bad ``LAST9_*`` value).
@@ -54,7 +58,10 @@ def instrument_app(
         max_routes=settings.max_routes,
         max_domains=settings.max_domains,
         route_syntax=route_syntax,
+        domains=settings.domains,
     )
+    if route_templates is not None:
+        _register_routes(recorder, route_templates)
     metrics = scrape.endpoint(settings, registry)
     if not _werkzeug_reloader_parent():
         server.start_from_env(settings.metrics_port, settings.metrics_addr, registry)
@@ -87,3 +94,13 @@ def release_for_reloader(use_reloader: bool) -> None:
     parent lets go of the metrics port, which its serving child takes."""
     if use_reloader and not os.environ.get("WERKZEUG_RUN_MAIN"):
         server.stop_from_env()
+
+
+def _register_routes(recorder: Recorder, route_templates: Callable[[], Iterable[str]]) -> None:
+    """Pre-registers the router's templates; a router that cannot be listed only loses that."""
+    try:
+        templates = [t for t in route_templates() if isinstance(t, str)]
+    except Exception:  # a router of a shape we do not know: its routes register on first use
+        logging.getLogger("last9").debug("cannot list the app's routes", exc_info=True)
+        return
+    recorder.register_routes(templates)

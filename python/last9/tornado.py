@@ -83,6 +83,7 @@ def instrument(
     metrics_username: str | None = None,
     metrics_password: str | None = None,
     metrics_bearer_token: str | None = None,
+    domains: Sequence[str] | None = None,
     registry: Registry | None = None,
 ) -> tornado.web.Application:
     """Records every request of ``app`` (and of Applications nested in it); returns ``app``.
@@ -106,6 +107,7 @@ def instrument(
         metrics_username=metrics_username,
         metrics_password=metrics_password,
         metrics_bearer_token=metrics_bearer_token,
+        domains=domains,
     )
     recorder, metrics = app_setup.recorder, app_setup.metrics
     scrape.warn_if_shadowed(metrics, lambda path: route_at(app, path))

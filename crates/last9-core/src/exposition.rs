@@ -28,6 +28,11 @@ pub const CLIENT_HELP: &str = "Outbound HTTP calls duration per upstream and cal
 /// Inbound requests by calling service (lineage); `_total` is added by the encoder.
 pub const CALLERS_NAME: &str = "http_requests_callers";
 pub const CALLERS_HELP: &str = "HTTP requests per calling service and path.";
+/// Requests whose label value was counted as `_other`, per label; `_total` is added by the encoder.
+pub const OVERFLOW_NAME: &str = "last9_label_overflow";
+pub const OVERFLOW_HELP: &str =
+    "HTTP requests counted under _other in a label (past its cap, not yet admitted, \
+     or malformed), per label.";
 
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -177,8 +182,8 @@ impl<'a> Family<'a> {
         }
     }
 
-    /// Every family of a snapshot: request durations, requests in flight, and the lineage
-    /// families when they have samples.
+    /// Every family of a snapshot: request durations, requests in flight, the lineage families
+    /// when they have samples, and the overflow counter.
     pub fn all(snapshot: &'a Snapshot) -> Vec<Family<'a>> {
         let mut families = vec![
             Family::duration(snapshot),
@@ -205,6 +210,12 @@ impl<'a> Family<'a> {
                 samples: Samples::Counter(snapshot.callers()),
             });
         }
+        families.push(Family {
+            name: OVERFLOW_NAME,
+            help: OVERFLOW_HELP,
+            unit: None,
+            samples: Samples::Counter(snapshot.overflow()),
+        });
         families
     }
 }
@@ -424,6 +435,20 @@ mod tests {
         # TYPE http_requests_in_flight gauge\n\
         http_requests_in_flight{per=\"/_all\",hostname=\"box\",method=\"GET\",program=\"shop\",tenant=\"\",cluster=\"\"} 0\n";
 
+    const OVERFLOW_SAMPLES: &str = "last9_label_overflow_total{label=\"per\"} 0\n\
+        last9_label_overflow_total{label=\"domain\"} 0\n";
+
+    fn overflow_family(format: Format) -> String {
+        let name = match format {
+            Format::Text => "last9_label_overflow_total",
+            Format::OpenMetrics => "last9_label_overflow",
+        };
+        format!(
+            "# HELP {name} HTTP requests counted under _other in a label (past its cap, not yet admitted, \
+             or malformed), per label.\n# TYPE {name} counter\n{OVERFLOW_SAMPLES}"
+        )
+    }
+
     #[test]
     fn in_flight_counts_requests_between_enter_and_leave() {
         let registry = registry_with_one_request();
@@ -462,7 +487,8 @@ mod tests {
              http_requests_duration_milliseconds_bucket{{{LABELS},le=\"+Inf\"}} 1\n\
              http_requests_duration_milliseconds_sum{{{LABELS}}} 2\n\
              http_requests_duration_milliseconds_count{{{LABELS}}} 1\n\
-             {IN_FLIGHT}"
+             {IN_FLIGHT}{}",
+            overflow_family(Format::Text)
         );
         assert_eq!(encode(&registry_with_one_request(), Format::Text), expected);
     }
@@ -478,8 +504,9 @@ mod tests {
              http_requests_duration_milliseconds_bucket{{{LABELS},le=\"+Inf\"}} 1\n\
              http_requests_duration_milliseconds_sum{{{LABELS}}} 2.0\n\
              http_requests_duration_milliseconds_count{{{LABELS}}} 1\n\
-             {IN_FLIGHT}\
-             # EOF\n"
+             {IN_FLIGHT}{}\
+             # EOF\n",
+            overflow_family(Format::OpenMetrics)
         );
         assert_eq!(
             encode(&registry_with_one_request(), Format::OpenMetrics),
@@ -491,7 +518,8 @@ mod tests {
     fn an_empty_registry_still_describes_the_family() {
         let text = encode(&Registry::new(), Format::Text);
         assert!(text.starts_with("# HELP http_requests_duration_milliseconds "));
-        assert!(text.ends_with("# TYPE http_requests_in_flight gauge\n"));
+        assert!(text.contains("# TYPE http_requests_in_flight gauge\n# HELP last9_label_overflow_total"));
+        assert!(text.ends_with(OVERFLOW_SAMPLES), "{text}");
         assert!(encode(&Registry::new(), Format::OpenMetrics).ends_with("# EOF\n"));
     }
 

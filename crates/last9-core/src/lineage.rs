@@ -69,7 +69,11 @@ impl Lineage {
         Lineage {
             upstreams: BoundedInterner::new(OVERFLOW_VALUE, max_upstreams),
             statuses: BoundedInterner::new(OVERFLOW_VALUE, MAX_STATUSES),
-            callers_seen: BoundedInterner::new(OVERFLOW_VALUE, max_upstreams),
+            callers_seen: {
+                let callers = BoundedInterner::new(OVERFLOW_VALUE, max_upstreams);
+                callers.intern(UNKNOWN_CALLER);
+                callers
+            },
             client: RwLock::new(AHashMap::new()),
             client_order: RwLock::new(Vec::new()),
             callers: RwLock::new(AHashMap::new()),
@@ -127,7 +131,8 @@ impl Lineage {
             _ => UNKNOWN_CALLER,
         };
         let key = CallerKey {
-            caller: self.callers_seen.intern(caller),
+            // Named by the client: admitted by frequency, like every request-derived value.
+            caller: self.callers_seen.intern_observed(caller),
             per: per.0,
         };
         if let Some((_, n)) = self.callers.read().get(&key) {
@@ -180,7 +185,17 @@ mod tests {
     fn callers_are_bounded_and_missing_ones_are_unknown() {
         let lineage = Lineage::new(2);
         let consts = ConstLabels::default();
-        for caller in [Some("a"), Some("b"), Some("c"), None, Some(" ")] {
+        // `unknown` takes one of the two slots; `a` is admitted on its third request.
+        for caller in [
+            Some("a"),
+            Some("a"),
+            Some("a"),
+            Some("b"),
+            Some("b"),
+            Some("b"),
+            None,
+            Some(" "),
+        ] {
             lineage.count_caller(&consts, (1, "/x"), caller);
         }
         let callers: Vec<String> = lineage
@@ -188,9 +203,16 @@ mod tests {
             .into_iter()
             .map(|(t, n)| format!("{t} {n}"))
             .collect();
-        assert!(callers[0].starts_with("caller=\"a\",per=\"/x\""));
-        assert!(callers
-            .iter()
-            .any(|c| c.starts_with("caller=\"_other\"") && c.ends_with(" 3")));
+        let count = |caller: &str| {
+            callers
+                .iter()
+                .find(|c| c.starts_with(&format!("caller=\"{caller}\",per=\"/x\"")))
+                .map(|c| c.rsplit(' ').next().unwrap().to_string())
+        };
+        assert_eq!(count("a").as_deref(), Some("1"), "{callers:?}");
+        assert_eq!(count("unknown").as_deref(), Some("2"), "{callers:?}");
+        // a's first two requests, and b's three (no slot was left for it).
+        assert_eq!(count("_other").as_deref(), Some("5"), "{callers:?}");
+        assert_eq!(count("b"), None, "{callers:?}");
     }
 }

@@ -14,7 +14,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::exposition::escape_label_value;
 use crate::gauge::Gauge;
 use crate::histogram::{Buckets, Histogram};
-use crate::labels::{BoundedInterner, ResolveCache, ValueId, OVERFLOW};
+use crate::labels::{BoundedInterner, ResolveCache, ValueId, MAX_VALUE_LEN, OVERFLOW};
 use crate::lineage::Lineage;
 use crate::normalize::{method_index, normalize_host, normalize_path, route_template, RouteSyntax, METHODS};
 use crate::store;
@@ -55,8 +55,15 @@ impl Default for Limits {
     }
 }
 
-/// How many raw paths and hosts each recorder remembers the resolution of.
+/// How many raw paths and hosts each recorder remembers the resolution of, and the bytes each
+/// of these caches may use (keys plus bookkeeping).
 const RAW_CACHE_CAPACITY: usize = 4096;
+const RAW_CACHE_BYTES: usize = 1 << 20;
+/// Longest raw path remembered; longer ones are normalised on each request.
+const MAX_CACHED_PATH_LEN: usize = 1024;
+/// Longest Host header taken as a host: a name has at most 253 bytes, then `:` and a port.
+/// Longer ones are malformed and count as `_other` without being looked at or remembered.
+pub const MAX_HOST_LEN: usize = 255 + 6;
 
 /// What makes one series of a recorder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -144,8 +151,8 @@ impl Recorder {
             limits,
             routes,
             domains: BoundedInterner::new(DOMAIN_OVERFLOW, limits.max_domains),
-            raw_paths: ResolveCache::new(RAW_CACHE_CAPACITY),
-            raw_hosts: ResolveCache::new(RAW_CACHE_CAPACITY),
+            raw_paths: ResolveCache::new(RAW_CACHE_CAPACITY, RAW_CACHE_BYTES, MAX_CACHED_PATH_LEN),
+            raw_hosts: ResolveCache::new(RAW_CACHE_CAPACITY, RAW_CACHE_BYTES, MAX_HOST_LEN),
             series: RwLock::new(SeriesTable::default()),
             shared,
             epoch: AtomicU64::new(store::epoch()),
@@ -180,10 +187,70 @@ impl Recorder {
         self.route(UNMATCHED)
     }
 
-    /// The route of an app without a router: its path with ids collapsed.
+    /// The route of an app without a router: its path with ids collapsed. A new route may need
+    /// a few requests to be admitted (see [`crate::labels`]); until then its paths are not
+    /// remembered, so that each of those requests is counted towards admission.
+    #[inline]
     pub fn raw_path(&self, path: &str) -> RouteId {
-        self.raw_paths
-            .get_or_resolve(path, |path| self.route(&normalize_path(path)))
+        match self.raw_paths.get(path) {
+            Some(route) => route,
+            None => self.resolve_path(path),
+        }
+    }
+
+    #[cold]
+    fn resolve_path(&self, path: &str) -> RouteId {
+        let route = RouteId(self.routes.intern_observed(&normalize_path(path)));
+        if route.0 != OVERFLOW || self.routes.is_full() {
+            self.raw_paths.remember(path, route);
+        }
+        route
+    }
+
+    /// Makes `domains` (Host values, normalised here) the only ones with a series of their own:
+    /// every other host counts as `_other`. Returns the entries that are no host name.
+    pub fn allow_only_domains<'a>(&self, domains: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let mut allowed = Vec::new();
+        let mut invalid = Vec::new();
+        for domain in domains {
+            match normalize_host(domain) {
+                Some(host) => allowed.push(host.into_owned()),
+                None => invalid.push(domain.to_string()),
+            }
+        }
+        if invalid.is_empty() {
+            self.domains.allow_only(allowed.iter().map(String::as_str));
+        }
+        invalid
+    }
+
+    /// The domain id of a request's Host header (None: the request had none).
+    #[inline]
+    fn domain(&self, host: Option<&str>) -> ValueId {
+        let Some(host) = host else {
+            return self.domains.intern("");
+        };
+        match self.raw_hosts.get(host) {
+            Some(id) => id,
+            None => self.resolve_host(host),
+        }
+    }
+
+    #[cold]
+    fn resolve_host(&self, host: &str) -> ValueId {
+        if host.len() > MAX_HOST_LEN {
+            return OVERFLOW;
+        }
+        let id = match normalize_host(host) {
+            Some(name) => self.domains.intern_observed(&name),
+            None => OVERFLOW,
+        };
+        // A host not admitted yet is not remembered, so that its next request counts towards
+        // admission; once the cap is full, `_other` is final and remembered too.
+        if id != OVERFLOW || self.domains.is_full() {
+            self.raw_hosts.remember(host, id);
+        }
+        id
     }
 
     /// Records one request.
@@ -191,15 +258,7 @@ impl Recorder {
         if self.shared && self.epoch.load(Ordering::Relaxed) != store::epoch() {
             store::sync();
         }
-        let domain = match request.host {
-            Some(host) => self
-                .raw_hosts
-                .get_or_resolve(host, |host| match normalize_host(host) {
-                    Some(host) => self.domains.intern(&host),
-                    None => OVERFLOW,
-                }),
-            None => self.domains.intern(""),
-        };
+        let domain = self.domain(request.host);
         let status = if (100..=999).contains(&request.status) {
             request.status
         } else {
@@ -449,8 +508,8 @@ pub struct RouteTemplates {
 
 impl RouteTemplates {
     pub fn new(recorder: Arc<Recorder>, syntax: RouteSyntax) -> RouteTemplates {
-        // Templates come from the app's code, so few; the bound only guards against odd apps.
-        let cache = ResolveCache::new(4 * recorder.limits.max_routes);
+        // Templates come from the app's code, so few; the bounds only guard against odd apps.
+        let cache = ResolveCache::new(4 * recorder.limits.max_routes, RAW_CACHE_BYTES, MAX_VALUE_LEN * 4);
         RouteTemplates {
             recorder,
             syntax,
@@ -461,8 +520,19 @@ impl RouteTemplates {
     /// The route id of a template in the framework's own syntax (`/item/<int:id>`).
     #[inline]
     pub fn route(&self, raw: &str) -> RouteId {
-        self.cache
-            .get_or_resolve(raw, |raw| self.recorder.route(&route_template(raw, self.syntax)))
+        if let Some(route) = self.cache.get(raw) {
+            return route;
+        }
+        let route = self.recorder.route(&route_template(raw, self.syntax));
+        self.cache.remember(raw, route);
+        route
+    }
+
+    /// Interns the templates (framework syntax) the app's router knows, before any request.
+    pub fn register<'a>(&self, templates: impl IntoIterator<Item = &'a str>) {
+        for template in templates {
+            self.route(template);
+        }
     }
 }
 
@@ -611,14 +681,174 @@ mod tests {
             max_domains: 3,
         });
         for i in 0..100 {
-            let route = rec.raw_path(&format!("/page-{i}/x"));
-            rec.observe(&request(route, &format!("h{i}.example.com"), 200));
+            // Three times each: values many requests share, admitted while there is room.
+            for _ in 0..3 {
+                let route = rec.raw_path(&format!("/page-{i}/x"));
+                rec.observe(&request(route, &format!("h{i}.example.com"), 200));
+            }
         }
         // 4 routes + /unmatched, 3 hosts; the rest share the overflow values.
         assert!(rec.len() <= 5 * 4);
         let labels: Vec<String> = rec.series().iter().map(|s| s.labels().to_string()).collect();
         assert!(labels.iter().any(|l| l.contains(r#"per="/_other""#)));
         assert!(labels.iter().any(|l| l.contains(r#"domain="_other""#)));
+        // Once a cap is full, `_other` is final: raw values are remembered again, so requests
+        // past the caps cost one lookup, as before admission existed.
+        assert!(rec.raw_hosts.len() > 90 && rec.raw_paths.len() > 90);
+    }
+
+    /// Requests per `domain` value, from the series.
+    fn requests_by_domain(rec: &Recorder) -> AHashMap<String, u64> {
+        let mut counts = AHashMap::new();
+        for series in rec.series() {
+            let labels = series.labels();
+            let domain = labels
+                .split(",domain=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            *counts.entry(domain.to_string()).or_default() += series.histogram().counts().sum::<u64>();
+        }
+        counts
+    }
+
+    #[test]
+    fn junk_hosts_do_not_keep_real_domains_out() {
+        let rec = recorder(Limits::default());
+        let route = rec.route("/x");
+        let mut junk = 0;
+        for i in 0..1000 {
+            if i % 20 == 0 {
+                rec.observe(&request(route, "shop.example", 200));
+            }
+            rec.observe(&request(route, &format!("junk-{i}.example"), 200));
+            junk += 1;
+        }
+        for _ in 0..50 {
+            rec.observe(&request(route, "api.example", 200));
+        }
+        let counts = requests_by_domain(&rec);
+        // shop.example came first and took a first-come slot; nine junk hosts took the others.
+        assert_eq!(counts["shop.example"], 50);
+        assert_eq!(counts.keys().filter(|d| d.starts_with("junk-")).count(), 9);
+        // api.example came after: admitted on its third request.
+        assert_eq!(counts["api.example"], 48);
+        assert_eq!(counts["_other"], junk - 9 + 2);
+        assert_eq!(counts.values().sum::<u64>(), 1100);
+    }
+
+    #[test]
+    fn the_overflow_counter_sums_the_requests_under_other() {
+        let registry = Registry::new();
+        let rec = registry
+            .recorder(
+                consts("app"),
+                Buckets::last9_default(),
+                Limits {
+                    max_routes: 5,
+                    max_domains: 3,
+                },
+            )
+            .unwrap();
+        for i in 0..40 {
+            let route = rec.raw_path(&format!("/page-{i}"));
+            rec.observe(&request(route, &format!("h{i}.example"), 200));
+        }
+        rec.observe(&request(rec.unmatched(), "bad host", 200));
+        let snapshot = crate::snapshot::Snapshot::of(&registry);
+        let overflow: Vec<(String, u64)> = snapshot
+            .overflow()
+            .iter()
+            .map(|(l, n)| (l.to_string(), *n))
+            .collect();
+        // One first-come slot each (/unmatched took the route's): everything else is _other.
+        assert_eq!(
+            overflow,
+            [
+                ("label=\"per\"".to_string(), 40),
+                ("label=\"domain\"".to_string(), 40)
+            ]
+        );
+        let text = crate::exposition::encode(&registry, crate::Format::Text);
+        assert!(
+            text.contains("# TYPE last9_label_overflow_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("last9_label_overflow_total{label=\"domain\"} 40\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn request_caches_keep_no_long_or_unadmitted_keys() {
+        let rec = recorder(Limits::default());
+        let long = "a".repeat(60_000);
+        for i in 0..200 {
+            // Too long to be a host; a long path of a route many requests share.
+            let host = format!("{i}{long}");
+            let route = rec.raw_path(&format!("/files/{i}/{long}"));
+            rec.observe(&request(route, &host, 200));
+            // A host name of a valid length padded with spaces is no host either.
+            rec.observe(&request(
+                route,
+                &format!("shop.example{}", " ".repeat(300 + i)),
+                200,
+            ));
+        }
+        assert_eq!(rec.raw_hosts.len(), 0);
+        assert_eq!(rec.raw_paths.len(), 0);
+        assert!(requests_by_domain(&rec).keys().all(|d| d == "_other"));
+        // Junk that is short enough is not remembered either, until it is admitted.
+        for i in 0..5000 {
+            rec.observe(&request(
+                rec.raw_path(&format!("/{i}.php")),
+                &format!("j{i}.example"),
+                200,
+            ));
+        }
+        assert!(rec.raw_hosts.len() <= 10 && rec.raw_paths.len() <= 50);
+    }
+
+    #[test]
+    fn raw_caches_stay_within_their_byte_budget() {
+        let rec = recorder(Limits::default());
+        let route = rec.route("/x");
+        // Valid, distinct spellings of one admitted host: each is a key of its own.
+        for port in 0..20_000 {
+            let host = format!("{}.example:{port}", "h".repeat(200));
+            rec.observe(&request(route, &host, 200));
+        }
+        assert!(rec.raw_hosts.bytes() <= RAW_CACHE_BYTES);
+        assert!(rec.raw_hosts.len() < RAW_CACHE_CAPACITY);
+    }
+
+    #[test]
+    fn an_allow_list_keeps_every_other_host_out() {
+        let rec = recorder(Limits::default());
+        assert_eq!(
+            rec.allow_only_domains(["Shop.Example", "api.example:8443", "bad host"]),
+            ["bad host"]
+        );
+        assert!(rec
+            .allow_only_domains(["Shop.Example", "api.example:8443"])
+            .is_empty());
+        let route = rec.route("/x");
+        for host in [
+            "shop.example",
+            "API.example",
+            "first.example",
+            "first.example",
+            "first.example",
+        ] {
+            rec.observe(&request(route, host, 200));
+        }
+        let counts = requests_by_domain(&rec);
+        assert_eq!(counts["shop.example"], 1);
+        assert_eq!(counts["api.example"], 1);
+        assert_eq!(counts["_other"], 3);
     }
 
     #[test]

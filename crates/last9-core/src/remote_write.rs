@@ -16,6 +16,7 @@
 //! [`RemoteWriter::flush`] takes a snapshot now and waits for the queue to drain;
 //! [`RemoteWriter::stop`] does a last flush within a deadline, then ends the thread.
 
+mod log_text;
 pub mod proto;
 pub mod retry;
 
@@ -97,6 +98,8 @@ struct Endpoint {
     /// The URL without credentials.
     url: String,
     authorization: Option<String>,
+    /// What must never be logged: the password, the bearer token, basic auth's base64.
+    secrets: Vec<String>,
 }
 
 impl Endpoint {
@@ -152,6 +155,7 @@ impl Endpoint {
             (None, (None, None)) => None,
         };
         let bearer = config.bearer_token.clone().filter(|t| !t.is_empty());
+        let mut secrets = Vec::new();
         let authorization = match (basic, bearer) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
@@ -160,9 +164,15 @@ impl Endpoint {
             }
             (Some((user, pass)), None) => {
                 let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-                Some(format!("Basic {encoded}"))
+                let authorization = format!("Basic {encoded}");
+                secrets.extend([encoded, pass]);
+                Some(authorization)
             }
-            (None, Some(token)) => Some(format!("Bearer {token}")),
+            (None, Some(token)) => {
+                let authorization = format!("Bearer {token}");
+                secrets.push(token);
+                Some(authorization)
+            }
             (None, None) => None,
         };
         if let Some(value) = &authorization {
@@ -170,9 +180,13 @@ impl Endpoint {
                 return Err(invalid("credentials must not contain control characters".into()));
             }
         }
+        // Longest first, so that a secret inside another is not redacted by halves.
+        secrets.retain(|s| !s.is_empty());
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         Ok(Endpoint {
             url: clean,
             authorization,
+            secrets,
         })
     }
 
@@ -763,7 +777,7 @@ fn send(shared: &Shared, body: &[u8], timeout: Duration) -> Attempt {
                 let mut reader = std::io::Read::take(response.body_mut().as_reader(), 512);
                 let mut raw = Vec::new();
                 let _ = std::io::Read::read_to_end(&mut reader, &mut raw);
-                text = String::from_utf8_lossy(&raw).trim().to_string();
+                text = log_text::loggable(&String::from_utf8_lossy(&raw), &shared.endpoint.secrets);
             }
             Attempt::Status {
                 status,
@@ -771,7 +785,7 @@ fn send(shared: &Shared, body: &[u8], timeout: Duration) -> Attempt {
                 body: text,
             }
         }
-        Err(e) => Attempt::Failed(e.to_string()),
+        Err(e) => Attempt::Failed(log_text::loggable(&e.to_string(), &shared.endpoint.secrets)),
     }
 }
 

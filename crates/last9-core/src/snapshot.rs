@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::histogram::Buckets;
-use crate::registry::Registry;
+use crate::registry::{Registry, DOMAIN_OVERFLOW, ROUTE_OVERFLOW};
 
 /// One series of a snapshot.
 #[derive(Debug, Clone)]
@@ -30,6 +30,8 @@ pub struct Snapshot {
     client: Vec<SnapshotSeries>,
     /// `http_requests_callers_total`.
     callers: Vec<(Arc<str>, u64)>,
+    /// `last9_label_overflow_total`: requests counted under `_other`, per label.
+    overflow: Vec<(Arc<str>, u64)>,
 }
 
 impl Snapshot {
@@ -39,6 +41,7 @@ impl Snapshot {
         if registry.is_shared() {
             if let Some(mut snapshot) = crate::store::snapshot() {
                 snapshot.add_lineage(&registry.recorders());
+                snapshot.count_overflow();
                 return snapshot;
             }
         }
@@ -57,7 +60,44 @@ impl Snapshot {
             recorder.in_flight(|labels, value| snapshot.push_gauge(labels, value));
         }
         snapshot.add_lineage(&recorders);
+        snapshot.count_overflow();
         snapshot
+    }
+
+    /// Counts the requests each capped label put under its overflow value, from the series
+    /// themselves: exact, summed over processes like them, and free on the request path.
+    pub fn count_overflow(&mut self) {
+        // A `"` inside a value is escaped, so `name="` after a comma only starts a label.
+        let route = format!("per=\"{ROUTE_OVERFLOW}\",");
+        let domain = format!(",domain=\"{DOMAIN_OVERFLOW}\",");
+        let (mut routes, mut domains) = (0u64, 0u64);
+        for series in &self.series {
+            let count = self.counts[series.start + series.buckets.cells() - 1];
+            if series.labels.starts_with(&route) {
+                routes = routes.wrapping_add(count);
+            }
+            if series.labels.contains(&domain) {
+                domains = domains.wrapping_add(count);
+            }
+        }
+        self.overflow = vec![
+            ("label=\"per\"".into(), routes),
+            ("label=\"domain\"".into(), domains),
+        ];
+        if !self.callers.is_empty() {
+            let caller = format!("caller=\"{}\",", crate::lineage::OVERFLOW_VALUE);
+            let callers = self
+                .callers
+                .iter()
+                .filter(|(labels, _)| labels.starts_with(&caller))
+                .fold(0u64, |sum, (_, n)| sum.wrapping_add(*n));
+            self.overflow.push(("label=\"caller\"".into(), callers));
+        }
+    }
+
+    /// The overflow counter's samples (see [`Self::count_overflow`]).
+    pub fn overflow(&self) -> &[(Arc<str>, u64)] {
+        &self.overflow
     }
 
     /// Adds the lineage series of these recorders (kept per process, also in multi-process mode).

@@ -10,7 +10,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
-use crate::errors::to_py;
+use crate::errors::{to_py, MetricsError};
 use crate::registry::Registry;
 use crate::wsgi::{environ_text, raw_path_route};
 
@@ -158,7 +158,7 @@ impl Recorder {
     #[new]
     #[pyo3(signature = (
         registry, *, hostname, program, tenant = String::new(), cluster = String::new(), buckets = None,
-        max_routes = 500, max_domains = 100, route_syntax = None
+        max_routes = 500, max_domains = 100, route_syntax = None, domains = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -171,6 +171,7 @@ impl Recorder {
         max_routes: usize,
         max_domains: usize,
         route_syntax: Option<&str>,
+        domains: Option<Vec<String>>,
     ) -> PyResult<Recorder> {
         let buckets = match buckets {
             Some(bounds) => Buckets::new(&bounds).map_err(to_py)?,
@@ -186,12 +187,37 @@ impl Recorder {
             max_routes,
             max_domains,
         };
+        if let Some(domains) = &domains {
+            if domains.len() > max_domains {
+                return Err(MetricsError::new_err(format!(
+                    "LAST9_DOMAINS (domains) lists {} domains, more than LAST9_MAX_DOMAINS \
+                     (max_domains) allows ({max_domains})",
+                    domains.len()
+                )));
+            }
+        }
         let core = registry.inner.recorder(consts, buckets, limits).map_err(to_py)?;
+        if let Some(domains) = &domains {
+            let invalid = core.allow_only_domains(domains.iter().map(String::as_str));
+            if !invalid.is_empty() {
+                return Err(MetricsError::new_err(format!(
+                    "LAST9_DOMAINS (domains) must be host names such as 'example.com', not {invalid:?}"
+                )));
+            }
+        }
         let routing = match route_syntax {
             Some(name) => Routing::Templates(RouteTemplates::new(core.clone(), parse_syntax(name)?)),
             None => Routing::RawPath,
         };
         Ok(Recorder { core, routing })
+    }
+
+    /// Gives the route templates the app's router knows (framework syntax) their slots before
+    /// any request. Does nothing for an app without a router.
+    fn register_routes(&self, templates: Vec<String>) {
+        if let Routing::Templates(routes) = &self.routing {
+            routes.register(templates.iter().map(String::as_str));
+        }
     }
 
     /// Records one request. `route` is the framework's template (None: no route matched) and

@@ -57,12 +57,14 @@ class RedMiddleware(AsgiMiddleware):
         metrics_username: str | None = None,
         metrics_password: str | None = None,
         metrics_bearer_token: str | None = None,
+        domains: Sequence[str] | None = None,
         registry: Registry | None = None,
     ) -> RedMiddleware:
         adapter = detect_asgi(app)
         app_setup = instrument_app(
             route_syntax=adapter.route_syntax,
             program_hint=adapter.program_hint,
+            route_templates=adapter.route_templates,
             registry=registry,
             program=program,
             hostname=hostname,
@@ -75,6 +77,7 @@ class RedMiddleware(AsgiMiddleware):
             metrics_username=metrics_username,
             metrics_password=metrics_password,
             metrics_bearer_token=metrics_bearer_token,
+            domains=domains,
         )
         registry, recorder, metrics = app_setup.registry, app_setup.recorder, app_setup.metrics
         scrape.warn_if_shadowed(metrics, adapter.route_at)

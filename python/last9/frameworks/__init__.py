@@ -8,7 +8,7 @@ imports a framework the app does not use.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,9 @@ class Adapter:
     #: The app's own route a GET of a path reaches (a description), or None: asked once at
     #: start-up, to warn when the metrics path hides one.
     route_at: Callable[[str], str | None] | None = None
+    #: Lists the route templates the router knows (framework syntax), for pre-registration:
+    #: they get their label slots before any request. None when the router cannot be listed.
+    route_templates: Callable[[], Iterable[str]] | None = None
 
 
 #: Adapter modules under ``last9.frameworks``, tried in order; each has ``adapt(app)`` for

@@ -51,6 +51,7 @@ def adapt(app: Any) -> Adapter | None:
         route_getter=route_of,
         program_hint=flask_app.name,
         route_at=lambda path: _route_at(flask_app, path),
+        route_templates=lambda: [rule.rule for rule in flask_app.url_map.iter_rules()],
     )
 
 

@@ -37,6 +37,7 @@ def adapt_asgi(app: Any) -> Adapter | None:
         route_syntax="brace",
         route_getter=_route_getter(router, routing),
         route_at=lambda path: _route_at(router, routing, path),
+        route_templates=lambda: list(_templates(router.routes, "", routing)),
     )
 
 
@@ -151,6 +152,21 @@ def _answer(route: Any, scope: dict[str, Any], prefix: str, routing: Any) -> str
         return f"{prefix}{route.path}/{{path}}"  # a mounted app with no routes of its own
     path = getattr(route, "path", None)
     return None if path is None else prefix + path
+
+
+def _templates(routes: Any, prefix: str, routing: Any) -> Iterator[str]:
+    """Every template of the route tree, as ``_answer`` would name it."""
+    for route, _ in _unfold(routes):
+        if isinstance(route, routing.Host):
+            yield from _templates(route.routes, prefix, routing)
+        elif isinstance(route, routing.Mount):
+            inner = _mounted_routes(route, routing)
+            if inner:
+                yield from _templates(inner, prefix + route.path, routing)
+            else:
+                yield f"{prefix}{route.path}/{{path}}"
+        elif isinstance(getattr(route, "path", None), str):
+            yield prefix + route.path
 
 
 def _occurrences(routes: Any, key: Any, routing: Any) -> int:

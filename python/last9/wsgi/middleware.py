@@ -42,6 +42,7 @@ class RedMiddleware(WsgiMiddleware):
         metrics_username: str | None = None,
         metrics_password: str | None = None,
         metrics_bearer_token: str | None = None,
+        domains: Sequence[str] | None = None,
         registry: Registry | None = None,
     ) -> RedMiddleware:
         instrument = detect_native(app)
@@ -59,12 +60,14 @@ class RedMiddleware(WsgiMiddleware):
                 metrics_username=metrics_username,
                 metrics_password=metrics_password,
                 metrics_bearer_token=metrics_bearer_token,
+                domains=domains,
                 registry=registry,
             )
         adapter = detect_wsgi(app)
         app_setup = instrument_app(
             route_syntax=adapter.route_syntax,
             program_hint=adapter.program_hint,
+            route_templates=adapter.route_templates,
             registry=registry,
             program=program,
             hostname=hostname,
@@ -77,6 +80,7 @@ class RedMiddleware(WsgiMiddleware):
             metrics_username=metrics_username,
             metrics_password=metrics_password,
             metrics_bearer_token=metrics_bearer_token,
+            domains=domains,
         )
         registry, recorder, metrics = app_setup.registry, app_setup.recorder, app_setup.metrics
         scrape.warn_if_shadowed(metrics, adapter.route_at)
