@@ -51,7 +51,13 @@ def instrument_app(
         max_domains=settings.max_domains,
         route_syntax=route_syntax,
     )
-    server.start_from_env(settings.metrics_port, settings.metrics_addr, registry)
+    server.start_from_env(
+        settings.metrics_port,
+        settings.metrics_addr,
+        registry,
+        settings.metrics_auth,
+        settings.metrics_tls,
+    )
     remote_write.start_from_env(registry)
     lineage.note_program(recorder.program)
     lineage.instrument_from_env()

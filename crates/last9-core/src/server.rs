@@ -504,8 +504,14 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stopped: wa
         match accepted {
             Ok((stream, _)) => {
                 // At the cap with nobody to shed, the new connection is closed at once.
-                if let Some(conn) = shared.connections.admit() {
-                    tokio::spawn(connection(stream, Arc::clone(&shared), conn));
+                let Some((conn, shed)) = shared.connections.admit() else {
+                    continue;
+                };
+                tokio::spawn(connection(stream, Arc::clone(&shared), conn));
+                if shed {
+                    // Let the shed connection close before accepting more, so the descriptors
+                    // in use never run past the cap while clients pour in.
+                    tokio::task::yield_now().await;
                 }
             }
             Err(e) if matches!(e.kind(), ErrorKind::Interrupted | ErrorKind::ConnectionAborted) => {}
@@ -545,10 +551,12 @@ impl Connections {
     /// Registers a new connection. At the cap, the oldest connection still waiting for its
     /// request head is shed to make room (else the oldest slow reader); `None` when every open
     /// connection is rendering, which only [`MAX_RENDERS`] plus waiting scrapes can be.
-    fn admit(&self) -> Option<Arc<Conn>> {
+    /// Also says whether a connection was shed.
+    fn admit(&self) -> Option<(Arc<Conn>, bool)> {
         let mut guard = self.open.lock();
         let (next_id, open) = &mut *guard;
-        if open.len() >= self.cap {
+        let shed = open.len() >= self.cap;
+        if shed {
             let victim = oldest_in(open, HEAD).or_else(|| oldest_in(open, SENDING))?;
             if let Some(conn) = open.remove(&victim) {
                 conn.shed.notify_one();
@@ -561,7 +569,7 @@ impl Connections {
             shed: Notify::new(),
         });
         open.insert(conn.id, Arc::clone(&conn));
-        Some(conn)
+        Some((conn, shed))
     }
 
     /// Marks `conn` as holding a rendered body; past [`MAX_HELD_RESPONSES`] the oldest other
