@@ -7,6 +7,7 @@ memory can be read from /proc while thousands of real sockets drip-feed it.
 from __future__ import annotations
 
 import asyncio
+import json
 import resource
 import subprocess
 import sys
@@ -230,3 +231,44 @@ def test_bad_tls_files_are_a_clear_error_at_start_up(tmp_path, registry, files, 
 def test_half_given_credentials_are_a_clear_error(registry):
     with pytest.raises(last9.MetricsError, match="LAST9_METRICS_USERNAME and LAST9_METRICS_PASS"):
         last9.start_metrics_server(0, "127.0.0.1", registry=registry, username="prom")
+
+
+FORKING = """
+import json, os, socket, time
+import last9
+
+server = last9.start_metrics_server(0, "127.0.0.1", registry=last9.Registry())
+report, tell = os.pipe()
+pid = os.fork()
+if pid == 0:
+    server.stop()  # the server thread is the parent's: nothing to stop or join (a join would hang)
+    os.write(tell, b"stopped")
+    time.sleep(60)
+    os._exit(0)
+child = os.read(report, 64).decode()
+with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+    sock.sendall(b"GET /metrics HTTP/1.1\\r\\n\\r\\n")
+    answer = sock.recv(64)
+server.stop()
+try:
+    socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
+    refused = False
+except ConnectionRefusedError:
+    refused = True
+os.kill(pid, 9)
+os.waitpid(pid, 0)
+print(json.dumps([child, answer.split(b"\\r\\n")[0].decode(), refused]))
+"""
+
+
+def test_a_forked_child_neither_owns_nor_keeps_the_parents_server():
+    out = subprocess.run(
+        [sys.executable, "-c", FORKING], capture_output=True, text=True, check=True, timeout=60
+    )
+    child, status, refused = json.loads(out.stdout)
+    # The child's stop() returned, and the parent kept serving.
+    assert child == "stopped"
+    assert status == "HTTP/1.1 200 OK"
+    # Once the parent stopped, nothing listens on the port, though the child is still alive:
+    # the child closed its inherited copy of the listening socket.
+    assert refused

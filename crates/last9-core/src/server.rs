@@ -327,6 +327,8 @@ impl MetricsServer {
         standby: bool,
         limits: Limits,
     ) -> io::Result<MetricsServer> {
+        // The child of a fork must close this server's listener (see `close_inherited_listeners`).
+        crate::store::install_fork_handlers();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
