@@ -72,6 +72,7 @@ class Prometheus:
         port: int,
         *,
         scrape_target: str | None = None,
+        scrape_options: str = "",
         web_config: str | None = None,
         ca_file: Path | None = None,
         auth: tuple[str, str] | None = None,
@@ -89,6 +90,7 @@ class Prometheus:
                 "scrape_configs:\n"
                 "  - job_name: shop\n"
                 f"    static_configs: [{{targets: ['{scrape_target}']}}]\n"
+                + "".join(f"    {line}\n" for line in scrape_options.splitlines())
             )
         (workdir / "prometheus.yml").write_text(config)
         self.args = [
@@ -300,6 +302,114 @@ def test_prometheus_scrapes_the_app_and_promql_counts_exactly(tmp_path):
     for _, _, accept, content_type in scrapes:
         assert accept.startswith("application/openmetrics-text"), accept
         assert content_type.startswith("application/openmetrics-text; version=1.0.0"), content_type
+
+
+# --- Scraping the dedicated server, protected ------------------------------------------------
+
+
+def wait_until_scraped(prom: Prometheus, program: str) -> dict[tuple[str, ...], float]:
+    """Waits until the target is up and the program's series have arrived; returns them."""
+
+    def counts() -> dict[tuple[str, ...], float] | None:
+        target = prom.target()
+        if target is None or target["health"] != "up":
+            return None
+        return pushed_counts(prom, program) or None
+
+    found = wait_for("the protected target to be scraped", counts)
+    assert prom.vector("up", "job") == {("shop",): 1.0}
+    target = prom.target()
+    assert target is not None and (target["health"], target["lastError"]) == ("up", "")
+    return found
+
+
+def test_prometheus_scrapes_the_dedicated_server_with_basic_auth_from_the_environment(tmp_path):
+    app_port, metrics_port, prom_port = free_ports(3)
+    env = {
+        "LAST9_METRICS_PORT": str(metrics_port),
+        "LAST9_METRICS_ADDR": "127.0.0.1",
+        "LAST9_METRICS_USERNAME": "prom",
+        "LAST9_METRICS_PASSWORD": PASSWORD,
+    }
+    options = f"basic_auth: {{username: prom, password: '{PASSWORD}'}}"
+    with (
+        serve(gunicorn(APP, app_port, "-w", "2"), app_port, env=env),
+        prometheus(
+            tmp_path,
+            prom_port,
+            scrape_target=f"127.0.0.1:{metrics_port}",
+            scrape_options=options,
+        ) as prom,
+    ):
+        send(app_port, lambda count: count)
+        expected = {key: float(count) for key, (_, count) in TRAFFIC.items()}
+        wait_for("the exact counts", lambda: wait_until_scraped(prom, "shop") == expected)
+        anonymous = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10)
+        assert anonymous.status_code == 401
+        assert anonymous.headers["WWW-Authenticate"].startswith("Basic ")
+        wrong = requests.get(
+            f"http://127.0.0.1:{metrics_port}/metrics", auth=("prom", "nope"), timeout=10
+        )
+        assert wrong.status_code == 401
+
+
+def tls_files(tmp_path: Path) -> dict[str, Path]:
+    """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate, as PEM."""
+    authority = trustme.CA()
+    server, client = authority.issue_cert("127.0.0.1"), authority.issue_cert("prometheus")
+    files = {
+        name: tmp_path / f"{name}.pem"
+        for name in ("ca", "cert", "key", "client_cert", "client_key")
+    }
+    authority.cert_pem.write_to_path(str(files["ca"]))
+    server.cert_chain_pems[0].write_to_path(str(files["cert"]))
+    server.private_key_pem.write_to_path(str(files["key"]))
+    client.cert_chain_pems[0].write_to_path(str(files["client_cert"]))
+    client.private_key_pem.write_to_path(str(files["client_key"]))
+    return files
+
+
+@pytest.mark.parametrize("case", ["bearer", "tls", "tls-client-cert"])
+def test_prometheus_scrapes_the_protected_dedicated_server(tmp_path, registry, case):
+    files = tls_files(tmp_path)
+    recorder = last9.Recorder(registry, hostname="box", program="guarded")
+    recorder.observe("/secure", "/secure", "localhost", "GET", 200, 3_000_000)
+    protection: dict[str, Any] = {}
+    options = ""
+    if case == "bearer":
+        protection = {"bearer_token": "tok-42"}
+        options = "authorization: {type: Bearer, credentials: tok-42}"
+    else:
+        protection = {"tls_cert_file": files["cert"], "tls_key_file": files["key"]}
+        options = f"scheme: https\ntls_config:\n  ca_file: {files['ca']}\n"
+        if case == "tls-client-cert":
+            protection["tls_client_ca_file"] = files["ca"]
+            options += f"  cert_file: {files['client_cert']}\n  key_file: {files['client_key']}\n"
+        protection |= {"username": "prom", "password": PASSWORD}
+        options += f"basic_auth: {{username: prom, password: '{PASSWORD}'}}"
+    server = last9.start_metrics_server(0, "127.0.0.1", registry=registry, **protection)
+    scheme = "http" if case == "bearer" else "https"
+    url = f"{scheme}://127.0.0.1:{server.port}/metrics"
+    (prom_port,) = free_ports(1)
+    try:
+        with prometheus(
+            tmp_path,
+            prom_port,
+            scrape_target=f"127.0.0.1:{server.port}",
+            scrape_options=options,
+        ) as prom:
+            assert wait_until_scraped(prom, "guarded") == {("/secure", "200"): 1.0}
+        if case == "tls-client-cert":
+            # Without a client certificate the handshake itself fails.
+            with pytest.raises(requests.exceptions.ConnectionError):
+                requests.get(url, verify=str(files["ca"]), timeout=10)
+            client = (str(files["client_cert"]), str(files["client_key"]))
+            anonymous = requests.get(url, verify=str(files["ca"]), cert=client, timeout=10)
+        else:
+            anonymous = requests.get(url, verify=str(files["ca"]), timeout=10)
+        assert anonymous.status_code == 401
+    finally:
+        server.stop()
 
 
 # --- Remote write ---------------------------------------------------------------------------

@@ -298,10 +298,13 @@ class Awaiting:
 
 @final
 class MetricsServer:
-    """A metrics HTTP server on a Rust thread.
+    """A metrics HTTP server (hyper on one Rust thread; renders without the GIL).
 
     Raises:
         OSError: the address cannot be bound.
+        MetricsError: half-given or conflicting credentials; TLS files that cannot be read or
+            do not make a usable certificate and key (the message names the setting, e.g.
+            ``LAST9_METRICS_TLS_CERT_FILE``).
     """
 
     def __new__(
@@ -312,10 +315,19 @@ class MetricsServer:
         path: str = "/metrics",
         *,
         standby: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+        bearer_token: str | None = None,
+        tls_cert_file: str | os.PathLike[str] | None = None,
+        tls_key_file: str | os.PathLike[str] | None = None,
+        tls_client_ca_file: str | os.PathLike[str] | None = None,
     ) -> Self:
         """Serves ``registry`` on ``addr:port``. With ``standby``, a port in use is not an error:
         the server waits in the background and takes the port over once it is free (the
-        workers of a pre-fork server share one metrics port this way)."""
+        workers of a pre-fork server share one metrics port this way). ``username`` and
+        ``password`` (basic auth) or ``bearer_token`` are required of every scrape (401
+        otherwise); ``tls_cert_file`` and ``tls_key_file`` (PEM) make it HTTPS, and
+        ``tls_client_ca_file`` requires client certificates signed by that CA."""
     @property
     def port(self) -> int: ...
     @property

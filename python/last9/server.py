@@ -6,6 +6,7 @@ import os
 import threading
 
 from last9._core import MetricsServer, Registry, global_registry, multiprocess_dir
+from last9.config import MetricsAuth, MetricsTls
 
 _lock = threading.Lock()
 #: Servers this process started from LAST9_METRICS_PORT, by pid (a forked child starts its own).
@@ -13,29 +14,75 @@ _from_env: dict[int, MetricsServer] = {}
 
 
 def start_metrics_server(
-    port: int, addr: str = "0.0.0.0", *, registry: Registry | None = None, path: str = "/metrics"
+    port: int,
+    addr: str = "0.0.0.0",
+    *,
+    registry: Registry | None = None,
+    path: str = "/metrics",
+    username: str | None = None,
+    password: str | None = None,
+    bearer_token: str | None = None,
+    tls_cert_file: str | os.PathLike[str] | None = None,
+    tls_key_file: str | os.PathLike[str] | None = None,
+    tls_client_ca_file: str | os.PathLike[str] | None = None,
 ) -> MetricsServer:
     """Serves the metrics on ``addr:port`` from a background Rust thread.
 
-    ``port=0`` picks a free port; the returned server's ``port`` tells which. Raises ``OSError``
-    when the address cannot be bound.
+    ``port=0`` picks a free port; the returned server's ``port`` tells which. With ``username``
+    and ``password`` (basic auth) or ``bearer_token``, a scrape without them gets 401. With
+    ``tls_cert_file`` and ``tls_key_file`` (PEM) the server speaks HTTPS only; with
+    ``tls_client_ca_file`` too, every client must present a certificate signed by that CA.
+
+    Raises:
+        OSError: the address cannot be bound.
+        MetricsError: half-given or conflicting credentials, unreadable or unusable TLS files.
     """
-    return MetricsServer(registry or global_registry(), port, addr, path)
+    return MetricsServer(
+        registry or global_registry(),
+        port,
+        addr,
+        path,
+        username=username,
+        password=password,
+        bearer_token=bearer_token,
+        tls_cert_file=tls_cert_file,
+        tls_key_file=tls_key_file,
+        tls_client_ca_file=tls_client_ca_file,
+    )
 
 
-def start_from_env(port: int | None, addr: str, registry: Registry) -> MetricsServer | None:
-    """Starts the server LAST9_METRICS_PORT asks for, once per process.
+def start_from_env(
+    port: int | None,
+    addr: str,
+    registry: Registry,
+    auth: MetricsAuth | None = None,
+    tls: MetricsTls | None = None,
+) -> MetricsServer | None:
+    """Starts the server LAST9_METRICS_PORT asks for, once per process, protected as
+    ``auth`` and ``tls`` (the resolved LAST9_METRICS_* settings) say.
 
     With several workers (multi-process mode, global registry) the first worker to bind the port
     serves it, for all of them; the others stand by and take the port over if it comes free.
     """
     if port is None:
         return None
+    auth = auth or MetricsAuth()
     with _lock:
         pid = os.getpid()
         if pid not in _from_env:
             standby = registry.is_global and multiprocess_dir() is not None
-            _from_env[pid] = MetricsServer(registry, port, addr, standby=standby)
+            _from_env[pid] = MetricsServer(
+                registry,
+                port,
+                addr,
+                standby=standby,
+                username=auth.username,
+                password=auth.password,
+                bearer_token=auth.bearer_token,
+                tls_cert_file=tls.cert_file if tls else None,
+                tls_key_file=tls.key_file if tls else None,
+                tls_client_ca_file=tls.client_ca_file if tls else None,
+            )
         return _from_env[pid]
 
 

@@ -64,7 +64,13 @@ def instrument_app(
         _register_routes(recorder, route_templates)
     metrics = scrape.endpoint(settings, registry)
     if not _werkzeug_reloader_parent():
-        server.start_from_env(settings.metrics_port, settings.metrics_addr, registry)
+        server.start_from_env(
+            settings.metrics_port,
+            settings.metrics_addr,
+            registry,
+            settings.metrics_auth,
+            settings.metrics_tls,
+        )
     remote_write.start_from_env(registry)
     lineage.note_program(recorder.program)
     lineage.instrument_from_env()

@@ -47,21 +47,23 @@ pub enum Format {
 }
 
 impl Format {
-    /// OpenMetrics when the `Accept` header lists `application/openmetrics-text` (with a q above
-    /// zero), else Prometheus text, which every scraper understands.
+    /// The format the `Accept` header prefers, by the rule Prometheus' own client libraries use
+    /// (client_golang `expfmt.NegotiateAccept`): media ranges in order of their `q` (ties keep
+    /// their order; `q=0` excludes), the first one we serve wins: `text/plain` with no version or
+    /// version 0.0.4, `application/openmetrics-text` with no version or version 1.0.0 or 0.0.1.
+    /// Anything else (another version, `*/*`, protobuf) is skipped; with nothing left, text 0.0.4,
+    /// which every scraper understands.
     pub fn negotiate(accept: Option<&str>) -> Format {
-        let Some(accept) = accept else { return Format::Text };
-        for range in accept.split(',') {
-            let mut parts = range.split(';').map(str::trim);
-            let media = parts.next().unwrap_or("");
-            if !media.eq_ignore_ascii_case("application/openmetrics-text") {
+        let mut best: Option<(f64, Format)> = None;
+        for range in accept.unwrap_or("").split(',') {
+            let Some((format, q)) = served_range(range) else {
                 continue;
-            }
-            if !has_zero_quality(parts) {
-                return Format::OpenMetrics;
+            };
+            if q > 0.0 && best.is_none_or(|(best_q, _)| q > best_q) {
+                best = Some((q, format));
             }
         }
-        Format::Text
+        best.map_or(Format::Text, |(_, format)| format)
     }
 
     pub fn content_type(self) -> &'static str {
@@ -85,6 +87,33 @@ pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
             .any(|n| name.eq_ignore_ascii_case(n));
         wanted && !has_zero_quality(parts)
     })
+}
+
+/// The format one `Accept` media range asks for and its `q`, if it is one we serve; a range with
+/// a malformed `q` is ignored.
+fn served_range(range: &str) -> Option<(Format, f64)> {
+    let mut parts = range.split(';').map(str::trim);
+    let media = parts.next()?;
+    let (mut q, mut version) = (1.0, None);
+    for param in parts {
+        let (name, value) = param.split_once('=')?;
+        let value = value.trim().trim_matches('"');
+        match name.trim().to_ascii_lowercase().as_str() {
+            "q" => q = value.parse::<f64>().ok().filter(|q| (0.0..=1.0).contains(q))?,
+            "version" => version = Some(value),
+            _ => {}
+        }
+    }
+    let format = if media.eq_ignore_ascii_case("text/plain") && matches!(version, None | Some("0.0.4")) {
+        Format::Text
+    } else if media.eq_ignore_ascii_case("application/openmetrics-text")
+        && matches!(version, None | Some("1.0.0" | "0.0.1"))
+    {
+        Format::OpenMetrics
+    } else {
+        return None;
+    };
+    Some((format, q))
 }
 
 /// Whether the parameters of one media range or coding say `q=0` (not acceptable).
@@ -531,22 +560,42 @@ mod tests {
     }
 
     #[test]
-    fn openmetrics_is_chosen_only_when_asked_for() {
-        assert_eq!(Format::negotiate(None), Format::Text);
-        assert_eq!(
-            Format::negotiate(Some("text/plain;version=0.0.4;q=0.5,*/*;q=0.1")),
-            Format::Text
-        );
-        assert_eq!(
-            Format::negotiate(Some(
-                "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,text/plain;version=0.0.4;q=0.5"
-            )),
-            Format::OpenMetrics
-        );
-        assert_eq!(
-            Format::negotiate(Some("application/openmetrics-text;q=0")),
-            Format::Text
-        );
+    fn negotiation_follows_the_prometheus_rule() {
+        use Format::{OpenMetrics as Om, Text};
+        let cases: &[(Option<&str>, Format)] = &[
+            (None, Text),
+            (Some(""), Text),
+            (Some("*/*"), Text),
+            (Some("text/plain;version=0.0.4;q=0.5,*/*;q=0.1"), Text),
+            // What Prometheus 2.x and 3.x send.
+            (
+                Some("application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"),
+                Om,
+            ),
+            (Some("application/openmetrics-text"), Om),
+            (Some("application/openmetrics-text; version=0.0.1"), Om),
+            (Some("APPLICATION/OpenMetrics-Text; version=\"1.0.0\""), Om),
+            // q values: the higher wins, whatever the order.
+            (Some("application/openmetrics-text;q=0.5,text/plain;q=1"), Text),
+            (Some("text/plain;q=0.2, application/openmetrics-text;q=0.9"), Om),
+            (Some("text/plain;version=0.0.4;q=1,application/openmetrics-text;version=1.0.0;q=0.5"), Text),
+            // Equal q: the first listed wins.
+            (Some("text/plain, application/openmetrics-text"), Text),
+            (Some("application/openmetrics-text, text/plain"), Om),
+            // q=0 excludes; a malformed q ignores the range.
+            (Some("application/openmetrics-text;q=0"), Text),
+            (Some("application/openmetrics-text;q=0.0, text/plain;q=0.1"), Text),
+            (Some("application/openmetrics-text;q=high"), Text),
+            (Some("application/openmetrics-text;q=2"), Text),
+            // Versions we do not serve are skipped: text 0.0.4 is the answer.
+            (Some("application/openmetrics-text; version=2.0.0"), Text),
+            (Some("application/openmetrics-text; version=2.0.0, application/openmetrics-text; version=1.0.0;q=0.1"), Om),
+            (Some("text/plain; version=1.0.0"), Text),
+            (Some("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"), Text),
+        ];
+        for &(accept, expected) in cases {
+            assert_eq!(Format::negotiate(accept), expected, "{accept:?}");
+        }
     }
 
     #[test]

@@ -1,10 +1,14 @@
 //! The dedicated metrics server, running on a Rust thread.
 
+use last9_core::access::Access;
 use last9_core::exposition;
 use last9_core::server;
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
+use std::path::PathBuf;
 use std::sync::Mutex;
+
+use crate::errors::MetricsError;
 
 use crate::registry::Registry;
 
@@ -21,9 +25,15 @@ pub struct MetricsServer {
 #[pymethods]
 impl MetricsServer {
     /// Starts serving `registry` on `addr:port` (port 0 picks a free port). With `standby`, a
-    /// port in use is waited for in the background instead of being an error.
+    /// port in use is waited for in the background instead of being an error. Credentials
+    /// (basic auth or a bearer token) and TLS files protect the endpoint.
     #[new]
-    #[pyo3(signature = (registry, port, addr = "0.0.0.0", path = "/metrics", *, standby = false))]
+    #[pyo3(signature = (
+        registry, port, addr = "0.0.0.0", path = "/metrics", *, standby = false,
+        username = None, password = None, bearer_token = None,
+        tls_cert_file = None, tls_key_file = None, tls_client_ca_file = None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         registry: &Registry,
@@ -31,15 +41,33 @@ impl MetricsServer {
         addr: &str,
         path: &str,
         standby: bool,
+        username: Option<&str>,
+        password: Option<&str>,
+        bearer_token: Option<&str>,
+        tls_cert_file: Option<PathBuf>,
+        tls_key_file: Option<PathBuf>,
+        tls_client_ca_file: Option<PathBuf>,
     ) -> PyResult<MetricsServer> {
-        let handler = exposition::handler(registry.inner, path.to_string());
-        let started = py.detach(|| {
-            if standby {
-                server::MetricsServer::start_or_standby(addr, port, handler)
-            } else {
-                server::MetricsServer::start(addr, port, handler)
+        const SETTING: &str = "LAST9_METRICS";
+        let access = Access::from_settings(username, password, bearer_token, SETTING)
+            .map_err(|e| MetricsError::new_err(e.0))?;
+        let tls = match (tls_cert_file, tls_key_file) {
+            (None, None) if tls_client_ca_file.is_none() => None,
+            (Some(cert), Some(key)) => Some(py.detach(|| {
+                server::Tls::from_files(&cert, &key, tls_client_ca_file.as_deref(), SETTING)
+                    .map_err(|e| MetricsError::new_err(e.0))
+            })?),
+            _ => {
+                return Err(MetricsError::new_err(format!(
+                    "{SETTING}_TLS_CERT_FILE and {SETTING}_TLS_KEY_FILE must be set together \
+                     ({SETTING}_TLS_CLIENT_CA_FILE needs both)"
+                )))
             }
-        });
+        };
+        let protection = server::Protection { access, tls };
+        let handler = exposition::handler(registry.inner, path.to_string());
+        let started =
+            py.detach(|| server::MetricsServer::start_with(addr, port, handler, protection, standby));
         let started =
             started.map_err(|e| PyOSError::new_err(format!("cannot serve metrics on {addr}:{port}: {e}")))?;
         let local = started.local_addr();
