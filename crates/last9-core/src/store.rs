@@ -19,16 +19,18 @@
 pub mod dir;
 pub mod file;
 pub mod format;
+pub mod guard;
 pub mod merge;
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Once};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
-use self::file::{AppendError, WorkerFile};
+use self::file::{AppendError, Mapping, WorkerFile};
 use crate::gauge::Gauge;
 use crate::histogram::{Buckets, Histogram};
 use crate::registry::{Limits, Registry};
@@ -56,6 +58,15 @@ struct State {
     /// The epoch `dir` and `file` were brought up to.
     epoch: u64,
     full_warned: bool,
+    /// Some series of this process are on the heap (its file could not take them), or its file
+    /// was cut: they are moved to a new file as soon as one can be made.
+    partial: bool,
+    /// A new file, not yet published, that the next [`sync`] moves every series into.
+    replacement: Option<WorkerFile>,
+    /// The file being replaced, until the new one is published.
+    retiring: Option<WorkerFile>,
+    /// When a replacement was last tried (seconds since the epoch), to try at most once a second.
+    last_try: u64,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
@@ -64,7 +75,14 @@ static STATE: Mutex<State> = Mutex::new(State {
     layouts: Vec::new(),
     epoch: 1,
     full_warned: false,
+    partial: false,
+    replacement: None,
+    retiring: None,
+    last_try: 0,
 });
+
+/// A pre-fork process could not enter multi-process mode: its scrapes show its own series only.
+static UNSHARED: AtomicBool = AtomicBool::new(false);
 
 /// The current epoch; see [`sync`].
 #[inline]
@@ -89,10 +107,17 @@ pub fn shared_dir() -> Option<PathBuf> {
     STATE.lock().dir.clone()
 }
 
-/// Enters multi-process mode for the global registry: `dir` as given (`LAST9_MULTIPROC_DIR`),
-/// else the instance directory of the server whose root process is `root_pid` (this process
-/// when None). Series recorded so far move into this process's file with their counts. Calling
-/// it again returns the directory in use.
+/// Records that this process is one of several workers but could not share a directory with
+/// them: its scrapes say so (`last9_store_degraded` 1) until it can.
+pub fn mark_unshared() {
+    UNSHARED.store(true, Ordering::Relaxed);
+}
+
+/// Enters multi-process mode for the global registry: `dir` as given (`LAST9_MULTIPROC_DIR`,
+/// which must be a private directory of this user; see [`dir::checked_dir`]), else the instance
+/// directory of the server whose root process is `root_pid` (this process when None). Series
+/// recorded so far move into this process's file with their counts. Calling it again returns
+/// the directory in use.
 pub fn enable(dir: Option<&Path>, root_pid: Option<u32>) -> io::Result<PathBuf> {
     {
         let mut state = STATE.lock();
@@ -100,13 +125,17 @@ pub fn enable(dir: Option<&Path>, root_pid: Option<u32>) -> io::Result<PathBuf> 
             return Ok(existing.clone());
         }
         let dir = match dir {
-            Some(dir) => {
-                std::fs::create_dir_all(dir)?;
-                dir.to_path_buf()
-            }
-            None => dir::instance_dir(root_pid.unwrap_or_else(pid))?,
+            Some(dir) => dir::checked_dir(dir)?,
+            None => match dir::instance_dir(root_pid.unwrap_or_else(pid)) {
+                Ok(dir) => dir,
+                Err(e) => {
+                    mark_unshared();
+                    return Err(e);
+                }
+            },
         };
         state.dir = Some(dir);
+        UNSHARED.store(false, Ordering::Relaxed);
         EPOCH.fetch_add(1, Ordering::SeqCst);
     }
     sync();
@@ -115,10 +144,12 @@ pub fn enable(dir: Option<&Path>, root_pid: Option<u32>) -> io::Result<PathBuf> 
 
 /// Brings the store and the global registry's recorders up to the current epoch. In a forked
 /// child this drops the parent's file and enters multi-process mode (the instance's root is the
-/// parent, unless the parent already had a directory).
+/// parent, unless the parent already had a directory). When a replacement file is ready, every
+/// series moves into it with its counts, and it takes the old file's place.
 #[cold]
 pub fn sync() {
     let epoch = EPOCH.load(Ordering::SeqCst);
+    let mut replaced = false;
     {
         let mut state = STATE.lock();
         if state.epoch != epoch {
@@ -128,12 +159,25 @@ pub fn sync() {
                 state.file = None;
                 state.layouts.clear();
             }
+            if state.replacement.as_ref().is_some_and(|f| f.pid() != me) {
+                state.replacement = None;
+                state.retiring = None;
+            }
             let parent = PARENT_PID.load(Ordering::Relaxed);
             if state.dir.is_none() && parent != 0 {
                 match dir::instance_dir(parent) {
                     Ok(dir) => state.dir = Some(dir),
-                    Err(e) => merge::warn(&dir::runtime_base(), &format!("staying single-process: {e}")),
+                    Err(e) => {
+                        mark_unshared();
+                        merge::warn(&dir::runtime_base(), &format!("staying single-process: {e}"));
+                    }
                 }
+            }
+            if let Some(new) = state.replacement.take() {
+                state.retiring = state.file.replace(new);
+                state.layouts.clear();
+                state.partial = false;
+                replaced = true;
             }
             state.epoch = epoch;
         }
@@ -141,6 +185,66 @@ pub fn sync() {
     for recorder in Registry::global().recorders() {
         recorder.rebind(epoch);
     }
+    if replaced {
+        publish_replacement();
+    }
+}
+
+/// Makes a file to move every series of this process into, when its file does not hold them
+/// all (some went on the heap, or it was cut); the move happens at the next [`sync`], which
+/// this schedules. At most one try a second: while the disk stays full, each try fails at once.
+fn plan_replacement(state: &mut State) {
+    let cut = state
+        .file
+        .as_ref()
+        .is_some_and(|f| f.pid() == pid() && f.is_cut());
+    if cut && !state.partial {
+        state.partial = true;
+        let path = state
+            .file
+            .as_ref()
+            .map(|f| f.path().to_path_buf())
+            .unwrap_or_default();
+        merge::notice(format!(
+            "last9: {} was cut by another process: the counts it held are lost; moving this process's series to a new file",
+            path.display()
+        ));
+    }
+    if !state.partial || state.replacement.is_some() || state.retiring.is_some() {
+        return;
+    }
+    let Some(dir) = state.dir.clone() else { return };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if now == state.last_try {
+        return;
+    }
+    state.last_try = now;
+    match WorkerFile::create_unpublished(&dir, pid()) {
+        Ok(file) => {
+            state.replacement = Some(file);
+            EPOCH.fetch_add(1, Ordering::SeqCst);
+        }
+        Err(e) => merge::notice(format!("last9: cannot make a new file in {}: {e}", dir.display())),
+    }
+}
+
+/// Gives the file that now holds every series its `w-` name, and deletes the one it replaces.
+fn publish_replacement() {
+    let mut state = STATE.lock();
+    let state = &mut *state;
+    let (Some(dir), Some(file)) = (state.dir.clone(), state.file.as_mut()) else {
+        return;
+    };
+    let old = state.retiring.as_ref().map(|f| f.path().to_path_buf());
+    if let Err(e) = merge::replace_file(&dir, file, old.as_deref()) {
+        // Its series stay in this process's memory (the file is gone with the error).
+        merge::warn(&dir, &format!("cannot publish this process's new file: {e}"));
+        state.file = None;
+        state.partial = true;
+    }
+    state.retiring = None;
 }
 
 /// Makes this process's file when it has none yet (a forked child drops its parent's); false
@@ -153,12 +257,7 @@ fn own_file(state: &mut State, dir: PathBuf) -> bool {
         state.file = match WorkerFile::create(dir, me) {
             Ok(file) => {
                 // A new worker often replaces a dead one: fold the dead ones in now.
-                let name = file
-                    .path()
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .map(str::to_owned);
-                let _ = merge::compact(dir, name.as_deref());
+                let _ = merge::compact(dir, Some(file.name()));
                 Some(file)
             }
             Err(e) => {
@@ -170,9 +269,26 @@ fn own_file(state: &mut State, dir: PathBuf) -> bool {
     state.file.is_some()
 }
 
+/// Notes that a series of this process stays on the heap, warns once, and plans to move the
+/// process's series to a new file once one can be made.
+fn on_heap(state: &mut State, why: &str) {
+    state.partial = true;
+    if let Some(file) = state.file.as_ref().filter(|f| f.pid() == pid()) {
+        file.mark_partial();
+    }
+    if !state.full_warned {
+        state.full_warned = true;
+        merge::notice(format!(
+            "last9: new series stay in this process only, until its file can take them: {why}"
+        ));
+    }
+    plan_replacement(state);
+}
+
 /// Cells for a new series of the global registry: in this process's file in multi-process
-/// mode, else on the heap. Never fails: past the file's reserve, cells go on the heap (counted
-/// by this process's own scrapes only) and a warning says so once.
+/// mode, else on the heap. Never fails: when the file cannot take them (the disk is full, the
+/// reserve is used up), cells go on the heap (counted by this process's own scrapes only), a
+/// warning says so once, and the series move to a new file as soon as one can be made.
 pub(crate) fn histogram(buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Histogram {
     let mut state = STATE.lock();
     let state = &mut *state;
@@ -180,8 +296,10 @@ pub(crate) fn histogram(buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)
         return Histogram::new(buckets);
     };
     if !own_file(state, dir.clone()) {
+        on_heap(state, "this process has no file");
         return Histogram::new(buckets);
     }
+    plan_replacement(state);
     let Some(file) = state.file.as_mut() else {
         return Histogram::new(buckets);
     };
@@ -224,17 +342,7 @@ pub(crate) fn histogram(buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)
             unsafe { Histogram::in_place(buckets, ptr, keeper) }
         }
         Err(err) => {
-            if !state.full_warned {
-                state.full_warned = true;
-                let why = match err {
-                    AppendError::Full => "the file's reserve is used up".to_string(),
-                    AppendError::Io(e) => e.to_string(),
-                };
-                merge::warn(
-                    file.path(),
-                    &format!("new series stay in this process only: {why}"),
-                );
-            }
+            on_heap(state, &append_error(err));
             Histogram::new(buckets)
         }
     }
@@ -249,6 +357,7 @@ pub(crate) fn gauge(pairs: &[(&str, &str)]) -> Gauge {
         return Gauge::new();
     };
     if !own_file(state, dir.clone()) {
+        on_heap(state, "this process has no file");
         return Gauge::new();
     }
     let Some(file) = state.file.as_mut() else {
@@ -265,49 +374,81 @@ pub(crate) fn gauge(pairs: &[(&str, &str)]) -> Gauge {
             // SAFETY: the record's value is in the mapping, aligned, and only used atomically.
             unsafe { Gauge::in_place(ptr, keeper) }
         }
-        Err(_) => Gauge::new(),
+        Err(e) => {
+            on_heap(state, &append_error(e));
+            Gauge::new()
+        }
     }
+}
+
+fn append_error(err: AppendError) -> String {
+    match err {
+        AppendError::Full => "the file's reserve is used up".to_string(),
+        AppendError::Io(e) => e.to_string(),
+    }
+}
+
+/// Whether this process's scrapes are known to be partial, for `last9_store_degraded`: None
+/// for a process that is not one of several workers.
+pub fn degraded() -> Option<bool> {
+    UNSHARED.load(Ordering::Relaxed).then_some(true)
 }
 
 /// The series of every process of the instance, summed by label set; None in single-process
 /// mode.
 pub fn snapshot() -> Option<Snapshot> {
     adopt_children();
-    if EPOCH.load(Ordering::Relaxed) != STATE.lock().epoch {
+    let replace = {
+        let mut state = STATE.lock();
+        if state.dir.is_some() {
+            plan_replacement(&mut state);
+        }
+        state.epoch != EPOCH.load(Ordering::Relaxed)
+    };
+    if replace {
         sync();
     }
-    let (dir, own) = {
+    let (dir, own_files, partial) = {
         let state = STATE.lock();
         let dir = state.dir.clone()?;
-        let own = state.file.as_ref().filter(|f| f.pid() == pid()).map(|f| {
-            let name = f
-                .path()
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("")
-                .to_owned();
-            // The mapping outlives the lock; `used` is read again by the merge.
-            (name, f.mapping().clone())
-        });
-        (dir, own)
+        // This process's files are read through their mappings, never opened again (closing
+        // another descriptor would drop its lock). The mappings outlive the lock; `used` is read
+        // again by the merge.
+        let own: Vec<(String, Arc<Mapping>)> = [state.file.as_ref(), state.retiring.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter(|f| f.pid() == pid() && f.is_published())
+            .map(|f| (f.name().to_owned(), f.mapping().clone()))
+            .collect();
+        (dir, own, state.partial)
     };
-    let own_region = own.as_ref().map(|(name, map)| merge::Own {
-        name,
-        // SAFETY: the header's `used` bounds what is read, and the file is at least that long.
-        region: unsafe { map.region(map.len()) },
-    });
-    let collected = match merge::collect(&dir, own_region) {
+    let own: Vec<merge::Own<'_>> = own_files
+        .iter()
+        .map(|(name, map)| merge::Own {
+            name,
+            // SAFETY: the header's `used` bounds what is read, and the file is at least that
+            // long (were it cut, the mapping is guarded).
+            region: unsafe { map.region(map.len()) },
+        })
+        .collect();
+    let own_name = own_files.first().map(|(name, _)| name.clone());
+    let collected = merge::collect(&dir, &own);
+    let mut collected = match collected {
         Ok(collected) => collected,
         Err(e) => {
             merge::warn(&dir, &e.to_string());
-            return Some(Snapshot::default());
+            let mut snapshot = Snapshot::default();
+            snapshot.store_degraded = Some(true);
+            return Some(snapshot);
         }
     };
     if collected.dead > 0 {
-        let own_name = own.as_ref().map(|(name, _)| name.as_str());
-        let _ = merge::compact(&dir, own_name);
+        let _ = merge::compact(&dir, own_name.as_deref());
     }
-    Some(collected.merged.snapshot())
+    collected.partial |= partial;
+    let mut snapshot = collected.merged.snapshot();
+    snapshot.store_degraded = Some(collected.partial);
+    Some(snapshot)
 }
 
 /// A process that loaded this crate, then forked workers that made the instance directory,

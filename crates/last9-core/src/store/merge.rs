@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use ahash::{AHashMap, AHashSet};
 
-use super::file::{write_atomically, Fd, Mapping};
+use super::file::{write_atomically, Fd, Mapping, WorkerFile};
 use super::format::{self, labels_iter, Layout, Record, Region};
 use std::sync::Arc;
 
@@ -35,8 +35,12 @@ const STALE_TEMP_SECS: u64 = 60;
 
 /// Warns once per file and reason, on stderr: a scrape may run on a thread without Python.
 pub fn warn(path: &Path, why: &str) {
+    notice(format!("last9: skipping {}: {why}", path.display()));
+}
+
+/// Prints `message` on stderr, once per distinct message.
+pub fn notice(message: String) {
     static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
-    let message = format!("last9: skipping {}: {why}", path.display());
     let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
     let seen = seen.get_or_insert_with(HashSet::new);
     if seen.len() < 1000 && seen.insert(message.clone()) {
@@ -299,9 +303,12 @@ pub struct Collected {
     pub merged: Merged,
     /// Worker files whose process is gone: compaction would shrink the directory.
     pub dead: usize,
+    /// The sums are known to be partial: a file was skipped, or a live process says its file
+    /// does not hold all its series.
+    pub partial: bool,
 }
 
-/// This process's own file, read through its writable mapping rather than opened again (closing
+/// A file of this process, read through its writable mapping rather than opened again (closing
 /// another descriptor of it would drop this process's `fcntl` lock).
 pub struct Own<'a> {
     pub name: &'a str,
@@ -309,11 +316,12 @@ pub struct Own<'a> {
 }
 
 /// Sums the archive and every live or dead worker file of `dir`.
-pub fn collect(dir: &Path, own: Option<Own<'_>>) -> io::Result<Collected> {
+pub fn collect(dir: &Path, own: &[Own<'_>]) -> io::Result<Collected> {
     let _io = DIR_IO.lock();
     let lock = lock_file(dir)?;
     lock.flock(libc::LOCK_SH)?;
     let mut merged = Merged::new();
+    let mut partial = false;
     let mut absorbed: AHashSet<String> = AHashSet::new();
     let archive_path = dir.join(ARCHIVE);
     match Mapping::open_read(&archive_path) {
@@ -322,20 +330,20 @@ pub fn collect(dir: &Path, own: Option<Own<'_>>) -> io::Result<Collected> {
             let region = unsafe { map.region(map.len()) };
             match merged.add_file(&region, false) {
                 Ok(names) => absorbed.extend(names.into_iter().map(String::from)),
-                Err(why) => warn(&archive_path, &why),
+                Err(why) => skip(&mut partial, &archive_path, &why),
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => warn(&archive_path, &e.to_string()),
+        Err(e) => skip(&mut partial, &archive_path, &e.to_string()),
     }
     let mut dead = 0;
     for name in worker_files(dir)? {
         if absorbed.contains(&name) {
             continue;
         }
-        if let Some(own) = own.as_ref().filter(|o| o.name == name) {
+        if let Some(own) = own.iter().find(|o| o.name == name) {
             if let Err(why) = merged.add_file(&own.region, true) {
-                warn(&dir.join(&name), &why);
+                skip(&mut partial, &dir.join(&name), &why);
             }
             continue;
         }
@@ -344,7 +352,7 @@ pub fn collect(dir: &Path, own: Option<Own<'_>>) -> io::Result<Collected> {
             Ok(map) => map,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => {
-                warn(&path, &e.to_string());
+                skip(&mut partial, &path, &e.to_string());
                 continue;
             }
         };
@@ -352,14 +360,43 @@ pub fn collect(dir: &Path, own: Option<Own<'_>>) -> io::Result<Collected> {
         let region = unsafe { map.region(map.len()) };
         let live = map.fd().is_locked_by_another();
         if let Err(why) = merged.add_file(&region, live) {
-            warn(&path, &why);
+            skip(&mut partial, &path, &why);
+        }
+        if live && region.flags() & format::FLAG_PARTIAL != 0 {
+            partial = true;
+        }
+        if map.faulted() {
+            skip(&mut partial, &path, "cut while it was read");
         }
         if !live {
             dead += 1;
         }
     }
     drop(lock);
-    Ok(Collected { merged, dead })
+    Ok(Collected {
+        merged,
+        dead,
+        partial,
+    })
+}
+
+/// Warns that a file was left out of a scrape, which makes its sums partial.
+fn skip(partial: &mut bool, path: &Path, why: &str) {
+    warn(path, why);
+    *partial = true;
+}
+
+/// Publishes `new` (made under its temporary name) and deletes `old`, under the directory's
+/// exclusive lock: a scrape counts one or the other, never both and never neither.
+pub fn replace_file(dir: &Path, new: &mut WorkerFile, old: Option<&Path>) -> io::Result<()> {
+    let _io = DIR_IO.lock();
+    let lock = lock_file(dir)?;
+    lock.flock(libc::LOCK_EX)?;
+    new.publish(dir)?;
+    if let Some(old) = old {
+        let _ = fs::remove_file(old);
+    }
+    Ok(())
 }
 
 /// Merges the files of dead workers into the archive and deletes them. Does nothing (returns
@@ -403,7 +440,11 @@ pub fn compact(dir: &Path, own_name: Option<&str>) -> io::Result<bool> {
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
+        Err(e) => {
+            // Not a file of ours (a symlink, a FIFO, another owner): set it aside, start afresh.
+            warn(&archive_path, &e.to_string());
+            let _ = fs::rename(&archive_path, dir.join("archive.db.corrupt"));
+        }
     }
     let leftovers = absorbed.len();
     for name in &names {
@@ -454,7 +495,7 @@ fn remove_stale_temporaries(dir: &Path) {
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|age| age.as_secs() > STALE_TEMP_SECS);
         let path: PathBuf = entry.path();
-        let unlocked = Fd::open(&path, libc::O_RDONLY).is_ok_and(|fd| !fd.is_locked_by_another());
+        let unlocked = Fd::open_ours(&path).is_ok_and(|fd| !fd.is_locked_by_another());
         if old && unlocked {
             let _ = fs::remove_file(path);
         }
@@ -498,7 +539,7 @@ mod tests {
     }
 
     fn counts(dir: &Path) -> Vec<(String, u64)> {
-        let text = render(&collect(dir, None).unwrap().merged);
+        let text = render(&collect(dir, &[]).unwrap().merged);
         let mut out: Vec<(String, u64)> = text
             .lines()
             .filter(|l| l.contains("_count{"))
@@ -520,7 +561,7 @@ mod tests {
             counts(&dir),
             vec![("/a".into(), 2), ("/b".into(), 5), ("/c".into(), 3)]
         );
-        let text = render(&collect(&dir, None).unwrap().merged);
+        let text = render(&collect(&dir, &[]).unwrap().merged);
         assert!(text
             .contains("http_requests_duration_milliseconds_bucket{per=\"/b\",status=\"200\",le=\"1\"} 5\n"));
         assert!(text.contains("http_requests_duration_milliseconds_sum{per=\"/b\",status=\"200\"} 2.5\n"));
@@ -551,7 +592,7 @@ mod tests {
             drop(worker(&dir, &["/a", if i % 2 == 0 { "/b" } else { "/c" }], 1));
         }
         let before = counts(&dir);
-        assert_eq!(collect(&dir, None).unwrap().dead, 20);
+        assert_eq!(collect(&dir, &[]).unwrap().dead, 20);
         assert!(compact(&dir, None).unwrap());
         assert_eq!(counts(&dir), before);
         assert_eq!(worker_files(&dir).unwrap(), Vec::<String>::new());
@@ -623,7 +664,7 @@ mod tests {
         let mut byte = 0u8;
         unsafe { libc::read(ready[0], (&mut byte as *mut u8).cast(), 1) };
         drop(worker(&dir, &["/dead"], 1));
-        assert_eq!(collect(&dir, None).unwrap().dead, 1);
+        assert_eq!(collect(&dir, &[]).unwrap().dead, 1);
         assert!(compact(&dir, None).unwrap());
         assert_eq!(worker_files(&dir).unwrap().len(), 1);
         assert_eq!(counts(&dir), vec![("/dead".into(), 1), ("/live".into(), 1)]);
@@ -631,7 +672,7 @@ mod tests {
             libc::write(go[1], b"q".as_ptr().cast(), 1);
             libc::waitpid(child, std::ptr::null_mut(), 0);
         }
-        assert_eq!(collect(&dir, None).unwrap().dead, 1);
+        assert_eq!(collect(&dir, &[]).unwrap().dead, 1);
         fs::remove_dir_all(&dir).unwrap();
     }
 }
