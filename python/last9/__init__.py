@@ -29,7 +29,10 @@ from last9.server import start_metrics_server
 #: The registry every middleware records into unless given another. Under a pre-fork server
 #: (gunicorn, uWSGI, uvicorn --workers) it sums every worker: see ``last9.prefork``.
 REGISTRY: Registry = global_registry()
-prefork.activate()
+try:
+    prefork.activate()
+except MetricsError:
+    pass  # a bad LAST9_MULTIPROC_DIR is raised where the app is instrumented, by setup
 
 
 def generate_latest(registry: Registry | None = None, *, openmetrics: bool = False) -> bytes:
