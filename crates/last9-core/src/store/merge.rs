@@ -675,4 +675,66 @@ mod tests {
         assert_eq!(collect(&dir, &[]).unwrap().dead, 1);
         fs::remove_dir_all(&dir).unwrap();
     }
+
+    /// A valid worker file image: a layout and `n` histograms.
+    fn image(n: usize) -> Vec<u8> {
+        let mut out = format::header(format::FILE_WORKER, 7).to_vec();
+        format::layout_record(&mut out, 0, &[1.0, 2.0], 3, 3);
+        for i in 0..n {
+            let route = format!("/r{i}");
+            let (k, labels) = format::encode_labels([("per", route.as_str()), ("status", "200")]);
+            format::histogram_record(&mut out, 0, k, &labels, &[1, 2, 3, 4]);
+        }
+        format::gauge_record(&mut out, 0, &[], 1);
+        format::absorbed_record(&mut out, "w-1-1.db");
+        let used = out.len() as u64;
+        out[format::USED_OFFSET..format::USED_OFFSET + 8].copy_from_slice(&used.to_ne_bytes());
+        out
+    }
+
+    /// Reads `bytes` as a store file (8-byte aligned, as a mapping is) into a merge.
+    fn read(bytes: &[u8]) -> Merged {
+        let mut words = vec![0u64; bytes.len().div_ceil(8)];
+        // SAFETY: `words` has room for `bytes`.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), words.as_mut_ptr().cast(), bytes.len()) };
+        // SAFETY: aligned, and nothing else touches `words`.
+        let region = unsafe { Region::new(std::slice::from_raw_parts(words.as_ptr().cast(), bytes.len())) };
+        let mut merged = Merged::new();
+        let _ = merged.add_file(&region, true);
+        merged
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// The fuzz target of the store format: any damage (flipped bytes, a cut, garbage) to a
+        /// file is an error or a bounded result, never a panic; what it yields renders.
+        #[test]
+        fn damaged_files_never_panic_and_stay_bounded(
+            n in 0usize..6,
+            flips in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 0..8),
+            cut in proptest::prelude::any::<usize>(),
+            garbage in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            use_garbage in proptest::prelude::any::<bool>(),
+        ) {
+            let mut bytes = if use_garbage {
+                let mut g = format::header(format::FILE_WORKER, 7).to_vec();
+                g.extend_from_slice(&garbage);
+                let used = (g.len() as u64) & !7;
+                g[format::USED_OFFSET..format::USED_OFFSET + 8].copy_from_slice(&used.to_ne_bytes());
+                g
+            } else {
+                image(n)
+            };
+            for (at, value) in flips {
+                let len = bytes.len();
+                bytes[at % len] ^= value;
+            }
+            bytes.truncate(cut % (bytes.len() + 1));
+            let merged = read(&bytes);
+            proptest::prop_assert!(merged.len() <= bytes.len() / 16);
+            let text = render(&merged);
+            proptest::prop_assert!(text.len() <= 64 * 1024);
+        }
+    }
 }
