@@ -75,7 +75,7 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
 
 def test_a_full_disk_kills_no_worker_and_counts_recover_when_space_returns(small_tmpfs):
     filler = small_tmpfs / "filler"
-    filler.write_bytes(b"\1" * (300 << 10))
+    filler.write_bytes(b"\1" * (400 << 10))
     port = free_port()
     env = {"XDG_RUNTIME_DIR": str(small_tmpfs), "LAST9_MAX_DOMAINS": "100000"}
     with running(gunicorn(port, "-w", "2"), port, env) as master:
