@@ -30,7 +30,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
-use self::file::{AppendError, Mapping, WorkerFile};
+use self::file::{AppendError, Mapping, Stub, WorkerFile};
 use crate::gauge::Gauge;
 use crate::histogram::{Buckets, Histogram};
 use crate::registry::{Limits, Registry};
@@ -45,6 +45,9 @@ static PID: AtomicU32 = AtomicU32::new(0);
 static FORKING_PID: AtomicU32 = AtomicU32::new(0);
 /// In a child: the pid of the process it was forked from (0 when not forked since loading).
 static PARENT_PID: AtomicU32 = AtomicU32::new(0);
+/// When this process began (wall clock, ns): a worker file named with this process's pid and a
+/// later time is this process's own, whatever the state of its bookkeeping.
+static BORN_NANOS: AtomicU64 = AtomicU64::new(0);
 /// This process forked at least once (it may have children writing to its instance directory).
 static FORKED: AtomicBool = AtomicBool::new(false);
 
@@ -67,6 +70,9 @@ struct State {
     retiring: Option<WorkerFile>,
     /// When a replacement was last tried (seconds since the epoch), to try at most once a second.
     last_try: u64,
+    /// An empty file standing for this process while it has no real one, so that other
+    /// processes' scrapes know their sums miss it.
+    stub: Option<Stub>,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
@@ -79,6 +85,7 @@ static STATE: Mutex<State> = Mutex::new(State {
     replacement: None,
     retiring: None,
     last_try: 0,
+    stub: None,
 });
 
 /// A pre-fork process could not enter multi-process mode: its scrapes show its own series only.
@@ -95,11 +102,32 @@ pub fn pid() -> u32 {
     match PID.load(Ordering::Relaxed) {
         0 => {
             let pid = std::process::id();
+            let _ = BORN_NANOS.compare_exchange(0, now_nanos(), Ordering::Relaxed, Ordering::Relaxed);
             PID.store(pid, Ordering::Relaxed);
             pid
         }
         pid => pid,
     }
+}
+
+fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Whether `name` is a worker file this process made (`w-<pid>-<ns>.db`, see
+/// [`file::WorkerFile`]). Such a file is never opened again by this process: closing a second
+/// descriptor of it would drop the process's lock, and others would take it for dead.
+pub(crate) fn is_own_file(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("w-").and_then(|n| n.strip_suffix(".db")) else {
+        return false;
+    };
+    let Some((file_pid, nanos)) = rest.split_once('-') else {
+        return false;
+    };
+    let born = BORN_NANOS.load(Ordering::Relaxed);
+    file_pid.parse() == Ok(pid()) && nanos.parse::<u64>().is_ok_and(|n| born != 0 && n >= born)
 }
 
 /// The shared directory, in multi-process mode.
@@ -162,6 +190,9 @@ pub fn sync() {
             if state.replacement.as_ref().is_some_and(|f| f.pid() != me) {
                 state.replacement = None;
                 state.retiring = None;
+            }
+            if state.stub.as_ref().is_some_and(|s| s.pid() != me) {
+                state.stub = None; // the parent's: closing our copy leaves its lock alone
             }
             let parent = PARENT_PID.load(Ordering::Relaxed);
             if state.dir.is_none() && parent != 0 {
@@ -238,11 +269,18 @@ fn publish_replacement() {
         return;
     };
     let old = state.retiring.as_ref().map(|f| f.path().to_path_buf());
-    if let Err(e) = merge::replace_file(&dir, file, old.as_deref()) {
-        // Its series stay in this process's memory (the file is gone with the error).
-        merge::warn(&dir, &format!("cannot publish this process's new file: {e}"));
-        state.file = None;
-        state.partial = true;
+    match merge::replace_file(&dir, file, old.as_deref()) {
+        Ok(()) => {
+            if let Some(stub) = state.stub.take() {
+                stub.remove();
+            }
+        }
+        Err(e) => {
+            // Its series stay in this process's memory (the file is gone with the error).
+            merge::warn(&dir, &format!("cannot publish this process's new file: {e}"));
+            state.file = None;
+            state.partial = true;
+        }
     }
     state.retiring = None;
 }
@@ -256,12 +294,18 @@ fn own_file(state: &mut State, dir: PathBuf) -> bool {
         state.layouts.clear();
         state.file = match WorkerFile::create(dir, me) {
             Ok(file) => {
+                if let Some(stub) = state.stub.take() {
+                    stub.remove();
+                }
                 // A new worker often replaces a dead one: fold the dead ones in now.
-                let _ = merge::compact(dir, Some(file.name()));
+                let _ = merge::compact(dir);
                 Some(file)
             }
             Err(e) => {
                 merge::warn(dir, &format!("cannot make this process's file: {e}"));
+                if state.stub.as_ref().is_none_or(|s| s.pid() != me) {
+                    state.stub = Stub::create(dir, me).ok();
+                }
                 None
             }
         };
@@ -408,7 +452,7 @@ pub fn snapshot() -> Option<Snapshot> {
     if replace {
         sync();
     }
-    let (dir, own_files, partial) = {
+    let (dir, own_files, stub, partial) = {
         let state = STATE.lock();
         let dir = state.dir.clone()?;
         // This process's files are read through their mappings, never opened again (closing
@@ -420,18 +464,23 @@ pub fn snapshot() -> Option<Snapshot> {
             .filter(|f| f.pid() == pid() && f.is_published())
             .map(|f| (f.name().to_owned(), f.mapping().clone()))
             .collect();
-        (dir, own, state.partial)
+        let stub = state
+            .stub
+            .as_ref()
+            .filter(|s| s.pid() == pid())
+            .map(|s| s.name.clone());
+        (dir, own, stub, state.partial)
     };
-    let own: Vec<merge::Own<'_>> = own_files
+    let mut own: Vec<merge::Own<'_>> = own_files
         .iter()
         .map(|(name, map)| merge::Own {
             name,
             // SAFETY: the header's `used` bounds what is read, and the file is at least that
             // long (were it cut, the mapping is guarded).
-            region: unsafe { map.region(map.len()) },
+            region: Some(unsafe { map.region(map.len()) }),
         })
         .collect();
-    let own_name = own_files.first().map(|(name, _)| name.clone());
+    own.extend(stub.as_deref().map(|name| merge::Own { name, region: None }));
     let collected = merge::collect(&dir, &own);
     let mut collected = match collected {
         Ok(collected) => collected,
@@ -443,7 +492,7 @@ pub fn snapshot() -> Option<Snapshot> {
         }
     };
     if collected.dead > 0 {
-        let _ = merge::compact(&dir, own_name.as_deref());
+        let _ = merge::compact(&dir);
     }
     collected.partial |= partial;
     let mut snapshot = collected.merged.snapshot();
@@ -495,6 +544,8 @@ extern "C" fn after_fork_parent() {
 extern "C" fn after_fork_child() {
     // SAFETY: getpid is async-signal-safe.
     PID.store(unsafe { libc::getpid() } as u32, Ordering::SeqCst);
+    // clock_gettime is async-signal-safe.
+    BORN_NANOS.store(now_nanos(), Ordering::SeqCst);
     PARENT_PID.store(FORKING_PID.load(Ordering::SeqCst), Ordering::SeqCst);
     FORKED.store(false, Ordering::SeqCst);
     EPOCH.fetch_add(1, Ordering::SeqCst);

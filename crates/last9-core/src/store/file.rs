@@ -389,6 +389,46 @@ impl WorkerFile {
     }
 }
 
+/// An empty worker file, locked like a real one, for a process whose real file cannot be made
+/// (the disk is full): readers cannot read it, so they know their sums miss a live process.
+pub struct Stub {
+    pub name: String,
+    path: PathBuf,
+    pid: u32,
+    _fd: Fd,
+}
+
+impl Stub {
+    pub fn create(dir: &Path, pid: u32) -> io::Result<Stub> {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let name = format!("w-{pid}-{nanos}.db");
+        let temp = dir.join(format!(".new-{pid}-{nanos}"));
+        let fd = Fd::open(&temp, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL)?;
+        let path = dir.join(&name);
+        if let Err(e) = fd.lock_exclusive().and_then(|()| std::fs::rename(&temp, &path)) {
+            let _ = std::fs::remove_file(&temp);
+            return Err(e);
+        }
+        Ok(Stub {
+            name,
+            path,
+            pid,
+            _fd: fd,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Deletes the stub (this process has a real file now).
+    pub fn remove(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// Writes `bytes` to `dir/name` atomically: a temporary file, then a rename.
 pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;

@@ -309,10 +309,10 @@ pub struct Collected {
 }
 
 /// A file of this process, read through its writable mapping rather than opened again (closing
-/// another descriptor of it would drop this process's `fcntl` lock).
+/// another descriptor of it would drop this process's `fcntl` lock); None for a stub.
 pub struct Own<'a> {
     pub name: &'a str,
-    pub region: Region<'a>,
+    pub region: Option<Region<'a>>,
 }
 
 /// Sums the archive and every live or dead worker file of `dir`.
@@ -342,10 +342,18 @@ pub fn collect(dir: &Path, own: &[Own<'_>]) -> io::Result<Collected> {
             continue;
         }
         if let Some(own) = own.iter().find(|o| o.name == name) {
-            if let Err(why) = merged.add_file(&own.region, true) {
-                skip(&mut partial, &dir.join(&name), &why);
+            match &own.region {
+                Some(region) => {
+                    if let Err(why) = merged.add_file(region, true) {
+                        skip(&mut partial, &dir.join(&name), &why);
+                    }
+                }
+                None => partial = true,
             }
             continue;
+        }
+        if super::is_own_file(&name) {
+            continue; // made by another thread of this process since `own` was taken
         }
         let path = dir.join(&name);
         let map = match Mapping::open_read(&path) {
@@ -399,9 +407,10 @@ pub fn replace_file(dir: &Path, new: &mut WorkerFile, old: Option<&Path>) -> io:
     Ok(())
 }
 
-/// Merges the files of dead workers into the archive and deletes them. Does nothing (returns
-/// false) when another process is compacting.
-pub fn compact(dir: &Path, own_name: Option<&str>) -> io::Result<bool> {
+/// Merges the files of dead workers into the archive and deletes them (a dead worker's file that
+/// cannot be read is deleted too, keeping the directory bounded). This process's own files are
+/// never touched. Does nothing (returns false) when another process is compacting.
+pub fn compact(dir: &Path) -> io::Result<bool> {
     let _io = DIR_IO.lock();
     let lock = lock_file(dir)?;
     match lock.flock(libc::LOCK_EX | libc::LOCK_NB) {
@@ -448,21 +457,25 @@ pub fn compact(dir: &Path, own_name: Option<&str>) -> io::Result<bool> {
     }
     let leftovers = absorbed.len();
     for name in &names {
-        if Some(name.as_str()) == own_name || absorbed.contains(name) {
+        if super::is_own_file(name) || absorbed.contains(name) {
             continue;
         }
         let path = dir.join(name);
-        let Ok(map) = Mapping::open_read(&path) else {
-            continue;
-        };
-        if map.fd().is_locked_by_another() {
-            continue;
+        match Fd::open_ours(&path) {
+            Ok(fd) if !fd.is_locked_by_another() => {}
+            _ => continue, // alive, gone, or not ours to delete
         }
-        // SAFETY: its writer is gone, so nothing changes under us.
-        let region = unsafe { map.region(map.len()) };
-        if let Err(why) = archive.add_file(&region, false) {
-            // Readers skip it too; deleting it keeps the directory bounded.
-            warn(&path, &why);
+        match Mapping::open_read(&path) {
+            Ok(map) => {
+                // SAFETY: its writer is gone, so nothing changes under us.
+                let region = unsafe { map.region(map.len()) };
+                if let Err(why) = archive.add_file(&region, false) {
+                    // Readers skip it too; deleting it keeps the directory bounded.
+                    warn(&path, &why);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(_) => {} // empty (a stub) or damaged: nothing to keep
         }
         absorbed.push(name.clone());
     }
@@ -480,12 +493,15 @@ pub fn compact(dir: &Path, own_name: Option<&str>) -> io::Result<bool> {
     Ok(true)
 }
 
-/// Removes `.new-*` files of workers that died while creating their file.
+/// Removes `.new-*` files of workers that died while creating their file, and archives that
+/// compactors did not live to rename.
 fn remove_stale_temporaries(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        if !name.to_string_lossy().starts_with(".new-") {
+        let name = name.to_string_lossy();
+        let archive_temp = name.starts_with(&format!(".{ARCHIVE}.")) && name.ends_with(".tmp");
+        if !name.starts_with(".new-") && !archive_temp {
             continue;
         }
         let old = entry
@@ -495,8 +511,9 @@ fn remove_stale_temporaries(dir: &Path) {
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|age| age.as_secs() > STALE_TEMP_SECS);
         let path: PathBuf = entry.path();
-        let unlocked = Fd::open_ours(&path).is_ok_and(|fd| !fd.is_locked_by_another());
-        if old && unlocked {
+        // Opened only when old: closing a descriptor of a file drops its owner's lock, should
+        // that be this process.
+        if old && Fd::open_ours(&path).is_ok_and(|fd| !fd.is_locked_by_another()) {
             let _ = fs::remove_file(path);
         }
     }
@@ -593,12 +610,12 @@ mod tests {
         }
         let before = counts(&dir);
         assert_eq!(collect(&dir, &[]).unwrap().dead, 20);
-        assert!(compact(&dir, None).unwrap());
+        assert!(compact(&dir).unwrap());
         assert_eq!(counts(&dir), before);
         assert_eq!(worker_files(&dir).unwrap(), Vec::<String>::new());
         // More workers come and go: still one archive.
         drop(worker(&dir, &["/a"], 5));
-        assert!(compact(&dir, None).unwrap());
+        assert!(compact(&dir).unwrap());
         assert_eq!(
             counts(&dir),
             vec![("/a".into(), 25), ("/b".into(), 10), ("/c".into(), 10)]
@@ -614,11 +631,11 @@ mod tests {
         drop(w);
         // As if a compactor died after renaming the archive but before deleting the file.
         let copy = fs::read(dir.join(&name)).unwrap();
-        assert!(compact(&dir, None).unwrap());
+        assert!(compact(&dir).unwrap());
         fs::write(dir.join(&name), copy).unwrap();
         assert_eq!(counts(&dir), vec![("/a".into(), 4)]);
         // The next compaction deletes the leftover without adding it again.
-        assert!(compact(&dir, None).unwrap());
+        assert!(compact(&dir).unwrap());
         assert_eq!(worker_files(&dir).unwrap(), Vec::<String>::new());
         assert_eq!(counts(&dir), vec![("/a".into(), 4)]);
         fs::remove_dir_all(&dir).unwrap();
@@ -632,7 +649,7 @@ mod tests {
             let routes: Vec<String> = (0..3).map(|j| format!("/x{i}-{j}")).collect();
             let routes: Vec<&str> = routes.iter().map(String::as_str).collect();
             drop(worker(&dir, &routes, 1));
-            compact(&dir, None).unwrap();
+            compact(&dir).unwrap();
         }
         let counts = counts(&dir);
         assert_eq!(counts.len(), 4, "{counts:?}");
@@ -665,7 +682,7 @@ mod tests {
         unsafe { libc::read(ready[0], (&mut byte as *mut u8).cast(), 1) };
         drop(worker(&dir, &["/dead"], 1));
         assert_eq!(collect(&dir, &[]).unwrap().dead, 1);
-        assert!(compact(&dir, None).unwrap());
+        assert!(compact(&dir).unwrap());
         assert_eq!(worker_files(&dir).unwrap().len(), 1);
         assert_eq!(counts(&dir), vec![("/dead".into(), 1), ("/live".into(), 1)]);
         unsafe {
