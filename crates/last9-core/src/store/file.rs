@@ -52,6 +52,10 @@ impl Fd {
     /// Opens a file of the store for reading, if it is a regular file of this user that no one
     /// else can write: anything else in the directory is not ours to trust.
     pub fn open_ours(path: &Path) -> io::Result<Fd> {
+        // Checked before opening too: opening a device may do something by itself.
+        if !std::fs::symlink_metadata(path)?.file_type().is_file() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+        }
         let fd = Fd::open(path, libc::O_RDONLY)?;
         let st = fd.stat()?;
         // SAFETY: getuid cannot fail.
