@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -211,20 +212,34 @@ def test_a_multiproc_dir_others_control_is_refused(tmp_path, hostile):
     assert "MetricsError: LAST9_MULTIPROC_DIR cannot be used" in out.stderr, out.stderr
 
 
-def test_everything_the_store_creates_is_private_whatever_the_umask(tmp_path):
-    store = tmp_path / "new" / "store"
+@pytest.mark.parametrize("where", ["LAST9_MULTIPROC_DIR", "XDG_RUNTIME_DIR"])
+def test_everything_the_store_creates_is_private_whatever_the_umask(tmp_path, where):
+    top = tmp_path / "new"
+    if where == "XDG_RUNTIME_DIR":
+        top.mkdir()  # the runtime dir itself is the system's; last9 makes what is inside
+    env = {where: str(top / "store") if where == "LAST9_MULTIPROC_DIR" else str(top)}
     port = free_port()
     command = gunicorn(port, "-w", "2", "--max-requests", "20", "--max-requests-jitter", "0")
     shell = ["sh", "-c", 'umask 000; exec "$@"', "sh", *command]
-    with running(shell, port, {"LAST9_MULTIPROC_DIR": str(store)}):
+    with running(shell, port, env):
         assert load(port, 200, threads=2)[0] == 200
         settle(port, 200)
-        wait_until(lambda: (store / "archive.db").exists())
-    made = [tmp_path / "new", *(tmp_path / "new").rglob("*")]
-    assert {"archive.db", ".lock"} <= {p.name for p in made}
-    for path in made:
-        mode = stat.S_IMODE(path.lstat().st_mode)
-        assert mode & 0o077 == 0, f"{path} has mode {mode:04o}"
+        # Until both a recycled worker's archive and a live worker's file are there at once.
+        wait_until(
+            lambda: (
+                load(port, 1)[0] == 1 and any(top.rglob("archive.db")) and any(top.rglob("w-*.db"))
+            )
+        )
+        modes = {}
+        for path in [top, *top.rglob("*")]:
+            with suppress(FileNotFoundError):  # a recycled worker's file, compacted meanwhile
+                modes[path] = stat.S_IMODE(path.lstat().st_mode)
+    if where == "XDG_RUNTIME_DIR":
+        del modes[top]
+    modes = {p: m for p, m in modes.items() if p.name != "gunicorn.ctl"}  # gunicorn's own
+    names = {p.name for p in modes}
+    assert {"archive.db", ".lock"} <= names and any(n.startswith("w-") for n in names), names
+    assert all(m & 0o077 == 0 for m in modes.values()), {str(p): oct(m) for p, m in modes.items()}
 
 
 def hostile_temp_dir(tmp_path: Path, alternates: int) -> Path:
@@ -243,15 +258,16 @@ def hostile_temp_dir(tmp_path: Path, alternates: int) -> Path:
     return temp
 
 
-def without_runtime_dir(temp: Path) -> dict[str, str]:
-    os.environ.pop("LAST9_MULTIPROC_DIR", None)
-    return {"TMPDIR": str(temp), "XDG_RUNTIME_DIR": ""}
+def only_temp_dir(temp: Path) -> dict[str, str]:
+    """Environment for a server whose store can only go in `temp`."""
+    return {"TMPDIR": str(temp), "XDG_RUNTIME_DIR": "", "LAST9_MULTIPROC_DIR": ""}
 
 
 def test_a_default_directory_made_by_another_user_is_avoided_and_every_request_counted(tmp_path):
     temp = hostile_temp_dir(tmp_path, alternates=1)
     port = free_port()
-    with running(gunicorn(port, "-w", "2"), port, without_runtime_dir(temp)):
+    with running(gunicorn(port, "-w", "2"), port, only_temp_dir(temp)) as master:
+        booted(master)
         pids: set[int] = set()
         ok, sent = load(port, 200, pids=pids)
         assert ok == sent and len(pids) == 2
@@ -266,7 +282,8 @@ def test_a_default_directory_made_by_another_user_is_avoided_and_every_request_c
 def test_partial_sums_say_so_in_the_exposition(tmp_path):
     temp = hostile_temp_dir(tmp_path, alternates=8)
     port = free_port()
-    with running(gunicorn(port, "-w", "2"), port, without_runtime_dir(temp)) as server:
+    with running(gunicorn(port, "-w", "2"), port, only_temp_dir(temp)) as server:
+        booted(server)
         assert load(port, 100)[0] == 100
         text = scrape(port).text
         assert degraded(text) == 1 and total(text) < 100
