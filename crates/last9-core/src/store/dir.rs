@@ -223,4 +223,23 @@ mod tests {
         assert_eq!(left, expected);
         fs::remove_dir_all(&base).unwrap();
     }
+
+    #[test]
+    fn a_named_directory_must_be_private_all_the_way_up() {
+        let top = std::env::temp_dir().join(format!("last9-checked-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&top);
+        // Made private when missing, parents included.
+        let made = checked_dir(&top.join("a/b")).unwrap();
+        for dir in [&top, &top.join("a"), &made] {
+            assert_eq!(fs::metadata(dir).unwrap().permissions().mode() & 0o777, 0o700);
+        }
+        fs::set_permissions(&made, fs::Permissions::from_mode(0o770)).unwrap();
+        assert!(checked_dir(&made).is_err(), "group-writable");
+        fs::set_permissions(&made, fs::Permissions::from_mode(0o700)).unwrap();
+        fs::set_permissions(top.join("a"), fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(checked_dir(&made).is_err(), "a parent anyone can write to");
+        fs::set_permissions(top.join("a"), fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(checked_dir(&made).is_ok(), "a sticky parent, like /tmp");
+        fs::remove_dir_all(&top).unwrap();
+    }
 }
