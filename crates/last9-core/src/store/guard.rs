@@ -8,7 +8,9 @@
 //! answered by putting a private zero page in place of the missing one: the faulting add or load
 //! then completes on that page and the process carries on. The guard notes the fault, so the
 //! owner can move its series to a new file (see `store::rehome`) and a reader can tell its view
-//! of a file was cut. A SIGBUS anywhere else goes to the handler that was there before.
+//! of a file was cut. A SIGBUS anywhere else goes to the handler that was there before; one this
+//! process raised itself is a handler installed after ours (Python's `faulthandler`) handing a
+//! fault on, which is let through so the fault comes back to us.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Once;
@@ -123,6 +125,12 @@ extern "C" fn on_sigbus(signal: libc::c_int, info: *mut libc::siginfo_t, context
                     return; // the faulting instruction runs again, on the zero page
                 }
             }
+        }
+        if !from_kernel && (*info).si_pid() == libc::getpid() {
+            // This process re-raised it: a handler installed after ours (Python's faulthandler)
+            // met the fault first and hands it on this way. Returning lets the faulting access
+            // run again, and this handler, now back in place, sees the fault itself.
+            return;
         }
         // Not ours: what would have happened without us.
         let previous = &*std::ptr::addr_of!(PREVIOUS).cast::<libc::sigaction>();
