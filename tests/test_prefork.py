@@ -227,11 +227,17 @@ def test_a_killed_worker_keeps_its_counts_and_nothing_goes_backwards():
             loader.join()
         succeeded = sum(ok for ok, _ in results)
         attempted = sum(sent for _, sent in results)
-        wait_until(lambda: seen.append(total(scrape(port).text)) or seen[-1] >= succeeded)
+        # A worker records a request when the server has consumed its body, just after the
+        # client got the last byte: a worker killed in between loses that one request (it was
+        # answered, never recorded). So each kill may cost at most one count; the rest is exact.
+        kills = 2
+        wait_until(lambda: seen.append(total(scrape(port).text)) or seen[-1] >= succeeded - kills)
+        for _ in range(10):
+            seen.append(total(scrape(port).text))
         final = seen[-1]
         assert seen == sorted(seen), f"a scrape went backwards: {seen}"
         # A request cut by the kill may have been recorded before its answer was lost.
-        assert succeeded <= final <= attempted
+        assert succeeded - kills <= final <= attempted
         assert succeeded > 0 and attempted - succeeded <= 2
 
 

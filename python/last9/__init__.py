@@ -8,6 +8,8 @@ One line instruments an app::
 and ``/metrics`` then serves ``http_requests_duration_milliseconds``, labelled by route template.
 """
 
+from contextlib import suppress as _suppress
+
 from last9 import prefork
 from last9._core import (
     MetricsError,
@@ -29,7 +31,9 @@ from last9.server import start_metrics_server
 #: The registry every middleware records into unless given another. Under a pre-fork server
 #: (gunicorn, uWSGI, uvicorn --workers) it sums every worker: see ``last9.prefork``.
 REGISTRY: Registry = global_registry()
-prefork.activate()
+# A bad LAST9_MULTIPROC_DIR is raised where the app is instrumented (setup), not at import.
+with _suppress(MetricsError):
+    prefork.activate()
 
 
 def generate_latest(registry: Registry | None = None, *, openmetrics: bool = False) -> bytes:

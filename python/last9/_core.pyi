@@ -101,12 +101,14 @@ def enable_multiprocess(
     """Enters multi-process mode for the global registry.
 
     Its series move, with their counts, to a file of this process in a directory shared by the
-    server's processes, and its scrapes then sum every process. ``directory`` is used as given;
-    otherwise it is the directory of the server instance whose root process is ``root_pid`` (this
-    process when None). Calling it again returns the directory in use.
+    server's processes, and its scrapes then sum every process. ``directory`` is made private
+    (0700) if missing and must be owned by this user, writable by no one else, under parents no
+    one else can change; otherwise it is the directory of the server instance whose root process
+    is ``root_pid`` (this process when None), in the first private base directory. Calling it
+    again returns the directory in use.
 
     Raises:
-        OSError: the directory cannot be made or used.
+        OSError: the directory cannot be made, or another user owns or can write to it.
     """
 
 def multiprocess_dir() -> pathlib.Path | None:

@@ -19,7 +19,7 @@ import os
 import sys
 from typing import Any
 
-from last9._core import enable_multiprocess, multiprocess_dir
+from last9._core import MetricsError, enable_multiprocess, multiprocess_dir
 
 logger = logging.getLogger("last9")
 
@@ -30,13 +30,18 @@ _MAX_FRAMES = 64
 def activate() -> str | None:
     """Enters multi-process mode if this process is part of a pre-fork server.
 
-    Returns the shared directory, or None for a single process. Never raises: a directory that
-    cannot be made leaves the process single-process, with a warning.
+    Returns the shared directory, or None for a single process. Raises ``MetricsError`` when
+    ``LAST9_MULTIPROC_DIR`` names a directory another user owns or can write to. When no private
+    directory can be found for a pre-fork server, the process keeps its own series with a
+    warning, and its scrapes say so (``last9_store_degraded`` 1).
     """
     directory = os.environ.get("LAST9_MULTIPROC_DIR")
-    try:
-        if directory:
+    if directory:
+        try:
             return str(enable_multiprocess(directory=directory))
+        except OSError as error:
+            raise MetricsError(f"LAST9_MULTIPROC_DIR cannot be used: {error}") from None
+    try:
         root = server_root()
         if root is None:
             return None

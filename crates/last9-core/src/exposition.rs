@@ -18,6 +18,10 @@ use std::sync::Arc;
 /// The metric every recorder writes.
 pub const DURATION_NAME: &str = "http_requests_duration_milliseconds";
 pub const DURATION_HELP: &str = "HTTP requests duration per path, in milliseconds.";
+/// 1 when a worker of a pre-fork server serves sums known to be partial (see the store).
+pub const STORE_DEGRADED_NAME: &str = "last9_store_degraded";
+const STORE_DEGRADED_HELP: &str =
+    "1 when these sums miss some worker's series (the multi-process store is unusable or a file could not take them); see the log.";
 /// The gauge of requests inside the app.
 pub const IN_FLIGHT_NAME: &str = "http_requests_in_flight";
 pub const IN_FLIGHT_HELP: &str =
@@ -231,6 +235,14 @@ impl<'a> Family<'a> {
                 samples: Samples::Histogram(snapshot, snapshot.client_series()),
             });
         }
+        if !snapshot.store_degraded().is_empty() {
+            families.push(Family {
+                name: STORE_DEGRADED_NAME,
+                help: STORE_DEGRADED_HELP,
+                unit: None,
+                samples: Samples::Gauge(snapshot.store_degraded()),
+            });
+        }
         if !snapshot.callers().is_empty() {
             families.push(Family {
                 name: CALLERS_NAME,
@@ -304,9 +316,12 @@ fn write_families(sink: &mut impl Sink, families: &[Family<'_>], format: Format)
 fn write_sample(sink: &mut impl Sink, name: &[u8], suffix: &[u8], labels: &str, value: &str) {
     sink.put(name);
     sink.put(suffix);
-    sink.put(b"{");
-    sink.put(labels.as_bytes());
-    sink.put(b"} ");
+    if !labels.is_empty() {
+        sink.put(b"{");
+        sink.put(labels.as_bytes());
+        sink.put(b"}");
+    }
+    sink.put(b" ");
     sink.put(value.as_bytes());
     sink.put(b"\n");
 }

@@ -32,6 +32,9 @@ pub struct Snapshot {
     callers: Vec<(Arc<str>, u64)>,
     /// `last9_label_overflow_total`: requests counted under `_other`, per label.
     overflow: Vec<(Arc<str>, u64)>,
+    /// `last9_store_degraded`, for a worker of a pre-fork server: whether these sums are known
+    /// to be partial (see `store::degraded`).
+    pub store_degraded: Option<bool>,
 }
 
 impl Snapshot {
@@ -61,6 +64,9 @@ impl Snapshot {
         }
         snapshot.add_lineage(&recorders);
         snapshot.count_overflow();
+        if registry.is_shared() {
+            snapshot.store_degraded = crate::store::degraded();
+        }
         snapshot
     }
 
@@ -98,6 +104,17 @@ impl Snapshot {
     /// The overflow counter's samples (see [`Self::count_overflow`]).
     pub fn overflow(&self) -> &[(Arc<str>, u64)] {
         &self.overflow
+    }
+
+    /// The `last9_store_degraded` sample, when there is one.
+    pub fn store_degraded(&self) -> &'static [(Arc<str>, i64)] {
+        type Sample = (Arc<str>, i64);
+        static NO_LABELS: std::sync::OnceLock<[[Sample; 1]; 2]> = std::sync::OnceLock::new();
+        let samples = NO_LABELS.get_or_init(|| [[(Arc::from(""), 0)], [(Arc::from(""), 1)]]);
+        match self.store_degraded {
+            None => &[],
+            Some(degraded) => &samples[degraded as usize],
+        }
     }
 
     /// Adds the lineage series of these recorders (kept per process, also in multi-process mode).

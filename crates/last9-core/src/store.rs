@@ -19,16 +19,18 @@
 pub mod dir;
 pub mod file;
 pub mod format;
+pub mod guard;
 pub mod merge;
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Once};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
-use self::file::{AppendError, WorkerFile};
+use self::file::{AppendError, Mapping, Stub, WorkerFile};
 use crate::gauge::Gauge;
 use crate::histogram::{Buckets, Histogram};
 use crate::registry::{Limits, Registry};
@@ -43,6 +45,9 @@ static PID: AtomicU32 = AtomicU32::new(0);
 static FORKING_PID: AtomicU32 = AtomicU32::new(0);
 /// In a child: the pid of the process it was forked from (0 when not forked since loading).
 static PARENT_PID: AtomicU32 = AtomicU32::new(0);
+/// When this process began (wall clock, ns): a worker file named with this process's pid and a
+/// later time is this process's own, whatever the state of its bookkeeping.
+static BORN_NANOS: AtomicU64 = AtomicU64::new(0);
 /// This process forked at least once (it may have children writing to its instance directory).
 static FORKED: AtomicBool = AtomicBool::new(false);
 
@@ -56,6 +61,18 @@ struct State {
     /// The epoch `dir` and `file` were brought up to.
     epoch: u64,
     full_warned: bool,
+    /// Some series of this process are on the heap (its file could not take them), or its file
+    /// was cut: they are moved to a new file as soon as one can be made.
+    partial: bool,
+    /// A new file, not yet published, that the next [`sync`] moves every series into.
+    replacement: Option<WorkerFile>,
+    /// The file being replaced, until the new one is published.
+    retiring: Option<WorkerFile>,
+    /// When a replacement was last tried (seconds since the epoch), to try at most once a second.
+    last_try: u64,
+    /// An empty file standing for this process while it has no real one, so that other
+    /// processes' scrapes know their sums miss it.
+    stub: Option<Stub>,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
@@ -64,7 +81,15 @@ static STATE: Mutex<State> = Mutex::new(State {
     layouts: Vec::new(),
     epoch: 1,
     full_warned: false,
+    partial: false,
+    replacement: None,
+    retiring: None,
+    last_try: 0,
+    stub: None,
 });
+
+/// A pre-fork process could not enter multi-process mode: its scrapes show its own series only.
+static UNSHARED: AtomicBool = AtomicBool::new(false);
 
 /// The current epoch; see [`sync`].
 #[inline]
@@ -77,6 +102,7 @@ pub fn pid() -> u32 {
     match PID.load(Ordering::Relaxed) {
         0 => {
             let pid = std::process::id();
+            let _ = BORN_NANOS.compare_exchange(0, now_nanos(), Ordering::Relaxed, Ordering::Relaxed);
             PID.store(pid, Ordering::Relaxed);
             pid
         }
@@ -84,15 +110,42 @@ pub fn pid() -> u32 {
     }
 }
 
+fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Whether `name` is a worker file this process made (`w-<pid>-<ns>.db`, see
+/// [`file::WorkerFile`]). Such a file is never opened again by this process: closing a second
+/// descriptor of it would drop the process's lock, and others would take it for dead.
+pub(crate) fn is_own_file(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("w-").and_then(|n| n.strip_suffix(".db")) else {
+        return false;
+    };
+    let Some((file_pid, nanos)) = rest.split_once('-') else {
+        return false;
+    };
+    let born = BORN_NANOS.load(Ordering::Relaxed);
+    file_pid.parse() == Ok(pid()) && nanos.parse::<u64>().is_ok_and(|n| born != 0 && n >= born)
+}
+
 /// The shared directory, in multi-process mode.
 pub fn shared_dir() -> Option<PathBuf> {
     STATE.lock().dir.clone()
 }
 
-/// Enters multi-process mode for the global registry: `dir` as given (`LAST9_MULTIPROC_DIR`),
-/// else the instance directory of the server whose root process is `root_pid` (this process
-/// when None). Series recorded so far move into this process's file with their counts. Calling
-/// it again returns the directory in use.
+/// Records that this process is one of several workers but could not share a directory with
+/// them: its scrapes say so (`last9_store_degraded` 1) until it can.
+pub fn mark_unshared() {
+    UNSHARED.store(true, Ordering::Relaxed);
+}
+
+/// Enters multi-process mode for the global registry: `dir` as given (`LAST9_MULTIPROC_DIR`,
+/// which must be a private directory of this user; see [`dir::checked_dir`]), else the instance
+/// directory of the server whose root process is `root_pid` (this process when None). Series
+/// recorded so far move into this process's file with their counts. Calling it again returns
+/// the directory in use.
 pub fn enable(dir: Option<&Path>, root_pid: Option<u32>) -> io::Result<PathBuf> {
     {
         let mut state = STATE.lock();
@@ -100,13 +153,17 @@ pub fn enable(dir: Option<&Path>, root_pid: Option<u32>) -> io::Result<PathBuf> 
             return Ok(existing.clone());
         }
         let dir = match dir {
-            Some(dir) => {
-                std::fs::create_dir_all(dir)?;
-                dir.to_path_buf()
-            }
-            None => dir::instance_dir(root_pid.unwrap_or_else(pid))?,
+            Some(dir) => dir::checked_dir(dir)?,
+            None => match dir::instance_dir(root_pid.unwrap_or_else(pid)) {
+                Ok(dir) => dir,
+                Err(e) => {
+                    mark_unshared();
+                    return Err(e);
+                }
+            },
         };
         state.dir = Some(dir);
+        UNSHARED.store(false, Ordering::Relaxed);
         EPOCH.fetch_add(1, Ordering::SeqCst);
     }
     sync();
@@ -115,10 +172,12 @@ pub fn enable(dir: Option<&Path>, root_pid: Option<u32>) -> io::Result<PathBuf> 
 
 /// Brings the store and the global registry's recorders up to the current epoch. In a forked
 /// child this drops the parent's file and enters multi-process mode (the instance's root is the
-/// parent, unless the parent already had a directory).
+/// parent, unless the parent already had a directory). When a replacement file is ready, every
+/// series moves into it with its counts, and it takes the old file's place.
 #[cold]
 pub fn sync() {
     let epoch = EPOCH.load(Ordering::SeqCst);
+    let mut replaced = false;
     {
         let mut state = STATE.lock();
         if state.epoch != epoch {
@@ -128,12 +187,28 @@ pub fn sync() {
                 state.file = None;
                 state.layouts.clear();
             }
+            if state.replacement.as_ref().is_some_and(|f| f.pid() != me) {
+                state.replacement = None;
+                state.retiring = None;
+            }
+            if state.stub.as_ref().is_some_and(|s| s.pid() != me) {
+                state.stub = None; // the parent's: closing our copy leaves its lock alone
+            }
             let parent = PARENT_PID.load(Ordering::Relaxed);
             if state.dir.is_none() && parent != 0 {
                 match dir::instance_dir(parent) {
                     Ok(dir) => state.dir = Some(dir),
-                    Err(e) => merge::warn(&dir::runtime_base(), &format!("staying single-process: {e}")),
+                    Err(e) => {
+                        mark_unshared();
+                        merge::warn(&dir::runtime_base(), &format!("staying single-process: {e}"));
+                    }
                 }
+            }
+            if let Some(new) = state.replacement.take() {
+                state.retiring = state.file.replace(new);
+                state.layouts.clear();
+                state.partial = false;
+                replaced = true;
             }
             state.epoch = epoch;
         }
@@ -141,6 +216,73 @@ pub fn sync() {
     for recorder in Registry::global().recorders() {
         recorder.rebind(epoch);
     }
+    if replaced {
+        publish_replacement();
+    }
+}
+
+/// Makes a file to move every series of this process into, when its file does not hold them
+/// all (some went on the heap, or it was cut); the move happens at the next [`sync`], which
+/// this schedules. At most one try a second: while the disk stays full, each try fails at once.
+fn plan_replacement(state: &mut State) {
+    let cut = state
+        .file
+        .as_ref()
+        .is_some_and(|f| f.pid() == pid() && f.is_cut());
+    if cut && !state.partial {
+        state.partial = true;
+        let path = state
+            .file
+            .as_ref()
+            .map(|f| f.path().to_path_buf())
+            .unwrap_or_default();
+        merge::notice(format!(
+            "last9: {} was cut by another process: the counts it held are lost; moving this process's series to a new file",
+            path.display()
+        ));
+    }
+    if !state.partial || state.replacement.is_some() || state.retiring.is_some() {
+        return;
+    }
+    let Some(dir) = state.dir.clone() else { return };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if now == state.last_try {
+        return;
+    }
+    state.last_try = now;
+    match WorkerFile::create_unpublished(&dir, pid()) {
+        Ok(file) => {
+            state.replacement = Some(file);
+            EPOCH.fetch_add(1, Ordering::SeqCst);
+        }
+        Err(e) => merge::notice(format!("last9: cannot make a new file in {}: {e}", dir.display())),
+    }
+}
+
+/// Gives the file that now holds every series its `w-` name, and deletes the one it replaces.
+fn publish_replacement() {
+    let mut state = STATE.lock();
+    let state = &mut *state;
+    let (Some(dir), Some(file)) = (state.dir.clone(), state.file.as_mut()) else {
+        return;
+    };
+    let old = state.retiring.as_ref().map(|f| f.path().to_path_buf());
+    match merge::replace_file(&dir, file, old.as_deref()) {
+        Ok(()) => {
+            if let Some(stub) = state.stub.take() {
+                stub.remove();
+            }
+        }
+        Err(e) => {
+            // Its series stay in this process's memory (the file is gone with the error).
+            merge::warn(&dir, &format!("cannot publish this process's new file: {e}"));
+            state.file = None;
+            state.partial = true;
+        }
+    }
+    state.retiring = None;
 }
 
 /// Makes this process's file when it has none yet (a forked child drops its parent's); false
@@ -152,17 +294,18 @@ fn own_file(state: &mut State, dir: PathBuf) -> bool {
         state.layouts.clear();
         state.file = match WorkerFile::create(dir, me) {
             Ok(file) => {
+                if let Some(stub) = state.stub.take() {
+                    stub.remove();
+                }
                 // A new worker often replaces a dead one: fold the dead ones in now.
-                let name = file
-                    .path()
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .map(str::to_owned);
-                let _ = merge::compact(dir, name.as_deref());
+                let _ = merge::compact(dir);
                 Some(file)
             }
             Err(e) => {
                 merge::warn(dir, &format!("cannot make this process's file: {e}"));
+                if state.stub.as_ref().is_none_or(|s| s.pid() != me) {
+                    state.stub = Stub::create(dir, me).ok();
+                }
                 None
             }
         };
@@ -170,9 +313,26 @@ fn own_file(state: &mut State, dir: PathBuf) -> bool {
     state.file.is_some()
 }
 
+/// Notes that a series of this process stays on the heap, warns once, and plans to move the
+/// process's series to a new file once one can be made.
+fn on_heap(state: &mut State, why: &str) {
+    state.partial = true;
+    if let Some(file) = state.file.as_ref().filter(|f| f.pid() == pid()) {
+        file.mark_partial();
+    }
+    if !state.full_warned {
+        state.full_warned = true;
+        merge::notice(format!(
+            "last9: new series stay in this process only, until its file can take them: {why}"
+        ));
+    }
+    plan_replacement(state);
+}
+
 /// Cells for a new series of the global registry: in this process's file in multi-process
-/// mode, else on the heap. Never fails: past the file's reserve, cells go on the heap (counted
-/// by this process's own scrapes only) and a warning says so once.
+/// mode, else on the heap. Never fails: when the file cannot take them (the disk is full, the
+/// reserve is used up), cells go on the heap (counted by this process's own scrapes only), a
+/// warning says so once, and the series move to a new file as soon as one can be made.
 pub(crate) fn histogram(buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Histogram {
     let mut state = STATE.lock();
     let state = &mut *state;
@@ -180,8 +340,10 @@ pub(crate) fn histogram(buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)
         return Histogram::new(buckets);
     };
     if !own_file(state, dir.clone()) {
+        on_heap(state, "this process has no file");
         return Histogram::new(buckets);
     }
+    plan_replacement(state);
     let Some(file) = state.file.as_mut() else {
         return Histogram::new(buckets);
     };
@@ -224,17 +386,7 @@ pub(crate) fn histogram(buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)
             unsafe { Histogram::in_place(buckets, ptr, keeper) }
         }
         Err(err) => {
-            if !state.full_warned {
-                state.full_warned = true;
-                let why = match err {
-                    AppendError::Full => "the file's reserve is used up".to_string(),
-                    AppendError::Io(e) => e.to_string(),
-                };
-                merge::warn(
-                    file.path(),
-                    &format!("new series stay in this process only: {why}"),
-                );
-            }
+            on_heap(state, &append_error(err));
             Histogram::new(buckets)
         }
     }
@@ -249,6 +401,7 @@ pub(crate) fn gauge(pairs: &[(&str, &str)]) -> Gauge {
         return Gauge::new();
     };
     if !own_file(state, dir.clone()) {
+        on_heap(state, "this process has no file");
         return Gauge::new();
     }
     let Some(file) = state.file.as_mut() else {
@@ -265,49 +418,86 @@ pub(crate) fn gauge(pairs: &[(&str, &str)]) -> Gauge {
             // SAFETY: the record's value is in the mapping, aligned, and only used atomically.
             unsafe { Gauge::in_place(ptr, keeper) }
         }
-        Err(_) => Gauge::new(),
+        Err(e) => {
+            on_heap(state, &append_error(e));
+            Gauge::new()
+        }
     }
+}
+
+fn append_error(err: AppendError) -> String {
+    match err {
+        AppendError::Full => "the file's reserve is used up".to_string(),
+        AppendError::Io(e) => e.to_string(),
+    }
+}
+
+/// Whether this process's scrapes are known to be partial, for `last9_store_degraded`: None
+/// for a process that is not one of several workers.
+pub fn degraded() -> Option<bool> {
+    UNSHARED.load(Ordering::Relaxed).then_some(true)
 }
 
 /// The series of every process of the instance, summed by label set; None in single-process
 /// mode.
 pub fn snapshot() -> Option<Snapshot> {
     adopt_children();
-    if EPOCH.load(Ordering::Relaxed) != STATE.lock().epoch {
+    let replace = {
+        let mut state = STATE.lock();
+        if state.dir.is_some() {
+            plan_replacement(&mut state);
+        }
+        state.epoch != EPOCH.load(Ordering::Relaxed)
+    };
+    if replace {
         sync();
     }
-    let (dir, own) = {
+    let (dir, own_files, stub, partial) = {
         let state = STATE.lock();
         let dir = state.dir.clone()?;
-        let own = state.file.as_ref().filter(|f| f.pid() == pid()).map(|f| {
-            let name = f
-                .path()
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("")
-                .to_owned();
-            // The mapping outlives the lock; `used` is read again by the merge.
-            (name, f.mapping().clone())
-        });
-        (dir, own)
+        // This process's files are read through their mappings, never opened again (closing
+        // another descriptor would drop its lock). The mappings outlive the lock; `used` is read
+        // again by the merge.
+        let own: Vec<(String, Arc<Mapping>)> = [state.file.as_ref(), state.retiring.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter(|f| f.pid() == pid() && f.is_published())
+            .map(|f| (f.name().to_owned(), f.mapping().clone()))
+            .collect();
+        let stub = state
+            .stub
+            .as_ref()
+            .filter(|s| s.pid() == pid())
+            .map(|s| s.name.clone());
+        (dir, own, stub, state.partial)
     };
-    let own_region = own.as_ref().map(|(name, map)| merge::Own {
-        name,
-        // SAFETY: the header's `used` bounds what is read, and the file is at least that long.
-        region: unsafe { map.region(map.len()) },
-    });
-    let collected = match merge::collect(&dir, own_region) {
+    let mut own: Vec<merge::Own<'_>> = own_files
+        .iter()
+        .map(|(name, map)| merge::Own {
+            name,
+            // SAFETY: the header's `used` bounds what is read, and the file is at least that
+            // long (were it cut, the mapping is guarded).
+            region: Some(unsafe { map.region(map.len()) }),
+        })
+        .collect();
+    own.extend(stub.as_deref().map(|name| merge::Own { name, region: None }));
+    let collected = merge::collect(&dir, &own);
+    let mut collected = match collected {
         Ok(collected) => collected,
         Err(e) => {
             merge::warn(&dir, &e.to_string());
-            return Some(Snapshot::default());
+            let mut snapshot = Snapshot::default();
+            snapshot.store_degraded = Some(true);
+            return Some(snapshot);
         }
     };
     if collected.dead > 0 {
-        let own_name = own.as_ref().map(|(name, _)| name.as_str());
-        let _ = merge::compact(&dir, own_name);
+        let _ = merge::compact(&dir);
     }
-    Some(collected.merged.snapshot())
+    collected.partial |= partial;
+    let mut snapshot = collected.merged.snapshot();
+    snapshot.store_degraded = Some(collected.partial);
+    Some(snapshot)
 }
 
 /// A process that loaded this crate, then forked workers that made the instance directory,
@@ -354,6 +544,8 @@ extern "C" fn after_fork_parent() {
 extern "C" fn after_fork_child() {
     // SAFETY: getpid is async-signal-safe.
     PID.store(unsafe { libc::getpid() } as u32, Ordering::SeqCst);
+    // clock_gettime is async-signal-safe.
+    BORN_NANOS.store(now_nanos(), Ordering::SeqCst);
     PARENT_PID.store(FORKING_PID.load(Ordering::SeqCst), Ordering::SeqCst);
     FORKED.store(false, Ordering::SeqCst);
     EPOCH.fetch_add(1, Ordering::SeqCst);

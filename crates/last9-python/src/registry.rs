@@ -75,8 +75,8 @@ impl Registry {
 }
 
 /// Enters multi-process mode: the global registry's series move to a file of this process in a
-/// directory shared by the server's processes, and its scrapes sum them all. `directory` is used
-/// as given; otherwise the directory is the one of the server whose root process is `root_pid`
+/// directory shared by the server's processes, and its scrapes sum them all. `directory` must be
+/// a private directory of this user (made if missing); otherwise the directory is the one of the server whose root process is `root_pid`
 /// (this process when None). Returns the directory; calling again returns the one in use.
 #[pyfunction]
 #[pyo3(signature = (*, root_pid = None, directory = None))]

@@ -10,16 +10,17 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::format::{self, Region};
+use super::guard::Guard;
 
 /// Address space reserved for a worker file's mapping: the file grows inside it, so cells never
 /// move. 256 MiB holds about 600,000 series; it is virtual memory, not memory used.
 pub const RESERVE: usize = 256 << 20;
-/// First size of a worker file; it doubles as needed (files are sparse).
+/// First size of a worker file; it doubles as needed.
 const INITIAL_SIZE: usize = 64 << 10;
 
 fn cstr(path: &Path) -> io::Result<CString> {
@@ -38,18 +39,59 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
 pub struct Fd(pub libc::c_int);
 
 impl Fd {
+    /// Opens a path of the store. Never follows a symlink, never waits on a FIFO or device, and
+    /// creates files readable by this user only, whatever the umask.
     pub fn open(path: &Path, flags: libc::c_int) -> io::Result<Fd> {
         let path = cstr(path)?;
+        let flags = flags | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK;
         // SAFETY: a valid NUL-terminated path.
-        let fd = check(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, 0o600) })?;
+        let fd = check(unsafe { libc::open(path.as_ptr(), flags, 0o600) })?;
         Ok(Fd(fd))
     }
 
-    pub fn size(&self) -> io::Result<usize> {
+    /// Opens a file of the store for reading, if it is a regular file of this user that no one
+    /// else can write: anything else in the directory is not ours to trust.
+    pub fn open_ours(path: &Path) -> io::Result<Fd> {
+        // Checked before opening too: opening a device may do something by itself.
+        if !std::fs::symlink_metadata(path)?.file_type().is_file() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+        }
+        let fd = Fd::open(path, libc::O_RDONLY)?;
+        let st = fd.stat()?;
+        // SAFETY: getuid cannot fail.
+        let uid = unsafe { libc::getuid() };
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+        }
+        if st.st_uid != uid || st.st_mode & 0o022 != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "owned or writable by another user",
+            ));
+        }
+        Ok(fd)
+    }
+
+    fn stat(&self) -> io::Result<libc::stat> {
         // SAFETY: fstat into a zeroed struct.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         check(unsafe { libc::fstat(self.0, &mut st) })?;
-        Ok(st.st_size as usize)
+        Ok(st)
+    }
+
+    pub fn size(&self) -> io::Result<usize> {
+        Ok(self.stat()?.st_size as usize)
+    }
+
+    /// Makes the first `len` bytes of the file real blocks, growing it if needed. With the
+    /// space reserved, writing through a mapping can never meet a full disk (which the kernel
+    /// answers with SIGBUS); here it is an ordinary error.
+    fn reserve(&self, len: usize) -> io::Result<()> {
+        // SAFETY: plain syscall on an owned fd; it returns the error number.
+        match unsafe { libc::posix_fallocate(self.0, 0, len as libc::off_t) } {
+            0 => Ok(()),
+            errno => Err(io::Error::from_raw_os_error(errno)),
+        }
     }
 
     /// Takes an exclusive `fcntl` lock on the whole file, without waiting.
@@ -94,11 +136,13 @@ fn whole_file_lock(kind: libc::c_int) -> libc::flock {
     lock
 }
 
-/// A shared mapping of a file, unmapped (and its descriptor closed) on drop.
+/// A shared mapping of a file, unmapped (and its descriptor closed) on drop. It is guarded (see
+/// [`Guard`]): should its file be cut under it, touching it does not kill the process.
 pub struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
     fd: Fd,
+    guard: Option<Guard>,
 }
 
 // SAFETY: the mapping is plain memory; concurrent access goes through atomics.
@@ -117,11 +161,22 @@ impl Mapping {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(Mapping {
+        let mut mapping = Mapping {
             ptr: NonNull::new(ptr as *mut u8).expect("mmap does not return null"),
             len,
             fd,
-        })
+            guard: None,
+        };
+        mapping.guard = Guard::new(ptr as *const u8, len, writable);
+        if mapping.guard.is_none() {
+            return Err(io::Error::other("too many store files mapped at once"));
+        }
+        Ok(mapping)
+    }
+
+    /// Whether a page of this mapping went missing because its file was cut under it.
+    pub fn faulted(&self) -> bool {
+        self.guard.as_ref().is_some_and(Guard::faulted)
     }
 
     /// Maps a whole file read-only, for a scrape. A live writer may grow its file between the
@@ -129,7 +184,7 @@ impl Mapping {
     pub fn open_read(path: &Path) -> io::Result<Mapping> {
         let mut tries = 0;
         loop {
-            let fd = Fd::open(path, libc::O_RDONLY)?;
+            let fd = Fd::open_ours(path)?;
             let size = fd.size()?;
             if size < format::HEADER_LEN {
                 return Err(io::Error::new(
@@ -174,7 +229,8 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: unmapping what `map` mapped; nothing refers to it any more (cells hold an Arc).
+        self.guard = None; // unregistered before the range can be mapped again
+                           // SAFETY: unmapping what `map` mapped; nothing refers to it any more (cells hold an Arc).
         unsafe { libc::munmap(self.ptr.as_ptr() as *mut libc::c_void, self.len) };
     }
 }
@@ -189,7 +245,11 @@ pub enum AppendError {
 
 /// This process's own file: created locked, grown inside one reserved mapping, appended to.
 pub struct WorkerFile {
+    /// Where the file is now: its temporary name until [`WorkerFile::publish`].
     path: PathBuf,
+    /// Its `w-<pid>-<ns>.db` name, once published.
+    name: String,
+    published: bool,
     map: Arc<Mapping>,
     size: usize,
     used: usize,
@@ -200,6 +260,13 @@ impl WorkerFile {
     /// Creates `w-<pid>-<ns>.db` in `dir`. The file is locked and given its header under a
     /// temporary name first, so no reader or compactor ever sees it unlocked or half-made.
     pub fn create(dir: &Path, pid: u32) -> io::Result<WorkerFile> {
+        let mut file = WorkerFile::create_unpublished(dir, pid)?;
+        file.publish(dir)?;
+        Ok(file)
+    }
+
+    /// Creates the file under its temporary name only (`.new-<pid>-<ns>`), which readers skip.
+    pub fn create_unpublished(dir: &Path, pid: u32) -> io::Result<WorkerFile> {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
@@ -208,33 +275,56 @@ impl WorkerFile {
         let fd = Fd::open(&temp, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL)?;
         let made = (|| {
             fd.lock_exclusive()?;
-            // SAFETY: growing our own file.
-            check(unsafe { libc::ftruncate(fd.0, INITIAL_SIZE as libc::off_t) })?;
+            fd.reserve(INITIAL_SIZE)?;
             let map = Mapping::map(fd, RESERVE, true)?;
             let header = format::header(format::FILE_WORKER, pid);
             // SAFETY: the first INITIAL_SIZE bytes are backed by the file.
             unsafe { std::ptr::copy_nonoverlapping(header.as_ptr(), map.ptr.as_ptr(), header.len()) };
-            std::fs::rename(&temp, dir.join(&name))?;
             Ok(map)
         })();
-        let map = match made {
-            Ok(map) => map,
+        match made {
+            Ok(map) => Ok(WorkerFile {
+                path: temp,
+                name,
+                published: false,
+                map: Arc::new(map),
+                size: INITIAL_SIZE,
+                used: format::HEADER_LEN,
+                pid,
+            }),
             Err(e) => {
+                // A failure (a full disk, say) leaves nothing behind.
                 let _ = std::fs::remove_file(&temp);
+                Err(e)
+            }
+        }
+    }
+
+    /// Gives the file its `w-` name, where readers find it.
+    pub fn publish(&mut self, dir: &Path) -> io::Result<()> {
+        if !self.published {
+            let path = dir.join(&self.name);
+            if let Err(e) = std::fs::rename(&self.path, &path) {
+                let _ = std::fs::remove_file(&self.path);
                 return Err(e);
             }
-        };
-        Ok(WorkerFile {
-            path: dir.join(name),
-            map: Arc::new(map),
-            size: INITIAL_SIZE,
-            used: format::HEADER_LEN,
-            pid,
-        })
+            self.path = path;
+            self.published = true;
+        }
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The file's `w-` name (where it is, once published).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn is_published(&self) -> bool {
+        self.published
     }
 
     pub fn pid(&self) -> u32 {
@@ -243,6 +333,19 @@ impl WorkerFile {
 
     pub fn mapping(&self) -> &Arc<Mapping> {
         &self.map
+    }
+
+    /// Whether another process cut the file under us: some of its cells are gone.
+    pub fn is_cut(&self) -> bool {
+        self.map.faulted() || self.map.fd.size().is_ok_and(|size| size < self.size)
+    }
+
+    /// Marks the file as not holding every series of its process (see [`format::FLAG_PARTIAL`]).
+    pub fn mark_partial(&self) {
+        // SAFETY: aligned header field, only accessed atomically.
+        let flags =
+            unsafe { AtomicU32::from_ptr(self.map.ptr.as_ptr().add(format::FLAGS_OFFSET) as *mut u32) };
+        flags.fetch_or(format::FLAG_PARTIAL, Ordering::Release);
     }
 
     /// The published part of the file, for this process's own scrape.
@@ -263,8 +366,8 @@ impl WorkerFile {
             if size > RESERVE {
                 return Err(AppendError::Full);
             }
-            // SAFETY: growing our own file, inside the reserved mapping.
-            check(unsafe { libc::ftruncate(self.map.fd.0, size as libc::off_t) }).map_err(AppendError::Io)?;
+            // Blocks first, then writes: a full disk is an error here, never a SIGBUS later.
+            self.map.fd.reserve(size).map_err(AppendError::Io)?;
             self.size = size;
         }
         let at = self.used;
@@ -290,12 +393,60 @@ impl WorkerFile {
     }
 }
 
+/// An empty worker file, locked like a real one, for a process whose real file cannot be made
+/// (the disk is full): readers cannot read it, so they know their sums miss a live process.
+pub struct Stub {
+    pub name: String,
+    path: PathBuf,
+    pid: u32,
+    _fd: Fd,
+}
+
+impl Stub {
+    pub fn create(dir: &Path, pid: u32) -> io::Result<Stub> {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let name = format!("w-{pid}-{nanos}.db");
+        let temp = dir.join(format!(".new-{pid}-{nanos}"));
+        let fd = Fd::open(&temp, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL)?;
+        let path = dir.join(&name);
+        if let Err(e) = fd.lock_exclusive().and_then(|()| std::fs::rename(&temp, &path)) {
+            let _ = std::fs::remove_file(&temp);
+            return Err(e);
+        }
+        Ok(Stub {
+            name,
+            path,
+            pid,
+            _fd: fd,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Deletes the stub (this process has a real file now).
+    pub fn remove(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// Writes `bytes` to `dir/name` atomically: a temporary file, then a rename.
 pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let written = (|| {
-        let mut file = std::fs::File::create(&temp)?;
+        // Readable by this user only, whatever the umask (0600 can only lose bits to it).
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&temp)?;
         file.write_all(bytes)?;
         std::fs::rename(&temp, dir.join(name))
     })();

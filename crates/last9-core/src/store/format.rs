@@ -8,7 +8,8 @@
 //!
 //! ```text
 //! header   0 magic "L9MP" | 4 bom 0x01020304 | 8 version u16 | 10 header_len u16 | 12 kind u16
-//!         16 used u64 (atomic: end of the published records) | 24 pid u32 | 28..64 zero
+//!         16 used u64 (atomic: end of the published records) | 24 pid u32
+//!         28 flags u32 (atomic; bit 0: some series of the process are not in the file) | 32..64 zero
 //! LAYOUT   8 id u32 | 12 n_bounds u32 | 16 max_routes u32 | 20 max_domains u32 | 24 bounds f64 × n
 //! HISTOGRAM 8 layout u32 | 12 n_labels u16 | 14 labels_len u16 | 16 labels, zero-padded to 8
 //!          | cells u64 × (n_bounds + 2): per-bucket counts with +Inf last, then the sum in ns
@@ -29,6 +30,10 @@ pub const BOM: u32 = 0x0102_0304;
 pub const VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 64;
 pub const USED_OFFSET: usize = 16;
+pub const FLAGS_OFFSET: usize = 28;
+/// In `flags`: the process keeps some series in its own memory only (its file could not take
+/// them, e.g. the disk was full), so sums that include this file are partial.
+pub const FLAG_PARTIAL: u32 = 1;
 
 /// A live process's file.
 pub const FILE_WORKER: u16 = 1;
@@ -237,6 +242,18 @@ impl<'a> Region<'a> {
             return Err(format!("corrupt header: used = {used}"));
         }
         Ok((kind, used as usize))
+    }
+
+    /// The header's flags (zero for a file shorter than a header).
+    pub fn flags(&self) -> u32 {
+        if self.bytes.len() < HEADER_LEN {
+            return 0;
+        }
+        // SAFETY: aligned header field inside the region, only ever accessed atomically.
+        let cell = unsafe {
+            std::sync::atomic::AtomicU32::from_ptr(self.bytes.as_ptr().add(FLAGS_OFFSET) as *mut u32)
+        };
+        cell.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The records up to `used`, or the first reason the file cannot be trusted.

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use ahash::{AHashMap, AHashSet};
 
-use super::file::{write_atomically, Fd, Mapping};
+use super::file::{write_atomically, Fd, Mapping, WorkerFile};
 use super::format::{self, labels_iter, Layout, Record, Region};
 use std::sync::Arc;
 
@@ -35,8 +35,12 @@ const STALE_TEMP_SECS: u64 = 60;
 
 /// Warns once per file and reason, on stderr: a scrape may run on a thread without Python.
 pub fn warn(path: &Path, why: &str) {
+    notice(format!("last9: skipping {}: {why}", path.display()));
+}
+
+/// Prints `message` on stderr, once per distinct message.
+pub fn notice(message: String) {
     static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
-    let message = format!("last9: skipping {}: {why}", path.display());
     let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
     let seen = seen.get_or_insert_with(HashSet::new);
     if seen.len() < 1000 && seen.insert(message.clone()) {
@@ -299,21 +303,25 @@ pub struct Collected {
     pub merged: Merged,
     /// Worker files whose process is gone: compaction would shrink the directory.
     pub dead: usize,
+    /// The sums are known to be partial: a file was skipped, or a live process says its file
+    /// does not hold all its series.
+    pub partial: bool,
 }
 
-/// This process's own file, read through its writable mapping rather than opened again (closing
-/// another descriptor of it would drop this process's `fcntl` lock).
+/// A file of this process, read through its writable mapping rather than opened again (closing
+/// another descriptor of it would drop this process's `fcntl` lock); None for a stub.
 pub struct Own<'a> {
     pub name: &'a str,
-    pub region: Region<'a>,
+    pub region: Option<Region<'a>>,
 }
 
 /// Sums the archive and every live or dead worker file of `dir`.
-pub fn collect(dir: &Path, own: Option<Own<'_>>) -> io::Result<Collected> {
+pub fn collect(dir: &Path, own: &[Own<'_>]) -> io::Result<Collected> {
     let _io = DIR_IO.lock();
     let lock = lock_file(dir)?;
     lock.flock(libc::LOCK_SH)?;
     let mut merged = Merged::new();
+    let mut partial = false;
     let mut absorbed: AHashSet<String> = AHashSet::new();
     let archive_path = dir.join(ARCHIVE);
     match Mapping::open_read(&archive_path) {
@@ -322,29 +330,37 @@ pub fn collect(dir: &Path, own: Option<Own<'_>>) -> io::Result<Collected> {
             let region = unsafe { map.region(map.len()) };
             match merged.add_file(&region, false) {
                 Ok(names) => absorbed.extend(names.into_iter().map(String::from)),
-                Err(why) => warn(&archive_path, &why),
+                Err(why) => skip(&mut partial, &archive_path, &why),
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => warn(&archive_path, &e.to_string()),
+        Err(e) => skip(&mut partial, &archive_path, &e.to_string()),
     }
     let mut dead = 0;
     for name in worker_files(dir)? {
         if absorbed.contains(&name) {
             continue;
         }
-        if let Some(own) = own.as_ref().filter(|o| o.name == name) {
-            if let Err(why) = merged.add_file(&own.region, true) {
-                warn(&dir.join(&name), &why);
+        if let Some(own) = own.iter().find(|o| o.name == name) {
+            match &own.region {
+                Some(region) => {
+                    if let Err(why) = merged.add_file(region, true) {
+                        skip(&mut partial, &dir.join(&name), &why);
+                    }
+                }
+                None => partial = true,
             }
             continue;
+        }
+        if super::is_own_file(&name) {
+            continue; // made by another thread of this process since `own` was taken
         }
         let path = dir.join(&name);
         let map = match Mapping::open_read(&path) {
             Ok(map) => map,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => {
-                warn(&path, &e.to_string());
+                skip(&mut partial, &path, &e.to_string());
                 continue;
             }
         };
@@ -352,19 +368,49 @@ pub fn collect(dir: &Path, own: Option<Own<'_>>) -> io::Result<Collected> {
         let region = unsafe { map.region(map.len()) };
         let live = map.fd().is_locked_by_another();
         if let Err(why) = merged.add_file(&region, live) {
-            warn(&path, &why);
+            skip(&mut partial, &path, &why);
+        }
+        if live && region.flags() & format::FLAG_PARTIAL != 0 {
+            partial = true;
+        }
+        if map.faulted() {
+            skip(&mut partial, &path, "cut while it was read");
         }
         if !live {
             dead += 1;
         }
     }
     drop(lock);
-    Ok(Collected { merged, dead })
+    Ok(Collected {
+        merged,
+        dead,
+        partial,
+    })
 }
 
-/// Merges the files of dead workers into the archive and deletes them. Does nothing (returns
-/// false) when another process is compacting.
-pub fn compact(dir: &Path, own_name: Option<&str>) -> io::Result<bool> {
+/// Warns that a file was left out of a scrape, which makes its sums partial.
+fn skip(partial: &mut bool, path: &Path, why: &str) {
+    warn(path, why);
+    *partial = true;
+}
+
+/// Publishes `new` (made under its temporary name) and deletes `old`, under the directory's
+/// exclusive lock: a scrape counts one or the other, never both and never neither.
+pub fn replace_file(dir: &Path, new: &mut WorkerFile, old: Option<&Path>) -> io::Result<()> {
+    let _io = DIR_IO.lock();
+    let lock = lock_file(dir)?;
+    lock.flock(libc::LOCK_EX)?;
+    new.publish(dir)?;
+    if let Some(old) = old {
+        let _ = fs::remove_file(old);
+    }
+    Ok(())
+}
+
+/// Merges the files of dead workers into the archive and deletes them (a dead worker's file that
+/// cannot be read is deleted too, keeping the directory bounded). This process's own files are
+/// never touched. Does nothing (returns false) when another process is compacting.
+pub fn compact(dir: &Path) -> io::Result<bool> {
     let _io = DIR_IO.lock();
     let lock = lock_file(dir)?;
     match lock.flock(libc::LOCK_EX | libc::LOCK_NB) {
@@ -403,25 +449,33 @@ pub fn compact(dir: &Path, own_name: Option<&str>) -> io::Result<bool> {
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
+        Err(e) => {
+            // Not a file of ours (a symlink, a FIFO, another owner): set it aside, start afresh.
+            warn(&archive_path, &e.to_string());
+            let _ = fs::rename(&archive_path, dir.join("archive.db.corrupt"));
+        }
     }
     let leftovers = absorbed.len();
     for name in &names {
-        if Some(name.as_str()) == own_name || absorbed.contains(name) {
+        if super::is_own_file(name) || absorbed.contains(name) {
             continue;
         }
         let path = dir.join(name);
-        let Ok(map) = Mapping::open_read(&path) else {
-            continue;
-        };
-        if map.fd().is_locked_by_another() {
-            continue;
+        match Fd::open_ours(&path) {
+            Ok(fd) if !fd.is_locked_by_another() => {}
+            _ => continue, // alive, gone, or not ours to delete
         }
-        // SAFETY: its writer is gone, so nothing changes under us.
-        let region = unsafe { map.region(map.len()) };
-        if let Err(why) = archive.add_file(&region, false) {
-            // Readers skip it too; deleting it keeps the directory bounded.
-            warn(&path, &why);
+        match Mapping::open_read(&path) {
+            Ok(map) => {
+                // SAFETY: its writer is gone, so nothing changes under us.
+                let region = unsafe { map.region(map.len()) };
+                if let Err(why) = archive.add_file(&region, false) {
+                    // Readers skip it too; deleting it keeps the directory bounded.
+                    warn(&path, &why);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(_) => {} // empty (a stub) or damaged: nothing to keep
         }
         absorbed.push(name.clone());
     }
@@ -439,12 +493,15 @@ pub fn compact(dir: &Path, own_name: Option<&str>) -> io::Result<bool> {
     Ok(true)
 }
 
-/// Removes `.new-*` files of workers that died while creating their file.
+/// Removes `.new-*` files of workers that died while creating their file, and archives that
+/// compactors did not live to rename.
 fn remove_stale_temporaries(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        if !name.to_string_lossy().starts_with(".new-") {
+        let name = name.to_string_lossy();
+        let archive_temp = name.starts_with(&format!(".{ARCHIVE}.")) && name.ends_with(".tmp");
+        if !name.starts_with(".new-") && !archive_temp {
             continue;
         }
         let old = entry
@@ -454,8 +511,9 @@ fn remove_stale_temporaries(dir: &Path) {
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|age| age.as_secs() > STALE_TEMP_SECS);
         let path: PathBuf = entry.path();
-        let unlocked = Fd::open(&path, libc::O_RDONLY).is_ok_and(|fd| !fd.is_locked_by_another());
-        if old && unlocked {
+        // Opened only when old: closing a descriptor of a file drops its owner's lock, should
+        // that be this process.
+        if old && Fd::open_ours(&path).is_ok_and(|fd| !fd.is_locked_by_another()) {
             let _ = fs::remove_file(path);
         }
     }
@@ -498,7 +556,7 @@ mod tests {
     }
 
     fn counts(dir: &Path) -> Vec<(String, u64)> {
-        let text = render(&collect(dir, None).unwrap().merged);
+        let text = render(&collect(dir, &[]).unwrap().merged);
         let mut out: Vec<(String, u64)> = text
             .lines()
             .filter(|l| l.contains("_count{"))
@@ -520,7 +578,7 @@ mod tests {
             counts(&dir),
             vec![("/a".into(), 2), ("/b".into(), 5), ("/c".into(), 3)]
         );
-        let text = render(&collect(&dir, None).unwrap().merged);
+        let text = render(&collect(&dir, &[]).unwrap().merged);
         assert!(text
             .contains("http_requests_duration_milliseconds_bucket{per=\"/b\",status=\"200\",le=\"1\"} 5\n"));
         assert!(text.contains("http_requests_duration_milliseconds_sum{per=\"/b\",status=\"200\"} 2.5\n"));
@@ -551,13 +609,13 @@ mod tests {
             drop(worker(&dir, &["/a", if i % 2 == 0 { "/b" } else { "/c" }], 1));
         }
         let before = counts(&dir);
-        assert_eq!(collect(&dir, None).unwrap().dead, 20);
-        assert!(compact(&dir, None).unwrap());
+        assert_eq!(collect(&dir, &[]).unwrap().dead, 20);
+        assert!(compact(&dir).unwrap());
         assert_eq!(counts(&dir), before);
         assert_eq!(worker_files(&dir).unwrap(), Vec::<String>::new());
         // More workers come and go: still one archive.
         drop(worker(&dir, &["/a"], 5));
-        assert!(compact(&dir, None).unwrap());
+        assert!(compact(&dir).unwrap());
         assert_eq!(
             counts(&dir),
             vec![("/a".into(), 25), ("/b".into(), 10), ("/c".into(), 10)]
@@ -573,11 +631,11 @@ mod tests {
         drop(w);
         // As if a compactor died after renaming the archive but before deleting the file.
         let copy = fs::read(dir.join(&name)).unwrap();
-        assert!(compact(&dir, None).unwrap());
+        assert!(compact(&dir).unwrap());
         fs::write(dir.join(&name), copy).unwrap();
         assert_eq!(counts(&dir), vec![("/a".into(), 4)]);
         // The next compaction deletes the leftover without adding it again.
-        assert!(compact(&dir, None).unwrap());
+        assert!(compact(&dir).unwrap());
         assert_eq!(worker_files(&dir).unwrap(), Vec::<String>::new());
         assert_eq!(counts(&dir), vec![("/a".into(), 4)]);
         fs::remove_dir_all(&dir).unwrap();
@@ -591,7 +649,7 @@ mod tests {
             let routes: Vec<String> = (0..3).map(|j| format!("/x{i}-{j}")).collect();
             let routes: Vec<&str> = routes.iter().map(String::as_str).collect();
             drop(worker(&dir, &routes, 1));
-            compact(&dir, None).unwrap();
+            compact(&dir).unwrap();
         }
         let counts = counts(&dir);
         assert_eq!(counts.len(), 4, "{counts:?}");
@@ -623,15 +681,77 @@ mod tests {
         let mut byte = 0u8;
         unsafe { libc::read(ready[0], (&mut byte as *mut u8).cast(), 1) };
         drop(worker(&dir, &["/dead"], 1));
-        assert_eq!(collect(&dir, None).unwrap().dead, 1);
-        assert!(compact(&dir, None).unwrap());
+        assert_eq!(collect(&dir, &[]).unwrap().dead, 1);
+        assert!(compact(&dir).unwrap());
         assert_eq!(worker_files(&dir).unwrap().len(), 1);
         assert_eq!(counts(&dir), vec![("/dead".into(), 1), ("/live".into(), 1)]);
         unsafe {
             libc::write(go[1], b"q".as_ptr().cast(), 1);
             libc::waitpid(child, std::ptr::null_mut(), 0);
         }
-        assert_eq!(collect(&dir, None).unwrap().dead, 1);
+        assert_eq!(collect(&dir, &[]).unwrap().dead, 1);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A valid worker file image: a layout and `n` histograms.
+    fn image(n: usize) -> Vec<u8> {
+        let mut out = format::header(format::FILE_WORKER, 7).to_vec();
+        format::layout_record(&mut out, 0, &[1.0, 2.0], 3, 3);
+        for i in 0..n {
+            let route = format!("/r{i}");
+            let (k, labels) = format::encode_labels([("per", route.as_str()), ("status", "200")]);
+            format::histogram_record(&mut out, 0, k, &labels, &[1, 2, 3, 4]);
+        }
+        format::gauge_record(&mut out, 0, &[], 1);
+        format::absorbed_record(&mut out, "w-1-1.db");
+        let used = out.len() as u64;
+        out[format::USED_OFFSET..format::USED_OFFSET + 8].copy_from_slice(&used.to_ne_bytes());
+        out
+    }
+
+    /// Reads `bytes` as a store file (8-byte aligned, as a mapping is) into a merge.
+    fn read(bytes: &[u8]) -> Merged {
+        let mut words = vec![0u64; bytes.len().div_ceil(8)];
+        // SAFETY: `words` has room for `bytes`.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), words.as_mut_ptr().cast(), bytes.len()) };
+        // SAFETY: aligned, and nothing else touches `words`.
+        let region = unsafe { Region::new(std::slice::from_raw_parts(words.as_ptr().cast(), bytes.len())) };
+        let mut merged = Merged::new();
+        let _ = merged.add_file(&region, true);
+        merged
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// The fuzz target of the store format: any damage (flipped bytes, a cut, garbage) to a
+        /// file is an error or a bounded result, never a panic; what it yields renders.
+        #[test]
+        fn damaged_files_never_panic_and_stay_bounded(
+            n in 0usize..6,
+            flips in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 0..8),
+            cut in proptest::prelude::any::<usize>(),
+            garbage in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            use_garbage in proptest::prelude::any::<bool>(),
+        ) {
+            let mut bytes = if use_garbage {
+                let mut g = format::header(format::FILE_WORKER, 7).to_vec();
+                g.extend_from_slice(&garbage);
+                let used = (g.len() as u64) & !7;
+                g[format::USED_OFFSET..format::USED_OFFSET + 8].copy_from_slice(&used.to_ne_bytes());
+                g
+            } else {
+                image(n)
+            };
+            for (at, value) in flips {
+                let len = bytes.len();
+                bytes[at % len] ^= value;
+            }
+            bytes.truncate(cut % (bytes.len() + 1));
+            let merged = read(&bytes);
+            proptest::prop_assert!(merged.len() <= bytes.len() / 16);
+            let text = render(&merged);
+            proptest::prop_assert!(text.len() <= 64 * 1024);
+        }
     }
 }
