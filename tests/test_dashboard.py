@@ -20,6 +20,7 @@ from conftest import gunicorn, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAFANA = ROOT / "deploy" / "grafana"
+RULES = ROOT / "deploy" / "prometheus"
 sys.path.insert(0, str(GRAFANA))
 
 import build_dashboard  # noqa: E402
@@ -105,7 +106,8 @@ def test_layout_ids_variables_and_data_source():
     assert {"timeseries", "heatmap", "nodeGraph"} <= kinds
 
 
-def test_every_query_runs_and_answers_on_real_apps_series(tmp_path):
+def test_every_query_and_rule_runs_and_answers_on_real_apps_series(tmp_path):
+    """The dashboard's queries, and the rules of deploy/prometheus loaded by the same server."""
     api_port, web_port, shop_port, prom_port = free_ports(4)
     env = {
         "LAST9_INSTRUMENT_HTTP_CLIENTS": "1",
@@ -116,8 +118,10 @@ def test_every_query_runs_and_answers_on_real_apps_series(tmp_path):
     api = [sys.executable, "-m", "uvicorn", "--port", str(api_port), "tests.apps.lineage_api:app"]
     targets = [f"127.0.0.1:{port}" for port in (api_port, web_port, shop_port)]
     prom = Prometheus(tmp_path, prom_port)
+    rules = [str(RULES / name) for name in ("last9-red.rules.yml", "last9-slo.rules.yml")]
     (tmp_path / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s, scrape_timeout: 1s}\n"
+        "global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}\n"
+        f"rule_files: {json.dumps(rules)}\n"
         "scrape_configs:\n"
         f"  - {{job_name: apps, static_configs: [{{targets: {json.dumps(targets)}}}]}}\n"
     )
@@ -145,8 +149,44 @@ def test_every_query_runs_and_answers_on_real_apps_series(tmp_path):
                 wait_for("two scrapes after it", lambda sent=sent: scraped_since(prom, sent, 2))
             families = set(prom.api("label/__name__/values"))
             check_queries(prom, families)
+            check_rules(prom)
         finally:
             prom.stop()
+
+
+def check_rules(prom: Prometheus) -> None:
+    """Every rule evaluates without error; the RED rules record the routes; shop, whose
+    objective allows 0.05 % of 5xx, serves a sixth of its requests from /boom: its availability
+    page fires, and no other alert does."""
+    wait_for(
+        "the rules to be evaluated on the traffic",
+        lambda: prom.query('program:http_requests_error_ratio:rate5m{program="shop"} > 0'),
+    )
+    groups = prom.api("rules")["groups"]
+    assert {g["name"] for g in groups} == {"last9-red", "last9-slo-ratios", "last9-slo-alerts"}
+    for group in groups:
+        for rule in group["rules"]:
+            assert rule["health"] == "ok", rule
+    routes = prom.vector("program_per:http_requests:rate5m > 0", "program", "per")
+    assert {
+        ("shop", "/boom"),
+        ("storefront", "/buy/{n}"),
+        ("inventory", "/items/{item_id}"),
+    } <= set(routes)
+    callers = prom.vector("caller_program:http_requests_callers:rate5m", "caller", "program")
+    assert ("storefront", "inventory") in callers
+    firing = wait_for(
+        "the shop's availability page",
+        lambda: firing_alerts(prom) if len(firing_alerts(prom)) >= 2 else None,
+    )
+    assert {(a["labels"]["alertname"], a["labels"]["program"]) for a in firing} == {
+        ("Last9AvailabilityBurnFast", "shop"),
+        ("Last9AvailabilityBurnSlow", "shop"),
+    }
+
+
+def firing_alerts(prom: Prometheus) -> list[dict[str, Any]]:
+    return [a for a in prom.api("alerts")["alerts"] if a["state"] == "firing"]
 
 
 def scraped_since(prom: Prometheus, moment: float, scrapes: int) -> bool:
