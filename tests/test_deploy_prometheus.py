@@ -115,3 +115,14 @@ def test_bad_objectives_are_refused_naming_the_key(config, message):
     with pytest.raises(generate_slo.ObjectiveError, match=None) as error:
         generate_slo.render(config)
     assert message in str(error.value)
+
+
+def test_a_default_alone_covers_every_program_and_passes_promtool(tmp_path):
+    only = {"default": {"availability": 0.99995, "latency_ms": 246.3, "latency_target": 0.9}}
+    rules = tmp_path / "slo.rules.yml"
+    rules.write_text(generate_slo.render(only))
+    result = promtool("check", "rules", str(rules))
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = rules.read_text()
+    assert 'program=~".+"' in text and "program!=" not in text
+    assert "> 0.00072" in text  # 14.4 × a budget of 0.005 %

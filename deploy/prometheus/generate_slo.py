@@ -121,6 +121,8 @@ def selector(objective: Objective, others: list[str]) -> str:
     """Label matchers for the programs an objective covers: one, or all the unlisted ones."""
     if objective.program is not None:
         return f"program={json.dumps(objective.program)}"
+    if not others:
+        return 'program=~".+"'  # a selector needs one matcher that matches something
     return ", ".join(f"program!={json.dumps(name)}" for name in others)
 
 
@@ -209,8 +211,6 @@ def render(config: dict[str, object]) -> str:
     alerting = ""
     for objective in listed:
         match = selector(objective, others)
-        if not match:  # no program listed: the default covers every program
-            match = 'program=~".+"'
         recording += slow_rules(objective, match)
         alerting += burn_alerts(objective, match)
     return (
