@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from grafana_foundation_sdk.builders import common as legend
+from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard, heatmap, nodegraph, prometheus, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
@@ -56,9 +56,11 @@ def ratio(errors: str, total: str, by: str) -> str:
 
 
 def quantiles(bucket: str, by: str, legend: str) -> list[prometheus.Dataquery]:
+    """p50, p90 and p99 from the buckets, by the labels `by` (may be empty)."""
+    labels = f"{by}, le" if by else "le"
     return [
         query(
-            f"histogram_quantile({q}, sum by ({by}le) (rate({bucket}{RATE})))",
+            f"histogram_quantile({q}, sum by ({labels}) (rate({bucket}{RATE})))",
             f"p{round(q * 100)} {legend}".strip(),
             ref,
         )
@@ -66,7 +68,9 @@ def quantiles(bucket: str, by: str, legend: str) -> list[prometheus.Dataquery]:
     ]
 
 
-def graph(title: str, unit: str, targets: list[prometheus.Dataquery], width: int = 12):
+def graph(
+    title: str, unit: str, targets: list[prometheus.Dataquery], width: int = 12
+) -> timeseries.Panel:
     panel = (
         timeseries.Panel()
         .title(title)
@@ -77,7 +81,7 @@ def graph(title: str, unit: str, targets: list[prometheus.Dataquery], width: int
         .span(width)
         .fill_opacity(10)
         .legend(
-            legend.VizLegendOptions()
+            common_builders.VizLegendOptions()
             .display_mode(common.LegendDisplayMode.LIST)
             .placement(common.LegendPlacement.BOTTOM)
             .show_legend(True)
@@ -236,7 +240,7 @@ def build() -> dashboard.Dashboard:
             graph(
                 "Duration p50 / p90 / p99 by route",
                 "ms",
-                quantiles(bucket, f"{by_route}, ", "{{program}} {{per}}"),
+                quantiles(bucket, by_route, "{{program}} {{per}}"),
             )
         )
         .with_panel(
