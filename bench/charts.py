@@ -56,7 +56,8 @@ def bar_chart(title: str, unit: str, groups: Groups) -> str:
 
 
 def _text(x: float, y: float, text: str, attributes: str = "") -> str:
-    return f'<text x="{x:.1f}" y="{y:.1f}" {attributes}>{escape(text)}</text>'
+    extra = f" {attributes}" if attributes else ""
+    return f'<text x="{x:.1f}" y="{y:.1f}"{extra}>{escape(text)}</text>'
 
 
 def _number(value: float) -> str:
