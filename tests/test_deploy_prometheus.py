@@ -112,7 +112,7 @@ def test_a_latency_that_is_no_bucket_boundary_is_refused_with_the_nearest_ones()
     ],
 )
 def test_bad_objectives_are_refused_naming_the_key(config, message):
-    with pytest.raises(generate_slo.ObjectiveError, match=None) as error:
+    with pytest.raises(generate_slo.ObjectiveError) as error:
         generate_slo.render(config)
     assert message in str(error.value)
 
