@@ -8,6 +8,7 @@
 //! - [`snapshot`]: a consistent copy of the series, taken once per scrape or push;
 //! - [`exposition`]: Prometheus text and OpenMetrics rendering, content negotiation, gzip;
 //! - [`server`]: the dedicated metrics HTTP server;
+//! - [`live`]: the live RED page and the JSON it reads, from a ring of snapshots;
 //! - [`remote_write`]: pushing snapshots with the Prometheus remote-write protocol;
 //! - [`store`]: the multi-process store (pre-fork servers: gunicorn, uWSGI, uvicorn workers).
 //!
@@ -21,6 +22,7 @@ pub mod gauge;
 pub mod histogram;
 pub mod labels;
 pub mod lineage;
+pub mod live;
 pub mod normalize;
 pub mod registry;
 pub mod remote_write;
