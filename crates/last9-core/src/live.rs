@@ -29,8 +29,8 @@ use ring::{Frame, Key, Kind, Ring, INTERVAL_SECS, SPAN_SECS};
 pub const VIEWER_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// The windows the page shows, in seconds.
 pub const WINDOWS: [u64; 3] = [60, 300, 900];
-/// Points of a sparkline over the last 15 minutes.
-const SPARK_POINTS: u64 = 30;
+/// Points of a sparkline over the last 15 minutes (one per 10 s).
+const SPARK_POINTS: u64 = 90;
 /// Longest a request waits for the ring (held by the sampler) before answering 503.
 const LOCK_WAIT: Duration = Duration::from_millis(500);
 
@@ -231,18 +231,19 @@ fn numbers(out: &mut String, name: &str, values: impl Iterator<Item = Option<f64
     out.push(']');
 }
 
-/// RED of a row over one window: rate, error ratio and (for histograms) p50/p90/p99.
+/// RED of a row over one window: rate, and for histograms the error ratio and p50/p90/p99 (a
+/// caller's row has a rate only: the callers counter has no status).
 fn red(out: &mut String, rates: &Rates, bounds: Option<&[f64]>) {
     let total = rates.cells.last().copied().flatten();
     out.push('{');
     number(out, "rate", total);
-    out.push(',');
-    let ratio = match (rates.errors, total) {
-        (Some(e), Some(t)) if t > 0.0 => Some(e / t),
-        _ => None,
-    };
-    number(out, "error_ratio", ratio);
     if let Some(bounds) = bounds {
+        out.push(',');
+        let ratio = match (rates.errors, total) {
+            (Some(e), Some(t)) if t > 0.0 => Some(e / t),
+            _ => None,
+        };
+        number(out, "error_ratio", ratio);
         let cumulative: Option<Vec<f64>> = rates.cells.iter().copied().collect();
         for (name, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)] {
             out.push(',');
