@@ -133,6 +133,7 @@ def test_an_unknown_keyword_is_a_type_error_naming_it(registry):
     import tornado.web
 
     from last9.asgi.middleware import RedMiddleware as AsgiRedMiddleware
+    from last9.bottle import Plugin
     from last9.falcon import Middleware
     from last9.tornado import instrument
     from last9.wsgi.middleware import RedMiddleware
@@ -144,6 +145,7 @@ def test_an_unknown_keyword_is_a_type_error_naming_it(registry):
         lambda: RedMiddleware(app, registry=registry, tennant="acme"),
         lambda: AsgiRedMiddleware(app, registry=registry, tennant="acme"),
         lambda: Middleware(registry=registry, tennant="acme"),
+        lambda: Plugin(registry=registry, tennant="acme"),
         lambda: instrument(tornado.web.Application(), registry=registry, tennant="acme"),
     ):
         with pytest.raises(TypeError, match="'tennant'"):

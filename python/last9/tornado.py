@@ -95,8 +95,9 @@ def instrument(
 ) -> tornado.web.Application:
     """Records every request of ``app`` (and of Applications nested in it); returns ``app``.
 
-    Keyword arguments are those of :class:`last9.wsgi.middleware.RedMiddleware`. Instrumenting
-    an app again replaces the earlier instrumentation.
+    Keyword arguments are the settings (:class:`last9.config.Options`) and the registry, as for
+    :class:`last9.wsgi.middleware.RedMiddleware`. Instrumenting an app again replaces the
+    earlier instrumentation.
     """
     module = type(app).__module__.partition(".")[0]
     app_setup = instrument_app(
@@ -188,8 +189,8 @@ def _log_failure_once() -> None:
 
 
 def owns(app: Any) -> bool:
-    web = sys.modules.get("tornado.web")
-    return web is not None and isinstance(app, web.Application)
+    """Whether ``RedMiddleware(app)`` should hand `app` to :func:`instrument`."""
+    return isinstance(app, tornado.web.Application)
 
 
 class RouteTable:

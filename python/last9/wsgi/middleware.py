@@ -17,11 +17,12 @@ class RedMiddleware(WsgiMiddleware):
     """Wraps a WSGI app and records ``http_requests_duration_milliseconds`` for each request.
 
     ``RedMiddleware(app)`` works on the Flask app itself (``app.wsgi_app = RedMiddleware(app)``),
-    on ``app.wsgi_app`` and on any WSGI callable. Keyword arguments override ``LAST9_*``
-    environment variables. ``metrics_path`` (default ``/metrics``; None turns it off) is answered
-    with the metrics instead of reaching the app; with ``metrics_username`` and
-    ``metrics_password``, or ``metrics_bearer_token``, only to scrapes that present them (others
-    get 401 and never reach the app). The per-request work is done in Rust.
+    on ``app.wsgi_app`` and on any WSGI callable. Keyword arguments (the settings, declared once
+    in :class:`last9.config.Options`) override ``LAST9_*`` environment variables.
+    ``metrics_path`` (default ``/metrics``; None turns it off) is answered with the metrics
+    instead of reaching the app; with ``metrics_username`` and ``metrics_password``, or
+    ``metrics_bearer_token``, only to scrapes that present them (others get 401 and never reach
+    the app). The per-request work is done in Rust.
 
     On an app that is no WSGI callable but that last9 knows (a ``tornado.web.Application``),
     ``RedMiddleware(app)`` instruments the app in place and returns it, for its own server.
