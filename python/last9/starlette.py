@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from last9.frameworks import Adapter
+from last9._adapter import Adapter
 
 #: Keys remembered at most: route objects come from the app's code, so they are few.
 MAX_REMEMBERED = 10_000
@@ -216,6 +216,6 @@ def _fastapi() -> Any:
     """last9's FastAPI helpers, when the app is a FastAPI one (FastAPI is imported)."""
     if "fastapi" not in sys.modules:
         return None
-    from last9.frameworks import fastapi
+    from last9 import fastapi
 
     return fastapi

@@ -3,8 +3,8 @@
 Pyramid finishes its request before the WSGI call returns, so the pattern is left in the
 environ while the request is handled: ``RedMiddleware(config.make_wsgi_app())`` puts a
 capturing step in front of the router's tweens. The Pyramid way, a tween, is the other:
-``config.include("last9.frameworks.pyramid")`` (or ``pyramid.includes`` in an .ini file; with an
-explicit ``pyramid.tweens`` list, name ``last9.frameworks.pyramid.tween_factory`` there) adds one
+``config.include("last9.pyramid")`` (or ``pyramid.includes`` in an .ini file; with an
+explicit ``pyramid.tweens`` list, name ``last9.pyramid.tween_factory`` there) adds one
 that records on its own, from entering the tweens until the response is handed back (a streamed
 body's time is not seen), and that only captures when RedMiddleware wraps the app as well.
 No route matched (including pure traversal apps) → no pattern → ``/unmatched``.
@@ -17,11 +17,11 @@ import time
 from operator import methodcaller
 from typing import Any
 
-from last9.frameworks import Adapter
+from last9._adapter import Adapter
 
 #: Environ key the matched route's pattern is left under.
 PATTERN_KEY = "last9.pyramid.pattern"
-TWEEN = "last9.frameworks.pyramid.tween_factory"
+TWEEN = "last9.pyramid.tween_factory"
 #: ``last9.<name>`` settings the tween reads, as RedMiddleware's keyword arguments.
 SETTINGS = (
     "program",
@@ -80,7 +80,7 @@ def _capturing(handle: Any) -> Any:
 
 
 def includeme(config: Any) -> None:
-    """``config.include("last9.frameworks.pyramid")``: instrument with the tween."""
+    """``config.include("last9.pyramid")``: instrument with the tween."""
     from pyramid.tweens import INGRESS
 
     config.add_tween(TWEEN, under=INGRESS)

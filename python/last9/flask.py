@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-from last9.frameworks import Adapter
+from last9._adapter import Adapter
 
 #: Environ key the capturing request class stores itself under.
 REQUEST_KEY = "last9.flask.request"

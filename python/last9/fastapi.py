@@ -1,4 +1,4 @@
-"""FastAPI: a Starlette app, read by :mod:`last9.frameworks.starlette`; this module only knows how
+"""FastAPI: a Starlette app, read by :mod:`last9.starlette`; this module only knows how
 FastAPI lays out routers added with ``include_router``.
 
 Before FastAPI 0.137, ``include_router`` copied each route into the app with its prefix joined

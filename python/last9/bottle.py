@@ -11,10 +11,14 @@ is matched again for every method, to keep the template of a route that exists f
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from last9._core import WsgiMiddleware
-from last9.frameworks import Adapter
+from last9 import config
+from last9._adapter import Adapter
+from last9._core import Registry, WsgiMiddleware
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 def adapt(app: Any) -> Adapter | None:
@@ -119,7 +123,11 @@ class Plugin:
     name = "last9"
     api = 2
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(
+        self, *, registry: Registry | None = None, **options: Unpack[config.Options]
+    ) -> None:
+        config.check_options(options)  # a typo is told here, not when the plugin is installed
+        self.registry = registry
         self.options = options
         self.app: Any = None
 
@@ -127,7 +135,7 @@ class Plugin:
         from last9.wsgi.middleware import RedMiddleware
 
         self.app = app
-        app.wsgi = RedMiddleware(app.wsgi, **self.options)
+        app.wsgi = RedMiddleware(app.wsgi, registry=self.registry, **self.options)
 
     def apply(self, callback: Any, route: Any) -> Any:
         return callback

@@ -1,8 +1,10 @@
 """Framework detection: what the middleware needs to know about the app it wraps.
 
-Each adapter module exposes ``adapt(app) -> Adapter | None``, answering None when the app is
-not of its framework. Adapters only look at frameworks already imported, so detection never
-imports a framework the app does not use.
+Each framework module (``last9.flask``, ``last9.django``, ...) exposes ``adapt(app) -> Adapter |
+None`` for WSGI apps and, where the framework speaks ASGI, ``adapt_asgi(app)``, answering None
+when the app is not of its framework. A framework module is imported only when the app (or the
+app it wraps) is an object of one of that framework's classes, so detection never imports a
+framework the app does not use. This module imports no framework module: they import it.
 """
 
 from __future__ import annotations
@@ -45,14 +47,17 @@ class Adapter:
     route_templates: Callable[[], Iterable[str]] | None = None
 
 
-#: Adapter modules under ``last9.frameworks``, tried in order; each has ``adapt(app)`` for
-#: WSGI apps and, where the framework speaks ASGI, ``adapt_asgi(app)``.
+#: Framework modules (``last9.<name>``, named after the framework's own package), tried in
+#: order; each has ``adapt(app)`` for WSGI apps and, where it speaks ASGI, ``adapt_asgi(app)``.
+#: FastAPI's apps are Starlette's: ``last9.starlette`` reads them, with ``last9.fastapi``'s help.
 WSGI_FRAMEWORKS = ("flask", "pyramid", "bottle", "django", "falcon")
-ASGI_FRAMEWORKS: tuple[str, ...] = ("django", "starlette", "falcon")
-#: Adapter modules for apps that are neither WSGI nor ASGI callables (Tornado's run on its own
+ASGI_FRAMEWORKS = ("django", "starlette", "falcon")
+#: Framework modules for apps that are neither WSGI nor ASGI callables (Tornado's run on its own
 #: server): each has ``owns(app)`` and ``instrument(app, **options)``, which hooks the app in
 #: place and returns it, so that ``RedMiddleware(app)`` hands the server the same app.
 NATIVE_FRAMEWORKS = ("tornado",)
+#: How many wrappers (``.app`` of a middleware stack) are looked through to find the framework.
+_MAX_WRAPPERS = 64
 
 
 def detect_wsgi(app: Any) -> Adapter:
@@ -67,20 +72,40 @@ def detect_asgi(app: Any) -> Adapter:
 
 def detect_native(app: Any) -> Callable[..., Any] | None:
     """The ``instrument`` function for an app that is neither WSGI nor ASGI, else None."""
-    for name in NATIVE_FRAMEWORKS:
-        module = importlib.import_module(f"last9.frameworks.{name}")
+    for module in _modules_for(app, NATIVE_FRAMEWORKS):
         if module.owns(app):
-            return module.instrument
+            return module.instrument  # type: ignore[no-any-return]
     return None
 
 
 def _detect(app: Any, frameworks: tuple[str, ...], function: str) -> Adapter:
-    for name in frameworks:
-        module = importlib.import_module(f"last9.frameworks.{name}")
+    for module in _modules_for(app, frameworks):
         adapter = getattr(module, function)(app)
         if adapter is not None:
-            return adapter
+            return adapter  # type: ignore[no-any-return]
     return Adapter(app=app, program_hint=_module_of(app))
+
+
+def _modules_for(app: Any, frameworks: tuple[str, ...]) -> Iterable[Any]:
+    """The framework modules, in `frameworks`' order, of the frameworks `app` comes from."""
+    packages = _packages_of(app)
+    for name in frameworks:
+        if name in packages:
+            yield importlib.import_module(f"last9.{name}")
+
+
+def _packages_of(app: Any) -> set[str]:
+    """Top-level packages of the classes of `app`, of the object a bound method belongs to
+    (``app.wsgi_app``) and of the apps a middleware stack wraps (``.app``)."""
+    packages: set[str] = set()
+    for _ in range(_MAX_WRAPPERS):
+        for target in (app, getattr(app, "__self__", None)):
+            for cls in type(target).__mro__:
+                packages.add(cls.__module__.partition(".")[0])
+        app = getattr(app, "app", None)
+        if app is None:
+            break
+    return packages
 
 
 def _module_of(app: Any) -> str | None:
