@@ -31,10 +31,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use parking_lot::{Condvar, Mutex};
 
-use crate::exposition::DURATION_NAME;
-use crate::registry::Registry;
+use crate::encoding::DURATION_NAME;
+use crate::error::Error;
+use crate::model::registry::Registry;
 use crate::snapshot::Snapshot;
-use crate::Error;
 use proto::EncodedRequest;
 use retry::{Backoff, Verdict};
 
@@ -886,8 +886,8 @@ fn advance(state: &mut State, id: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::histogram::Buckets;
-    use crate::registry::{ConstLabels, Limits, Request};
+    use crate::model::histogram::Buckets;
+    use crate::model::registry::{ConstLabels, Limits, Request};
     use std::io::{BufRead, BufReader, Read, Write};
     use std::net::TcpListener;
     use std::sync::mpsc;

@@ -9,9 +9,8 @@ use std::io::Write;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
-use crate::histogram::float_text;
-use crate::registry::Registry;
-use crate::server::{ScrapeRequest, ScrapeResponse};
+use crate::model::histogram::float_text;
+use crate::model::registry::Registry;
 use crate::snapshot::{Snapshot, SnapshotSeries};
 use std::sync::Arc;
 
@@ -129,21 +128,7 @@ fn has_zero_quality<'a>(mut params: impl Iterator<Item = &'a str>) -> bool {
     })
 }
 
-/// Escapes a label value for both formats: backslash, double quote and line feed.
-pub fn escape_label_value(out: &mut String, value: &str) {
-    if !value.contains(['\\', '"', '\n']) {
-        out.push_str(value);
-        return;
-    }
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
+pub use crate::values::escape::escape_label_value;
 
 /// Escapes HELP text: backslash and line feed (and, for OpenMetrics, double quote).
 fn escape_help(help: &str, format: Format) -> String {
@@ -397,6 +382,16 @@ pub fn encode(registry: &Registry, format: Format) -> String {
     String::from_utf8(bytes).expect("the encoder writes UTF-8 only")
 }
 
+/// An encoded answer to a scrape, as an HTTP server sends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScrapeResponse {
+    pub status: u16,
+    pub content_type: &'static str,
+    /// For example `Some("gzip")`.
+    pub content_encoding: Option<&'static str>,
+    pub body: Vec<u8>,
+}
+
 /// Answers a scrape: format and compression from the request's headers.
 pub fn scrape(registry: &Registry, accept: Option<&str>, accept_encoding: Option<&str>) -> ScrapeResponse {
     let format = Format::negotiate(accept);
@@ -429,26 +424,11 @@ pub fn respond(format: Format, body: Vec<u8>, gzip: bool) -> ScrapeResponse {
     }
 }
 
-/// A handler for [`crate::server::MetricsServer`] that serves `registry` on `path`.
-pub fn handler(registry: &'static Registry, path: String) -> crate::server::Handler {
-    std::sync::Arc::new(move |request: &ScrapeRequest<'_>| {
-        if request.path != path && !(path == "/metrics" && request.path == "/") {
-            return ScrapeResponse {
-                status: 404,
-                content_type: "text/plain; charset=utf-8",
-                content_encoding: None,
-                body: b"Not Found. Metrics are at /metrics\n".to_vec(),
-            };
-        }
-        scrape(registry, request.accept, request.accept_encoding)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::histogram::Buckets;
-    use crate::registry::{ConstLabels, Limits, Request};
+    use crate::model::histogram::Buckets;
+    use crate::model::registry::{ConstLabels, Limits, Request};
 
     fn registry_with_one_request() -> Registry {
         let registry = Registry::new();

@@ -43,7 +43,7 @@ use tokio::time::Instant;
 use tokio_rustls::rustls::{self, pki_types};
 use tokio_rustls::TlsAcceptor;
 
-use crate::access::Access;
+use crate::delivery::access::Access;
 
 /// How long a client may take from connecting to the end of its request head (TLS included).
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
@@ -78,15 +78,7 @@ pub struct ScrapeRequest<'a> {
     pub accept_encoding: Option<&'a str>,
 }
 
-/// What the handler returns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScrapeResponse {
-    pub status: u16,
-    pub content_type: &'static str,
-    /// For example `Some("gzip")`.
-    pub content_encoding: Option<&'static str>,
-    pub body: Vec<u8>,
-}
+pub use crate::encoding::ScrapeResponse;
 
 /// Renders the response to a scrape; called on a render thread, possibly concurrently.
 pub type Handler = Arc<dyn Fn(&ScrapeRequest<'_>) -> ScrapeResponse + Send + Sync>;
@@ -328,6 +320,7 @@ impl MetricsServer {
         limits: Limits,
     ) -> io::Result<MetricsServer> {
         // The child of a fork must close this server's listener (see `close_inherited_listeners`).
+        crate::store::on_fork_in_child(close_inherited_listeners);
         crate::store::install_fork_handlers();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
