@@ -19,10 +19,10 @@ use super::file::{write_atomically, Fd, Mapping, WorkerFile};
 use super::format::{self, labels_iter, Layout, Record, Region};
 use std::sync::Arc;
 
-use crate::encoding::escape_label_value;
 use crate::model::histogram::Buckets;
 use crate::model::registry::{DOMAIN_OVERFLOW, ROUTE_OVERFLOW};
 use crate::snapshot::Snapshot;
+use crate::values::escape::escape_label_value;
 
 pub const ARCHIVE: &str = "archive.db";
 
