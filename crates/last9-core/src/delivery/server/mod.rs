@@ -22,7 +22,6 @@ use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::panic::{self, AssertUnwindSafe};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -40,10 +39,16 @@ use parking_lot::Mutex;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::Instant;
-use tokio_rustls::rustls::{self, pki_types};
-use tokio_rustls::TlsAcceptor;
 
 use crate::delivery::access::Access;
+
+mod listeners;
+mod tls;
+
+pub(crate) use listeners::close_inherited_listeners;
+pub use listeners::max_connections;
+use listeners::unregister_listener;
+pub use tls::{Tls, TlsError};
 
 /// How long a client may take from connecting to the end of its request head (TLS included).
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
@@ -90,101 +95,6 @@ pub struct Protection {
     pub tls: Option<Tls>,
 }
 
-/// A TLS server configuration read from PEM files.
-#[derive(Clone)]
-pub struct Tls {
-    acceptor: TlsAcceptor,
-}
-
-/// TLS files that cannot serve.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsError(pub String);
-
-impl std::fmt::Display for TlsError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for TlsError {}
-
-impl Tls {
-    /// Reads the certificate chain and key (PEM) and, with `client_ca_file`, requires every client
-    /// to present a certificate signed by one of its CAs.
-    ///
-    /// `setting` prefixes error messages so they name what the user set (`LAST9_METRICS` gives
-    /// `LAST9_METRICS_TLS_CERT_FILE`, ...).
-    pub fn from_files(
-        cert_file: &Path,
-        key_file: &Path,
-        client_ca_file: Option<&Path>,
-        setting: &str,
-    ) -> Result<Tls, TlsError> {
-        use pki_types::pem::PemObject;
-        use pki_types::{CertificateDer, PrivateKeyDer};
-
-        let read = |path: &Path, name: &str| {
-            std::fs::read(path)
-                .map_err(|e| TlsError(format!("{setting}_{name}: cannot read {}: {e}", path.display())))
-        };
-        let certs = |path: &Path, name: &str| -> Result<Vec<CertificateDer<'static>>, TlsError> {
-            let pem = read(path, name)?;
-            let certs = CertificateDer::pem_slice_iter(&pem)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| TlsError(format!("{setting}_{name}: bad PEM in {}: {e}", path.display())))?;
-            if certs.is_empty() {
-                return Err(TlsError(format!(
-                    "{setting}_{name}: no certificate in {}",
-                    path.display()
-                )));
-            }
-            Ok(certs)
-        };
-
-        let chain = certs(cert_file, "TLS_CERT_FILE")?;
-        let key = PrivateKeyDer::from_pem_slice(&read(key_file, "TLS_KEY_FILE")?).map_err(|e| {
-            TlsError(format!(
-                "{setting}_TLS_KEY_FILE: no usable private key in {}: {e}",
-                key_file.display()
-            ))
-        })?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError(format!("{setting}_TLS: {e}")))?;
-        let builder = match client_ca_file {
-            None => builder.with_no_client_auth(),
-            Some(path) => {
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in certs(path, "TLS_CLIENT_CA_FILE")? {
-                    roots.add(cert).map_err(|e| {
-                        TlsError(format!(
-                            "{setting}_TLS_CLIENT_CA_FILE: unusable CA in {}: {e}",
-                            path.display()
-                        ))
-                    })?;
-                }
-                let verifier =
-                    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                        .build()
-                        .map_err(|e| TlsError(format!("{setting}_TLS_CLIENT_CA_FILE: {e}")))?;
-                builder.with_client_cert_verifier(verifier)
-            }
-        };
-        let mut config = builder.with_single_cert(chain, key).map_err(|e| {
-            TlsError(format!(
-                "{setting}_TLS_CERT_FILE and {setting}_TLS_KEY_FILE do not make a usable pair ({}, {}): {e}",
-                cert_file.display(),
-                key_file.display()
-            ))
-        })?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(Tls {
-            acceptor: TlsAcceptor::from(Arc::new(config)),
-        })
-    }
-}
-
 /// A running metrics endpoint; stopped by [`MetricsServer::stop`] or on drop.
 pub struct MetricsServer {
     addr: SocketAddr,
@@ -216,60 +126,12 @@ struct Shared {
     connections: Connections,
 }
 
-/// Listening sockets of this process, closed in a forked child: the child has no server thread,
-/// and a copy of the socket kept open there would leave scrapes hanging after the owner dies.
-static LISTENERS: [AtomicI32; 8] = [const { AtomicI32::new(-1) }; 8];
-
 /// Registers the listener for closing in forked children, and marks the server as serving.
 fn register_listener(listener: &TcpListener, shared: &Shared) {
     let fd = listener.as_raw_fd();
     shared.listener_fd.store(fd, Ordering::SeqCst);
     shared.bound.store(true, Ordering::SeqCst);
-    for slot in &LISTENERS {
-        if slot
-            .compare_exchange(-1, fd, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-        {
-            return;
-        }
-    }
-}
-
-fn unregister_listener(fd: i32) {
-    if fd < 0 {
-        return;
-    }
-    for slot in &LISTENERS {
-        let _ = slot.compare_exchange(fd, -1, Ordering::SeqCst, Ordering::SeqCst);
-    }
-}
-
-/// Closes the listening sockets inherited from the parent. Called in the child of a fork, where
-/// only async-signal-safe work is allowed.
-pub(crate) fn close_inherited_listeners() {
-    for slot in &LISTENERS {
-        let fd = slot.swap(-1, Ordering::SeqCst);
-        if fd >= 0 {
-            // SAFETY: the descriptor was the parent's listener; nothing else in the child uses it.
-            unsafe { libc::close(fd) };
-        }
-    }
-}
-
-/// The connection cap: [`CONNECTION_CAP`], or a quarter of the descriptors this process may open
-/// if that is less, so a flood of clients never starves the app itself of descriptors.
-pub fn max_connections() -> usize {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own.
-    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
-        usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
-    } else {
-        1024
-    };
-    (soft / 4).clamp(16, CONNECTION_CAP)
+    listeners::register_listener(fd);
 }
 
 impl MetricsServer {
@@ -798,6 +660,7 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::TcpStream as StdStream;
+    use std::path::Path;
     use std::sync::atomic::AtomicUsize;
     use std::time::Instant as StdInstant;
 
