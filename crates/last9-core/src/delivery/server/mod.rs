@@ -16,13 +16,12 @@
 //!
 //! GET and HEAD go to the [`Handler`]; everything else is answered here.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -35,16 +34,17 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use parking_lot::Mutex;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 
 use crate::delivery::access::Access;
 
+mod connections;
 mod listeners;
 mod tls;
 
+use connections::{Conn, Connections, HEAD, RENDERING};
 pub(crate) use listeners::close_inherited_listeners;
 pub use listeners::max_connections;
 use listeners::unregister_listener;
@@ -388,92 +388,6 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stopped: wa
         }
     }
     unregister_listener(shared.listener_fd.swap(-1, Ordering::SeqCst));
-}
-
-/// Where a connection is in its one exchange; what may be shed depends on it.
-const HEAD: u8 = 0;
-const RENDERING: u8 = 1;
-const SENDING: u8 = 2;
-
-/// One open connection, as the cap sees it.
-struct Conn {
-    id: u64,
-    phase: AtomicU8,
-    /// Signalled to close the connection early.
-    shed: Notify,
-}
-
-/// The open connections, oldest first (ids only grow).
-struct Connections {
-    cap: usize,
-    open: Mutex<(u64, BTreeMap<u64, Arc<Conn>>)>,
-}
-
-impl Connections {
-    fn new(cap: usize) -> Connections {
-        Connections {
-            cap,
-            open: Mutex::new((0, BTreeMap::new())),
-        }
-    }
-
-    /// Registers a new connection. At the cap, the oldest connection still waiting for its
-    /// request head is shed to make room (else the oldest slow reader); `None` when every open
-    /// connection is rendering, which only [`MAX_RENDERS`] plus waiting scrapes can be.
-    /// Also says whether a connection was shed.
-    fn admit(&self) -> Option<(Arc<Conn>, bool)> {
-        let mut guard = self.open.lock();
-        let (next_id, open) = &mut *guard;
-        let shed = open.len() >= self.cap;
-        if shed {
-            let victim = oldest_in(open, HEAD).or_else(|| oldest_in(open, SENDING))?;
-            if let Some(conn) = open.remove(&victim) {
-                conn.shed.notify_one();
-            }
-        }
-        *next_id += 1;
-        let conn = Arc::new(Conn {
-            id: *next_id,
-            phase: AtomicU8::new(HEAD),
-            shed: Notify::new(),
-        });
-        open.insert(conn.id, Arc::clone(&conn));
-        Some((conn, shed))
-    }
-
-    /// Marks `conn` as holding a rendered body; past [`MAX_HELD_RESPONSES`] the oldest other
-    /// such connection (a slow reader) is shed.
-    fn sending(&self, conn: &Conn) {
-        conn.phase.store(SENDING, Ordering::SeqCst);
-        let mut guard = self.open.lock();
-        let open = &mut guard.1;
-        let held = open
-            .values()
-            .filter(|c| c.phase.load(Ordering::SeqCst) == SENDING)
-            .count();
-        if held > MAX_HELD_RESPONSES {
-            if let Some(victim) = oldest_in(open, SENDING).filter(|&id| id != conn.id) {
-                if let Some(shed) = open.remove(&victim) {
-                    shed.shed.notify_one();
-                }
-            }
-        }
-    }
-
-    fn remove(&self, conn: &Conn) {
-        self.open.lock().1.remove(&conn.id);
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.open.lock().1.len()
-    }
-}
-
-fn oldest_in(open: &BTreeMap<u64, Arc<Conn>>, phase: u8) -> Option<u64> {
-    open.values()
-        .find(|c| c.phase.load(Ordering::SeqCst) == phase)
-        .map(|c| c.id)
 }
 
 /// Serves one connection within its deadlines, until done, shed or timed out.
