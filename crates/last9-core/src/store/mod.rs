@@ -24,32 +24,20 @@ pub mod merge;
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Once, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
 use self::file::{AppendError, Mapping, Stub, WorkerFile};
-use crate::gauge::Gauge;
-use crate::histogram::{Buckets, Histogram};
-use crate::registry::{Limits, Registry};
-use crate::snapshot::Snapshot;
-
-/// Bumped whenever the place of the global registry's cells changes: entering multi-process
-/// mode, and in the child of every fork. Recorders compare it on each request (one load).
-static EPOCH: AtomicU64 = AtomicU64::new(1);
-/// This process's pid, refreshed in the child of a fork (`getpid` is a syscall).
-static PID: AtomicU32 = AtomicU32::new(0);
-/// In the parent, while forking: its pid, which the child keeps as the root of its instance.
-static FORKING_PID: AtomicU32 = AtomicU32::new(0);
-/// In a child: the pid of the process it was forked from (0 when not forked since loading).
-static PARENT_PID: AtomicU32 = AtomicU32::new(0);
-/// When this process began (wall clock, ns): a worker file named with this process's pid and a
-/// later time is this process's own, whatever the state of its bookkeeping.
-static BORN_NANOS: AtomicU64 = AtomicU64::new(0);
-/// This process forked at least once (it may have children writing to its instance directory).
-static FORKED: AtomicBool = AtomicBool::new(false);
+use crate::model::gauge::Gauge;
+use crate::model::histogram::{Buckets, Histogram};
+use crate::model::registry::SharedCells;
+use crate::model::registry::{Limits, Registry};
+pub use crate::process::{epoch, pid};
+use crate::process::{now_nanos, BORN_NANOS, EPOCH, FORKED, FORKING_PID, PARENT_PID, PID};
+use crate::snapshot::{self, SharedSource, Snapshot};
 
 struct State {
     /// Some in multi-process mode.
@@ -90,31 +78,6 @@ static STATE: Mutex<State> = Mutex::new(State {
 
 /// A pre-fork process could not enter multi-process mode: its scrapes show its own series only.
 static UNSHARED: AtomicBool = AtomicBool::new(false);
-
-/// The current epoch; see [`sync`].
-#[inline]
-pub fn epoch() -> u64 {
-    EPOCH.load(Ordering::Relaxed)
-}
-
-/// This process's pid (cached; kept right across forks by the fork handler).
-pub fn pid() -> u32 {
-    match PID.load(Ordering::Relaxed) {
-        0 => {
-            let pid = std::process::id();
-            let _ = BORN_NANOS.compare_exchange(0, now_nanos(), Ordering::Relaxed, Ordering::Relaxed);
-            PID.store(pid, Ordering::Relaxed);
-            pid
-        }
-        pid => pid,
-    }
-}
-
-fn now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
 
 /// Whether `name` is a worker file this process made (`w-<pid>-<ns>.db`, see
 /// [`file::WorkerFile`]). Such a file is never opened again by this process: closing a second
@@ -512,6 +475,48 @@ fn adopt_children() {
     }
 }
 
+/// What a higher layer must do in the child of a fork (the metrics server closes its inherited
+/// listeners): set once, before [`install_fork_handlers`], and async-signal-safe.
+static IN_FORK_CHILD: OnceLock<fn()> = OnceLock::new();
+
+/// Sets the hook [`IN_FORK_CHILD`] runs in a forked child (the first caller's hook wins).
+pub fn on_fork_in_child(hook: fn()) {
+    let _ = IN_FORK_CHILD.set(hook);
+}
+
+/// The store as the global registry's home for cells: it places them in this process's file in
+/// multi-process mode (see [`histogram`], [`gauge`], [`sync`]).
+struct Store;
+
+impl SharedCells for Store {
+    fn sync(&self) {
+        sync();
+    }
+
+    fn histogram(&self, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Histogram {
+        histogram(buckets, limits, pairs)
+    }
+
+    fn gauge(&self, pairs: &[(&str, &str)]) -> Gauge {
+        gauge(pairs)
+    }
+}
+
+impl Registry {
+    /// The registry that middlewares use unless told otherwise. In multi-process mode its
+    /// series live in the shared directory and a scrape sums all processes. Defined here, in
+    /// the store layer, because the store is what makes it global: the model below knows
+    /// nothing of files.
+    pub fn global() -> &'static Registry {
+        static GLOBAL: OnceLock<Registry> = OnceLock::new();
+        GLOBAL.get_or_init(|| {
+            install_fork_handlers();
+            snapshot::install_shared_source(SharedSource { snapshot, degraded });
+            Registry::with_shared_cells(&Store)
+        })
+    }
+}
+
 /// Installs the fork handlers (once per process). They keep the store's and the global
 /// registry's locks consistent across a fork, and tell a child it is a new process.
 pub fn install_fork_handlers() {
@@ -549,7 +554,9 @@ extern "C" fn after_fork_child() {
     PARENT_PID.store(FORKING_PID.load(Ordering::SeqCst), Ordering::SeqCst);
     FORKED.store(false, Ordering::SeqCst);
     EPOCH.fetch_add(1, Ordering::SeqCst);
-    crate::server::close_inherited_listeners();
+    if let Some(hook) = IN_FORK_CHILD.get() {
+        hook();
+    }
     // SAFETY: locked by `before_fork` in the parent; the child has only this thread.
     unsafe {
         merge::DIR_IO.force_unlock();
@@ -561,7 +568,7 @@ extern "C" fn after_fork_child() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::{ConstLabels, Request};
+    use crate::model::registry::{ConstLabels, Request};
 
     fn count(snapshot: &Snapshot, route: &str) -> u64 {
         snapshot

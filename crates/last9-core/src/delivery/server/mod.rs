@@ -16,14 +16,12 @@
 //!
 //! GET and HEAD go to the [`Handler`]; everything else is answered here.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::panic::{self, AssertUnwindSafe};
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -36,14 +34,21 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use parking_lot::Mutex;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
-use tokio_rustls::rustls::{self, pki_types};
-use tokio_rustls::TlsAcceptor;
 
-use crate::access::Access;
+use crate::delivery::access::Access;
+
+mod connections;
+mod listeners;
+mod tls;
+
+use connections::{Conn, Connections, HEAD, RENDERING};
+pub(crate) use listeners::close_inherited_listeners;
+pub use listeners::max_connections;
+use listeners::unregister_listener;
+pub use tls::{Tls, TlsError};
 
 /// How long a client may take from connecting to the end of its request head (TLS included).
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
@@ -78,15 +83,7 @@ pub struct ScrapeRequest<'a> {
     pub accept_encoding: Option<&'a str>,
 }
 
-/// What the handler returns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScrapeResponse {
-    pub status: u16,
-    pub content_type: &'static str,
-    /// For example `Some("gzip")`.
-    pub content_encoding: Option<&'static str>,
-    pub body: Vec<u8>,
-}
+pub use crate::encoding::ScrapeResponse;
 
 /// Renders the response to a scrape; called on a render thread, possibly concurrently.
 pub type Handler = Arc<dyn Fn(&ScrapeRequest<'_>) -> ScrapeResponse + Send + Sync>;
@@ -96,101 +93,6 @@ pub type Handler = Arc<dyn Fn(&ScrapeRequest<'_>) -> ScrapeResponse + Send + Syn
 pub struct Protection {
     pub access: Access,
     pub tls: Option<Tls>,
-}
-
-/// A TLS server configuration read from PEM files.
-#[derive(Clone)]
-pub struct Tls {
-    acceptor: TlsAcceptor,
-}
-
-/// TLS files that cannot serve.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsError(pub String);
-
-impl std::fmt::Display for TlsError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for TlsError {}
-
-impl Tls {
-    /// Reads the certificate chain and key (PEM) and, with `client_ca_file`, requires every client
-    /// to present a certificate signed by one of its CAs.
-    ///
-    /// `setting` prefixes error messages so they name what the user set (`LAST9_METRICS` gives
-    /// `LAST9_METRICS_TLS_CERT_FILE`, ...).
-    pub fn from_files(
-        cert_file: &Path,
-        key_file: &Path,
-        client_ca_file: Option<&Path>,
-        setting: &str,
-    ) -> Result<Tls, TlsError> {
-        use pki_types::pem::PemObject;
-        use pki_types::{CertificateDer, PrivateKeyDer};
-
-        let read = |path: &Path, name: &str| {
-            std::fs::read(path)
-                .map_err(|e| TlsError(format!("{setting}_{name}: cannot read {}: {e}", path.display())))
-        };
-        let certs = |path: &Path, name: &str| -> Result<Vec<CertificateDer<'static>>, TlsError> {
-            let pem = read(path, name)?;
-            let certs = CertificateDer::pem_slice_iter(&pem)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| TlsError(format!("{setting}_{name}: bad PEM in {}: {e}", path.display())))?;
-            if certs.is_empty() {
-                return Err(TlsError(format!(
-                    "{setting}_{name}: no certificate in {}",
-                    path.display()
-                )));
-            }
-            Ok(certs)
-        };
-
-        let chain = certs(cert_file, "TLS_CERT_FILE")?;
-        let key = PrivateKeyDer::from_pem_slice(&read(key_file, "TLS_KEY_FILE")?).map_err(|e| {
-            TlsError(format!(
-                "{setting}_TLS_KEY_FILE: no usable private key in {}: {e}",
-                key_file.display()
-            ))
-        })?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError(format!("{setting}_TLS: {e}")))?;
-        let builder = match client_ca_file {
-            None => builder.with_no_client_auth(),
-            Some(path) => {
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in certs(path, "TLS_CLIENT_CA_FILE")? {
-                    roots.add(cert).map_err(|e| {
-                        TlsError(format!(
-                            "{setting}_TLS_CLIENT_CA_FILE: unusable CA in {}: {e}",
-                            path.display()
-                        ))
-                    })?;
-                }
-                let verifier =
-                    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                        .build()
-                        .map_err(|e| TlsError(format!("{setting}_TLS_CLIENT_CA_FILE: {e}")))?;
-                builder.with_client_cert_verifier(verifier)
-            }
-        };
-        let mut config = builder.with_single_cert(chain, key).map_err(|e| {
-            TlsError(format!(
-                "{setting}_TLS_CERT_FILE and {setting}_TLS_KEY_FILE do not make a usable pair ({}, {}): {e}",
-                cert_file.display(),
-                key_file.display()
-            ))
-        })?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(Tls {
-            acceptor: TlsAcceptor::from(Arc::new(config)),
-        })
-    }
 }
 
 /// A running metrics endpoint; stopped by [`MetricsServer::stop`] or on drop.
@@ -224,60 +126,12 @@ struct Shared {
     connections: Connections,
 }
 
-/// Listening sockets of this process, closed in a forked child: the child has no server thread,
-/// and a copy of the socket kept open there would leave scrapes hanging after the owner dies.
-static LISTENERS: [AtomicI32; 8] = [const { AtomicI32::new(-1) }; 8];
-
 /// Registers the listener for closing in forked children, and marks the server as serving.
 fn register_listener(listener: &TcpListener, shared: &Shared) {
     let fd = listener.as_raw_fd();
     shared.listener_fd.store(fd, Ordering::SeqCst);
     shared.bound.store(true, Ordering::SeqCst);
-    for slot in &LISTENERS {
-        if slot
-            .compare_exchange(-1, fd, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-        {
-            return;
-        }
-    }
-}
-
-fn unregister_listener(fd: i32) {
-    if fd < 0 {
-        return;
-    }
-    for slot in &LISTENERS {
-        let _ = slot.compare_exchange(fd, -1, Ordering::SeqCst, Ordering::SeqCst);
-    }
-}
-
-/// Closes the listening sockets inherited from the parent. Called in the child of a fork, where
-/// only async-signal-safe work is allowed.
-pub(crate) fn close_inherited_listeners() {
-    for slot in &LISTENERS {
-        let fd = slot.swap(-1, Ordering::SeqCst);
-        if fd >= 0 {
-            // SAFETY: the descriptor was the parent's listener; nothing else in the child uses it.
-            unsafe { libc::close(fd) };
-        }
-    }
-}
-
-/// The connection cap: [`CONNECTION_CAP`], or a quarter of the descriptors this process may open
-/// if that is less, so a flood of clients never starves the app itself of descriptors.
-pub fn max_connections() -> usize {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own.
-    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
-        usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
-    } else {
-        1024
-    };
-    (soft / 4).clamp(16, CONNECTION_CAP)
+    listeners::register_listener(fd);
 }
 
 impl MetricsServer {
@@ -328,6 +182,7 @@ impl MetricsServer {
         limits: Limits,
     ) -> io::Result<MetricsServer> {
         // The child of a fork must close this server's listener (see `close_inherited_listeners`).
+        crate::store::on_fork_in_child(close_inherited_listeners);
         crate::store::install_fork_handlers();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
@@ -535,92 +390,6 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stopped: wa
     unregister_listener(shared.listener_fd.swap(-1, Ordering::SeqCst));
 }
 
-/// Where a connection is in its one exchange; what may be shed depends on it.
-const HEAD: u8 = 0;
-const RENDERING: u8 = 1;
-const SENDING: u8 = 2;
-
-/// One open connection, as the cap sees it.
-struct Conn {
-    id: u64,
-    phase: AtomicU8,
-    /// Signalled to close the connection early.
-    shed: Notify,
-}
-
-/// The open connections, oldest first (ids only grow).
-struct Connections {
-    cap: usize,
-    open: Mutex<(u64, BTreeMap<u64, Arc<Conn>>)>,
-}
-
-impl Connections {
-    fn new(cap: usize) -> Connections {
-        Connections {
-            cap,
-            open: Mutex::new((0, BTreeMap::new())),
-        }
-    }
-
-    /// Registers a new connection. At the cap, the oldest connection still waiting for its
-    /// request head is shed to make room (else the oldest slow reader); `None` when every open
-    /// connection is rendering, which only [`MAX_RENDERS`] plus waiting scrapes can be.
-    /// Also says whether a connection was shed.
-    fn admit(&self) -> Option<(Arc<Conn>, bool)> {
-        let mut guard = self.open.lock();
-        let (next_id, open) = &mut *guard;
-        let shed = open.len() >= self.cap;
-        if shed {
-            let victim = oldest_in(open, HEAD).or_else(|| oldest_in(open, SENDING))?;
-            if let Some(conn) = open.remove(&victim) {
-                conn.shed.notify_one();
-            }
-        }
-        *next_id += 1;
-        let conn = Arc::new(Conn {
-            id: *next_id,
-            phase: AtomicU8::new(HEAD),
-            shed: Notify::new(),
-        });
-        open.insert(conn.id, Arc::clone(&conn));
-        Some((conn, shed))
-    }
-
-    /// Marks `conn` as holding a rendered body; past [`MAX_HELD_RESPONSES`] the oldest other
-    /// such connection (a slow reader) is shed.
-    fn sending(&self, conn: &Conn) {
-        conn.phase.store(SENDING, Ordering::SeqCst);
-        let mut guard = self.open.lock();
-        let open = &mut guard.1;
-        let held = open
-            .values()
-            .filter(|c| c.phase.load(Ordering::SeqCst) == SENDING)
-            .count();
-        if held > MAX_HELD_RESPONSES {
-            if let Some(victim) = oldest_in(open, SENDING).filter(|&id| id != conn.id) {
-                if let Some(shed) = open.remove(&victim) {
-                    shed.shed.notify_one();
-                }
-            }
-        }
-    }
-
-    fn remove(&self, conn: &Conn) {
-        self.open.lock().1.remove(&conn.id);
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.open.lock().1.len()
-    }
-}
-
-fn oldest_in(open: &BTreeMap<u64, Arc<Conn>>, phase: u8) -> Option<u64> {
-    open.values()
-        .find(|c| c.phase.load(Ordering::SeqCst) == phase)
-        .map(|c| c.id)
-}
-
 /// Serves one connection within its deadlines, until done, shed or timed out.
 async fn connection(stream: TcpStream, shared: Arc<Shared>, conn: Arc<Conn>) {
     let _ = stream.set_nodelay(true);
@@ -805,6 +574,7 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::TcpStream as StdStream;
+    use std::path::Path;
     use std::sync::atomic::AtomicUsize;
     use std::time::Instant as StdInstant;
 

@@ -4,14 +4,14 @@
 //! Output is sized exactly, then written once into its final buffer: each series' label text was
 //! escaped when the series was made, and numbers go through `itoa`/`ryu`, so no sample allocates.
 
-use std::io::Write;
+mod negotiate;
+mod response;
 
-use flate2::write::GzEncoder;
-use flate2::Compression;
+pub use negotiate::{accepts_gzip, Format, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
+pub use response::{respond, scrape, ScrapeResponse};
 
-use crate::histogram::float_text;
-use crate::registry::Registry;
-use crate::server::{ScrapeRequest, ScrapeResponse};
+use crate::model::histogram::float_text;
+use crate::model::registry::Registry;
 use crate::snapshot::{Snapshot, SnapshotSeries};
 use std::sync::Arc;
 
@@ -38,112 +38,7 @@ pub const OVERFLOW_HELP: &str =
     "HTTP requests counted under _other in a label (past its cap, not yet admitted, \
      or malformed), per label.";
 
-pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// An exposition format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    /// Prometheus text format 0.0.4.
-    Text,
-    /// OpenMetrics 1.0 text.
-    OpenMetrics,
-}
-
-impl Format {
-    /// The format the `Accept` header prefers, by the rule Prometheus' own client libraries use
-    /// (client_golang `expfmt.NegotiateAccept`): media ranges in order of their `q` (ties keep
-    /// their order; `q=0` excludes), the first one we serve wins: `text/plain` with no version or
-    /// version 0.0.4, `application/openmetrics-text` with no version or version 1.0.0 or 0.0.1.
-    /// Anything else (another version, `*/*`, protobuf) is skipped; with nothing left, text 0.0.4,
-    /// which every scraper understands.
-    pub fn negotiate(accept: Option<&str>) -> Format {
-        let mut best: Option<(f64, Format)> = None;
-        for range in accept.unwrap_or("").split(',') {
-            let Some((format, q)) = served_range(range) else {
-                continue;
-            };
-            if q > 0.0 && best.is_none_or(|(best_q, _)| q > best_q) {
-                best = Some((q, format));
-            }
-        }
-        best.map_or(Format::Text, |(_, format)| format)
-    }
-
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Format::Text => TEXT_CONTENT_TYPE,
-            Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
-        }
-    }
-}
-
-/// Whether `Accept-Encoding` allows gzip (`gzip`, `x-gzip` or `*`, without `q=0`).
-pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
-    let Some(header) = accept_encoding else {
-        return false;
-    };
-    header.split(',').any(|coding| {
-        let mut parts = coding.split(';').map(str::trim);
-        let name = parts.next().unwrap_or("");
-        let wanted = ["gzip", "x-gzip", "*"]
-            .iter()
-            .any(|n| name.eq_ignore_ascii_case(n));
-        wanted && !has_zero_quality(parts)
-    })
-}
-
-/// The format one `Accept` media range asks for and its `q`, if it is one we serve; a range with
-/// a malformed `q` is ignored.
-fn served_range(range: &str) -> Option<(Format, f64)> {
-    let mut parts = range.split(';').map(str::trim);
-    let media = parts.next()?;
-    let (mut q, mut version) = (1.0, None);
-    for param in parts {
-        let (name, value) = param.split_once('=')?;
-        let value = value.trim().trim_matches('"');
-        match name.trim().to_ascii_lowercase().as_str() {
-            "q" => q = value.parse::<f64>().ok().filter(|q| (0.0..=1.0).contains(q))?,
-            "version" => version = Some(value),
-            _ => {}
-        }
-    }
-    let format = if media.eq_ignore_ascii_case("text/plain") && matches!(version, None | Some("0.0.4")) {
-        Format::Text
-    } else if media.eq_ignore_ascii_case("application/openmetrics-text")
-        && matches!(version, None | Some("1.0.0" | "0.0.1"))
-    {
-        Format::OpenMetrics
-    } else {
-        return None;
-    };
-    Some((format, q))
-}
-
-/// Whether the parameters of one media range or coding say `q=0` (not acceptable).
-fn has_zero_quality<'a>(mut params: impl Iterator<Item = &'a str>) -> bool {
-    params.any(|p| {
-        p.strip_prefix("q=")
-            .and_then(|q| q.parse::<f64>().ok())
-            .is_some_and(|q| q <= 0.0)
-    })
-}
-
-/// Escapes a label value for both formats: backslash, double quote and line feed.
-pub fn escape_label_value(out: &mut String, value: &str) {
-    if !value.contains(['\\', '"', '\n']) {
-        out.push_str(value);
-        return;
-    }
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
+pub use crate::values::escape::escape_label_value;
 
 /// Escapes HELP text: backslash and line feed (and, for OpenMetrics, double quote).
 fn escape_help(help: &str, format: Format) -> String {
@@ -397,58 +292,11 @@ pub fn encode(registry: &Registry, format: Format) -> String {
     String::from_utf8(bytes).expect("the encoder writes UTF-8 only")
 }
 
-/// Answers a scrape: format and compression from the request's headers.
-pub fn scrape(registry: &Registry, accept: Option<&str>, accept_encoding: Option<&str>) -> ScrapeResponse {
-    let format = Format::negotiate(accept);
-    let snapshot = Snapshot::of(registry);
-    let body = encode_families(&Family::all(&snapshot), format);
-    respond(format, body, accepts_gzip(accept_encoding))
-}
-
-/// Builds the HTTP answer for a rendered body, compressing it when the client allows.
-pub fn respond(format: Format, body: Vec<u8>, gzip: bool) -> ScrapeResponse {
-    let content_type = format.content_type();
-    if gzip {
-        let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 8), Compression::fast());
-        if encoder.write_all(&body).is_ok() {
-            if let Ok(compressed) = encoder.finish() {
-                return ScrapeResponse {
-                    status: 200,
-                    content_type,
-                    content_encoding: Some("gzip"),
-                    body: compressed,
-                };
-            }
-        }
-    }
-    ScrapeResponse {
-        status: 200,
-        content_type,
-        content_encoding: None,
-        body,
-    }
-}
-
-/// A handler for [`crate::server::MetricsServer`] that serves `registry` on `path`.
-pub fn handler(registry: &'static Registry, path: String) -> crate::server::Handler {
-    std::sync::Arc::new(move |request: &ScrapeRequest<'_>| {
-        if request.path != path && !(path == "/metrics" && request.path == "/") {
-            return ScrapeResponse {
-                status: 404,
-                content_type: "text/plain; charset=utf-8",
-                content_encoding: None,
-                body: b"Not Found. Metrics are at /metrics\n".to_vec(),
-            };
-        }
-        scrape(registry, request.accept, request.accept_encoding)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::histogram::Buckets;
-    use crate::registry::{ConstLabels, Limits, Request};
+    use crate::model::histogram::Buckets;
+    use crate::model::registry::{ConstLabels, Limits, Request};
 
     fn registry_with_one_request() -> Registry {
         let registry = Registry::new();

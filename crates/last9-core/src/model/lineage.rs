@@ -15,10 +15,10 @@ use std::sync::Arc;
 use ahash::AHashMap;
 use parking_lot::RwLock;
 
-use crate::histogram::{Buckets, Histogram};
-use crate::labels::{BoundedInterner, ValueId};
-use crate::normalize::{method_index, METHODS};
-use crate::registry::{escaped_pairs, ConstLabels};
+use crate::model::histogram::{Buckets, Histogram};
+use crate::model::registry::{escaped_pairs, ConstLabels};
+use crate::values::labels::{BoundedInterner, ValueId};
+use crate::values::normalize::{method_index, METHODS};
 
 /// The caller of a request that named none.
 pub const UNKNOWN_CALLER: &str = "unknown";

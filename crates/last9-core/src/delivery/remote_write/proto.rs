@@ -263,8 +263,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::exposition::escape_label_value;
-    use crate::histogram::Buckets;
+    use crate::encoding::escape_label_value;
+    use crate::model::histogram::Buckets;
 
     /// Series labelled `per` (and an empty `tenant`), each with buckets 1 ms and +Inf holding
     /// 0 and 2 requests (cumulative: 0 and 2), summing to 0.5 ms.

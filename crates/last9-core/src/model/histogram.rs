@@ -10,7 +10,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::Error;
+use crate::error::Error;
 
 /// Upper bounds of a histogram in milliseconds, with the text of each `le` label rendered once.
 #[derive(Debug)]

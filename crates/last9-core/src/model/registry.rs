@@ -6,19 +6,21 @@
 //! text rendered once, so a scrape is a walk over a vector and a copy of bytes.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use ahash::AHashMap;
 use parking_lot::{Mutex, RwLock};
 
-use crate::exposition::escape_label_value;
-use crate::gauge::Gauge;
-use crate::histogram::{Buckets, Histogram};
-use crate::labels::{BoundedInterner, ResolveCache, ValueId, MAX_VALUE_LEN, OVERFLOW};
-use crate::lineage::Lineage;
-use crate::normalize::{method_index, normalize_host, normalize_path, route_template, RouteSyntax, METHODS};
-use crate::store;
-use crate::Error;
+use crate::error::Error;
+use crate::model::gauge::Gauge;
+use crate::model::histogram::{Buckets, Histogram};
+use crate::model::lineage::Lineage;
+use crate::process;
+use crate::values::escape::escape_label_value;
+use crate::values::labels::{BoundedInterner, ResolveCache, ValueId, MAX_VALUE_LEN, OVERFLOW};
+use crate::values::normalize::{
+    method_index, normalize_host, normalize_path, route_template, RouteSyntax, METHODS,
+};
 
 /// The `per` value of a request no route matched.
 pub const UNMATCHED: &str = "/unmatched";
@@ -118,8 +120,8 @@ pub struct Recorder {
     series: RwLock<SeriesTable>,
     /// Whether the cells follow the process's store (true for the global registry's recorders):
     /// in multi-process mode they live in this process's file of the shared directory.
-    shared: bool,
-    /// The [`store::epoch`] the cells were last placed at, and the process that placed them.
+    shared: Option<&'static dyn SharedCells>,
+    /// The [`process::epoch`] the cells were last placed at, and the process that placed them.
     epoch: AtomicU64,
     bound_pid: AtomicU32,
     lineage: Lineage,
@@ -142,7 +144,12 @@ pub struct Request<'a> {
 pub struct RouteId(ValueId);
 
 impl Recorder {
-    fn new(consts: ConstLabels, buckets: Buckets, limits: Limits, shared: bool) -> Recorder {
+    fn new(
+        consts: ConstLabels,
+        buckets: Buckets,
+        limits: Limits,
+        shared: Option<&'static dyn SharedCells>,
+    ) -> Recorder {
         let routes = BoundedInterner::new(ROUTE_OVERFLOW, limits.max_routes);
         routes.intern(UNMATCHED);
         Recorder {
@@ -155,8 +162,8 @@ impl Recorder {
             raw_hosts: ResolveCache::new(RAW_CACHE_CAPACITY, RAW_CACHE_BYTES, MAX_HOST_LEN),
             series: RwLock::new(SeriesTable::default()),
             shared,
-            epoch: AtomicU64::new(store::epoch()),
-            bound_pid: AtomicU32::new(store::pid()),
+            epoch: AtomicU64::new(process::epoch()),
+            bound_pid: AtomicU32::new(process::pid()),
             lineage: Lineage::new(limits.max_domains),
         }
     }
@@ -188,7 +195,7 @@ impl Recorder {
     }
 
     /// The route of an app without a router: its path with ids collapsed. A new route may need
-    /// a few requests to be admitted (see [`crate::labels`]); until then its paths are not
+    /// a few requests to be admitted (see [`crate::values::labels`]); until then its paths are not
     /// remembered, so that each of those requests is counted towards admission.
     #[inline]
     pub fn raw_path(&self, path: &str) -> RouteId {
@@ -255,8 +262,11 @@ impl Recorder {
 
     /// Records one request.
     pub fn observe(&self, request: &Request<'_>) {
-        if self.shared && self.epoch.load(Ordering::Relaxed) != store::epoch() {
-            store::sync();
+        if let Some(cells) = self
+            .shared
+            .filter(|_| self.epoch.load(Ordering::Relaxed) != process::epoch())
+        {
+            cells.sync();
         }
         let domain = self.domain(request.host);
         let status = if (100..=999).contains(&request.status) {
@@ -353,8 +363,11 @@ impl Recorder {
     }
 
     fn in_flight_add(&self, method: u8, delta: i64) {
-        if self.shared && self.epoch.load(Ordering::Relaxed) != store::epoch() {
-            store::sync();
+        if let Some(cells) = self
+            .shared
+            .filter(|_| self.epoch.load(Ordering::Relaxed) != process::epoch())
+        {
+            cells.sync();
         }
         let i = method as usize % METHODS.len();
         {
@@ -371,10 +384,10 @@ impl Recorder {
 
     /// A fresh in-flight cell for a method: in the process's store file when there is one.
     fn gauge(&self, method: usize) -> Gauge {
-        if !self.shared {
+        let Some(cells) = self.shared else {
             return Gauge::new();
-        }
-        self.with_gauge_pairs(method, |pairs| store::gauge(pairs))
+        };
+        self.with_gauge_pairs(method, |pairs| cells.gauge(pairs))
     }
 
     fn with_gauge_pairs<R>(&self, method: usize, f: impl FnOnce(&[(&str, &str); 6]) -> R) -> R {
@@ -401,10 +414,10 @@ impl Recorder {
 
     /// Fresh cells for a series: in the process's store file when there is one.
     fn histogram(&self, key: &SeriesKey) -> Histogram {
-        if !self.shared {
+        let Some(cells) = self.shared else {
             return Histogram::new(&self.buckets);
-        }
-        self.with_pairs(key, |pairs| store::histogram(&self.buckets, self.limits, pairs))
+        };
+        self.with_pairs(key, |pairs| cells.histogram(&self.buckets, self.limits, pairs))
     }
 
     /// Moves every series to fresh cells placed by the store as it is now: a forked child
@@ -415,7 +428,7 @@ impl Recorder {
         if self.epoch.load(Ordering::Relaxed) == epoch {
             return;
         }
-        let pid = store::pid();
+        let pid = process::pid();
         let same_process = self.bound_pid.load(Ordering::Relaxed) == pid;
         let table = &mut *table;
         for (key, series) in table.keys.iter().zip(table.series.iter_mut()) {
@@ -536,12 +549,24 @@ impl RouteTemplates {
     }
 }
 
+/// Where the cells of the global registry's series live, and how they follow the process across
+/// a fork: the store layer implements it (the model knows no file), see [`Registry::global`].
+pub trait SharedCells: Send + Sync {
+    /// Brings the cells up to the current [`process::epoch`] (after a fork, or on entering
+    /// multi-process mode); called by a recorder that sees a new epoch.
+    fn sync(&self);
+    /// The cells of a new histogram series with these labels.
+    fn histogram(&self, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Histogram;
+    /// The cell of a new in-flight gauge with these labels.
+    fn gauge(&self, pairs: &[(&str, &str)]) -> Gauge;
+}
+
 /// All recorders of a process (or of a test).
 #[derive(Default)]
 pub struct Registry {
     recorders: Mutex<Vec<Arc<Recorder>>>,
     /// The global registry: its series follow the process into multi-process mode.
-    shared: bool,
+    shared: Option<&'static dyn SharedCells>,
 }
 
 impl Registry {
@@ -550,23 +575,19 @@ impl Registry {
         Registry::default()
     }
 
-    /// The registry that middlewares use unless told otherwise. In multi-process mode (see
-    /// [`crate::store`]) its series live in the shared directory and a scrape sums all processes.
-    pub fn global() -> &'static Registry {
-        static GLOBAL: OnceLock<Registry> = OnceLock::new();
-        GLOBAL.get_or_init(|| {
-            store::install_fork_handlers();
-            Registry {
-                recorders: Mutex::new(Vec::new()),
-                shared: true,
-            }
-        })
+    /// A registry whose new series take their cells from `cells`: the global registry, which
+    /// [`Registry::global`] (in the store layer) makes with the multi-process store.
+    pub fn with_shared_cells(cells: &'static dyn SharedCells) -> Registry {
+        Registry {
+            recorders: Mutex::new(Vec::new()),
+            shared: Some(cells),
+        }
     }
 
     /// Whether this is the global registry, whose scrape covers every process in
     /// multi-process mode.
     pub fn is_shared(&self) -> bool {
-        self.shared
+        self.shared.is_some()
     }
 
     /// Locks everything a fork must not copy half-changed (see `store`'s fork handlers).
@@ -771,7 +792,7 @@ mod tests {
                 ("label=\"domain\"".to_string(), 40)
             ]
         );
-        let text = crate::exposition::encode(&registry, crate::Format::Text);
+        let text = crate::encoding::encode(&registry, crate::encoding::Format::Text);
         assert!(
             text.contains("# TYPE last9_label_overflow_total counter\n"),
             "{text}"
