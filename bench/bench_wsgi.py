@@ -110,12 +110,14 @@ def candidates() -> Candidates:
 
 def run() -> list[Row]:
     ours, floor = "last9 RedMiddleware", "Python pass-through (records nothing)"
-    added, described = overheads_of(
+    added, described, instructions = overheads_of(
         "bench_wsgi:candidates", "bare app", counted=[ours, floor], calls=100_000, rounds=9
     )
     bench = "WSGI overhead, trivial app"
     ratio = added[ours] / added[floor]
-    rows = [Row(bench, name, described[name]) for name in added]
+    rows = [
+        Row(bench, name, described[name], instructions=instructions.get(name, "")) for name in added
+    ]
     rows.append(
         Row(
             bench,
