@@ -7,24 +7,21 @@ instead what the build needs, and the build stops.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 # maturin reads this at each hook: with it set, it never fetches a toolchain itself.
 os.environ["MATURIN_NO_INSTALL_RUST"] = "1"
 
 import maturin
-from maturin import (  # noqa: F401  (the PEP 517 hooks this module passes through)
-    build_editable,
-    build_sdist,
-    build_wheel,
-    prepare_metadata_for_build_editable,
-    prepare_metadata_for_build_wheel,
-)
+
+T = TypeVar("T")
 
 
 def _minimum_rust() -> str:
@@ -45,16 +42,22 @@ def _require_cargo() -> None:
     raise SystemExit(1)
 
 
-def get_requires_for_build_wheel(config_settings: dict[str, Any] | None = None) -> list[str]:
-    _require_cargo()
-    return maturin.get_requires_for_build_wheel(config_settings)
+def _checked(hook: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(hook)
+    def run(*args: Any, **kwargs: Any) -> T:
+        _require_cargo()
+        return hook(*args, **kwargs)
+
+    return run
 
 
-def get_requires_for_build_editable(config_settings: dict[str, Any] | None = None) -> list[str]:
-    _require_cargo()
-    return maturin.get_requires_for_build_editable(config_settings)
-
-
-def get_requires_for_build_sdist(config_settings: dict[str, Any] | None = None) -> list[str]:
-    _require_cargo()
-    return maturin.get_requires_for_build_sdist(config_settings)
+# Every PEP 517 hook: pip calls the get_requires_* ones first, but skips them without build
+# isolation.
+get_requires_for_build_wheel = _checked(maturin.get_requires_for_build_wheel)
+get_requires_for_build_editable = _checked(maturin.get_requires_for_build_editable)
+get_requires_for_build_sdist = _checked(maturin.get_requires_for_build_sdist)
+prepare_metadata_for_build_wheel = _checked(maturin.prepare_metadata_for_build_wheel)
+prepare_metadata_for_build_editable = _checked(maturin.prepare_metadata_for_build_editable)
+build_wheel = _checked(maturin.build_wheel)
+build_editable = _checked(maturin.build_editable)
+build_sdist = _checked(maturin.build_sdist)

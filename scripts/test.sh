@@ -12,7 +12,7 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --quiet
 echo "==> ruff"
-ruff check python tests bench examples
-ruff format --check python tests bench examples
+ruff check python tests bench examples build_backend
+ruff format --check python tests bench examples build_backend
 echo "==> pytest"
 python -m pytest "$@"
