@@ -8,15 +8,15 @@
 # Stops with an error when the port is already taken. The readiness check asks for /metrics,
 # which last9 answers itself and does not count, so only the traffic below is counted.
 set -euo pipefail
-. "$(dirname "$0")/venv.sh" demo
-cd "$ROOT/examples"
 port="${PORT:-5000}"
 url="http://127.0.0.1:$port"
-
 if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "demo: port $port is already taken; run with PORT=<free port> bash scripts/demo.sh" >&2
     exit 1
 fi
+
+. "$(dirname "$0")/venv.sh" demo
+cd "$ROOT/examples"
 
 log="$(mktemp)"
 python - "$port" >"$log" 2>&1 <<'PY' &
