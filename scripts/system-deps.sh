@@ -3,6 +3,7 @@
 #   prometheus  promtool (lints /metrics) and the server the end-to-end tests start themselves
 #   wrk         load generation for the pre-fork benchmark
 #   curl        scripts/demo.sh
+#   qemu-user-static  runs an aarch64 Python, to smoke-test the aarch64 wheel (scripts/smoke-aarch64.sh)
 # Installing Debian's prometheus package would normally start a Prometheus daemon on :9090 and
 # enable it at boot. This script prevents both: it installs under a policy-rc.d that refuses
 # every service start (exit 101, Debian's "action forbidden"), and disables the unit afterwards
@@ -12,6 +13,7 @@ missing=()
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v wrk >/dev/null || missing+=(wrk)
 command -v curl >/dev/null || missing+=(curl)
+command -v qemu-aarch64-static >/dev/null || missing+=(qemu-user-static)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi
@@ -19,7 +21,8 @@ fi
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 echo "==> installing Debian packages: ${missing[*]}"
-echo "    (promtool and prometheus for the tests, wrk for the benchmarks; no service is started)"
+echo "    (prometheus and qemu-user-static for the tests, wrk for the benchmarks, curl for the"
+echo "    demo; qemu-user-static takes about 380 MB; no service is started or enabled)"
 
 policy=/usr/sbin/policy-rc.d
 ours=""

@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/system-deps.sh
+# Debian's arm64 python3.11 (about 12 MB, into target/), for the aarch64 wheel's smoke test.
+bash scripts/smoke-aarch64.sh --fetch-only
 # The tests build last9 with the quick profile (no fat LTO): the benchmarks use release.
 export MATURIN_PEP517_ARGS="${MATURIN_PEP517_ARGS:---profile quick}"
 . scripts/venv.sh test

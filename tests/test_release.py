@@ -14,6 +14,7 @@ import importlib.resources
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -244,66 +245,7 @@ def test_the_license_is_in_every_artifact(dist):
         assert member is not None and member.read() == license_text
 
 
-SMOKE = r"""
-import asyncio, json, sys, threading, urllib.error, urllib.request
-from wsgiref.simple_server import WSGIRequestHandler, make_server
-
-import last9
-from last9.asgi.middleware import RedMiddleware as AsgiRedMiddleware
-from last9.wsgi.middleware import RedMiddleware
-
-
-class Quiet(WSGIRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-def hello(environ, start_response):
-    missing = environ["PATH_INFO"] == "/missing"
-    start_response("404 Not Found" if missing else "200 OK", [("Content-Type", "text/plain")])
-    return [b"hello"]
-
-
-server = make_server("127.0.0.1", 0, RedMiddleware(hello, program="smoke-wsgi"),
-                     handler_class=Quiet)
-threading.Thread(target=server.serve_forever, daemon=True).start()
-base = f"http://127.0.0.1:{server.server_port}"
-for _ in range(3):
-    assert urllib.request.urlopen(base + "/hello").read() == b"hello"
-try:
-    urllib.request.urlopen(base + "/missing")
-except urllib.error.HTTPError as error:
-    assert error.code == 404
-
-
-async def created(scope, receive, send):
-    await send({"type": "http.response.start", "status": 201, "headers": []})
-    await send({"type": "http.response.body", "body": b"made"})
-
-
-async def post_twice():
-    app = AsgiRedMiddleware(created, program="smoke-asgi")
-    for _ in range(2):
-        sent = []
-
-        async def receive():
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        async def send(message):
-            sent.append(message)
-
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-                 "method": "POST", "scheme": "http", "path": "/items", "raw_path": b"/items",
-                 "query_string": b"", "root_path": "", "headers": [(b"host", b"api.example")],
-                 "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 5000)}
-        await app(scope, receive, send)
-        assert sent[0]["status"] == 201 and sent[-1]["body"] == b"made"
-
-
-asyncio.run(post_twice())
-metrics = urllib.request.urlopen(base + "/metrics").read().decode()
-json.dump({"version": last9.__version__, "file": last9.__file__, "metrics": metrics}, sys.stdout)
-"""
+SMOKE = Path(__file__).with_name("release_smoke.py")
 
 
 @pytest.mark.parametrize(("version", "python"), cpythons(), ids=lambda v: str(v))
@@ -316,7 +258,7 @@ def test_the_manylinux_wheel_works_in_a_fresh_virtualenv(dist, tmp_path, version
         check=True,
     )
     run = subprocess.run(
-        [venv / "bin" / "python", "-c", SMOKE],
+        [venv / "bin" / "python", str(SMOKE)],
         cwd=tmp_path,  # not the repository, whose python/ must not be imported
         capture_output=True,
         text=True,
@@ -339,6 +281,28 @@ def test_the_manylinux_wheel_works_in_a_fresh_virtualenv(dist, tmp_path, version
         ("smoke-wsgi", "GET", "/missing", "404"): 1,
         ("smoke-asgi", "POST", "/items", "201"): 2,
     }
+
+
+AARCH64_PYTHON = ROOT / "target" / "aarch64-python" / "root" / "usr" / "bin" / "python3.11"
+
+
+@pytest.mark.parametrize(
+    "target", [t for t in installed_targets() if t == "aarch64-unknown-linux-gnu"]
+)
+def test_the_aarch64_manylinux_wheel_works_on_an_aarch64_python(dist, target):
+    assert shutil.which("qemu-aarch64-static"), "qemu-user-static is installed by scripts/test.sh"
+    assert AARCH64_PYTHON.exists(), "scripts/test.sh fetches it (smoke-aarch64.sh --fetch-only)"
+    run = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "smoke-aarch64.sh")],
+        env={**os.environ, "DIST": str(dist)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert re.search(r"on CPython 3\.\d+\.\d+ aarch64$", run.stdout, re.MULTILINE), run.stdout
+    assert f"last9 {VERSION} from" in run.stdout
+    assert "exact counts in /metrics: ok" in run.stdout
 
 
 def test_every_python_from_3_10_is_tried():
