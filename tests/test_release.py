@@ -56,11 +56,15 @@ def installed_targets() -> list[str]:
 
 
 def cpythons() -> list[tuple[str, str]]:
-    """(version, path) of every CPython >= 3.10 with venv on this machine, one per install."""
+    """(version, path) of every CPython >= 3.10 with venv on this machine, one per install:
+    Debian's, /usr/local's, pyenv's, and any python3.N on PATH."""
     candidates = sorted(glob.glob("/usr/bin/python3.*")) + sorted(
         glob.glob("/usr/local/bin/python3.*")
     )
     candidates += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/*/bin/python3")))
+    candidates += [
+        found for minor in range(10, 20) if (found := shutil.which(f"python3.{minor}")) is not None
+    ]
     found: dict[str, tuple[str, str]] = {}
     for path in candidates:
         if not re.fullmatch(r"python3(\.\d+)?", Path(path).name) or not os.access(path, os.X_OK):
@@ -69,17 +73,17 @@ def cpythons() -> list[tuple[str, str]]:
             [
                 path,
                 "-c",
-                "import sys, ensurepip, venv; "
-                "print(sys.implementation.name, '%d.%d.%d' % sys.version_info[:3])",
+                "import os, sys, ensurepip, venv; print(sys.implementation.name, "
+                "'%d.%d.%d' % sys.version_info[:3], os.path.realpath(sys.executable))",
             ],
             capture_output=True,
             text=True,
         )
         if probe.returncode != 0:
             continue
-        implementation, version = probe.stdout.split()
+        implementation, version, executable = probe.stdout.split()
         if implementation == "cpython" and Version(version) >= Version("3.10"):
-            found.setdefault(os.path.realpath(path), (version, path))
+            found.setdefault(executable, (version, executable))
     return sorted(found.values(), key=lambda found: Version(found[0]))
 
 
