@@ -6,6 +6,7 @@
 #   bash scripts/wheels.sh             # every target whose Rust standard library is installed
 #   DIST=/tmp/out bash scripts/wheels.sh
 #   PROFILE=quick bash scripts/wheels.sh   # no fat LTO: for tests, never for a release
+#   REQUIRE_ALL=1 bash scripts/wheels.sh   # a skipped target is an error (for a release)
 #
 # A target needs its Rust standard library (`rustup target add aarch64-unknown-linux-gnu`, ...).
 # One that is missing is skipped and named at the end; this script never downloads a toolchain.
@@ -63,4 +64,8 @@ echo "built: ${built[*]:-none}"
 if [ ${#skipped[@]} -gt 0 ]; then
     echo "SKIPPED ${#skipped[@]} target(s):"
     printf '  %s\n' "${skipped[@]}"
+    if [ -n "${REQUIRE_ALL:-}" ]; then
+        echo "REQUIRE_ALL is set: a release needs every target" >&2
+        exit 1
+    fi
 fi
