@@ -18,7 +18,7 @@ import bottle
 
 import last9
 from harness import Row, compare, overhead, paired_overheads, us
-from last9.frameworks.bottle import Plugin
+from last9.bottle import Plugin
 from last9.wsgi.middleware import RedMiddleware
 
 ENVIRON = {

@@ -85,7 +85,7 @@ def run() -> list[Row]:
     bare = config().make_wsgi_app()
     ours = RedMiddleware(config().make_wsgi_app(), registry=last9.Registry())
     tweened = config({"last9.program": "bench-tween", "last9.metrics_path": "off"})
-    tweened.include("last9.frameworks.pyramid")
+    tweened.include("last9.pyramid")
     tween = tweened.make_wsgi_app()
     otel = config()
     PyramidInstrumentor().instrument_config(otel)
