@@ -9,6 +9,7 @@ Selenium through Debian's chromium-driver) must show the same numbers on the ren
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -313,3 +314,91 @@ def test_nothing_is_sampled_until_a_viewer_asks_and_the_page_keeps_its_protectio
         assert samplers() == before + 1
     finally:
         server.stop()
+
+
+# --- The app's own path: `<metrics_path>/ui`, only when asked for -------------------------
+
+
+def hello_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("404 Not Found" if "ui" in environ["PATH_INFO"] else "200 OK", [])
+    return [b"the app"]
+
+
+def test_wsgi_serves_the_page_under_the_metrics_path_only_when_ui_is_on() -> None:
+    from last9.wsgi.middleware import RedMiddleware
+    from wsgi_helpers import call
+
+    off = RedMiddleware(hello_app, registry=last9.Registry())
+    assert call(off, "/metrics/ui")[0] == "404 Not Found"  # the app's own answer
+
+    app = RedMiddleware(hello_app, registry=last9.Registry(), ui=True, program="shop")
+    call(app, "/x")
+    status, headers, body = call(app, "/metrics/ui")
+    assert status == "200 OK" and b"last9 \xc2\xb7 live RED" in body
+    assert dict(headers)["Content-Type"] == "text/html; charset=utf-8"
+    assert "connect-src 'self'" in dict(headers)["Content-Security-Policy"]
+    status, headers, body = call(app, "/metrics/ui/data.json")
+    report = json.loads(body)
+    assert status == "200 OK" and report["frames"] == 1
+    (program,) = report["programs"]
+    assert program["program"] == "shop" and [r["per"] for r in program["routes"]] == ["/x"]
+    # POST and other paths go to the app.
+    assert call(app, "/metrics/ui", "POST")[0] == "404 Not Found"
+    assert call(app, "/metrics/uix")[0] == "404 Not Found"
+
+
+def test_the_app_path_page_keeps_the_metrics_credentials() -> None:
+    from last9.wsgi.middleware import RedMiddleware
+    from wsgi_helpers import call
+
+    app = RedMiddleware(
+        hello_app,
+        registry=last9.Registry(),
+        ui=True,
+        metrics_username="prom",
+        metrics_password="s3cret",
+    )
+    for path in ("/metrics/ui", "/metrics/ui/data.json"):
+        status, headers, _ = call(app, path)
+        assert status == "401 Unauthorized" and "WWW-Authenticate" in dict(headers), path
+    # base64("prom:s3cret")
+    status, _, _ = call(app, "/metrics/ui", HTTP_AUTHORIZATION="Basic cHJvbTpzM2NyZXQ=")
+    assert status == "200 OK"
+
+
+def test_asgi_serves_the_page_under_the_metrics_path_when_ui_is_on() -> None:
+    from test_asgi import http_scope, run
+
+    from last9.asgi.middleware import RedMiddleware
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 404, "headers": []})
+        await send({"type": "http.response.body", "body": b"the app"})
+
+    on = RedMiddleware(app, registry=last9.Registry(), ui=True)
+    sent = run(on, http_scope("/metrics/ui/data.json"))
+    assert sent[0]["status"] == 200, sent
+    assert json.loads(sent[1]["body"])["frames"] == 1
+    sent = run(on, http_scope("/metrics/ui"))
+    assert sent[0]["status"] == 200 and b"<script>" in sent[1]["body"]
+    off = RedMiddleware(app, registry=last9.Registry())
+    assert run(off, http_scope("/metrics/ui"))[0]["status"] == 404
+
+
+@pytest.mark.parametrize(
+    ("value", "on"), [("1", True), ("yes", True), ("", False), ("0", False), ("off", False)]
+)
+def test_last9_ui_turns_the_app_path_page_on(value: str, on: bool) -> None:
+    from last9.config import resolve
+
+    assert resolve(environ={"LAST9_UI": value}).ui is on
+    assert resolve(ui=True, environ={"LAST9_UI": value}).ui is True
+
+
+def test_a_bad_ui_setting_is_an_error_naming_it() -> None:
+    from last9.config import resolve
+
+    with pytest.raises(last9.MetricsError, match="LAST9_UI"):
+        resolve(environ={"LAST9_UI": "maybe"})
+    with pytest.raises(last9.MetricsError, match="ui must be True or False"):
+        resolve(ui="yes", environ={})  # type: ignore[arg-type]

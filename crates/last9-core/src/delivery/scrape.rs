@@ -35,16 +35,8 @@ fn live_page(request: &ScrapeRequest<'_>, path: &str) -> Option<bool> {
     if request.path == "/" && wants_html {
         return Some(false);
     }
-    let under = if request.path.starts_with("/ui") {
-        request.path
-    } else {
-        request.path.strip_prefix(path.trim_end_matches('/'))?
-    };
-    match under {
-        "/ui" | "/ui/" => Some(false),
-        "/ui/data.json" => Some(true),
-        _ => None,
-    }
+    crate::delivery::live::under(request.path, "")
+        .or_else(|| crate::delivery::live::under(request.path, path))
 }
 
 #[cfg(test)]

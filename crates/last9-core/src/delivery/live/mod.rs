@@ -148,6 +148,16 @@ impl Live {
     }
 }
 
+/// Whether `path` asks for the page (`Some(false)`) or its data (`Some(true)`) under the
+/// metrics path `base`: `<base>/ui` and `<base>/ui/data.json`.
+pub fn under(path: &str, base: &str) -> Option<bool> {
+    match path.strip_prefix(base.trim_end_matches('/'))? {
+        "/ui" | "/ui/" => Some(false),
+        "/ui/data.json" => Some(true),
+        _ => None,
+    }
+}
+
 fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
