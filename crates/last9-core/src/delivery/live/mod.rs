@@ -276,8 +276,8 @@ pub fn report(ring: &Ring, now: f64) -> String {
         out,
         ",\"interval_s\":{INTERVAL_SECS},\"windows_s\":[60,300,900],\"frames\":{},\"ring_bytes\":{},\"ring_limit_bytes\":{},\"truncated\":{},",
         frames.len(),
-        ring.count_bytes(),
-        ring::MAX_COUNT_BYTES,
+        ring.bytes(),
+        ring::MAX_RING_BYTES,
         ring.truncated
     );
     number(&mut out, "oldest", frames.first().map(|f| f.at));
@@ -467,6 +467,12 @@ mod tests {
             json.contains("{\"rate\":null,\"error_ratio\":null,\"p50\":null"),
             "{json}"
         );
+    }
+
+    #[test]
+    fn the_stated_bound_of_the_ring_holds() {
+        // 15.6 MiB, as docs/pending/livepage.md says.
+        assert_eq!(ring::MAX_RING_BYTES, 182 * (8192 * 8 + 512 * 48));
     }
 
     #[test]

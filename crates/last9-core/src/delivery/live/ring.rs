@@ -1,9 +1,9 @@
 //! The live page's memory: a bounded ring of frames, each a reduced snapshot (series summed by
 //! program and route, by program and upstream, by caller and program).
 //!
-//! Bounds: at most [`MAX_FRAMES`] frames, each holding at most [`MAX_CELLS`] counts, and at
-//! most [`MAX_KEYS`] distinct rows over the ring; rows past the bounds are left out (and the
-//! report says so). So the counts take at most `MAX_FRAMES × MAX_CELLS × 8` bytes.
+//! Bounds: at most [`MAX_FRAMES`] frames, each holding at most [`MAX_CELLS`] counts in at most
+//! [`MAX_KEYS`] rows, and at most [`MAX_KEYS`] distinct rows over the ring; rows past the bounds
+//! are left out (and the report says so). So the frames take at most [`MAX_RING_BYTES`].
 
 use std::sync::Arc;
 
@@ -21,9 +21,12 @@ pub const MAX_FRAMES: usize = (SPAN_SECS / INTERVAL_SECS) as usize + 2;
 /// Counts one frame may hold (8 bytes each): 256 rows of the default 32 buckets.
 pub const MAX_CELLS: usize = 8192;
 /// Distinct rows (routes, upstreams, callers) over the ring.
-pub const MAX_KEYS: usize = 1024;
-/// The most the ring's counts can take, in bytes.
-pub const MAX_COUNT_BYTES: usize = MAX_FRAMES * MAX_CELLS * 8;
+pub const MAX_KEYS: usize = 512;
+/// What a row of a frame takes besides its counts: its entry, and the allocation of its counts.
+const ROW_BYTES: usize = std::mem::size_of::<(u32, Row)>() + 16;
+/// The most the ring's frames can take, in bytes (15.6 MiB on 64-bit machines; the names of
+/// the rows come on top, once each).
+pub const MAX_RING_BYTES: usize = MAX_FRAMES * (MAX_CELLS * 8 + MAX_KEYS * ROW_BYTES);
 
 /// What a row counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -71,8 +74,10 @@ impl Frame {
             .map(|i| &self.rows[i].1)
     }
 
-    fn cells(&self) -> usize {
-        self.rows.iter().map(|(_, row)| row.counts.len()).sum()
+    /// Bytes the rows of this frame take (`in_flight` holds one entry per program).
+    fn bytes(&self) -> usize {
+        let counts: usize = self.rows.iter().map(|(_, row)| row.counts.len() * 8).sum();
+        counts + self.rows.len() * ROW_BYTES
     }
 }
 
@@ -100,9 +105,9 @@ impl Ring {
         *self = Ring::default();
     }
 
-    /// Bytes the counts of the ring take now.
-    pub fn count_bytes(&self) -> usize {
-        self.frames.iter().map(|f| f.cells() * 8).sum()
+    /// Bytes the frames of the ring take now (see [`MAX_RING_BYTES`]).
+    pub fn bytes(&self) -> usize {
+        self.frames.iter().map(Frame::bytes).sum()
     }
 
     /// Adds the frame of `snapshot` taken at `at`, dropping the oldest past [`MAX_FRAMES`].
@@ -141,6 +146,7 @@ impl Ring {
                     return;
                 }
                 let total = counts.last().copied().unwrap_or(0);
+                let full = rows.len() >= MAX_KEYS;
                 match rows.get_mut(&id) {
                     Some(row) => {
                         for (sum, count) in row.counts.iter_mut().zip(counts) {
@@ -150,7 +156,7 @@ impl Ring {
                             row.errors = row.errors.wrapping_add(total);
                         }
                     }
-                    None if cells + counts.len() > MAX_CELLS => ring.truncated = true,
+                    None if cells + counts.len() > MAX_CELLS || full => ring.truncated = true,
                     None => {
                         cells += counts.len();
                         rows.insert(
@@ -318,7 +324,7 @@ mod tests {
         }
         assert_eq!(ring.frames().len(), MAX_FRAMES);
         assert_eq!(ring.frames()[0].at, 5.0);
-        assert!(ring.count_bytes() <= MAX_COUNT_BYTES);
+        assert!(ring.bytes() <= MAX_RING_BYTES);
     }
 
     #[test]
@@ -332,6 +338,6 @@ mod tests {
         let mut ring = Ring::default();
         ring.push(&snapshot, 0.0);
         assert!(ring.truncated);
-        assert!(ring.count_bytes() <= MAX_CELLS * 8);
+        assert!(ring.bytes() <= MAX_RING_BYTES / MAX_FRAMES);
     }
 }
