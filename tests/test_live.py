@@ -316,6 +316,34 @@ def test_nothing_is_sampled_until_a_viewer_asks_and_the_page_keeps_its_protectio
         server.stop()
 
 
+def test_the_page_and_its_data_are_served_over_the_servers_tls(tmp_path: Path) -> None:
+    import trustme
+
+    authority = trustme.CA()
+    issued = authority.issue_cert("127.0.0.1")
+    ca, cert, key = (tmp_path / n for n in ("ca.pem", "cert.pem", "key.pem"))
+    authority.cert_pem.write_to_path(str(ca))
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    server = last9.start_metrics_server(
+        0, "127.0.0.1", registry=last9.Registry(), tls_cert_file=cert, tls_key_file=key
+    )
+    try:
+        base = f"https://127.0.0.1:{server.port}"
+        page = requests.get(base + "/ui", verify=str(ca), timeout=10)
+        assert page.status_code == 200 and "<script>" in page.text
+        # Self-contained, and told so: the page may reach its own origin only.
+        assert "connect-src 'self'" in page.headers["Content-Security-Policy"]
+        assert page.headers["Cache-Control"] == "no-store"
+        data = requests.get(base + "/ui/data.json", verify=str(ca), timeout=10)
+        assert data.status_code == 200 and data.json()["frames"] == 1
+        # Plain HTTP on the TLS port gets nothing.
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(base.replace("https", "http") + "/ui/data.json", timeout=10)
+    finally:
+        server.stop()
+
+
 # --- The app's own path: `<metrics_path>/ui`, only when asked for -------------------------
 
 

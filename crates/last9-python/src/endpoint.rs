@@ -82,14 +82,9 @@ impl MetricsEndpoint {
         let headers = PyList::empty(py);
         headers.append(("Content-Type", response.content_type))?;
         headers.append(("Content-Length", response.body.len().to_string()))?;
-        headers.append(("Cache-Control", "no-store"))?;
-        headers.append(("X-Content-Type-Options", "nosniff"))?;
-        // The page is self-contained: it may talk to its own origin only.
-        headers.append((
-            "Content-Security-Policy",
-            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
-             connect-src 'self'; img-src data:",
-        ))?;
+        for header in live::HEADERS {
+            headers.append(header)?;
+        }
         let body = PyBytes::new(py, if head { b"" } else { &response.body });
         Ok((response.status, headers, body))
     }

@@ -16,7 +16,7 @@ pub mod ring;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
@@ -36,14 +36,31 @@ const LOCK_WAIT: Duration = Duration::from_millis(500);
 
 const PAGE: &str = include_str!("page.html");
 
+/// Headers of the page and its data: the page is self-contained, so it may talk to its own
+/// origin only; nothing of it is cached.
+pub const HEADERS: [(&str, &str); 3] = [
+    (
+        "Content-Security-Policy",
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+         connect-src 'self'; img-src data:",
+    ),
+    ("Cache-Control", "no-store"),
+    ("X-Content-Type-Options", "nosniff"),
+];
+
 /// The live view of one registry.
 pub struct Live {
     registry: &'static Registry,
     ring: Mutex<Ring>,
-    /// Unix seconds of the last request for the page or its data.
+    /// Milliseconds from `created` to the last request for the page's data.
     last_asked: AtomicU64,
+    created: Instant,
     /// The process whose sampler thread runs (0: none). A forked child starts its own.
     sampler: AtomicU32,
+    /// Time between snapshots ([`INTERVAL_SECS`]; shorter in tests).
+    interval: Duration,
+    /// The sampler stops this long after the last viewer ([`VIEWER_TIMEOUT`]).
+    viewer_timeout: Duration,
 }
 
 impl Live {
@@ -54,14 +71,27 @@ impl Live {
         if let Some(live) = views.iter().find(|l| std::ptr::eq(l.registry, registry)) {
             return Arc::clone(live);
         }
-        let live = Arc::new(Live {
+        let interval = Duration::from_secs(INTERVAL_SECS);
+        let live = Arc::new(Live::with_timing(registry, interval, VIEWER_TIMEOUT));
+        views.push(Arc::clone(&live));
+        live
+    }
+
+    fn with_timing(registry: &'static Registry, interval: Duration, viewer_timeout: Duration) -> Live {
+        Live {
             registry,
             ring: Mutex::new(Ring::default()),
             last_asked: AtomicU64::new(0),
+            created: Instant::now(),
             sampler: AtomicU32::new(0),
-        });
-        views.push(Arc::clone(&live));
-        live
+            interval,
+            viewer_timeout,
+        }
+    }
+
+    /// Milliseconds since this view was created.
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// The page (`data == false`) or its JSON data.
@@ -95,7 +125,7 @@ impl Live {
     /// Notes a viewer, and starts the sampler if none runs in this process; its first frame
     /// is taken here, so the answer already has one.
     fn viewed(self: &Arc<Self>) {
-        self.last_asked.store(unix_now() as u64, Ordering::Relaxed);
+        self.last_asked.store(self.elapsed_ms(), Ordering::Relaxed);
         let pid = crate::process::pid();
         let running = self.sampler.load(Ordering::SeqCst);
         if running == pid
@@ -129,9 +159,11 @@ impl Live {
     /// The sampler: a frame every interval while viewers keep asking.
     fn run(&self, pid: u32) {
         loop {
-            std::thread::sleep(Duration::from_secs(INTERVAL_SECS));
-            let idle = unix_now() as u64 - self.last_asked.load(Ordering::Relaxed);
-            if idle > VIEWER_TIMEOUT.as_secs() || crate::process::pid() != pid {
+            std::thread::sleep(self.interval);
+            let idle = self
+                .elapsed_ms()
+                .saturating_sub(self.last_asked.load(Ordering::Relaxed));
+            if u128::from(idle) > self.viewer_timeout.as_millis() || crate::process::pid() != pid {
                 self.ring.lock().clear();
                 return;
             }
@@ -467,6 +499,44 @@ mod tests {
             json.contains("{\"rate\":null,\"error_ratio\":null,\"p50\":null"),
             "{json}"
         );
+    }
+
+    /// Waits (at most 10 s) for `done`.
+    fn eventually(done: impl Fn() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if done() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    #[test]
+    fn the_sampler_runs_only_while_viewers_ask() {
+        let registry: &'static Registry = Box::leak(Box::new(Registry::new()));
+        let live = Arc::new(Live::with_timing(
+            registry,
+            Duration::from_millis(10),
+            Duration::from_millis(500),
+        ));
+        // Nothing before a viewer: no thread, no frame.
+        assert_eq!(live.sampler.load(Ordering::SeqCst), 0);
+        assert!(live.ring.lock().frames().is_empty());
+        // The page itself starts nothing; its data does, with a first frame at once.
+        assert_eq!(live.respond(false).status, 200);
+        assert_eq!(live.sampler.load(Ordering::SeqCst), 0);
+        let first = live.respond(true);
+        assert!(String::from_utf8(first.body).unwrap().contains("\"frames\":1,"));
+        assert_eq!(live.sampler.load(Ordering::SeqCst), crate::process::pid());
+        assert!(eventually(|| live.ring.lock().frames().len() >= 3));
+        // No viewer for longer than the timeout: the thread empties the ring and ends.
+        assert!(eventually(|| live.sampler.load(Ordering::SeqCst) == 0));
+        assert!(live.ring.lock().frames().is_empty());
+        // A new viewer starts it again.
+        live.respond(true);
+        assert_eq!(live.sampler.load(Ordering::SeqCst), crate::process::pid());
     }
 
     #[test]
