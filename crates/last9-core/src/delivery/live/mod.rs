@@ -23,7 +23,7 @@ use parking_lot::Mutex;
 use crate::encoding::ScrapeResponse;
 use crate::model::registry::Registry;
 use crate::snapshot::Snapshot;
-use ring::{Frame, Key, Kind, Ring, INTERVAL_SECS, SPAN_SECS};
+use ring::{Frame, Key, Kind, Ring, Row, INTERVAL_SECS, SPAN_SECS};
 
 /// The sampler stops this long after the last request for the page or its data.
 pub const VIEWER_TIMEOUT: Duration = Duration::from_secs(5 * 60);
@@ -196,20 +196,11 @@ fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// The samples of one cell of a row in `[end - range, end]`: `cell` indexes the row's counts
-/// (`None`: the errors).
-fn samples(frames: &[&Frame], key: u32, cell: Option<usize>) -> Vec<(f64, f64)> {
-    frames
-        .iter()
-        .filter_map(|f| {
-            let row = f.row(key)?;
-            let value = match cell {
-                Some(i) => *row.counts.get(i)?,
-                None => row.errors,
-            };
-            Some((f.at, value as f64))
-        })
-        .collect()
+/// One row over time: `(unix seconds, row)` of each frame that has it, oldest first.
+type History<'a> = Vec<(f64, &'a Row)>;
+
+fn history<'a>(frames: &[&'a Frame], key: u32) -> History<'a> {
+    frames.iter().filter_map(|f| Some((f.at, f.row(key)?))).collect()
 }
 
 /// Rates of a row over a window ending at `end`: per cell, then the errors.
@@ -218,17 +209,22 @@ struct Rates {
     errors: Option<f64>,
 }
 
-fn rates(frames: &[&Frame], key: u32, cells: usize, end: f64, range: f64) -> Rates {
-    let in_window: Vec<&Frame> = frames
-        .iter()
-        .filter(|f| f.at >= end - range && f.at <= end)
-        .copied()
-        .collect();
+fn rates(history: &[(f64, &Row)], cells: usize, end: f64, range: f64) -> Rates {
+    // Frames are in time order: the window is a slice of them.
+    let first = history.partition_point(|(at, _)| *at < end - range);
+    let last = history.partition_point(|(at, _)| *at <= end);
+    let window = &history[first..last.max(first)];
+    let mut samples = Vec::with_capacity(window.len());
+    let mut rate = |value: &dyn Fn(&Row) -> u64| {
+        samples.clear();
+        samples.extend(window.iter().map(|(at, row)| (*at, value(row) as f64)));
+        promql::rate(&samples, end, range)
+    };
     Rates {
         cells: (0..cells)
-            .map(|i| promql::rate(&samples(&in_window, key, Some(i)), end, range))
+            .map(|i| rate(&|row: &Row| row.counts.get(i).copied().unwrap_or(0)))
             .collect(),
-        errors: promql::rate(&samples(&in_window, key, None), end, range),
+        errors: rate(&|row: &Row| row.errors),
     }
 }
 
@@ -393,6 +389,7 @@ fn row(
 ) {
     let bounds = buckets.map(|b| b.bounds_ms());
     let cells = buckets.map_or(1, |b| b.cells());
+    let history = history(frames, id);
     let _ = write!(out, "{{\"{label}\":");
     string(out, &key.name);
     out.push_str(",\"windows\":[");
@@ -400,7 +397,7 @@ fn row(
         if i > 0 {
             out.push(',');
         }
-        red(out, &rates(frames, id, cells, now, *window as f64), bounds);
+        red(out, &rates(&history, cells, now, *window as f64), bounds);
     }
     out.push(']');
     let Some(bounds) = bounds else {
@@ -408,7 +405,7 @@ fn row(
         return;
     };
     let points: Vec<Rates> = (1..=SPARK_POINTS)
-        .map(|i| rates(frames, id, cells, now - SPAN_SECS as f64 + i as f64 * step, step))
+        .map(|i| rates(&history, cells, now - SPAN_SECS as f64 + i as f64 * step, step))
         .collect();
     out.push_str(",\"spark\":{");
     numbers(
@@ -438,7 +435,7 @@ fn row(
     );
     // The latency distribution: requests per bucket over the last 5 minutes (PromQL's
     // `increase`, which is the rate times the window).
-    let five = rates(frames, id, cells, now, 300.0);
+    let five = rates(&history, cells, now, 300.0);
     out.push_str("},");
     numbers(out, "bounds_ms", bounds.iter().map(|b| Some(*b)));
     out.push(',');
