@@ -287,18 +287,20 @@ def test_nothing_is_sampled_until_a_viewer_asks_and_the_page_keeps_its_protectio
     try:
         base = f"http://127.0.0.1:{server.port}"
 
-        def samplers() -> int:
-            return sum(
-                (task / "comm").read_text().strip() == "last9-live"
+        def samplers() -> set[str]:
+            """This process's sampler threads (other tests' may end meanwhile)."""
+            return {
+                task.name
                 for task in Path("/proc/self/task").iterdir()
-            )
+                if (task / "comm").read_text().strip() == "last9-live"
+            }
 
         before = samplers()
         # Without credentials: 401 for the page, its data and the metrics; nothing sampled.
         for path, accept in (("/", "text/html"), ("/ui", "*/*"), ("/ui/data.json", "*/*")):
             response = requests.get(base + path, headers={"Accept": accept}, timeout=10)
             assert response.status_code == 401, path
-        assert samplers() == before
+        assert samplers() <= before
         # A scrape of / (no text/html) still gets the metrics; a browser gets the page.
         auth = ("prom", "s3cret")
         scrape = requests.get(base + "/", auth=auth, timeout=10)
@@ -308,10 +310,10 @@ def test_nothing_is_sampled_until_a_viewer_asks_and_the_page_keeps_its_protectio
         assert "<script>" in page.text and "http://" not in page.text.replace(
             "http://www.w3.org/2000/svg", ""
         )
-        assert samplers() == before
+        assert samplers() <= before
         data = requests.get(base + "/ui/data.json", auth=auth, timeout=10)
         assert data.status_code == 200 and data.json()["frames"] == 1
-        assert samplers() == before + 1
+        assert len(samplers() - before) == 1
     finally:
         server.stop()
 

@@ -1,8 +1,8 @@
 //! The live RED page: one self-contained HTML page and the JSON it reads, computed here from a
 //! bounded ring of snapshots.
 //!
-//! Nothing happens until a viewer asks: the first request for the page or its data starts a
-//! sampler thread (`last9-live`) that takes one snapshot every [`ring::INTERVAL_SECS`] seconds
+//! Nothing happens until a viewer asks: the first request for the page's data (which the page
+//! makes as soon as it loads) starts a sampler thread (`last9-live`) that takes one snapshot every [`ring::INTERVAL_SECS`] seconds
 //! and reduces it into the ring; when no viewer has asked for [`VIEWER_TIMEOUT`], the thread
 //! empties the ring and ends. Requests of the app are never touched: a snapshot reads the same
 //! atomics (and, under pre-fork servers, the same merged store) that a scrape reads.
@@ -25,7 +25,7 @@ use crate::model::registry::Registry;
 use crate::snapshot::Snapshot;
 use ring::{Frame, Key, Kind, Ring, Row, INTERVAL_SECS, SPAN_SECS};
 
-/// The sampler stops this long after the last request for the page or its data.
+/// The sampler stops this long after the last request for the page's data.
 pub const VIEWER_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// The windows the page shows, in seconds.
 pub const WINDOWS: [u64; 3] = [60, 300, 900];
