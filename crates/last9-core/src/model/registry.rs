@@ -4,13 +4,13 @@
 //! cluster). Middlewares with the same constant labels share a recorder, so a process never
 //! exposes the same label set twice.
 //!
-//! Layout (the observe path): a series is found by its key of interned ids in one hash map whose
-//! entry holds the address of its cells, so recording into an existing series is one probe and
-//! two atomic adds, with no pointer to a separately allocated series in between. Heap cells are
-//! carved from shared chunks ([`CellArena`]), not allocated one by one. No label text is kept per
-//! series: a scrape builds it from the interned ids.
+//! Layout (the observe path): a series is found by its key of interned ids in a compact hash map
+//! (16-byte entries) that gives its index in a vector of cell handles, so recording into an
+//! existing series touches two small, mostly cached tables and then its cells: no pointer to a
+//! separately allocated series in between. Heap cells are carved from shared chunks
+//! (`model/cells.rs`), not allocated one by one. No label text is kept per series: a scrape builds
+//! it from the interned ids.
 
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -18,6 +18,7 @@ use ahash::AHashMap;
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::Error;
+use crate::model::cells::CellArena;
 use crate::model::gauge::Gauge;
 use crate::model::histogram::{Buckets, Histogram};
 use crate::model::lineage::Lineage;
@@ -82,45 +83,13 @@ struct SeriesKey {
     status: u16,
 }
 
-/// Series whose heap cells one [`CellArena`] chunk holds: one allocation per this many series.
-const SERIES_PER_CHUNK: usize = 64;
-
-/// Heap cells of the series of a recorder without a store, carved from chunks that are never
-/// moved or freed while a histogram uses them (each histogram keeps its chunk alive).
-#[derive(Default)]
-struct CellArena {
-    chunk: Option<Arc<Box<[AtomicU64]>>>,
-    /// Cells of `chunk` already handed out.
-    used: usize,
-}
-
-impl CellArena {
-    fn histogram(&mut self, buckets: &Buckets) -> Histogram {
-        // Bucket cells, then the sum: the layout `Histogram::in_place` expects.
-        let cells = buckets.cells() + 1;
-        let chunk = match &self.chunk {
-            Some(chunk) if chunk.len() - self.used >= cells => chunk.clone(),
-            _ => {
-                let chunk: Arc<Box<[AtomicU64]>> =
-                    Arc::new((0..cells * SERIES_PER_CHUNK).map(|_| AtomicU64::new(0)).collect());
-                self.chunk = Some(chunk.clone());
-                self.used = 0;
-                chunk
-            }
-        };
-        let first = NonNull::from(&chunk[self.used]);
-        self.used += cells;
-        // SAFETY: `cells` unused, aligned atomics of `chunk`, which the histogram keeps alive.
-        unsafe { Histogram::in_place(buckets, first, chunk) }
-    }
-}
-
 #[derive(Default)]
 struct SeriesTable {
-    /// Each series' cells by its key.
-    cells: AHashMap<SeriesKey, Histogram>,
-    /// The keys in creation order: the order of a scrape.
-    order: Vec<SeriesKey>,
+    /// Each series' index in `cells` and `keys`.
+    index: AHashMap<SeriesKey, u32>,
+    /// Each series' cells, in creation order: the order of a scrape.
+    cells: Vec<Histogram>,
+    keys: Vec<SeriesKey>,
     arena: CellArena,
     /// `http_requests_in_flight` by method index, made on first use.
     in_flight: [Option<Gauge>; METHODS.len()],
@@ -303,8 +272,8 @@ impl Recorder {
         // never loses one.
         {
             let table = self.series.read();
-            if let Some(histogram) = table.cells.get(&key) {
-                histogram.observe(&self.buckets, request.duration_ns);
+            if let Some(&i) = table.index.get(&key) {
+                table.cells[i as usize].observe(&self.buckets, request.duration_ns);
                 return;
             }
         }
@@ -315,12 +284,19 @@ impl Recorder {
     fn observe_new(&self, key: SeriesKey, duration_ns: u64) {
         let mut table = self.series.write();
         let table = &mut *table;
-        if !table.cells.contains_key(&key) {
-            let histogram = self.histogram(&mut table.arena, &key);
-            table.cells.insert(key, histogram);
-            table.order.push(key);
-        }
-        table.cells[&key].observe(&self.buckets, duration_ns);
+        let i = match table.index.get(&key) {
+            Some(&i) => i as usize,
+            None => {
+                let histogram = self.histogram(&mut table.arena, &key);
+                // Fewer than 2^32 series: each has a route, domain, method and status of its own,
+                // all of them capped far below that.
+                table.index.insert(key, table.cells.len() as u32);
+                table.cells.push(histogram);
+                table.keys.push(key);
+                table.cells.len() - 1
+            }
+        };
+        table.cells[i].observe(&self.buckets, duration_ns);
     }
 
     /// The lineage series (outbound calls, callers) of this recorder.
@@ -440,13 +416,12 @@ impl Recorder {
         let pid = process::pid();
         let same_process = self.bound_pid.load(Ordering::Relaxed) == pid;
         let table = &mut *table;
-        for key in &table.order {
+        for (key, cells) in table.keys.iter().zip(table.cells.iter_mut()) {
             let histogram = self.histogram(&mut table.arena, key);
-            let old = table.cells.get_mut(key).expect("every key has cells");
             if same_process {
-                histogram.add_from(old);
+                histogram.add_from(cells);
             }
-            *old = histogram;
+            *cells = histogram;
         }
         for method in 0..METHODS.len() {
             let Some(old) = table.in_flight[method].take() else {
@@ -489,14 +464,13 @@ impl Recorder {
         let width = self.buckets.cells();
         let (keys, counts, sums) = {
             let table = self.series.read();
-            let mut counts = Vec::with_capacity(table.order.len() * width);
-            let mut sums = Vec::with_capacity(table.order.len());
-            for key in &table.order {
-                let histogram = &table.cells[key];
+            let mut counts = Vec::with_capacity(table.cells.len() * width);
+            let mut sums = Vec::with_capacity(table.cells.len());
+            for histogram in &table.cells {
                 counts.extend(histogram.counts());
                 sums.push(histogram.sum_ns());
             }
-            (table.order.clone(), counts, sums)
+            (table.keys.clone(), counts, sums)
         };
         for (i, key) in keys.iter().enumerate() {
             let labels = self.with_pairs(key, |pairs| escaped_pairs(pairs));
@@ -506,7 +480,7 @@ impl Recorder {
 
     /// Number of series.
     pub fn len(&self) -> usize {
-        self.series.read().order.len()
+        self.series.read().cells.len()
     }
 
     pub fn is_empty(&self) -> bool {
