@@ -3,7 +3,7 @@
 The headline is the path users hit: the middleware calls the binding with the route template
 the framework matched, its method and status. A real app has a bounded set of route templates
 (the default cap is 500), so its series grow with methods, statuses and hosts, not with
-distinct route strings; here N series are 500 routes × methods × statuses, all created
+distinct route strings; here N series are 500 routes by methods by statuses, all created
 beforehand, and each candidate observes series picked at random among its N. Rounds are
 interleaved and timed in thread CPU time.
 
@@ -51,8 +51,11 @@ def observer(n: int) -> Callable[[], object]:
         recorder.observe(route, "", "example.com", method, status, 1_000_000)
     assert registry.series_count() == n
     rng = random.Random(n)
-    # Built in order, so walking the picks is sequential; only the series are random.
-    picks = itertools.cycle([labels[rng.randrange(n)] for _ in range(PICKS)])
+    # Fresh tuples, made in order, so that walking the picks reads memory sequentially, as a
+    # request's own objects are fresh: only the series are at random (the strings and status
+    # objects are a few hundred, as a real app's route, method and status values).
+    chosen = (labels[rng.randrange(n)] for _ in range(PICKS))
+    picks = itertools.cycle([(route, method, status) for route, method, status in chosen])
     observe = recorder.observe
 
     def one() -> object:
