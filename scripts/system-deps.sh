@@ -4,6 +4,8 @@
 #   wrk         load generation for the pre-fork benchmark
 #   curl        scripts/demo.sh
 #   qemu-user-static  runs an aarch64 Python, to smoke-test the aarch64 wheel (scripts/smoke-aarch64.sh)
+#   chromium, chromium-driver  the live page's browser test (tests/test_live.py) drives Debian's
+#               own browser through Selenium and this driver; no browser is downloaded
 # Installing Debian's prometheus package would normally start a Prometheus daemon on :9090 and
 # enable it at boot. This script prevents both: it installs under a policy-rc.d that refuses
 # every service start (exit 101, Debian's "action forbidden"), and disables the unit afterwards
@@ -14,6 +16,8 @@ command -v promtool >/dev/null || missing+=(prometheus)
 command -v wrk >/dev/null || missing+=(wrk)
 command -v curl >/dev/null || missing+=(curl)
 command -v qemu-aarch64-static >/dev/null || missing+=(qemu-user-static)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi
@@ -21,8 +25,9 @@ fi
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 echo "==> installing Debian packages: ${missing[*]}"
-echo "    (prometheus and qemu-user-static for the tests, wrk for the benchmarks, curl for the"
-echo "    demo; qemu-user-static takes about 380 MB; no service is started or enabled)"
+echo "    (prometheus, qemu-user-static, chromium and chromium-driver for the tests, wrk for the"
+echo "    benchmarks, curl for the demo; qemu-user-static takes about 380 MB, chromium about"
+echo "    350 MB; no service is started or enabled)"
 
 policy=/usr/sbin/policy-rc.d
 ours=""

@@ -4,6 +4,7 @@ or as a MIDDLEWARE entry; in-process, and over real HTTP through gunicorn and uv
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -308,6 +309,23 @@ def test_middleware_entry_serves_metrics(registry):
     status, body = asgi_call(asgi_app, "/_metrics")
     assert status == 200 and counts_by(body, "per") == {("/item/{item_id}",): 1}
     assert call(wsgi_app, "/_metrics", "HEAD")[2] == b""
+
+
+def test_middleware_entry_serves_the_live_page_when_ui_is_on(registry):
+    with override_settings(LAST9={"registry": registry, "ui": True}):
+        wsgi_app = wsgi_handler(LAST9_ENTRY)
+        asgi_app = asgi_handler(LAST9_ENTRY)
+    call(wsgi_app, "/item/1")
+    status, headers, body = call(wsgi_app, "/metrics/ui")
+    assert status == "200 OK" and dict(headers)["Content-Type"] == "text/html; charset=utf-8"
+    status, _, body = call(wsgi_app, "/metrics/ui/data.json")
+    routes = [r["per"] for p in json.loads(body)["programs"] for r in p["routes"]]
+    assert status == "200 OK" and routes == ["/item/{item_id}"]
+    status, body = asgi_call(asgi_app, "/metrics/ui/data.json")
+    assert status == 200 and json.loads(body)["frames"] >= 1
+    # Off (the default): the path is the app's.
+    with override_settings(LAST9={"registry": last9.Registry()}):
+        assert call(wsgi_handler(LAST9_ENTRY), "/metrics/ui")[0].startswith("404")
 
 
 def test_middleware_entry_times_a_stream_until_it_is_closed(registry):

@@ -306,3 +306,20 @@ def test_a_falcon_resource_at_the_metrics_path_is_reported_at_start_up(registry,
     with caplog.at_level("WARNING", logger="last9"):
         RedMiddleware(app, registry=registry)
     assert "'/metrics'" in caplog.records[0].getMessage()
+
+
+def test_the_middleware_serves_the_live_page_when_ui_is_on(registry, static_dir):
+    import json
+
+    component = shop(falcon.App(middleware=[Middleware(registry=registry, ui=True)]), static_dir)
+    call(component, "/item/1")
+    status, _, body = call(component, "/metrics/ui")
+    assert status == "200 OK" and b"<script>" in body
+    status, _, body = call(component, "/metrics/ui/data.json")
+    routes = [r["per"] for p in json.loads(body)["programs"] for r in p["routes"]]
+    assert status == "200 OK" and routes == ["/item/{item_id}"]
+    asgi_component = falcon.asgi.App(middleware=[Middleware(registry=last9.Registry(), ui=True)])
+    status, _, body = asgi_scraper(asgi_component, "/metrics/ui/data.json")(None)
+    assert status == 200 and json.loads(body)["frames"] == 1
+    off = shop(falcon.App(middleware=[Middleware(registry=last9.Registry())]), static_dir)
+    assert call(off, "/metrics/ui")[0].startswith("404")

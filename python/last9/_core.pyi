@@ -70,7 +70,17 @@ class MetricsEndpoint:
         username: str | None = None,
         password: str | None = None,
         bearer_token: str | None = None,
+        ui: bool = False,
     ) -> Self: ...
+    def ui_route(self, path: str) -> bool | None:
+        """Whether ``path`` asks for the live page (False: ``<path>/ui``) or its data (True:
+        ``<path>/ui/data.json``); None for any other path, or when ``ui`` is off."""
+    def respond_ui(
+        self, authorization: str | None = None, data: bool = False, head: bool = False
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """The answer to a GET (with ``head``, a HEAD) of the live page or, with ``data``, its
+        JSON: ``(status, headers, body)``. 401 as :meth:`respond` without the credentials; 404
+        when ``ui`` is off; 503 if the live view is busy. Computed with the GIL released."""
     def respond(
         self,
         authorization: str | None = None,

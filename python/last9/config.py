@@ -60,6 +60,9 @@ class Settings:
     metrics_auth: MetricsAuth
     #: TLS for the dedicated server only (the app's own path is served by the app's server).
     metrics_tls: MetricsTls | None
+    #: Whether the app's own metrics path also answers ``<metrics_path>/ui`` with the live page
+    #: (the dedicated server always does).
+    ui: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,7 @@ class Options(TypedDict, total=False):
     metrics_tls_cert_file: str | None
     metrics_tls_key_file: str | None
     metrics_tls_client_ca_file: str | None
+    ui: bool | None
 
 
 #: The names :class:`Options` holds.
@@ -143,6 +147,7 @@ def resolve(
     metrics_tls_cert_file: str | None = None,
     metrics_tls_key_file: str | None = None,
     metrics_tls_client_ca_file: str | None = None,
+    ui: bool | None = None,
     environ: dict[str, str] | None = None,
 ) -> Settings:
     """Resolves settings; `program_hint` is the name the framework gives the app, if any."""
@@ -179,7 +184,22 @@ def resolve(
         metrics_tls=_metrics_tls(
             env, metrics_tls_cert_file, metrics_tls_key_file, metrics_tls_client_ca_file
         ),
+        ui=_ui(env, ui),
     )
+
+
+def _ui(env: os._Environ[str] | dict[str, str], ui: object) -> bool:
+    """``ui`` (a bool), else ``LAST9_UI`` (1/true/yes/on or 0/false/no/off/empty), else off."""
+    if ui is not None:
+        if not isinstance(ui, bool):
+            raise MetricsError(f"ui must be True or False, not {ui!r}")
+        return ui
+    raw = env.get("LAST9_UI", "").strip().lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    raise MetricsError(f"LAST9_UI must be 1 or 0 (true/false, yes/no, on/off), not {raw!r}")
 
 
 def _metrics_auth(

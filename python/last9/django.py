@@ -82,6 +82,8 @@ class RedMiddleware:
         self.registry, self.recorder = app_setup.registry, app_setup.recorder
         self.metrics = app_setup.metrics
         self.metrics_path = app_setup.settings.metrics_path
+        #: Whether `<metrics_path>/ui` answers with the live page (``ui``, ``LAST9_UI``).
+        self.ui = self.metrics is not None and app_setup.settings.ui
         scrape.warn_if_shadowed(self.metrics, route_at)
 
     def __call__(self, request: HttpRequest) -> Any:
@@ -91,6 +93,8 @@ class RedMiddleware:
             return self.get_response(request)  # the handler's RedMiddleware records this one
         if request.path_info == self.metrics_path and request.method in _SCRAPE_METHODS:
             return _response(self.metrics.respond(*_scrape_headers(request)))
+        if self.ui and (ui := self._ui_request(request)) is not None:
+            return _response(self.metrics.respond_ui(*ui))
         started = _now()
         try:
             response = self.get_response(request)
@@ -110,6 +114,8 @@ class RedMiddleware:
             return await get_response(request)
         if request.path_info == self.metrics_path and request.method in _SCRAPE_METHODS:
             return _response(await scrape.respond_async(self.metrics, *_scrape_headers(request)))
+        if self.ui and (ui := self._ui_request(request)) is not None:
+            return _response(await scrape.respond_ui_async(self.metrics, *ui))
         started = _now()
         try:
             response = await get_response(request)
@@ -124,6 +130,15 @@ class RedMiddleware:
         else:
             self._record(request, response.status_code, started)
         return response
+
+    def _ui_request(self, request: HttpRequest) -> tuple[str | None, bool, bool] | None:
+        """``respond_ui``'s arguments when the request asks for the live page or its data."""
+        if request.method not in _SCRAPE_METHODS:
+            return None
+        data = self.metrics.ui_route(request.path_info)
+        if data is None:
+            return None
+        return request.META.get("HTTP_AUTHORIZATION"), data, request.method == "HEAD"
 
     def _record_when_closed(
         self, request: HttpRequest, response: HttpResponseBase, started: int

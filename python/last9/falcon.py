@@ -58,10 +58,14 @@ class Middleware:
         self.registry, self.recorder = app_setup.registry, app_setup.recorder
         self.metrics = app_setup.metrics
         self.metrics_path = app_setup.settings.metrics_path
+        #: Whether `<metrics_path>/ui` answers with the live page (``ui``, ``LAST9_UI``).
+        self.ui = self.metrics is not None and app_setup.settings.ui
 
     def process_request(self, req: Any, resp: Any) -> None:
         if req.path == self.metrics_path and req.method in ("GET", "HEAD"):
             _answer(resp, self.metrics.respond(*_scrape_headers(req)))
+        elif self.ui and (ui := _ui_request(self.metrics, req)) is not None:
+            _answer(resp, self.metrics.respond_ui(*ui))
         else:
             req.env[_STARTED_KEY] = time.perf_counter_ns()
 
@@ -78,6 +82,8 @@ class Middleware:
         if req.path == self.metrics_path and req.method in ("GET", "HEAD"):
             # Rendered in a worker thread: the event loop goes on serving meanwhile.
             _answer(resp, await scrape.respond_async(self.metrics, *_scrape_headers(req)))
+        elif self.ui and (ui := _ui_request(self.metrics, req)) is not None:
+            _answer(resp, await scrape.respond_ui_async(self.metrics, *ui))
         else:
             req.scope[_STARTED_KEY] = time.perf_counter_ns()
 
@@ -99,6 +105,16 @@ def _scrape_headers(req: Any) -> tuple[str | None, str | None, str | None]:
         req.get_header("Accept"),
         req.get_header("Accept-Encoding"),
     )
+
+
+def _ui_request(metrics: Any, req: Any) -> tuple[str | None, bool, bool] | None:
+    """``respond_ui``'s arguments when the request asks for the live page or its data."""
+    if req.method not in ("GET", "HEAD"):
+        return None
+    data = metrics.ui_route(req.path)
+    if data is None:
+        return None
+    return req.get_header("Authorization"), data, req.method == "HEAD"
 
 
 def _answer(resp: Any, answer: tuple[int, list[tuple[str, str]], bytes]) -> None:

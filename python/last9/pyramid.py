@@ -32,6 +32,7 @@ SETTINGS = (
     "metrics_username",
     "metrics_password",
     "metrics_bearer_token",
+    "ui",
 )
 
 
@@ -102,6 +103,10 @@ class Tween:
         given = {name: registry.settings.get(f"last9.{name}") for name in SETTINGS}
         if given["metrics_path"] is None:
             given["metrics_path"] = config.UNSET
+        if isinstance(given["ui"], str):  # from an .ini file
+            from pyramid.settings import asbool
+
+            given["ui"] = asbool(given["ui"])
         package = getattr(registry, "package_name", None) or ""
         app_setup = instrument_app(
             route_syntax="brace", program_hint=package.partition(".")[0] or None, **given
@@ -109,6 +114,8 @@ class Tween:
         self.handler = handler
         self.metrics = app_setup.metrics
         self.metrics_path = app_setup.settings.metrics_path
+        #: Whether `<metrics_path>/ui` answers with the live page (``last9.ui``, ``LAST9_UI``).
+        self.ui = self.metrics is not None and app_setup.settings.ui
         scrape.warn_if_shadowed(self.metrics, lambda path: route_at(registry, path))
         self.recorder: Any = app_setup.recorder
         self.capture = _capturing(handler)
@@ -120,6 +127,10 @@ class Tween:
         environ = request.environ
         if environ["PATH_INFO"] == self.metrics_path and request.method in ("GET", "HEAD"):
             return self._metrics(request)
+        if self.ui and request.method in ("GET", "HEAD"):
+            data = self.metrics.ui_route(environ["PATH_INFO"])
+            if data is not None:
+                return self._ui(request, data)
         started = time.perf_counter_ns()
         status = 500  # recorded if the handler raises, which is then re-raised as it was
         try:
@@ -136,6 +147,17 @@ class Tween:
                 status,
                 time.perf_counter_ns() - started,
             )
+
+    def _ui(self, request: Any, data: bool) -> Any:
+        from pyramid.response import Response
+
+        authorization = request.headers.get("Authorization")
+        status, response_headers, body = self.metrics.respond_ui(authorization, data)
+        response = Response(body=body, status=status)
+        for name, value in response_headers:
+            if name != "Content-Length":  # WebOb counts the body itself
+                response.headers[name] = value
+        return response
 
     def _metrics(self, request: Any) -> Any:
         from pyramid.response import Response

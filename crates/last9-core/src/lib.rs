@@ -9,7 +9,8 @@
 //! - [`snapshot`]: a consistent copy of the series, taken once per scrape or push;
 //! - [`store`]: the multi-process store (pre-fork servers: gunicorn, uWSGI, uvicorn workers);
 //! - [`encoding`]: Prometheus text and OpenMetrics, content negotiation, gzip (no socket);
-//! - [`delivery`]: the metrics HTTP server, the scrape handler, remote write, access control.
+//! - [`delivery`]: the metrics HTTP server, the scrape handler, the live page, remote write,
+//!   access control.
 //!
 //! This crate knows nothing of Python; the `last9-python` crate is its binding.
 
@@ -29,7 +30,7 @@ pub mod encoding;
 pub mod delivery;
 
 // The paths the binding uses.
-pub use delivery::{access, remote_write, scrape, server};
+pub use delivery::{access, live, remote_write, scrape, server};
 pub use encoding as exposition;
 pub use encoding::Format;
 pub use error::Error;

@@ -31,7 +31,7 @@ const LAYERS: [&[&str]; 7] = [
     &["snapshot"],
     &["store"],
     &["encoding", "exposition", "Format"],
-    &["delivery", "access", "remote_write", "scrape", "server"],
+    &["delivery", "access", "live", "remote_write", "scrape", "server"],
 ];
 
 const LAYER_NAMES: [&str; 7] = [

@@ -97,6 +97,17 @@ impl AsgiMiddleware {
             {
                 return slf.call_method1(intern!(py, "_serve_metrics"), (scope, send));
             }
+            if metrics.get().has_ui() {
+                // `<metrics path>/ui`: the live page, only when the app turned it on.
+                let path = scope_dict.get_item(intern!(py, "path")).ok().flatten();
+                let path = path.as_ref().and_then(|p| p.cast::<PyString>().ok());
+                let ui = path.and_then(|p| metrics.get().ui_target(p.to_str().ok()?));
+                if let Some(data) = ui {
+                    if text_is(scope_dict, method, get, "GET") || text_is(scope_dict, method, head, "HEAD") {
+                        return slf.call_method1(intern!(py, "_serve_ui"), (scope, send, data));
+                    }
+                }
+            }
         }
         let started = Instant::now();
         let method = scope_dict.get_item(intern!(py, "method")).ok().flatten();

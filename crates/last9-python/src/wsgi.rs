@@ -84,9 +84,22 @@ impl WsgiMiddleware {
         if let Some(metrics) = &this.metrics {
             let metrics = metrics.get();
             let path_info = environ_text(environ_dict, intern!(py, "PATH_INFO"));
-            if path_info.is_some_and(|p| p.to_str().ok() == Some(metrics.path_str())) {
+            if path_info
+                .as_ref()
+                .is_some_and(|p| p.to_str().ok() == Some(metrics.path_str()))
+            {
                 if let Some(answer) = serve_metrics(metrics, environ_dict, start_response)? {
                     return Ok(answer);
+                }
+            } else if metrics.has_ui() {
+                // `<metrics path>/ui`: the live page, only when the app turned it on.
+                let ui = path_info
+                    .as_ref()
+                    .and_then(|p| metrics.ui_target(p.to_str().ok()?));
+                if let Some(data) = ui {
+                    if let Some(answer) = metrics.serve_wsgi_ui(data, environ_dict, start_response)? {
+                        return Ok(answer);
+                    }
                 }
             }
         }

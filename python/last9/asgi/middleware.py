@@ -96,6 +96,22 @@ class RedMiddleware(AsgiMiddleware):
         )
         await send({"type": "http.response.body", "body": body})
 
+    async def _serve_ui(self, scope: Scope, send: Send, data: bool) -> None:
+        """Answers ``<metrics_path>/ui`` (the live page) or its ``ui/data.json`` (called from
+        the Rust ``__call__`` when ``ui`` is on), computed in a worker thread."""
+        headers = {name.lower(): value for name, value in scope.get("headers", ())}
+        status, response_headers, body = await scrape.respond_ui_async(
+            self.metrics, _header(headers, b"authorization"), data, head=scope["method"] == "HEAD"
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(n.lower().encode(), v.encode()) for n, v in response_headers],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
 
 def _header(headers: dict[bytes, bytes], name: bytes) -> str | None:
     return headers.get(name, b"").decode("latin-1") or None
