@@ -16,6 +16,7 @@
 use std::fmt;
 
 pub mod access;
+pub mod exclude;
 pub mod exposition;
 pub mod gauge;
 pub mod histogram;
