@@ -1,0 +1,228 @@
+"""Control what is measured: the kill switch and exclusions, in-process and under pre-fork
+servers (gunicorn -w 2, uvicorn --workers 2) over real HTTP."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from flask import Flask
+
+import last9
+from conftest import ROOT, counts_by, free_port, parse, scrape
+from last9 import config
+from last9.wsgi.middleware import RedMiddleware
+from test_prefork import running, settle
+from wsgi_helpers import call
+
+EXCLUDE = "/healthz,/static/{path},^/internal/.*,OPTIONS"
+
+
+# The kill switch ------------------------------------------------------------------------------
+
+
+def test_disabled_every_entry_point_returns_the_app_and_starts_nothing(tmp_path):
+    env = {
+        "PYTHONPATH": str(ROOT),
+        "PATH": "/usr/bin:/bin",
+        "LAST9_DISABLED": "1",
+        "LAST9_METRICS_PORT": str(free_port()),
+        "LAST9_METRICS_ADDR": "127.0.0.1",
+        "LAST9_MULTIPROC_DIR": str(tmp_path / "store"),
+        "LAST9_REMOTE_WRITE_URL": "http://127.0.0.1:9/api/v1/write",
+        "LAST9_INSTRUMENT_HTTP_CLIENTS": "1",
+    }
+    done = subprocess.run(
+        [sys.executable, "tests/apps/disabled_check.py"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "unchanged"
+
+
+def test_enabled_false_returns_the_app_itself(registry):
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    assert RedMiddleware(app, enabled=False, registry=registry) is app
+    flask_app = Flask("off")
+    wsgi_app = flask_app.wsgi_app
+    flask_app.wsgi_app = RedMiddleware(flask_app, enabled=False, registry=registry)
+    assert flask_app.wsgi_app == wsgi_app
+    assert registry.render() == last9.Registry().render()
+
+
+@pytest.mark.parametrize("value", ["1", "true", "YES", "on"])
+def test_the_variable_switches_off(value):
+    assert not config.enabled(environ={"LAST9_DISABLED": value})
+
+
+@pytest.mark.parametrize("value", ["", "0", "false", "no", "off"])
+def test_the_variable_leaves_on(value):
+    assert config.enabled(environ={"LAST9_DISABLED": value})
+
+
+def test_the_keyword_wins_over_the_variable():
+    assert config.enabled(True, environ={"LAST9_DISABLED": "1"})
+    assert not config.enabled(False, environ={})
+
+
+def test_a_bad_switch_names_the_setting():
+    with pytest.raises(last9.MetricsError, match="LAST9_DISABLED"):
+        config.enabled(environ={"LAST9_DISABLED": "maybe"})
+    with pytest.raises(last9.MetricsError, match="enabled"):
+        config.enabled("no", environ={})  # type: ignore[arg-type]
+
+
+# Exclusions, in-process -----------------------------------------------------------------------
+
+
+def flask_app(registry: last9.Registry, **options: object) -> Flask:
+    app = Flask("control")
+    app.add_url_rule("/name/<name>", "hello", lambda name: name)
+    app.add_url_rule("/healthz", "healthz", lambda: "ok")
+    app.add_url_rule("/static/<path:filename>", "asset", lambda filename: filename)
+    app.add_url_rule("/internal/<what>", "internal", lambda what: what)
+
+    @last9.exclude
+    def ping() -> str:
+        return "pong"
+
+    app.add_url_rule("/ping", "ping", ping)
+    app.wsgi_app = RedMiddleware(app, registry=registry, **options)
+    return app
+
+
+def only_the_recorded_routes(text: bytes) -> set[tuple[str, str]]:
+    """(family, per) of every sample."""
+    return {(dict(key)["__name__"], dict(key).get("per", "")) for key in parse(text)}
+
+
+def test_excluded_requests_leave_no_trace(registry):
+    app = flask_app(registry, exclude=EXCLUDE.split(","))
+    for path in ("/healthz", "/static/css/site.css", "/internal/x", "/ping", "/name/a"):
+        assert call(app, path)[0] == "200 OK"
+    assert call(app, "/name/a", method="OPTIONS")[0] == "200 OK"
+    text = registry.render()
+    assert counts_by(text, "per", "method") == {("/name/{name}", "GET"): 1}
+    pers = {per for _, per in only_the_recorded_routes(text)}
+    assert pers <= {"/name/{name}", "/_all"}, pers
+    assert b'method="OPTIONS"' not in text
+
+
+def test_requests_excluded_on_entry_are_never_in_flight(registry):
+    seen: list[bytes] = []
+
+    def app(environ, start_response):
+        seen.append(registry.render())
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    wrapped = RedMiddleware(app, registry=registry, exclude=["/healthz", "^/internal/"])
+    call(wrapped, "/healthz")
+    call(wrapped, "/internal/x")
+    assert all(b"http_requests_in_flight{" not in text for text in seen), seen
+    call(wrapped, "/other")
+    assert b"http_requests_in_flight{" in seen[-1]
+
+
+def test_the_variable_excludes(registry, monkeypatch):
+    monkeypatch.setenv("LAST9_EXCLUDE", "/healthz, OPTIONS")
+    app = flask_app(registry)
+    call(app, "/healthz")
+    call(app, "/name/a", method="OPTIONS")
+    call(app, "/name/a")
+    assert counts_by(registry.render(), "per", "method") == {("/name/{name}", "GET"): 1}
+
+
+def test_opentelemetry_excluded_urls_are_honoured(registry, monkeypatch):
+    monkeypatch.setenv("OTEL_PYTHON_EXCLUDED_URLS", "internal")
+    monkeypatch.setenv("OTEL_PYTHON_FLASK_EXCLUDED_URLS", "healthz,static/.*")
+    app = flask_app(registry)
+    for path in ("/healthz", "/static/a.css", "/internal/x", "/name/a"):
+        call(app, path)
+    # The framework's own variable wins over the general one, as in OpenTelemetry.
+    assert counts_by(registry.render(), "per") == {("/name/{name}",): 1, ("/internal/{what}",): 1}
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [("healthz", "neither"), ("^(", "regular expression"), ("PROPFIND", "method")],
+)
+def test_a_bad_exclusion_names_the_setting(registry, monkeypatch, value, why):
+    monkeypatch.setenv("LAST9_EXCLUDE", value)
+    with pytest.raises(last9.MetricsError, match=f"LAST9_EXCLUDE.*{why}"):
+        flask_app(registry)
+
+
+# Exclusions under pre-fork servers --------------------------------------------------------------
+
+
+def send(port: int, path: str, n: int, method: str = "GET") -> None:
+    def one(_: int) -> None:
+        response = requests.request(
+            method, f"http://127.0.0.1:{port}{path}", timeout=10, headers={"x-last9-caller": "web"}
+        )
+        assert response.status_code in (200, 405), response.status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(one, range(n)))
+
+
+def uvicorn(port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        "--no-access-log",
+        "tests.apps.control_asgi_app:app",
+    ]
+
+
+def gunicorn(port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-b",
+        f"127.0.0.1:{port}",
+        "-w",
+        "2",
+        "tests.apps.control_app:app",
+    ]
+
+
+@pytest.mark.parametrize("server", [gunicorn, uvicorn], ids=["gunicorn", "uvicorn"])
+def test_excluded_routes_never_appear_under_a_prefork_server(server: Callable[[int], list[str]]):
+    port = free_port()
+    env = {"LAST9_EXCLUDE": EXCLUDE, "LAST9_INSTRUMENT_HTTP_CLIENTS": "1"}
+    with running(server(port), port, env):
+        for path in ("/healthz", "/static/css/site.css", "/internal/x", "/ping"):
+            send(port, path, 40)
+        send(port, "/name/x", 40, method="OPTIONS")
+        send(port, "/name/x", 100)
+        settle(port, 100)
+        text = scrape(port).text
+        assert counts_by(text, "per", "method") == {("/name/{name}", "GET"): 100}
+        pers = {per for _, per in only_the_recorded_routes(text.encode())}
+        assert pers <= {"/name/{name}", "/_all"}, pers
+        assert 'method="OPTIONS"' not in text
+        callers = {
+            key for key in parse(text) if dict(key)["__name__"] == "http_requests_callers_total"
+        }
+        assert {dict(key)["per"] for key in callers} == {"/name/{name}"}
