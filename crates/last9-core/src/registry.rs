@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock};
 use ahash::AHashMap;
 use parking_lot::{Mutex, RwLock};
 
+use crate::exclude::Exclusions;
 use crate::exposition::escape_label_value;
 use crate::gauge::Gauge;
 use crate::histogram::{Buckets, Histogram};
@@ -141,6 +142,17 @@ pub struct Request<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RouteId(ValueId);
 
+impl RouteId {
+    /// The route of a request the `exclude` setting leaves out: no family records it.
+    pub const EXCLUDED: RouteId = RouteId(ValueId::MAX);
+
+    /// Whether this is [`RouteId::EXCLUDED`].
+    #[inline]
+    pub fn is_excluded(self) -> bool {
+        self == RouteId::EXCLUDED
+    }
+}
+
 impl Recorder {
     fn new(consts: ConstLabels, buckets: Buckets, limits: Limits, shared: bool) -> Recorder {
         let routes = BoundedInterner::new(ROUTE_OVERFLOW, limits.max_routes);
@@ -253,8 +265,11 @@ impl Recorder {
         id
     }
 
-    /// Records one request.
+    /// Records one request (none of an excluded route).
     pub fn observe(&self, request: &Request<'_>) {
+        if request.route.is_excluded() {
+            return;
+        }
         if self.shared && self.epoch.load(Ordering::Relaxed) != store::epoch() {
             store::sync();
         }
@@ -318,7 +333,11 @@ impl Recorder {
         status: &str,
         duration_ns: u64,
     ) {
-        let per = per.unwrap_or_else(|| self.unmatched()).0;
+        let per = per.unwrap_or_else(|| self.unmatched());
+        if per.is_excluded() {
+            return;
+        }
+        let per = per.0;
         let text = self.routes.value(per);
         self.lineage.observe_client(
             &self.consts,
@@ -333,6 +352,9 @@ impl Recorder {
 
     /// Counts one inbound request of `route` from `caller` (None: it named none).
     pub fn count_caller(&self, route: RouteId, caller: Option<&str>) {
+        if route.is_excluded() {
+            return;
+        }
         let text = self.routes.value(route.0);
         self.lineage.count_caller(&self.consts, (route.0, &text), caller);
     }
@@ -504,6 +526,8 @@ pub struct RouteTemplates {
     recorder: Arc<Recorder>,
     syntax: RouteSyntax,
     cache: ResolveCache<RouteId>,
+    /// Templates the `exclude` setting leaves out: they resolve to [`RouteId::EXCLUDED`].
+    exclusions: Option<Arc<Exclusions>>,
 }
 
 impl RouteTemplates {
@@ -514,7 +538,14 @@ impl RouteTemplates {
             recorder,
             syntax,
             cache,
+            exclusions: None,
         }
+    }
+
+    /// Leaves out the requests of the templates `exclusions` names (checked once per template).
+    pub fn with_exclusions(mut self, exclusions: Option<Arc<Exclusions>>) -> RouteTemplates {
+        self.exclusions = exclusions.filter(|e| e.has_templates());
+        self
     }
 
     /// The route id of a template in the framework's own syntax (`/item/<int:id>`).
@@ -523,7 +554,11 @@ impl RouteTemplates {
         if let Some(route) = self.cache.get(raw) {
             return route;
         }
-        let route = self.recorder.route(&route_template(raw, self.syntax));
+        let template = route_template(raw, self.syntax);
+        let route = match &self.exclusions {
+            Some(exclusions) if exclusions.template(&template) => RouteId::EXCLUDED,
+            _ => self.recorder.route(&template),
+        };
         self.cache.remember(raw, route);
         route
     }
@@ -907,6 +942,27 @@ mod tests {
         let flask = RouteTemplates::new(rec.clone(), RouteSyntax::Angle);
         assert_eq!(flask.route("/item/<int:id>"), rec.route("/item/{id}"));
         assert_eq!(flask.route("/item/<int:id>"), flask.route("/item/<id>"));
+    }
+
+    #[test]
+    fn excluded_templates_leave_no_series_in_any_family() {
+        let rec = recorder(Limits::default());
+        let exclusions = Exclusions::new(["/static/{path}"], []).unwrap();
+        let flask =
+            RouteTemplates::new(rec.clone(), RouteSyntax::Angle).with_exclusions(Some(Arc::new(exclusions)));
+        let route = flask.route("/static/<path:filename>");
+        assert!(route.is_excluded());
+        rec.observe(&request(route, "h", 200));
+        rec.count_caller(route, Some("web"));
+        rec.observe_client(Some(route), "api:80", "GET", "200", 1);
+        assert!(rec.is_empty());
+        assert!(rec.lineage().callers().is_empty());
+        let mut outbound = 0;
+        rec.lineage().client_series(|_, _| outbound += 1);
+        assert_eq!(outbound, 0);
+        // Excluded templates take no route slot.
+        assert_eq!(rec.routes.len(), 1);
+        assert!(!flask.route("/name/<name>").is_excluded());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::errors::{to_py, MetricsError};
+use crate::exclude::Exclusions;
 use crate::registry::Registry;
 use crate::wsgi::{environ_text, raw_path_route};
 
@@ -24,6 +25,8 @@ enum Routing {
 pub struct Recorder {
     core: Arc<last9_core::Recorder>,
     routing: Routing,
+    /// The `exclude` setting; None when it leaves nothing out.
+    exclusions: Option<Arc<last9_core::exclude::Exclusions>>,
 }
 
 pub(crate) fn parse_syntax(name: &str) -> PyResult<RouteSyntax> {
@@ -42,6 +45,19 @@ pub(crate) fn parse_syntax(name: &str) -> PyResult<RouteSyntax> {
 }
 
 impl Recorder {
+    /// Whether a request is left out as it enters (by method or raw path): it is then neither
+    /// timed nor counted in flight.
+    #[inline]
+    pub(crate) fn excluded_on_entry(&self, method: &str, path: &str) -> bool {
+        self.exclusions.as_ref().is_some_and(|e| e.on_entry(method, path))
+    }
+
+    /// Whether any request can be left out as it enters.
+    #[inline]
+    pub(crate) fn excludes_on_entry(&self) -> bool {
+        self.exclusions.is_some()
+    }
+
     /// The route of a request from what the framework said (`template`) and its path.
     pub(crate) fn route(&self, template: Option<&str>, path: &str) -> RouteId {
         match (&self.routing, template) {
@@ -158,7 +174,7 @@ impl Recorder {
     #[new]
     #[pyo3(signature = (
         registry, *, hostname, program, tenant = String::new(), cluster = String::new(), buckets = None,
-        max_routes = 500, max_domains = 100, route_syntax = None, domains = None
+        max_routes = 500, max_domains = 100, route_syntax = None, domains = None, exclude = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -172,6 +188,7 @@ impl Recorder {
         max_domains: usize,
         route_syntax: Option<&str>,
         domains: Option<Vec<String>>,
+        exclude: Option<&Exclusions>,
     ) -> PyResult<Recorder> {
         let buckets = match buckets {
             Some(bounds) => Buckets::new(&bounds).map_err(to_py)?,
@@ -205,11 +222,18 @@ impl Recorder {
                 )));
             }
         }
+        let exclusions = exclude.map(|e| e.inner.clone()).filter(|e| !e.is_empty());
         let routing = match route_syntax {
-            Some(name) => Routing::Templates(RouteTemplates::new(core.clone(), parse_syntax(name)?)),
+            Some(name) => Routing::Templates(
+                RouteTemplates::new(core.clone(), parse_syntax(name)?).with_exclusions(exclusions.clone()),
+            ),
             None => Routing::RawPath,
         };
-        Ok(Recorder { core, routing })
+        Ok(Recorder {
+            core,
+            routing,
+            exclusions,
+        })
     }
 
     /// Gives the route templates the app's router knows (framework syntax) their slots before

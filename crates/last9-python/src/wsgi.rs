@@ -92,10 +92,15 @@ impl WsgiMiddleware {
             }
         }
         let method = environ_text(environ_dict, intern!(py, "REQUEST_METHOD"));
-        let token = this
-            .recorder
-            .get()
-            .enter(method.as_ref().and_then(|m| m.to_str().ok()).unwrap_or(""));
+        let method = method.as_ref().and_then(|m| m.to_str().ok()).unwrap_or("");
+        let recorder = this.recorder.get();
+        if recorder.excludes_on_entry()
+            && with_raw_path(environ_dict, |path| recorder.excluded_on_entry(method, path))
+        {
+            // Left out by the `exclude` setting: the app's own call, nothing else.
+            return this.app.bind(py).call1((environ, start_response));
+        }
+        let token = recorder.enter(method);
         if last9_core::lineage::enabled() {
             // Only outbound calls' `per` depends on this: a failure must not reach the app.
             let _ = set_inbound(py, Some((slf.as_any(), environ)));
@@ -327,13 +332,18 @@ pub(crate) fn environ_text<'py>(
 
 /// The route of an app without a router, from SCRIPT_NAME + PATH_INFO as the client sent them.
 pub(crate) fn raw_path_route(recorder: &Recorder, environ: &Bound<'_, PyDict>) -> RouteId {
+    with_raw_path(environ, |path| recorder.raw_path_route(path))
+}
+
+/// Calls `f` with SCRIPT_NAME + PATH_INFO as the client sent them.
+pub(crate) fn with_raw_path<R>(environ: &Bound<'_, PyDict>, f: impl FnOnce(&str) -> R) -> R {
     let py = environ.py();
     let script = environ_text(environ, intern!(py, "SCRIPT_NAME"));
     let path = environ_text(environ, intern!(py, "PATH_INFO"));
     let script = script.as_ref().and_then(|s| s.to_str().ok()).unwrap_or("");
     let path = path.as_ref().and_then(|s| s.to_str().ok()).unwrap_or("");
     if script.is_empty() && path.is_ascii() {
-        return recorder.raw_path_route(path);
+        return f(path);
     }
     let joined = format!("{script}{path}");
     // WSGI hands paths over as latin-1 decoded bytes: turn non-ASCII ones back into UTF-8.
@@ -342,8 +352,8 @@ pub(crate) fn raw_path_route(recorder: &Recorder, environ: &Bound<'_, PyDict>) -
         .map(|c| u8::try_from(u32::from(c)).ok())
         .collect::<Option<Vec<u8>>>()
     {
-        Some(bytes) => recorder.raw_path_route(&String::from_utf8_lossy(&bytes)),
-        None => recorder.raw_path_route(&joined),
+        Some(bytes) => f(&String::from_utf8_lossy(&bytes)),
+        None => f(&joined),
     }
 }
 
