@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
-from collections.abc import Sequence
+import urllib.parse
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from last9._core import MetricsError
+from last9._core import Exclusions, MetricsError
 
 #: Names that say which server or interpreter runs the app, not which app it is.
 _LAUNCHERS = frozenset(
@@ -59,6 +61,12 @@ class Settings:
     metrics_auth: MetricsAuth
     #: TLS for the dedicated server only (the app's own path is served by the app's server).
     metrics_tls: MetricsTls | None
+    #: What ``exclude`` leaves out: templates, ``^`` regular expressions, methods (checked).
+    exclude: tuple[str, ...] = ()
+    #: OpenTelemetry's excluded-URL patterns, searched anywhere in the raw path.
+    exclude_patterns: tuple[str, ...] = ()
+    #: Constant labels added to every family after the seed's labels, in the order given.
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -106,10 +114,18 @@ def resolve(
     metrics_tls_cert_file: str | None = None,
     metrics_tls_key_file: str | None = None,
     metrics_tls_client_ca_file: str | None = None,
+    exclude: Sequence[str] | str | None = None,
+    enabled: bool | None = None,
+    labels: Mapping[str, str] | str | None = None,
+    framework: str | None = None,
     environ: dict[str, str] | None = None,
 ) -> Settings:
-    """Resolves settings; `program_hint` is the name the framework gives the app, if any."""
+    """Resolves settings; `program_hint` is the name the framework gives the app, if any, and
+    `framework` its name as OpenTelemetry spells it in ``OTEL_PYTHON_<FRAMEWORK>_EXCLUDED_URLS``.
+    `enabled` is checked here too, but entry points ask :func:`enabled` before anything else."""
     env = os.environ if environ is None else environ
+    _switch(enabled, env)  # checked only: a switched-off entry point never resolves settings
+    excluded, patterns = _exclude(env, exclude, framework)
     if metrics_path is UNSET:
         metrics_path = env.get("LAST9_METRICS_PATH", DEFAULT_METRICS_PATH)
     if metrics_path is not None and not isinstance(metrics_path, str):
@@ -120,11 +136,19 @@ def resolve(
         metrics_path = None
     if metrics_path is not None and not metrics_path.startswith("/"):
         raise MetricsError(f"metrics_path must start with '/': {metrics_path!r}")
+    resource = _resource_attributes(env)
     return Settings(
-        program=program or env.get("LAST9_PROGRAM") or default_program(program_hint),
+        program=program
+        or env.get("LAST9_PROGRAM")
+        or env.get("OTEL_SERVICE_NAME")
+        or default_program(program_hint),
         hostname=hostname or env.get("LAST9_HOSTNAME") or socket.gethostname(),
-        tenant=tenant if tenant is not None else env.get("LAST9_TENANT", ""),
-        cluster=cluster if cluster is not None else env.get("LAST9_CLUSTER", ""),
+        tenant=tenant
+        if tenant is not None
+        else env.get("LAST9_TENANT", resource.get("service.namespace", "")),
+        cluster=cluster
+        if cluster is not None
+        else env.get("LAST9_CLUSTER", resource.get("k8s.cluster.name", "")),
         buckets=tuple(buckets) if buckets is not None else _env_buckets(env),
         metrics_path=metrics_path,
         max_routes=max_routes if max_routes is not None else _env_int(env, "LAST9_MAX_ROUTES", 500),
@@ -138,7 +162,122 @@ def resolve(
         metrics_tls=_metrics_tls(
             env, metrics_tls_cert_file, metrics_tls_key_file, metrics_tls_client_ca_file
         ),
+        exclude=excluded,
+        exclude_patterns=patterns,
+        labels=_labels(env, labels),
     )
+
+
+#: Label names the families already have (or Prometheus reserves): not for constant labels.
+RESERVED_LABELS = frozenset(
+    {"per", "hostname", "domain", "method", "program", "status", "tenant", "cluster"}
+    | {"le", "quantile", "upstream", "caller", "job", "instance"}
+)
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+#: Constant labels at most, and the longest value: they are on every series.
+MAX_LABELS = 16
+MAX_LABEL_VALUE = 256
+
+
+def _labels(
+    env: Mapping[str, str], labels: Mapping[str, str] | str | None
+) -> tuple[tuple[str, str], ...]:
+    """Constant labels: the keyword (a mapping, or ``name=value,...``), else LAST9_LABELS."""
+    setting = "labels (LAST9_LABELS)"
+    if labels is None:
+        labels, setting = env.get("LAST9_LABELS", ""), "LAST9_LABELS"
+    if isinstance(labels, str):
+        pairs = []
+        for item in labels.split(","):
+            if not item.strip():
+                continue
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise MetricsError(f"{setting} must be name=value pairs, not {item.strip()!r}")
+            pairs.append((name.strip(), value.strip()))
+    elif isinstance(labels, Mapping):
+        pairs = list(labels.items())
+    else:
+        raise MetricsError(f"{setting} must be a dict of label names to values, not {labels!r}")
+    seen: set[str] = set()
+    for name, value in pairs:
+        if not isinstance(name, str) or not _LABEL_NAME.match(name) or name.startswith("__"):
+            raise MetricsError(f"{setting}: {name!r} is not a Prometheus label name")
+        if name in RESERVED_LABELS:
+            raise MetricsError(f"{setting}: {name!r} is a label last9 sets itself")
+        if name in seen:
+            raise MetricsError(f"{setting}: {name!r} is given twice")
+        if not isinstance(value, str) or len(value) > MAX_LABEL_VALUE:
+            raise MetricsError(
+                f"{setting}: the value of {name!r} must be a string of at most "
+                f"{MAX_LABEL_VALUE} characters, not {value!r}"
+            )
+        seen.add(name)
+    if len(pairs) > MAX_LABELS:
+        raise MetricsError(f"{setting}: at most {MAX_LABELS} constant labels, not {len(pairs)}")
+    return tuple(pairs)
+
+
+def _resource_attributes(env: Mapping[str, str]) -> dict[str, str]:
+    """OpenTelemetry's ``OTEL_RESOURCE_ATTRIBUTES`` (``key=value,...``, values percent-encoded);
+    entries that are no pair are skipped, as OpenTelemetry's SDK does."""
+    attributes: dict[str, str] = {}
+    for item in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip():
+            attributes[key.strip()] = urllib.parse.unquote(value.strip())
+    return attributes
+
+
+#: Values of LAST9_DISABLED that switch last9 off, and that leave it on.
+_YES = frozenset({"1", "true", "yes", "on"})
+_NO = frozenset({"", "0", "false", "no", "off"})
+
+
+def enabled(enabled: bool | None = None, environ: Mapping[str, str] | None = None) -> bool:
+    """The kill switch: False when ``enabled=False`` is given, or, without the keyword, when
+    ``LAST9_DISABLED`` is 1/true/yes/on. Every entry point asks this first and, when False,
+    hands the app back untouched: no wrapper, no thread, no file, no port."""
+    return _switch(enabled, os.environ if environ is None else environ)
+
+
+def _switch(enabled: bool | None, env: Mapping[str, str]) -> bool:
+    if enabled is not None:
+        if not isinstance(enabled, bool):
+            raise MetricsError(f"enabled must be True or False, not {enabled!r}")
+        return enabled
+    raw = env.get("LAST9_DISABLED", "").strip().lower()
+    if raw in _YES:
+        return False
+    if raw in _NO:
+        return True
+    raise MetricsError(
+        f"LAST9_DISABLED must be 1, true, yes or on (or 0, false, no, off), not {raw!r}"
+    )
+
+
+def _exclude(
+    env: Mapping[str, str], exclude: Sequence[str] | str | None, framework: str | None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The ``exclude`` entries and OpenTelemetry's patterns, checked by compiling them once."""
+    setting = "exclude (LAST9_EXCLUDE)"
+    if exclude is None:
+        exclude = env.get("LAST9_EXCLUDE", "")
+        setting = "LAST9_EXCLUDE"
+    if isinstance(exclude, str):
+        exclude = exclude.split(",")
+    entries = tuple(e.strip() for e in exclude if isinstance(e, str) and e.strip())
+    if len(entries) != len([e for e in exclude if not isinstance(e, str) or e.strip()]):
+        raise MetricsError(f"{setting} must list strings, not {exclude!r}")
+    otel = "OTEL_PYTHON_EXCLUDED_URLS"
+    if framework:
+        specific = f"OTEL_PYTHON_{framework.upper()}_EXCLUDED_URLS"
+        if env.get(specific, "").strip():
+            otel = specific
+    patterns = tuple(p.strip() for p in env.get(otel, "").split(",") if p.strip())
+    Exclusions(list(entries), setting=setting)
+    Exclusions([], list(patterns), setting=otel)
+    return entries, patterns
 
 
 def _metrics_auth(

@@ -7,7 +7,7 @@ from flask import Flask
 import last9
 from last9.wsgi.middleware import RedMiddleware
 
-app = Flask("control")
+app = Flask("control", static_folder=None)
 
 
 @app.route("/name/<name>")

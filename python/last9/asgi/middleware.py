@@ -23,7 +23,7 @@ from typing import Any
 from last9 import config, scrape
 from last9._core import AsgiMiddleware, Registry
 from last9.frameworks import detect_asgi
-from last9.setup import instrument_app
+from last9.setup import instrument_app, switched_off
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -59,12 +59,18 @@ class RedMiddleware(AsgiMiddleware):
         metrics_bearer_token: str | None = None,
         domains: Sequence[str] | None = None,
         registry: Registry | None = None,
+        exclude: Sequence[str] | str | None = None,
+        enabled: bool | None = None,
     ) -> RedMiddleware:
+        if switched_off({"enabled": enabled}):
+            return app  # type: ignore[no-any-return]
         adapter = detect_asgi(app)
         app_setup = instrument_app(
             route_syntax=adapter.route_syntax,
             program_hint=adapter.program_hint,
             route_templates=adapter.route_templates,
+            excluded_views=adapter.excluded_views,
+            framework=adapter.framework,
             registry=registry,
             program=program,
             hostname=hostname,
@@ -78,6 +84,7 @@ class RedMiddleware(AsgiMiddleware):
             metrics_password=metrics_password,
             metrics_bearer_token=metrics_bearer_token,
             domains=domains,
+            exclude=exclude,
         )
         registry, recorder, metrics = app_setup.registry, app_setup.recorder, app_setup.metrics
         scrape.warn_if_shadowed(metrics, adapter.route_at)

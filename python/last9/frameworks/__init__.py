@@ -7,6 +7,7 @@ imports a framework the app does not use.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -43,6 +44,10 @@ class Adapter:
     #: Lists the route templates the router knows (framework syntax), for pre-registration:
     #: they get their label slots before any request. None when the router cannot be listed.
     route_templates: Callable[[], Iterable[str]] | None = None
+    #: Lists the templates (framework syntax) whose view carries ``@last9.exclude``.
+    excluded_views: Callable[[], Iterable[str]] | None = None
+    #: The framework's name (the adapter module's), for ``OTEL_PYTHON_<FRAMEWORK>_EXCLUDED_URLS``.
+    framework: str | None = None
 
 
 #: Adapter modules under ``last9.frameworks``, tried in order; each has ``adapt(app)`` for
@@ -79,7 +84,7 @@ def _detect(app: Any, frameworks: tuple[str, ...], function: str) -> Adapter:
         module = importlib.import_module(f"last9.frameworks.{name}")
         adapter = getattr(module, function)(app)
         if adapter is not None:
-            return adapter
+            return dataclasses.replace(adapter, framework=adapter.framework or name)
     return Adapter(app=app, program_hint=_module_of(app))
 
 

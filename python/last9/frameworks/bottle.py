@@ -15,6 +15,7 @@ from typing import Any
 
 from last9._core import WsgiMiddleware
 from last9.frameworks import Adapter
+from last9.views import is_excluded
 
 
 def adapt(app: Any) -> Adapter | None:
@@ -43,6 +44,9 @@ def adapt(app: Any) -> Adapter | None:
         route_syntax="angle_name_first",
         route_getter=route_of,
         route_at=lambda path: _route_at(root, path, bottle),
+        excluded_views=lambda: [
+            prefixes[route.app] + route.rule for route in root.routes if is_excluded(route.callback)
+        ],
     )
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 from last9 import config, scrape
 from last9._core import Registry, WsgiMiddleware
 from last9.frameworks import detect_native, detect_wsgi
-from last9.setup import instrument_app
+from last9.setup import instrument_app, switched_off
 
 
 class RedMiddleware(WsgiMiddleware):
@@ -44,7 +45,11 @@ class RedMiddleware(WsgiMiddleware):
         metrics_bearer_token: str | None = None,
         domains: Sequence[str] | None = None,
         registry: Registry | None = None,
+        exclude: Sequence[str] | str | None = None,
+        enabled: bool | None = None,
     ) -> RedMiddleware:
+        if switched_off({"enabled": enabled}):
+            return _untouched(app)  # type: ignore[no-any-return]
         instrument = detect_native(app)
         if instrument is not None:
             return instrument(  # type: ignore[no-any-return]
@@ -62,12 +67,15 @@ class RedMiddleware(WsgiMiddleware):
                 metrics_bearer_token=metrics_bearer_token,
                 domains=domains,
                 registry=registry,
+                exclude=exclude,
             )
         adapter = detect_wsgi(app)
         app_setup = instrument_app(
             route_syntax=adapter.route_syntax,
             program_hint=adapter.program_hint,
             route_templates=adapter.route_templates,
+            excluded_views=adapter.excluded_views,
+            framework=adapter.framework,
             registry=registry,
             program=program,
             hostname=hostname,
@@ -81,6 +89,7 @@ class RedMiddleware(WsgiMiddleware):
             metrics_password=metrics_password,
             metrics_bearer_token=metrics_bearer_token,
             domains=domains,
+            exclude=exclude,
         )
         registry, recorder, metrics = app_setup.registry, app_setup.recorder, app_setup.metrics
         scrape.warn_if_shadowed(metrics, adapter.route_at)
@@ -97,3 +106,13 @@ class RedMiddleware(WsgiMiddleware):
 
     def __repr__(self) -> str:
         return f"RedMiddleware({self.app!r}, program={self.recorder.program!r})"
+
+
+def _untouched(app: Any) -> Any:
+    """What the seed's line should get back when last9 is switched off: the app itself, or for a
+    Flask app (``app.wsgi_app = RedMiddleware(app)``) its own ``wsgi_app``, which calling the app
+    would come back to."""
+    flask = sys.modules.get("flask")
+    if flask is not None and isinstance(app, flask.Flask):
+        return app.wsgi_app
+    return app
