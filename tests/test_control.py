@@ -226,3 +226,70 @@ def test_excluded_routes_never_appear_under_a_prefork_server(server: Callable[[i
             key for key in parse(text) if dict(key)["__name__"] == "http_requests_callers_total"
         }
         assert {dict(key)["per"] for key in callers} == {"/name/{name}"}
+
+
+# Constant labels ------------------------------------------------------------------------------
+
+
+def families_and_labels(text: str | bytes) -> dict[str, set[tuple[str, str]]]:
+    """The label pairs every sample of each family has in common."""
+    common: dict[str, set[tuple[str, str]]] = {}
+    for key in parse(text):
+        pairs = dict(key)
+        name = pairs.pop("__name__")
+        if name.startswith("last9_"):
+            continue  # last9's own health, process-wide: no app's labels
+        common.setdefault(name, set(pairs.items()))
+        common[name] &= set(pairs.items())
+    return common
+
+
+def test_constant_labels_are_on_every_family_after_the_seeds(registry):
+    app = flask_app(registry, labels={"env": "prod", "version": "1.4.2"})
+    call(app, "/name/a")
+    text = registry.render()
+    assert 'cluster="",env="prod",version="1.4.2"}' in text.decode()
+    for openmetrics in (False, True):
+        families = families_and_labels(registry.render(openmetrics=openmetrics))
+        assert {"http_requests_duration_milliseconds_count", "http_requests_in_flight"} <= set(
+            families
+        )
+        for name, labels in families.items():
+            assert {("env", "prod"), ("version", "1.4.2")} <= labels, name
+
+
+def test_the_variable_gives_constant_labels(registry, monkeypatch):
+    monkeypatch.setenv("LAST9_LABELS", "env=prod, version=1.4.2")
+    call(flask_app(registry), "/name/a")
+    (labels,) = [
+        dict(k) for k in parse(registry.render()) if dict(k)["__name__"].endswith("_count")
+    ]
+    assert (labels["env"], labels["version"]) == ("prod", "1.4.2")
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("env", "name=value"),
+        ("per=x", "sets itself"),
+        ("9x=1", "not a Prometheus label name"),
+        ("__x=1", "not a Prometheus label name"),
+        ("a=1,a=2", "twice"),
+    ],
+)
+def test_bad_labels_name_the_setting(registry, monkeypatch, value, why):
+    monkeypatch.setenv("LAST9_LABELS", value)
+    with pytest.raises(last9.MetricsError, match=f"LAST9_LABELS.*{why}"):
+        flask_app(registry)
+
+
+def test_opentelemetry_resource_settings_are_fallbacks():
+    env = {
+        "OTEL_SERVICE_NAME": "checkout",
+        "OTEL_RESOURCE_ATTRIBUTES": "service.namespace=acme,k8s.cluster.name=prod%2Deu,bad",
+    }
+    settings = config.resolve(environ=env)
+    assert (settings.program, settings.tenant, settings.cluster) == ("checkout", "acme", "prod-eu")
+    env["LAST9_PROGRAM"], env["LAST9_CLUSTER"] = "shop", "eu"
+    settings = config.resolve(environ=env)
+    assert (settings.program, settings.cluster) == ("shop", "eu")

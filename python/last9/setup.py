@@ -72,6 +72,7 @@ def instrument_app(
         route_syntax=route_syntax,
         domains=settings.domains,
         exclude=_exclusions(settings, route_syntax, excluded_views),
+        labels=list(settings.labels),
     )
     if route_templates is not None:
         _register_routes(recorder, route_templates)

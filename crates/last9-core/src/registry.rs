@@ -38,6 +38,17 @@ pub struct ConstLabels {
     pub program: String,
     pub tenant: String,
     pub cluster: String,
+    /// The `labels` setting: more constant labels, added to every family after the seed's.
+    pub extra: Vec<(String, String)>,
+}
+
+impl ConstLabels {
+    /// The `labels` setting's pairs, in the order given.
+    pub fn extra_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.extra
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+    }
 }
 
 /// How many distinct values a label taken from requests may have.
@@ -399,15 +410,17 @@ impl Recorder {
         self.with_gauge_pairs(method, |pairs| store::gauge(pairs))
     }
 
-    fn with_gauge_pairs<R>(&self, method: usize, f: impl FnOnce(&[(&str, &str); 6]) -> R) -> R {
-        f(&[
+    fn with_gauge_pairs<R>(&self, method: usize, f: impl FnOnce(&[(&str, &str)]) -> R) -> R {
+        let mut pairs = vec![
             ("per", ALL_ROUTES),
-            ("hostname", &self.consts.hostname),
+            ("hostname", self.consts.hostname.as_str()),
             ("method", METHODS[method]),
             ("program", &self.consts.program),
             ("tenant", &self.consts.tenant),
             ("cluster", &self.consts.cluster),
-        ])
+        ];
+        pairs.extend(self.consts.extra_pairs());
+        f(&pairs)
     }
 
     /// Calls `f` with the escaped label text and value of each in-flight gauge made so far.
@@ -466,11 +479,11 @@ impl Recorder {
     }
 
     /// Calls `f` with the label pairs of a series, in the contract's order.
-    fn with_pairs<R>(&self, key: &SeriesKey, f: impl FnOnce(&[(&str, &str); 8]) -> R) -> R {
+    fn with_pairs<R>(&self, key: &SeriesKey, f: impl FnOnce(&[(&str, &str)]) -> R) -> R {
         let route = self.routes.value(key.route);
         let domain = self.domains.value(key.domain);
         let mut status = itoa::Buffer::new();
-        let pairs: [(&str, &str); 8] = [
+        let mut pairs: Vec<(&str, &str)> = vec![
             ("per", &route),
             ("hostname", &self.consts.hostname),
             ("domain", &domain),
@@ -480,15 +493,12 @@ impl Recorder {
             ("tenant", &self.consts.tenant),
             ("cluster", &self.consts.cluster),
         ];
+        pairs.extend(self.consts.extra_pairs());
         f(&pairs)
     }
 
     fn label_text(&self, key: &SeriesKey) -> String {
-        self.with_pairs(key, Self::escaped)
-    }
-
-    fn escaped(pairs: &[(&str, &str); 8]) -> String {
-        escaped_pairs(pairs)
+        self.with_pairs(key, escaped_pairs)
     }
 
     /// A consistent list of the series that exist now.
@@ -665,8 +675,7 @@ mod tests {
         ConstLabels {
             hostname: "box".into(),
             program: program.into(),
-            tenant: String::new(),
-            cluster: String::new(),
+            ..Default::default()
         }
     }
 

@@ -174,7 +174,8 @@ impl Recorder {
     #[new]
     #[pyo3(signature = (
         registry, *, hostname, program, tenant = String::new(), cluster = String::new(), buckets = None,
-        max_routes = 500, max_domains = 100, route_syntax = None, domains = None, exclude = None
+        max_routes = 500, max_domains = 100, route_syntax = None, domains = None, exclude = None,
+        labels = Vec::new()
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -189,6 +190,7 @@ impl Recorder {
         route_syntax: Option<&str>,
         domains: Option<Vec<String>>,
         exclude: Option<&Exclusions>,
+        labels: Vec<(String, String)>,
     ) -> PyResult<Recorder> {
         let buckets = match buckets {
             Some(bounds) => Buckets::new(&bounds).map_err(to_py)?,
@@ -199,6 +201,7 @@ impl Recorder {
             program,
             tenant,
             cluster,
+            extra: labels,
         };
         let limits = Limits {
             max_routes,

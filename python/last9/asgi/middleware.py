@@ -17,7 +17,7 @@ added to the app's, and the app's ``send`` is a Rust callable that returns the s
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from last9 import config, scrape
@@ -61,6 +61,7 @@ class RedMiddleware(AsgiMiddleware):
         registry: Registry | None = None,
         exclude: Sequence[str] | str | None = None,
         enabled: bool | None = None,
+        labels: Mapping[str, str] | str | None = None,
     ) -> RedMiddleware:
         if switched_off({"enabled": enabled}):
             return app  # type: ignore[no-any-return]
@@ -85,6 +86,7 @@ class RedMiddleware(AsgiMiddleware):
             metrics_bearer_token=metrics_bearer_token,
             domains=domains,
             exclude=exclude,
+            labels=labels,
         )
         registry, recorder, metrics = app_setup.registry, app_setup.recorder, app_setup.metrics
         scrape.warn_if_shadowed(metrics, adapter.route_at)

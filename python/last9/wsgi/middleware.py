@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from last9 import config, scrape
@@ -47,6 +47,7 @@ class RedMiddleware(WsgiMiddleware):
         registry: Registry | None = None,
         exclude: Sequence[str] | str | None = None,
         enabled: bool | None = None,
+        labels: Mapping[str, str] | str | None = None,
     ) -> RedMiddleware:
         if switched_off({"enabled": enabled}):
             return _untouched(app)  # type: ignore[no-any-return]
@@ -68,6 +69,7 @@ class RedMiddleware(WsgiMiddleware):
                 domains=domains,
                 registry=registry,
                 exclude=exclude,
+                labels=labels,
             )
         adapter = detect_wsgi(app)
         app_setup = instrument_app(
@@ -90,6 +92,7 @@ class RedMiddleware(WsgiMiddleware):
             metrics_bearer_token=metrics_bearer_token,
             domains=domains,
             exclude=exclude,
+            labels=labels,
         )
         registry, recorder, metrics = app_setup.registry, app_setup.recorder, app_setup.metrics
         scrape.warn_if_shadowed(metrics, adapter.route_at)
