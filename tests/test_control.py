@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -293,3 +294,43 @@ def test_opentelemetry_resource_settings_are_fallbacks():
     env["LAST9_PROGRAM"], env["LAST9_CLUSTER"] = "shop", "eu"
     settings = config.resolve(environ=env)
     assert (settings.program, settings.cluster) == ("shop", "eu")
+
+
+def test_constant_labels_reach_prefork_scrapes_and_pushes(tmp_path):
+    from test_prometheus import free_ports, prometheus, pushed_samples
+
+    app_port, prom_port = free_ports(2)
+    with prometheus(tmp_path, prom_port) as prom:
+        env = {
+            "LAST9_LABELS": "env=prod,version=1.4.2",
+            "LAST9_REMOTE_WRITE_URL": prom.write_url,
+            "LAST9_REMOTE_WRITE_INTERVAL": "1",
+            "LAST9_INSTRUMENT_HTTP_CLIENTS": "1",
+        }
+        with running(gunicorn(app_port), app_port, env):
+            send(app_port, "/name/x", 20)
+            settle(app_port, 20)
+            for accept in ("text/plain", "application/openmetrics-text"):
+                text = scrape(app_port, Accept=accept).text
+                families = families_and_labels(text)
+                assert "http_requests_callers_total" in families
+                for name, labels in families.items():
+                    assert {("env", "prod"), ("version", "1.4.2")} <= labels, (name, accept)
+
+            # Scrapes are requests too (per="/metrics"): compare the load's series only, without
+            # the empty labels (tenant, cluster) that Prometheus does not store.
+            def of_the_load(samples: dict) -> dict:
+                return {
+                    tuple(pair for pair in key if pair[1]): value
+                    for key, value in samples.items()
+                    if dict(key)["__name__"].startswith("http_requests_duration_milliseconds_")
+                    and dict(key)["per"] == "/name/{name}"
+                }
+
+            exposed = of_the_load(parse(scrape(app_port).text))
+            pushed = lambda: of_the_load(pushed_samples(prom, "control"))  # noqa: E731
+            deadline = time.monotonic() + 30
+            while pushed() != exposed and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert pushed() == exposed
+            assert all(("env", "prod") in key for key in exposed)
