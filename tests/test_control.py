@@ -334,3 +334,76 @@ def test_constant_labels_reach_prefork_scrapes_and_pushes(tmp_path):
                 time.sleep(0.2)
             assert pushed() == exposed
             assert all(("env", "prod") in key for key in exposed)
+
+
+# A label from a request header ----------------------------------------------------------------
+
+
+def tiers(text: bytes) -> dict[str, float]:
+    return {tier: n for (tier,), n in counts_by(text, "tier").items()}
+
+
+def test_a_header_label_past_its_cap_counts_under_overflow(registry):
+    app = flask_app(registry, header_label="tier=X-Customer-Tier", header_label_max=2)
+    call(app, "/name/a")
+    for tier in ("free", "pro", "gold"):
+        for _ in range(5):
+            call(app, "/name/a", HTTP_X_CUSTOMER_TIER=tier)
+    counts = tiers(registry.render())
+    # No header: the empty value. Values from requests are admitted as `domain`'s are (see the
+    # caps): on their third request, while the cap has room; "gold" comes after two took it.
+    assert counts == {"": 1, "free": 3, "pro": 3, "_other": 2 + 2 + 5}
+
+
+def test_a_header_label_allow_list_admits_only_its_values(registry, monkeypatch):
+    monkeypatch.setenv("LAST9_HEADER_LABEL", "tier=X-Customer-Tier")
+    monkeypatch.setenv("LAST9_HEADER_LABEL_VALUES", "free,pro")
+    app = flask_app(registry)
+    for tier in ("free", "gold", "gold", "gold", "pro"):
+        call(app, "/name/a", HTTP_X_CUSTOMER_TIER=tier)
+    assert tiers(registry.render()) == {"free": 1, "pro": 1, "_other": 3}
+
+
+def test_a_header_label_under_asgi(registry):
+    import asyncio
+
+    from last9.asgi.middleware import RedMiddleware as AsgiRedMiddleware
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    wrapped = AsgiRedMiddleware(
+        app, registry=registry, header_label=("tier", "X-Tier"), header_label_values=["free", "pro"]
+    )
+
+    async def one(tier: bytes | None) -> None:
+        headers = [(b"x-tier", tier)] if tier is not None else []
+        scope = {"type": "http", "method": "GET", "path": "/", "headers": headers}
+
+        async def receive():
+            return {"type": "http.request", "body": b""}
+
+        async def send(message):
+            pass
+
+        await wrapped(scope, receive, send)
+
+    for tier in (b"free", b"pro", None):
+        asyncio.run(one(tier))
+    assert tiers(registry.render()) == {"free": 1, "pro": 1, "": 1}
+
+
+@pytest.mark.parametrize(
+    ("env", "why"),
+    [
+        ({"LAST9_HEADER_LABEL": "tier"}, "LAST9_HEADER_LABEL must be label=Header-Name"),
+        ({"LAST9_HEADER_LABEL": "per=X-Per"}, "LAST9_HEADER_LABEL: 'per'"),
+        ({"LAST9_HEADER_LABEL": "tier=X Tier"}, "not an HTTP header name"),
+        ({"LAST9_HEADER_LABEL_VALUES": "a"}, "needs LAST9_HEADER_LABEL"),
+        ({"LAST9_HEADER_LABEL": "t=X", "LAST9_HEADER_LABEL_MAX": "0"}, "LAST9_HEADER_LABEL_MAX"),
+    ],
+)
+def test_a_bad_header_label_names_the_setting(env, why):
+    with pytest.raises(last9.MetricsError, match=why):
+        config.resolve(environ=env)

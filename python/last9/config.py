@@ -67,6 +67,11 @@ class Settings:
     exclude_patterns: tuple[str, ...] = ()
     #: Constant labels added to every family after the seed's labels, in the order given.
     labels: tuple[tuple[str, str], ...] = ()
+    #: A label of the duration family read from a request header: (label, header), or None.
+    header_label: tuple[str, str] | None = None
+    #: Its allow-list (None: values admitted up to `header_label_max`).
+    header_label_values: tuple[str, ...] | None = None
+    header_label_max: int = 10
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,9 @@ def resolve(
     exclude: Sequence[str] | str | None = None,
     enabled: bool | None = None,
     labels: Mapping[str, str] | str | None = None,
+    header_label: tuple[str, str] | str | None = None,
+    header_label_values: Sequence[str] | str | None = None,
+    header_label_max: int | None = None,
     framework: str | None = None,
     environ: dict[str, str] | None = None,
 ) -> Settings:
@@ -137,6 +145,8 @@ def resolve(
     if metrics_path is not None and not metrics_path.startswith("/"):
         raise MetricsError(f"metrics_path must start with '/': {metrics_path!r}")
     resource = _resource_attributes(env)
+    constant_labels = _labels(env, labels)
+    request_label = _header_label(env, header_label, {name for name, _ in constant_labels})
     return Settings(
         program=program
         or env.get("LAST9_PROGRAM")
@@ -164,7 +174,10 @@ def resolve(
         ),
         exclude=excluded,
         exclude_patterns=patterns,
-        labels=_labels(env, labels),
+        labels=constant_labels,
+        header_label=request_label,
+        header_label_values=_header_label_values(env, header_label_values, request_label),
+        header_label_max=_header_label_max(env, header_label_max),
     )
 
 
@@ -216,6 +229,80 @@ def _labels(
     if len(pairs) > MAX_LABELS:
         raise MetricsError(f"{setting}: at most {MAX_LABELS} constant labels, not {len(pairs)}")
     return tuple(pairs)
+
+
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+\Z")
+
+
+def _header_label(
+    env: Mapping[str, str], header_label: tuple[str, str] | str | None, taken: set[str]
+) -> tuple[str, str] | None:
+    """The label read from a request header: the keyword (``("tier", "X-Tier")`` or
+    ``"tier=X-Tier"``), else LAST9_HEADER_LABEL."""
+    setting = "header_label (LAST9_HEADER_LABEL)"
+    if header_label is None:
+        header_label, setting = (
+            env.get("LAST9_HEADER_LABEL", "").strip() or None,
+            "LAST9_HEADER_LABEL",
+        )
+        if header_label is None:
+            return None
+    if isinstance(header_label, str):
+        name, sep, header = header_label.partition("=")
+        if not sep:
+            raise MetricsError(f"{setting} must be label=Header-Name, not {header_label!r}")
+    elif isinstance(header_label, tuple | list) and len(header_label) == 2:
+        name, header = header_label
+    else:
+        raise MetricsError(f"{setting} must be (label, header name), not {header_label!r}")
+    name, header = str(name).strip(), str(header).strip()
+    if not _LABEL_NAME.match(name) or name.startswith("__"):
+        raise MetricsError(f"{setting}: {name!r} is not a Prometheus label name")
+    if name in RESERVED_LABELS or name in taken:
+        raise MetricsError(f"{setting}: {name!r} is a label already set")
+    if not _HEADER_NAME.match(header):
+        raise MetricsError(f"{setting}: {header!r} is not an HTTP header name")
+    return name, header
+
+
+def _header_label_values(
+    env: Mapping[str, str],
+    values: Sequence[str] | str | None,
+    header_label: tuple[str, str] | None,
+) -> tuple[str, ...] | None:
+    setting = "header_label_values (LAST9_HEADER_LABEL_VALUES)"
+    if values is None:
+        values, setting = (
+            env.get("LAST9_HEADER_LABEL_VALUES", "").strip() or None,
+            "LAST9_HEADER_LABEL_VALUES",
+        )
+        if values is None:
+            return None
+    if isinstance(values, str):
+        values = values.split(",")
+    listed = tuple(v.strip() for v in values if isinstance(v, str) and v.strip())
+    if not listed or len(listed) > MAX_HEADER_VALUES:
+        raise MetricsError(f"{setting} must list 1 to {MAX_HEADER_VALUES} values, not {values!r}")
+    if header_label is None:
+        raise MetricsError(f"{setting} needs LAST9_HEADER_LABEL (header_label)")
+    return listed
+
+
+#: Most values a header label may take (its allow-list, or its cap).
+MAX_HEADER_VALUES = 1000
+
+
+def _header_label_max(env: Mapping[str, str], value: int | None) -> int:
+    if value is None:
+        value = _env_int(env, "LAST9_HEADER_LABEL_MAX", 10)  # type: ignore[arg-type]
+        setting = "LAST9_HEADER_LABEL_MAX"
+    else:
+        setting = "header_label_max"
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_HEADER_VALUES:
+        raise MetricsError(
+            f"{setting} must be a whole number from 1 to {MAX_HEADER_VALUES}, not {value!r}"
+        )
+    return value
 
 
 def _resource_attributes(env: Mapping[str, str]) -> dict[str, str]:

@@ -73,6 +73,11 @@ def instrument_app(
         domains=settings.domains,
         exclude=_exclusions(settings, route_syntax, excluded_views),
         labels=list(settings.labels),
+        header_label=settings.header_label,
+        header_label_values=list(settings.header_label_values)
+        if settings.header_label_values is not None
+        else None,
+        header_label_max=settings.header_label_max,
     )
     if route_templates is not None:
         _register_routes(recorder, route_templates)

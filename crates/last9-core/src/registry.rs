@@ -84,6 +84,42 @@ struct SeriesKey {
     domain: ValueId,
     method: u8,
     status: u16,
+    /// The request label's value (0 when the recorder has none).
+    label: ValueId,
+}
+
+/// A label whose value each request brings (a header), bounded by an allow-list or a cap:
+/// values past it count as [`LABEL_OVERFLOW`], a request without one as the empty value.
+pub struct RequestLabel {
+    name: String,
+    values: BoundedInterner,
+}
+
+/// The value of a request label outside its allow-list or past its cap.
+pub const LABEL_OVERFLOW: &str = "_other";
+
+impl RequestLabel {
+    /// `name` takes at most `max_values` values from requests, or only `allowed` ones.
+    pub fn new(name: &str, allowed: Option<&[String]>, max_values: usize) -> RequestLabel {
+        let values = BoundedInterner::new(LABEL_OVERFLOW, max_values.max(1) + 1);
+        values.intern("");
+        if let Some(allowed) = allowed {
+            values.allow_only(allowed.iter().map(String::as_str));
+        }
+        RequestLabel {
+            name: name.to_string(),
+            values,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    #[inline]
+    fn id(&self, value: Option<&str>) -> ValueId {
+        self.values.intern_observed(value.unwrap_or(""))
+    }
 }
 
 /// One label set and its histogram.
@@ -135,6 +171,8 @@ pub struct Recorder {
     epoch: AtomicU64,
     bound_pid: AtomicU32,
     lineage: Lineage,
+    /// The request label, set once by the app that made this recorder.
+    request_label: OnceLock<RequestLabel>,
 }
 
 /// The parts of a request that become labels.
@@ -181,6 +219,7 @@ impl Recorder {
             epoch: AtomicU64::new(store::epoch()),
             bound_pid: AtomicU32::new(store::pid()),
             lineage: Lineage::new(limits.max_domains),
+            request_label: OnceLock::new(),
         }
     }
 
@@ -278,6 +317,24 @@ impl Recorder {
 
     /// Records one request (none of an excluded route).
     pub fn observe(&self, request: &Request<'_>) {
+        self.observe_labelled(request, None);
+    }
+
+    /// Gives this recorder's duration series a label taken from each request; false when it
+    /// has one already under another name.
+    pub fn set_request_label(&self, label: RequestLabel) -> bool {
+        let name = label.name.clone();
+        let set = self.request_label.get_or_init(|| label);
+        set.name == name
+    }
+
+    /// The request label, if the recorder has one.
+    pub fn request_label(&self) -> Option<&RequestLabel> {
+        self.request_label.get()
+    }
+
+    /// Records one request with the value its request label takes (None: the request has none).
+    pub fn observe_labelled(&self, request: &Request<'_>, label: Option<&str>) {
         if request.route.is_excluded() {
             return;
         }
@@ -295,6 +352,7 @@ impl Recorder {
             domain,
             method: method_index(request.method) as u8,
             status,
+            label: self.request_label.get().map_or(0, |l| l.id(label)),
         };
         // Every observation happens under the table lock, so moving the cells (see `rebind`)
         // never loses one.
@@ -493,6 +551,13 @@ impl Recorder {
             ("tenant", &self.consts.tenant),
             ("cluster", &self.consts.cluster),
         ];
+        let label = self
+            .request_label
+            .get()
+            .map(|l| (l.name.as_str(), l.values.value(key.label)));
+        if let Some((name, value)) = &label {
+            pairs.push((name, value));
+        }
         pairs.extend(self.consts.extra_pairs());
         f(&pairs)
     }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use last9_core::normalize::{self, RouteSyntax};
+use last9_core::registry::RequestLabel;
 use last9_core::{Buckets, ConstLabels, Limits, Request, RouteId, RouteTemplates};
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
@@ -27,6 +28,9 @@ pub struct Recorder {
     routing: Routing,
     /// The `exclude` setting; None when it leaves nothing out.
     exclusions: Option<Arc<last9_core::exclude::Exclusions>>,
+    /// The header the request label is read from: its WSGI environ key (`HTTP_X_TIER`) and its
+    /// lower-case ASGI name (`x-tier`).
+    label_header: Option<(Py<PyString>, Vec<u8>)>,
 }
 
 pub(crate) fn parse_syntax(name: &str) -> PyResult<RouteSyntax> {
@@ -80,14 +84,42 @@ impl Recorder {
         status: u16,
         elapsed: Duration,
     ) {
+        self.record_labelled(route, host, method, status, elapsed, None);
+    }
+
+    /// [`Self::record`] with the value of the request label's header.
+    pub(crate) fn record_labelled(
+        &self,
+        route: RouteId,
+        host: Option<&str>,
+        method: &str,
+        status: u16,
+        elapsed: Duration,
+        label: Option<&str>,
+    ) {
         let duration_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.core.observe(&Request {
+        let request = Request {
             route,
             host,
             method,
             status,
             duration_ns,
-        });
+        };
+        self.core.observe_labelled(&request, label);
+    }
+
+    /// The request label's header in a WSGI environ (None: no label, or no such header).
+    #[inline]
+    pub(crate) fn environ_label<'py>(&self, environ: &Bound<'py, PyDict>) -> Option<Bound<'py, PyString>> {
+        let (key, _) = self.label_header.as_ref()?;
+        environ_text(environ, key.bind(environ.py()))
+    }
+
+    /// The request label's header in an ASGI scope.
+    #[inline]
+    fn scope_label<'py>(&self, scope: &Bound<'py, PyDict>) -> Option<Bound<'py, PyBytes>> {
+        let (_, name) = self.label_header.as_ref()?;
+        scope_header(scope, name)
     }
 
     pub(crate) fn count_caller_route(&self, route: RouteId, caller: Option<&str>) {
@@ -143,17 +175,21 @@ impl Recorder {
             .and_then(|m| m.cast::<PyString>().ok())
             .and_then(|m| m.to_str().ok())
             .unwrap_or("");
+        let label = self.scope_label(scope);
+        let label = label
+            .as_ref()
+            .and_then(|l| std::str::from_utf8(l.as_bytes()).ok());
         match scope_header(scope, b"host") {
             Some(host) => match std::str::from_utf8(host.as_bytes()) {
-                Ok(host) => self.record(route, Some(host), method, status, elapsed),
+                Ok(host) => self.record_labelled(route, Some(host), method, status, elapsed, label),
                 Err(_) => {
                     let host = String::from_utf8_lossy(host.as_bytes());
-                    self.record(route, Some(&host), method, status, elapsed);
+                    self.record_labelled(route, Some(&host), method, status, elapsed, label);
                 }
             },
             None => {
                 let server = server_host(scope);
-                self.record(route, server.as_deref(), method, status, elapsed);
+                self.record_labelled(route, server.as_deref(), method, status, elapsed, label);
             }
         }
     }
@@ -175,10 +211,11 @@ impl Recorder {
     #[pyo3(signature = (
         registry, *, hostname, program, tenant = String::new(), cluster = String::new(), buckets = None,
         max_routes = 500, max_domains = 100, route_syntax = None, domains = None, exclude = None,
-        labels = Vec::new()
+        labels = Vec::new(), header_label = None, header_label_values = None, header_label_max = 10
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         registry: &Registry,
         hostname: String,
         program: String,
@@ -191,6 +228,9 @@ impl Recorder {
         domains: Option<Vec<String>>,
         exclude: Option<&Exclusions>,
         labels: Vec<(String, String)>,
+        header_label: Option<(String, String)>,
+        header_label_values: Option<Vec<String>>,
+        header_label_max: usize,
     ) -> PyResult<Recorder> {
         let buckets = match buckets {
             Some(bounds) => Buckets::new(&bounds).map_err(to_py)?,
@@ -225,6 +265,23 @@ impl Recorder {
                 )));
             }
         }
+        let mut label_header = None;
+        if let Some((name, header)) = &header_label {
+            let allowed = header_label_values.as_deref();
+            let max = allowed.map_or(header_label_max, <[String]>::len);
+            if !core.set_request_label(RequestLabel::new(name, allowed, max)) {
+                return Err(MetricsError::new_err(format!(
+                    "program {:?} already records with another header label; one label set \
+                     cannot have two",
+                    core.consts().program
+                )));
+            }
+            let key = format!("HTTP_{}", header.to_ascii_uppercase().replace('-', "_"));
+            label_header = Some((
+                PyString::intern(py, &key).unbind(),
+                header.to_ascii_lowercase().into_bytes(),
+            ));
+        }
         let exclusions = exclude.map(|e| e.inner.clone()).filter(|e| !e.is_empty());
         let routing = match route_syntax {
             Some(name) => Routing::Templates(
@@ -236,6 +293,7 @@ impl Recorder {
             core,
             routing,
             exclusions,
+            label_header,
         })
     }
 
@@ -283,12 +341,14 @@ impl Recorder {
         let host = environ_text(environ, intern!(py, "HTTP_HOST"))
             .or_else(|| environ_text(environ, intern!(py, "SERVER_NAME")));
         let method = environ_text(environ, intern!(py, "REQUEST_METHOD"));
-        self.record(
+        let label = self.environ_label(environ);
+        self.record_labelled(
             route,
             host.as_ref().and_then(|h| h.to_str().ok()),
             method.as_ref().and_then(|m| m.to_str().ok()).unwrap_or(""),
             status,
             Duration::from_nanos(duration_ns),
+            label.as_ref().and_then(|l| l.to_str().ok()),
         );
     }
 

@@ -224,12 +224,14 @@ impl WsgiMiddleware {
             .or_else(|| environ_text(environ, intern!(py, "SERVER_NAME")));
         // The in-flight token is the method's label index, read once when the request entered.
         let method = METHODS[usize::from(request.token) % METHODS.len()];
-        recorder.record(
+        let label = recorder.environ_label(environ);
+        recorder.record_labelled(
             route,
             host.as_ref().and_then(|h| h.to_str().ok()),
             method,
             status,
             elapsed,
+            label.as_ref().and_then(|l| l.to_str().ok()),
         );
     }
 

@@ -48,6 +48,9 @@ class RedMiddleware(WsgiMiddleware):
         exclude: Sequence[str] | str | None = None,
         enabled: bool | None = None,
         labels: Mapping[str, str] | str | None = None,
+        header_label: tuple[str, str] | str | None = None,
+        header_label_values: Sequence[str] | str | None = None,
+        header_label_max: int | None = None,
     ) -> RedMiddleware:
         if switched_off({"enabled": enabled}):
             return _untouched(app)  # type: ignore[no-any-return]
@@ -93,6 +96,9 @@ class RedMiddleware(WsgiMiddleware):
             domains=domains,
             exclude=exclude,
             labels=labels,
+            header_label=header_label,
+            header_label_values=header_label_values,
+            header_label_max=header_label_max,
         )
         registry, recorder, metrics = app_setup.registry, app_setup.recorder, app_setup.metrics
         scrape.warn_if_shadowed(metrics, adapter.route_at)
