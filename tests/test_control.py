@@ -407,3 +407,25 @@ def test_a_header_label_under_asgi(registry):
 def test_a_bad_header_label_names_the_setting(env, why):
     with pytest.raises(last9.MetricsError, match=why):
         config.resolve(environ=env)
+
+
+# Status classes -------------------------------------------------------------------------------
+
+
+def test_status_can_be_grouped_in_classes(registry, monkeypatch):
+    monkeypatch.setenv("LAST9_GROUP_STATUS", "1")
+    app = flask_app(registry)
+    call(app, "/name/a")
+    call(app, "/name/a")
+    call(app, "/nowhere")
+    call(app, "/name/a", method="POST")  # 405
+    assert counts_by(registry.render(), "per", "status") == {
+        ("/name/{name}", "2xx"): 2,
+        ("/unmatched", "4xx"): 1,
+        ("/name/{name}", "4xx"): 1,
+    }
+
+
+def test_a_bad_grouping_names_the_setting():
+    with pytest.raises(last9.MetricsError, match="LAST9_GROUP_STATUS"):
+        config.resolve(environ={"LAST9_GROUP_STATUS": "sometimes"})

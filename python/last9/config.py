@@ -72,6 +72,8 @@ class Settings:
     #: Its allow-list (None: values admitted up to `header_label_max`).
     header_label_values: tuple[str, ...] | None = None
     header_label_max: int = 10
+    #: Whether ``status`` is the class (``2xx``) rather than the code.
+    group_status: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,7 @@ def resolve(
     header_label: tuple[str, str] | str | None = None,
     header_label_values: Sequence[str] | str | None = None,
     header_label_max: int | None = None,
+    group_status: bool | None = None,
     framework: str | None = None,
     environ: dict[str, str] | None = None,
 ) -> Settings:
@@ -178,6 +181,7 @@ def resolve(
         header_label=request_label,
         header_label_values=_header_label_values(env, header_label_values, request_label),
         header_label_max=_header_label_max(env, header_label_max),
+        group_status=_flag(env, group_status, "group_status", "LAST9_GROUP_STATUS"),
     )
 
 
@@ -326,6 +330,20 @@ def enabled(enabled: bool | None = None, environ: Mapping[str, str] | None = Non
     ``LAST9_DISABLED`` is 1/true/yes/on. Every entry point asks this first and, when False,
     hands the app back untouched: no wrapper, no thread, no file, no port."""
     return _switch(enabled, os.environ if environ is None else environ)
+
+
+def _flag(env: Mapping[str, str], value: bool | None, keyword: str, variable: str) -> bool:
+    """A yes/no setting: the keyword (a bool), else the variable (1/true/yes/on, 0/false/no/off)."""
+    if value is not None:
+        if not isinstance(value, bool):
+            raise MetricsError(f"{keyword} must be True or False, not {value!r}")
+        return value
+    raw = env.get(variable, "").strip().lower()
+    if raw in _YES:
+        return True
+    if raw in _NO:
+        return False
+    raise MetricsError(f"{variable} must be 1, true, yes or on (or 0, false, no, off), not {raw!r}")
 
 
 def _switch(enabled: bool | None, env: Mapping[str, str]) -> bool:

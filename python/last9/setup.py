@@ -78,6 +78,7 @@ def instrument_app(
         if settings.header_label_values is not None
         else None,
         header_label_max=settings.header_label_max,
+        group_status=settings.group_status,
     )
     if route_templates is not None:
         _register_routes(recorder, route_templates)

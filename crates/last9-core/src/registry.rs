@@ -173,6 +173,8 @@ pub struct Recorder {
     lineage: Lineage,
     /// The request label, set once by the app that made this recorder.
     request_label: OnceLock<RequestLabel>,
+    /// Whether `status` is the status class (`2xx`), set once by the app that made the recorder.
+    status_classes: OnceLock<bool>,
 }
 
 /// The parts of a request that become labels.
@@ -220,6 +222,7 @@ impl Recorder {
             bound_pid: AtomicU32::new(store::pid()),
             lineage: Lineage::new(limits.max_domains),
             request_label: OnceLock::new(),
+            status_classes: OnceLock::new(),
         }
     }
 
@@ -328,6 +331,12 @@ impl Recorder {
         set.name == name
     }
 
+    /// Makes `status` the status class (`2xx`, `3xx`, ...) rather than the code; false when the
+    /// recorder already records the other way.
+    pub fn set_status_classes(&self, classes: bool) -> bool {
+        *self.status_classes.get_or_init(|| classes) == classes
+    }
+
     /// The request label, if the recorder has one.
     pub fn request_label(&self) -> Option<&RequestLabel> {
         self.request_label.get()
@@ -342,10 +351,11 @@ impl Recorder {
             store::sync();
         }
         let domain = self.domain(request.host);
-        let status = if (100..=999).contains(&request.status) {
-            request.status
-        } else {
-            0
+        let status = match request.status {
+            // A class is kept as its first code (200 for 2xx), and rendered as `2xx`.
+            code @ 100..=999 if self.status_classes.get() == Some(&true) => code / 100 * 100,
+            code @ 100..=999 => code,
+            _ => 0,
         };
         let key = SeriesKey {
             route: request.route.0,
@@ -541,13 +551,20 @@ impl Recorder {
         let route = self.routes.value(key.route);
         let domain = self.domains.value(key.domain);
         let mut status = itoa::Buffer::new();
+        let class;
+        let status = if self.status_classes.get() == Some(&true) && key.status != 0 {
+            class = format!("{}xx", key.status / 100);
+            class.as_str()
+        } else {
+            status.format(key.status)
+        };
         let mut pairs: Vec<(&str, &str)> = vec![
             ("per", &route),
             ("hostname", &self.consts.hostname),
             ("domain", &domain),
             ("method", METHODS[key.method as usize]),
             ("program", &self.consts.program),
-            ("status", status.format(key.status)),
+            ("status", status),
             ("tenant", &self.consts.tenant),
             ("cluster", &self.consts.cluster),
         ];

@@ -211,7 +211,8 @@ impl Recorder {
     #[pyo3(signature = (
         registry, *, hostname, program, tenant = String::new(), cluster = String::new(), buckets = None,
         max_routes = 500, max_domains = 100, route_syntax = None, domains = None, exclude = None,
-        labels = Vec::new(), header_label = None, header_label_values = None, header_label_max = 10
+        labels = Vec::new(), header_label = None, header_label_values = None, header_label_max = 10,
+        group_status = false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -231,6 +232,7 @@ impl Recorder {
         header_label: Option<(String, String)>,
         header_label_values: Option<Vec<String>>,
         header_label_max: usize,
+        group_status: bool,
     ) -> PyResult<Recorder> {
         let buckets = match buckets {
             Some(bounds) => Buckets::new(&bounds).map_err(to_py)?,
@@ -264,6 +266,13 @@ impl Recorder {
                     "LAST9_DOMAINS (domains) must be host names such as 'example.com', not {invalid:?}"
                 )));
             }
+        }
+        if !core.set_status_classes(group_status) {
+            return Err(MetricsError::new_err(format!(
+                "program {:?} already records status {}; one label set cannot have both",
+                core.consts().program,
+                if group_status { "codes" } else { "classes" }
+            )));
         }
         let mut label_header = None;
         if let Some((name, header)) = &header_label {

@@ -51,6 +51,7 @@ class RedMiddleware(WsgiMiddleware):
         header_label: tuple[str, str] | str | None = None,
         header_label_values: Sequence[str] | str | None = None,
         header_label_max: int | None = None,
+        group_status: bool | None = None,
     ) -> RedMiddleware:
         if switched_off({"enabled": enabled}):
             return _untouched(app)  # type: ignore[no-any-return]
@@ -99,6 +100,7 @@ class RedMiddleware(WsgiMiddleware):
             header_label=header_label,
             header_label_values=header_label_values,
             header_label_max=header_label_max,
+            group_status=group_status,
         )
         registry, recorder, metrics = app_setup.registry, app_setup.recorder, app_setup.metrics
         scrape.warn_if_shadowed(metrics, adapter.route_at)
