@@ -47,15 +47,17 @@ def instrument_app(
     framework: str | None = None,
     **options: Any,
 ) -> Instrumented:
-    """Sets up recording for one app; `options` are RedMiddleware's keyword arguments, and
+    """Sets up recording for one app; `options` are the settings (:class:`config.Options`),
     `route_templates` lists the templates the app's router knows (they get their slots first),
     `excluded_views` those whose view carries ``@last9.exclude``, and `framework` names the
     framework as OpenTelemetry's ``OTEL_PYTHON_<FRAMEWORK>_EXCLUDED_URLS`` does.
     Entry points ask :func:`switched_off` before calling this.
 
     Raises:
+        TypeError: a keyword that is no setting.
         MetricsError: a setting that cannot work (bad buckets, a bad ``LAST9_*`` value).
     """
+    config.check_options(options)
     settings = config.resolve(program_hint=program_hint, framework=framework, **options)
     if registry is None:
         prefork.activate()  # usually done at import; the app may have imported last9 early
