@@ -136,8 +136,11 @@ class Plugin:
         self.app: Any = None
 
     def setup(self, app: Any) -> None:
+        from last9.setup import switched_off
         from last9.wsgi.middleware import RedMiddleware
 
+        if switched_off(dict(self.options)):
+            return  # the app's WSGI entry and routes stay as they were
         self.app = app
         app.wsgi = RedMiddleware(app.wsgi, registry=self.registry, **self.options)
 

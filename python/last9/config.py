@@ -350,6 +350,8 @@ def _header_label_max(env: Mapping[str, str], value: int | None) -> int:
         setting = "LAST9_HEADER_LABEL_MAX"
     else:
         setting = "header_label_max"
+        if isinstance(value, str) and value.strip().isdigit():  # Pyramid's .ini settings
+            value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_HEADER_VALUES:
         raise MetricsError(
             f"{setting} must be a whole number from 1 to {MAX_HEADER_VALUES}, not {value!r}"
@@ -382,6 +384,8 @@ def enabled(enabled: bool | None = None, environ: Mapping[str, str] | None = Non
 
 def _flag(env: Mapping[str, str], value: bool | None, keyword: str, variable: str) -> bool:
     """A yes/no setting: the keyword (a bool), else the variable (1/true/yes/on, 0/false/no/off)."""
+    if isinstance(value, str):  # Pyramid's .ini settings are strings
+        env, value, variable = {keyword: value}, None, keyword
     if value is not None:
         if not isinstance(value, bool):
             raise MetricsError(f"{keyword} must be True or False, not {value!r}")
@@ -394,7 +398,9 @@ def _flag(env: Mapping[str, str], value: bool | None, keyword: str, variable: st
     raise MetricsError(f"{variable} must be 1, true, yes or on (or 0, false, no, off), not {raw!r}")
 
 
-def _switch(enabled: bool | None, env: Mapping[str, str]) -> bool:
+def _switch(enabled: bool | str | None, env: Mapping[str, str]) -> bool:
+    if isinstance(enabled, str):  # Pyramid's .ini settings are strings
+        return _flag({"last9.enabled": enabled}, None, "enabled", "last9.enabled")
     if enabled is not None:
         if not isinstance(enabled, bool):
             raise MetricsError(f"enabled must be True or False, not {enabled!r}")

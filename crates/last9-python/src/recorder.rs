@@ -434,6 +434,18 @@ impl Recorder {
         self.core.count_caller(route, caller);
     }
 
+    /// Whether the `exclude` setting leaves a request out as it enters (its method, or its raw
+    /// path): the frameworks' hooks ask this first.
+    fn excluded(&self, method: &str, path: &str) -> bool {
+        self.excluded_on_entry(method, path)
+    }
+
+    /// Whether some request can be left out as it enters (else hooks need not ask).
+    #[getter]
+    fn excluding(&self) -> bool {
+        self.excludes_on_entry()
+    }
+
     #[getter]
     fn program(&self) -> &str {
         &self.core.consts().program
