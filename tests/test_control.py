@@ -81,7 +81,11 @@ def test_a_bad_switch_names_the_setting():
     with pytest.raises(last9.MetricsError, match="LAST9_DISABLED"):
         config.enabled(environ={"LAST9_DISABLED": "maybe"})
     with pytest.raises(last9.MetricsError, match="enabled"):
-        config.enabled("no", environ={})  # type: ignore[arg-type]
+        config.enabled(3, environ={})  # type: ignore[arg-type]
+    # Pyramid's .ini settings are strings: read as the variable is.
+    assert not config.enabled("false", environ={})  # type: ignore[arg-type]
+    with pytest.raises(last9.MetricsError, match="enabled"):
+        config.enabled("maybe", environ={})  # type: ignore[arg-type]
 
 
 # Exclusions, in-process -----------------------------------------------------------------------
