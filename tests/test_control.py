@@ -433,3 +433,186 @@ def test_status_can_be_grouped_in_classes(registry, monkeypatch):
 def test_a_bad_grouping_names_the_setting():
     with pytest.raises(last9.MetricsError, match="LAST9_GROUP_STATUS"):
         config.resolve(environ={"LAST9_GROUP_STATUS": "sometimes"})
+
+
+# Exclusions and @last9.exclude in every framework's own hook ----------------------------------
+
+#: Requests each app gets: only the first is recorded.
+PATHS = ("/name/a", "/healthz", "/static/css/site.css", "/internal/x", "/ping")
+
+
+def assert_only_name_recorded(text: bytes, per: str = "/name/{name}") -> None:
+    assert counts_by(text, "per", "method") == {(per, "GET"): 1}, counts_by(text, "per", "method")
+
+
+def test_pyramid_tween_excludes(monkeypatch):
+    from pyramid.config import Configurator
+    from pyramid.response import Response
+
+    monkeypatch.setenv("LAST9_EXCLUDE", EXCLUDE)
+
+    @last9.exclude
+    def ping(request):
+        return Response("pong")
+
+    config = Configurator(settings={"last9.program": "pyramid-control"})
+    for name, pattern in (
+        ("name", "/name/{name}"),
+        ("healthz", "/healthz"),
+        ("static", "/static/{path:.*}"),
+        ("internal", "/internal/{what}"),
+        ("ping", "/ping"),
+    ):
+        config.add_route(name, pattern)
+        config.add_view(ping if name == "ping" else lambda r: Response("ok"), route_name=name)
+    config.include("last9.pyramid")
+    app = config.make_wsgi_app()
+    for path in PATHS:
+        assert call(app, path)[0] == "200 OK", path
+    call(app, "/name/a", method="OPTIONS")
+    text = last9.REGISTRY.render()
+    counts = counts_by(text, "per", "method", program="pyramid-control")
+    assert counts == {("/name/{name}", "GET"): 1}, counts
+
+
+def test_pyramid_settings_switch_the_tween_off():
+    from pyramid.config import Configurator
+    from pyramid.interfaces import ITweens
+
+    config = Configurator(settings={"last9.enabled": "false"})
+    config.include("last9.pyramid")
+    config.commit()
+    tweens = config.registry.queryUtility(ITweens)
+    assert not any("last9" in name for name, _ in tweens.implicit())
+
+
+def test_bottle_plugin_excludes(registry):
+    import bottle
+
+    import last9.bottle
+
+    app = bottle.Bottle()
+    app.route("/name/<name>", callback=lambda name: name)
+    app.route("/healthz", callback=lambda: "ok")
+    app.route("/static/<path:path>", callback=lambda path: path)
+    app.route("/internal/<what>", callback=lambda what: what)
+    app.route("/ping", callback=last9.exclude(lambda: "pong"))
+    app.install(last9.bottle.Plugin(registry=registry, exclude=EXCLUDE))
+    for path in PATHS:
+        assert call(app, path)[0] == "200 OK", path
+    assert_only_name_recorded(registry.render())
+
+
+@pytest.mark.parametrize("hook", ["component", "RedMiddleware"])
+def test_falcon_excludes(registry, hook):
+    import falcon
+
+    import last9.falcon
+
+    class Text:
+        def on_get(self, req, resp, **params):
+            resp.text = "ok"
+
+    @last9.exclude
+    class Ping(Text):
+        pass
+
+    middleware = [last9.falcon.Middleware(registry=registry, exclude=EXCLUDE)]
+    app = falcon.App(middleware=middleware if hook == "component" else [])
+    app.add_route("/name/{name}", Text())
+    app.add_route("/healthz", Text())
+    app.add_route("/static/{path}", Text())  # one segment: Falcon has no catch-all field
+    app.add_route("/internal/{what}", Text())
+    app.add_route("/ping", Ping())
+    if hook == "RedMiddleware":
+        app = RedMiddleware(app, registry=registry, exclude=EXCLUDE)
+    paths = [*PATHS[:2], "/static/site.css", *PATHS[3:]]
+    if hook == "component":
+        paths.remove("/ping")  # a component cannot see the app's router: no per-view marker
+    for path in paths:
+        assert call(app, path)[0] == "200 OK", path
+    assert_only_name_recorded(registry.render())
+
+
+def test_starlette_excludes(registry):
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from last9.asgi.middleware import RedMiddleware as AsgiRedMiddleware
+
+    async def text(request):
+        return PlainTextResponse("ok")
+
+    routes = [
+        Route("/name/{name}", text),
+        Route("/healthz", text),
+        Route("/static/{path:path}", text),
+        Route("/internal/{what}", text),
+        Route("/ping", _marked_copy(text)),
+    ]
+    app = AsgiRedMiddleware(Starlette(routes=routes), registry=registry, exclude=EXCLUDE)
+
+    async def get(path: str) -> int:
+        sent: list[dict] = []
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"host", b"example.com")],
+        }
+
+        async def receive():
+            return {"type": "http.request", "body": b""}
+
+        async def send(message):
+            sent.append(message)
+
+        await app(scope, receive, send)
+        return sent[0]["status"]
+
+    for path in PATHS:
+        assert asyncio.run(get(path)) == 200, path
+    assert_only_name_recorded(registry.render())
+
+
+def _marked_copy(view):
+    """A distinct endpoint carrying the marker (the shared `text` must stay unmarked)."""
+
+    async def ping(request):
+        return await view(request)
+
+    return last9.exclude(ping)
+
+
+def test_tornado_instrument_excludes(registry):
+    import tornado.web
+    from test_tornado import fetch_all
+
+    import last9.tornado
+
+    class Text(tornado.web.RequestHandler):
+        def get(self, *args: str, **kwargs: str) -> None:
+            self.write("ok")
+
+    @last9.exclude
+    class Ping(Text):
+        pass
+
+    app = tornado.web.Application(
+        [
+            (r"/name/(?P<name>[^/]+)", Text),
+            (r"/healthz", Text),
+            (r"/static/(?P<path>.*)", Text),
+            (r"/internal/(?P<what>[^/]+)", Text),
+            (r"/ping", Ping),
+        ]
+    )
+    last9.tornado.instrument(app, registry=registry, exclude=EXCLUDE)
+    assert [r.code for r in fetch_all(app, PATHS)] == [200] * len(PATHS)
+    assert_only_name_recorded(registry.render())
