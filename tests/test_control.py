@@ -616,3 +616,79 @@ def test_tornado_instrument_excludes(registry):
     last9.tornado.instrument(app, registry=registry, exclude=EXCLUDE)
     assert [r.code for r in fetch_all(app, PATHS)] == [200] * len(PATHS)
     assert_only_name_recorded(registry.render())
+
+
+# OpenTelemetry's names: LAST9_SEMCONV ---------------------------------------------------------
+
+OTEL_LE = ["0.005", "0.01", "0.025", "0.05", "0.075", "0.1", "0.25", "0.5", "0.75", "1"]
+OTEL_LE += ["2.5", "5", "7.5", "10", "+Inf"]
+
+
+def semconv_registry(mode: str) -> last9.Registry:
+    registry = last9.Registry()
+    app = flask_app(registry, semconv=mode, labels={"env": "prod"})
+    for path in ("/name/a", "/name/b", "/nowhere"):
+        call(app, path)
+    recorder = app.wsgi_app.recorder
+    recorder.enter("PUT")  # one request in flight
+    recorder.observe_client("/name/{name}", "api:8080", "GET", "503", 40_000_000)
+    recorder.observe_client("/name/{name}", "api:8080", "GET", "timeout", 2_000_000_000)
+    return registry
+
+
+def test_dup_gives_equal_counts_in_both_namings():
+    from test_exposition import promtool_findings
+
+    try:
+        text = semconv_registry("dup").render()
+        openmetrics = semconv_registry("dup").render(openmetrics=True)
+    finally:
+        config_default = last9.Registry()
+        flask_app(config_default)  # back to the seed's names for the tests after this one
+    samples = parse(text)
+    seed = counts_by(text, "per", "status")
+    otel: dict[tuple[str, str], float] = {}
+    for key, value in samples.items():
+        pairs = dict(key)
+        if pairs["__name__"] == "http_server_request_duration_seconds_count":
+            otel[(pairs["http_route"], pairs["http_response_status_code"])] = value
+            assert pairs["env"] == "prod" and "server_address" in pairs
+    assert otel == seed == {("/name/{name}", "200"): 2, ("/unmatched", "404"): 1}
+    les = [
+        dict(key)["le"]
+        for key in samples
+        if dict(key)["__name__"] == "http_server_request_duration_seconds_bucket"
+        and dict(key)["http_route"] == "/unmatched"
+    ]
+    assert les == OTEL_LE
+    active = [dict(k) for k in samples if dict(k)["__name__"] == "http_server_active_requests"]
+    assert [(a["http_request_method"], "per" in a) for a in active] == [("PUT", False)]
+    client = {
+        (dict(k).get("http_response_status_code"), dict(k).get("error_type")): v
+        for k, v in samples.items()
+        if dict(k)["__name__"] == "http_client_request_duration_seconds_count"
+    }
+    assert client == {("503", "503"): 1, (None, "timeout"): 1}
+    # promtool: the seconds families pass clean; only the seed's milliseconds get its advice.
+    for body in (text, openmetrics):
+        findings = promtool_findings(body)
+        assert all('base unit "seconds"' in line for line in findings), findings
+    assert b"# UNIT http_server_request_duration_seconds seconds" in openmetrics
+
+
+def test_otel_alone_gives_only_opentelemetry_families():
+    from test_exposition import promtool_findings
+
+    try:
+        text = semconv_registry("otel").render()
+    finally:
+        flask_app(last9.Registry())
+    names = {dict(key)["__name__"] for key in parse(text)}
+    assert not any(name.startswith("http_requests_duration") for name in names), names
+    assert "http_server_request_duration_seconds_count" in names
+    assert promtool_findings(text) == []
+
+
+def test_a_bad_semconv_names_the_setting():
+    with pytest.raises(last9.MetricsError, match="LAST9_SEMCONV"):
+        config.resolve(environ={"LAST9_SEMCONV": "both"})

@@ -75,6 +75,8 @@ class Settings:
     header_label_max: int = 10
     #: Whether ``status`` is the class (``2xx``) rather than the code.
     group_status: bool = False
+    #: Family names: the seed's (``last9``), OpenTelemetry's (``otel``) or both (``dup``).
+    semconv: str = "last9"
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,7 @@ class Options(TypedDict, total=False):
     header_label_values: Sequence[str] | str | None
     header_label_max: int | None
     group_status: bool | None
+    semconv: str | None
 
 
 #: The names :class:`Options` holds.
@@ -172,6 +175,7 @@ def resolve(
     header_label_values: Sequence[str] | str | None = None,
     header_label_max: int | None = None,
     group_status: bool | None = None,
+    semconv: str | None = None,
     framework: str | None = None,
     environ: dict[str, str] | None = None,
 ) -> Settings:
@@ -230,7 +234,20 @@ def resolve(
         header_label_values=_header_label_values(env, header_label_values, request_label),
         header_label_max=_header_label_max(env, header_label_max),
         group_status=_flag(env, group_status, "group_status", "LAST9_GROUP_STATUS"),
+        semconv=_semconv(env, semconv),
     )
+
+
+SEMCONV_MODES = ("last9", "otel", "dup")
+
+
+def _semconv(env: Mapping[str, str], semconv: str | None) -> str:
+    setting = "semconv (LAST9_SEMCONV)"
+    if semconv is None:
+        setting, semconv = "LAST9_SEMCONV", env.get("LAST9_SEMCONV", "").strip() or "last9"
+    if semconv not in SEMCONV_MODES:
+        raise MetricsError(f"{setting} must be 'last9', 'otel' or 'dup', not {semconv!r}")
+    return semconv
 
 
 #: Label names the families already have (or Prometheus reserves): not for constant labels.

@@ -39,6 +39,7 @@ SETTINGS = (
     "header_label_values",
     "header_label_max",
     "group_status",
+    "semconv",
 )
 
 

@@ -81,6 +81,7 @@ def instrument_app(
         else None,
         header_label_max=settings.header_label_max,
         group_status=settings.group_status,
+        semconv=settings.semconv,
     )
     if route_templates is not None:
         _register_routes(recorder, route_templates)

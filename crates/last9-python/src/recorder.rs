@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use last9_core::model::semconv::{self, Semconv, OTEL_BOUNDS_MS};
 use last9_core::normalize::{self, RouteSyntax};
 use last9_core::registry::RequestLabel;
 use last9_core::{Buckets, ConstLabels, Limits, Request, RouteId, RouteTemplates};
@@ -211,7 +212,7 @@ impl Recorder {
         registry, *, hostname, program, tenant = String::new(), cluster = String::new(), buckets = None,
         max_routes = 500, max_domains = 100, route_syntax = None, domains = None, exclude = None,
         labels = Vec::new(), header_label = None, header_label_values = None, header_label_max = 10,
-        group_status = false
+        group_status = false, semconv = "last9"
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -232,11 +233,24 @@ impl Recorder {
         header_label_values: Option<Vec<String>>,
         header_label_max: usize,
         group_status: bool,
+        semconv: &str,
     ) -> PyResult<Recorder> {
-        let buckets = match buckets {
-            Some(bounds) => Buckets::new(&bounds).map_err(to_py)?,
-            None => Buckets::last9_default(),
+        let naming = Semconv::parse(semconv).ok_or_else(|| {
+            MetricsError::new_err(format!(
+                "LAST9_SEMCONV (semconv) must be 'last9', 'otel' or 'dup', not {semconv:?}"
+            ))
+        })?;
+        let buckets = match (buckets, naming) {
+            (Some(bounds), _) => Buckets::new(&bounds).map_err(to_py)?,
+            (None, Semconv::Otel) => Buckets::new(&OTEL_BOUNDS_MS).map_err(to_py)?,
+            (None, _) => Buckets::last9_default(),
         };
+        // OpenTelemetry's families are read from the same cells: they need its bounds.
+        let buckets = match naming {
+            Semconv::Last9 => buckets,
+            _ => buckets.with_bounds(&OTEL_BOUNDS_MS).map_err(to_py)?,
+        };
+        semconv::set(naming);
         let consts = ConstLabels {
             hostname,
             program,

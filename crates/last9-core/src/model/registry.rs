@@ -509,7 +509,7 @@ impl Recorder {
         let table = self.series.read();
         for (method, gauge) in table.in_flight.iter().enumerate() {
             if let Some(gauge) = gauge {
-                let text = self.with_gauge_pairs(method, |pairs| escaped_pairs(pairs));
+                let text = self.with_gauge_pairs(method, escaped_pairs);
                 f(text.into(), gauge.get());
             }
         }
