@@ -254,6 +254,9 @@ def _semconv(env: Mapping[str, str], semconv: str | None) -> str:
 RESERVED_LABELS = frozenset(
     {"per", "hostname", "domain", "method", "program", "status", "tenant", "cluster"}
     | {"le", "quantile", "upstream", "caller", "job", "instance"}
+    # OpenTelemetry's names (LAST9_SEMCONV=otel/dup)
+    | {"http_route", "http_request_method", "http_response_status_code", "server_address"}
+    | {"error_type"}
 )
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 #: Constant labels at most, and the longest value: they are on every series.
