@@ -131,6 +131,7 @@ def main() -> None:
     assert not port_open(int(os.environ["LAST9_METRICS_PORT"])), "metrics port listens"
     store = Path(os.environ["LAST9_MULTIPROC_DIR"])
     assert not store.exists() or not any(store.iterdir()), list(store.iterdir())
+    assert last9.instrument_http_clients() == []
     assert urllib3.connectionpool.HTTPConnectionPool.urlopen is urlopen, "urllib3 patched"
     assert last9.multiprocess_dir() is None
     text = last9.generate_latest().decode()
