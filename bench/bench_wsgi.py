@@ -118,7 +118,6 @@ def candidates() -> Candidates:
 EXCLUDED = "last9, request left out by exclude"
 
 
-
 def run() -> list[Row]:
     ours, floor = "last9 RedMiddleware", "Python pass-through (records nothing)"
     added, described, instructions = overheads_of(
