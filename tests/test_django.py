@@ -503,3 +503,26 @@ def test_a_django_url_at_the_metrics_path_is_reported_at_start_up(registry, capl
         RedMiddleware(wsgi_handler(), registry=registry)
     (record,) = caplog.records
     assert "'item/<int:item_id>'" in record.getMessage()
+
+
+@pytest.mark.parametrize("wrapping", ["entry", "handler"])
+def test_excluded_requests_leave_no_trace(registry, wrapping):
+    exclude = ["/files/{path}", "^/boom", "OPTIONS"]
+    if wrapping == "entry":
+        with override_settings(LAST9={"registry": registry, "exclude": exclude}):
+            app = wsgi_handler(LAST9_ENTRY)
+    else:
+        app = RedMiddleware(wsgi_handler(), registry=registry, exclude=exclude)
+    for path in ("/ping/", "/files/a/b.txt", "/boom/", "/name/ada/"):
+        call(app, path)
+    call(app, "/name/ada/", "OPTIONS")
+    # The view marked @last9.exclude, a template, a regular expression and a method: none left.
+    assert counts_by(registry.render(), "per", "method") == {("/name/{name}/", "GET"): 1}
+
+
+def test_the_switch_takes_the_entry_out_of_the_chain(registry, monkeypatch):
+    monkeypatch.setenv("LAST9_DISABLED", "1")
+    with override_settings(LAST9={"registry": registry}):
+        app = wsgi_handler(LAST9_ENTRY)
+    call(app, "/name/ada/")
+    assert counts_by(registry.render(), "per") == {}

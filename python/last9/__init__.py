@@ -10,6 +10,7 @@ and ``/metrics`` then serves ``http_requests_duration_milliseconds``, labelled b
 
 from contextlib import suppress as _suppress
 
+from last9 import config as _config
 from last9 import prefork
 from last9._core import (
     MetricsError,
@@ -27,13 +28,16 @@ from last9._core import (
 from last9.lineage import instrument_http_clients
 from last9.remote_write import start_remote_write
 from last9.server import start_metrics_server
+from last9.views import exclude
 
 #: The registry every middleware records into unless given another. Under a pre-fork server
 #: (gunicorn, uWSGI, uvicorn --workers) it sums every worker: see ``last9.prefork``.
 REGISTRY: Registry = global_registry()
-# A bad LAST9_MULTIPROC_DIR is raised where the app is instrumented (setup), not at import.
+# A bad LAST9_MULTIPROC_DIR is raised where the app is instrumented (setup), not at import;
+# with LAST9_DISABLED=1 nothing is made at all.
 with _suppress(MetricsError):
-    prefork.activate()
+    if _config.enabled():
+        prefork.activate()
 
 
 def generate_latest(registry: Registry | None = None, *, openmetrics: bool = False) -> bytes:
@@ -50,6 +54,7 @@ __all__ = [
     "RemoteWriter",
     "__version__",
     "enable_multiprocess",
+    "exclude",
     "generate_latest",
     "global_registry",
     "instrument_http_clients",

@@ -11,6 +11,7 @@ __all__ = [
     "Awaiting",
     "Body",
     "Exchange",
+    "Exclusions",
     "MetricsEndpoint",
     "MetricsError",
     "MetricsServer",
@@ -125,6 +126,25 @@ def multiprocess_dir() -> pathlib.Path | None:
     """The directory shared by the server's processes; None in single-process mode."""
 
 @final
+class Exclusions:
+    """The ``exclude`` setting, compiled once: route templates (``/static/{path}``), regular
+    expressions on the raw path (``^/internal/``), methods (``OPTIONS``); and `unanchored`
+    patterns (OpenTelemetry's excluded URLs) searched anywhere in the raw path.
+
+    Raises:
+        MetricsError: an entry that is none of these, naming `setting`.
+    """
+
+    def __new__(
+        cls, entries: Sequence[str], unanchored: Sequence[str] = (), *, setting: str = ...
+    ) -> Self: ...
+    def on_entry(self, method: str, path: str) -> bool:
+        """Whether a request is left out as it enters."""
+    def template(self, template: str) -> bool:
+        """Whether requests of this route template (``{param}`` form) are left out."""
+    def __bool__(self) -> bool: ...
+
+@final
 class Recorder:
     """One application's recording settings (constant labels, buckets, limits, route syntax).
 
@@ -149,7 +169,27 @@ class Recorder:
         max_domains: int = 100,
         route_syntax: str | None = None,
         domains: Sequence[str] | None = None,
-    ) -> Self: ...
+        exclude: Exclusions | None = None,
+        labels: Sequence[tuple[str, str]] = (),
+        header_label: tuple[str, str] | None = None,
+        header_label_values: Sequence[str] | None = None,
+        header_label_max: int = 10,
+        group_status: bool = False,
+    ) -> Self:
+        """`exclude`: requests left out of every family; `labels`: constant labels added to
+        every family after the seed's; `header_label`: ``(label, header)`` read from each
+        request into the duration family, bounded by `header_label_values` (an allow-list) or
+        `header_label_max`, ``_other`` past it; `group_status`: ``status`` is ``2xx``, ....
+
+        Raises:
+            MetricsError: the same constant labels already in use with another header label or
+                status grouping.
+        """
+    def excluded(self, method: str, path: str) -> bool:
+        """Whether ``exclude`` leaves a request out as it enters (method or raw path)."""
+    @property
+    def excluding(self) -> bool:
+        """Whether any request can be left out as it enters."""
     def register_routes(self, templates: list[str]) -> None:
         """Gives the route templates the app's router knows (framework syntax) their slots
         before any request; does nothing for an app without a router."""

@@ -31,13 +31,14 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, MiddlewareNotUsed
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 from last9 import config, scrape
 from last9._adapter import Adapter
 from last9.asgi.middleware import CLIENT_CLOSED_REQUEST
-from last9.setup import instrument_app
+from last9.setup import instrument_app, switched_off
+from last9.views import is_excluded
 
 __all__ = ["RedMiddleware"]
 
@@ -78,8 +79,17 @@ class RedMiddleware:
             raise ImproperlyConfigured(
                 f"settings.LAST9 has unknown keys {sorted(unknown)}; known: {sorted(_OPTIONS)}"
             )
-        app_setup = instrument_app(route_syntax="django", program_hint=program_hint(), **options)
+        if switched_off(options):
+            raise MiddlewareNotUsed("last9 is switched off (LAST9_DISABLED / enabled=False)")
+        app_setup = instrument_app(
+            route_syntax="django",
+            program_hint=program_hint(),
+            excluded_views=excluded_views,
+            framework="django",
+            **options,
+        )
         self.registry, self.recorder = app_setup.registry, app_setup.recorder
+        self.excluding = self.recorder.excluding
         self.metrics = app_setup.metrics
         self.metrics_path = app_setup.settings.metrics_path
         #: Whether `<metrics_path>/ui` answers with the live page (``ui``, ``LAST9_UI``).
@@ -91,6 +101,8 @@ class RedMiddleware:
             return self._acall(request)
         if getattr(request, RECORDED_BY_HANDLER, False):
             return self.get_response(request)  # the handler's RedMiddleware records this one
+        if self.excluding and self.recorder.excluded(request.method, request.path):
+            return self.get_response(request)
         if request.path_info == self.metrics_path and request.method in _SCRAPE_METHODS:
             return _response(self.metrics.respond(*_scrape_headers(request)))
         if self.ui and (ui := self._ui_request(request)) is not None:
@@ -111,6 +123,8 @@ class RedMiddleware:
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
         get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
         if getattr(request, RECORDED_BY_HANDLER, False):
+            return await get_response(request)
+        if self.excluding and self.recorder.excluded(request.method, request.path):
             return await get_response(request)
         if request.path_info == self.metrics_path and request.method in _SCRAPE_METHODS:
             return _response(await scrape.respond_async(self.metrics, *_scrape_headers(request)))
@@ -193,6 +207,7 @@ def adapt(app: Any) -> Adapter | None:
         route_source=(ROUTE_KEY, ()),  # environ[ROUTE_KEY] itself, read in Rust
         program_hint=program_hint(),
         route_at=route_at,
+        excluded_views=excluded_views,
         # Rendered when returned (streaming responses are other classes): no body wrapper.
         complete_bodies=(sys.modules["django.http"].HttpResponse,),
     )
@@ -209,6 +224,7 @@ def adapt_asgi(app: Any) -> Adapter | None:
         route_getter=_read_route,
         program_hint=program_hint(),
         route_at=route_at,
+        excluded_views=excluded_views,
     )
 
 
@@ -233,6 +249,26 @@ def _capture_routes(handler: Any, carrier: Any) -> None:
         "__qualname__": base.__qualname__,
     }
     handler.request_class = type(base.__name__, (base,), namespace)
+
+
+def excluded_views() -> list[str]:
+    """The routes (``resolver_match.route`` spelling) whose view carries ``@last9.exclude``."""
+    from django.urls import URLPattern, URLResolver, get_resolver
+
+    found: list[str] = []
+
+    def walk(patterns: Any, prefix: str, depth: int) -> None:
+        for entry in patterns:
+            route = str(entry.pattern)
+            # As Django joins them in `route`: a nested regex's leading "^" is dropped.
+            joined = prefix + (route[1:] if prefix and route.startswith("^") else route)
+            if isinstance(entry, URLPattern) and is_excluded(entry.callback):
+                found.append(joined)
+            elif isinstance(entry, URLResolver) and depth < 32:
+                walk(entry.url_patterns, joined, depth + 1)
+
+    walk(get_resolver().url_patterns, "", 0)
+    return found
 
 
 def program_hint() -> str | None:

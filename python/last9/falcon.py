@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 from last9 import config, scrape
 from last9._adapter import Adapter
 from last9._core import Registry, route_template
-from last9.setup import instrument_app
+from last9.setup import instrument_app, switched_off
+from last9.views import is_excluded
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -36,6 +37,9 @@ _STARTED_KEY = "last9.falcon.started"
 class Middleware:
     """A Falcon middleware component, for WSGI and ASGI apps alike.
 
+    Switched off (``LAST9_DISABLED=1``, ``enabled=False``) it is a component that does nothing:
+    Falcon needs at least one method, so a WSGI app calls an empty ``process_request``.
+
     List it first: a request that an earlier component answers or refuses in its
     ``process_request`` never reaches this one's, and is not counted. It times from
     ``process_request`` to ``process_response`` (so not a body streamed after), and counts
@@ -43,6 +47,11 @@ class Middleware:
     see the app; ``RedMiddleware(app)`` has none of these limits. Keyword arguments are those
     of :class:`last9.wsgi.middleware.RedMiddleware`.
     """
+
+    def __new__(cls, *, registry: Registry | None = None, **options: Unpack[config.Options]) -> Any:
+        if switched_off(dict(options)):
+            return _SwitchedOff()
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -53,9 +62,11 @@ class Middleware:
         app_setup = instrument_app(
             route_syntax="brace",
             registry=registry,
+            framework="falcon",
             **options,
         )
         self.registry, self.recorder = app_setup.registry, app_setup.recorder
+        self.excluding = self.recorder.excluding
         self.metrics = app_setup.metrics
         self.metrics_path = app_setup.settings.metrics_path
         #: Whether `<metrics_path>/ui` answers with the live page (``ui``, ``LAST9_UI``).
@@ -66,7 +77,7 @@ class Middleware:
             _answer(resp, self.metrics.respond(*_scrape_headers(req)))
         elif self.ui and (ui := _ui_request(self.metrics, req)) is not None:
             _answer(resp, self.metrics.respond_ui(*ui))
-        else:
+        elif not (self.excluding and self.recorder.excluded(req.method, req.path)):
             req.env[_STARTED_KEY] = time.perf_counter_ns()
 
     def process_response(self, req: Any, resp: Any, resource: Any, req_succeeded: bool) -> None:
@@ -84,7 +95,7 @@ class Middleware:
             _answer(resp, await scrape.respond_async(self.metrics, *_scrape_headers(req)))
         elif self.ui and (ui := _ui_request(self.metrics, req)) is not None:
             _answer(resp, await scrape.respond_ui_async(self.metrics, *ui))
-        else:
+        elif not (self.excluding and self.recorder.excluded(req.method, req.path)):
             req.scope[_STARTED_KEY] = time.perf_counter_ns()
 
     async def process_response_async(
@@ -96,6 +107,17 @@ class Middleware:
             status = _status_code(resp.status)
             elapsed = time.perf_counter_ns() - started
             self.recorder.observe_scope(req.uri_template, scope, status, elapsed)
+
+
+class _SwitchedOff:
+    """What ``Middleware()`` is when last9 is switched off: Falcon refuses a component without
+    methods, so this one has an empty ``process_request``."""
+
+    def process_request(self, req: Any, resp: Any) -> None:
+        pass
+
+    async def process_request_async(self, req: Any, resp: Any) -> None:
+        pass
 
 
 def _scrape_headers(req: Any) -> tuple[str | None, str | None, str | None]:
@@ -176,7 +198,21 @@ def _adapter(app: Any, where: str) -> Adapter:
         route_syntax="brace",
         route_getter=operator.methodcaller("get", ROUTE_KEY),
         route_at=lambda path: _route_at(app, path),
+        excluded_views=lambda: _excluded_views(app),
     )
+
+
+def _excluded_views(app: Any) -> list[str]:
+    """Templates of the compiled router whose resource (or its class) is ``@last9.exclude``."""
+    found: list[str] = []
+    nodes = list(getattr(app._router, "_roots", ()))
+    while nodes and len(found) < 10_000:
+        node = nodes.pop()
+        resource = getattr(node, "resource", None)
+        if resource is not None and (is_excluded(resource) or is_excluded(type(resource))):
+            found.append(node.uri_template)
+        nodes.extend(getattr(node, "children", ()))
+    return found
 
 
 def _route_at(app: Any, path: str) -> str | None:

@@ -51,7 +51,12 @@ def instrument_from_env() -> None:
 
 
 def instrument_http_clients() -> list[str]:
-    """Patches the installed HTTP clients (idempotent); returns the ones patched so far."""
+    """Patches the installed HTTP clients (idempotent); returns the ones patched so far.
+    With ``LAST9_DISABLED=1`` nothing is patched."""
+    from last9 import config
+
+    if not config.enabled():
+        return []
     enable_lineage()
     for name, patch in (
         ("urllib3", _patch_urllib3),

@@ -33,6 +33,14 @@ SETTINGS = (
     "metrics_password",
     "metrics_bearer_token",
     "ui",
+    "enabled",
+    "exclude",
+    "labels",
+    "header_label",
+    "header_label_values",
+    "header_label_max",
+    "group_status",
+    "semconv",
 )
 
 
@@ -80,14 +88,44 @@ def _capturing(handle: Any) -> Any:
     return capture
 
 
+def excluded_views(registry: Any) -> list[str]:
+    """Patterns of the routes whose view callable carries ``@last9.exclude``."""
+    from pyramid.interfaces import IRoutesMapper
+
+    from last9.views import is_excluded
+
+    mapper = registry.queryUtility(IRoutesMapper)
+    introspector = getattr(registry, "introspector", None)
+    if mapper is None or introspector is None:
+        return []
+    found = []
+    for view in introspector.get_category("views"):
+        intr = view["introspectable"]
+        route_name = intr.get("route_name")
+        if route_name and is_excluded(intr.get("callable")):
+            route = mapper.get_route(route_name)
+            if route is not None:
+                found.append(route.pattern)
+    return found
+
+
 def includeme(config: Any) -> None:
-    """``config.include("last9.pyramid")``: instrument with the tween."""
+    """``config.include("last9.pyramid")``: instrument with the tween (none when switched off)."""
     from pyramid.tweens import INGRESS
+
+    from last9.setup import switched_off
+
+    if switched_off({"enabled": config.get_settings().get("last9.enabled")}):
+        return
 
     config.add_tween(TWEEN, under=INGRESS)
 
 
-def tween_factory(handler: Any, registry: Any) -> Tween:
+def tween_factory(handler: Any, registry: Any) -> Any:
+    from last9.setup import switched_off
+
+    if switched_off({"enabled": registry.settings.get("last9.enabled")}):
+        return handler  # listed in pyramid.tweens, but switched off: the handler itself
     tween = Tween(handler, registry)
     registry[TWEEN] = tween  # found by adapt() if RedMiddleware wraps the app after all
     return tween
@@ -108,8 +146,13 @@ class Tween:
 
             given["ui"] = asbool(given["ui"])
         package = getattr(registry, "package_name", None) or ""
+        given = {name: value for name, value in given.items() if value is not None}
         app_setup = instrument_app(
-            route_syntax="brace", program_hint=package.partition(".")[0] or None, **given
+            route_syntax="brace",
+            program_hint=package.partition(".")[0] or None,
+            excluded_views=lambda: excluded_views(registry),
+            framework="pyramid",
+            **given,
         )
         self.handler = handler
         self.metrics = app_setup.metrics
@@ -118,6 +161,7 @@ class Tween:
         self.ui = self.metrics is not None and app_setup.settings.ui
         scrape.warn_if_shadowed(self.metrics, lambda path: route_at(registry, path))
         self.recorder: Any = app_setup.recorder
+        self.excluding = self.recorder.excluding
         self.capture = _capturing(handler)
 
     def __call__(self, request: Any) -> Any:
@@ -131,6 +175,8 @@ class Tween:
             data = self.metrics.ui_route(environ["PATH_INFO"])
             if data is not None:
                 return self._ui(request, data)
+        if self.excluding and recorder.excluded(request.method, request.path):
+            return self.handler(request)
         started = time.perf_counter_ns()
         status = 500  # recorded if the handler raises, which is then re-raised as it was
         try:

@@ -29,7 +29,8 @@ from tornado.routing import Matcher, Rule
 
 from last9 import config, scrape
 from last9._core import MetricsEndpoint, Recorder, Registry
-from last9.setup import instrument_app
+from last9.setup import instrument_app, switched_off
+from last9.views import is_excluded
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -139,11 +140,15 @@ def instrument(
     :class:`last9.wsgi.middleware.RedMiddleware`. Instrumenting an app again replaces the
     earlier instrumentation.
     """
+    if switched_off(dict(options)):
+        return app
     module = type(app).__module__.partition(".")[0]
     app_setup = instrument_app(
         route_syntax=ROUTE_SYNTAX,
         program_hint=None if module in ("tornado", "last9") else module,
         registry=registry,
+        excluded_views=lambda: _excluded_views(app),
+        framework="tornado",
         **options,
     )
     recorder, metrics = app_setup.recorder, app_setup.metrics
@@ -169,18 +174,27 @@ def instrument(
     return app
 
 
+def _excluded_views(app: tornado.web.Application) -> list[str]:
+    """Templates of the handlers (classes) that carry ``@last9.exclude``."""
+    table = RouteTable(app, frozenset({MetricsHandler}))
+    table.rebuild()
+    return [template for handler, template in table.unique.items() if is_excluded(handler)]
+
+
 def _log_request(log: Any, recorder: Recorder, table: RouteTable) -> Any:
     """``Application.log_request`` that records the request, then logs it as before."""
     observe = recorder.observe_tornado
     unique = table.unique
     route_of = table.route_of
+    excluding, excluded = recorder.excluding, recorder.excluded
 
     def log_request(handler: tornado.web.RequestHandler) -> None:
         try:
             route = unique.get(handler.__class__)
             if route is None:
                 route = route_of(handler)
-            if route is not SKIP:
+            request = handler.request
+            if route is not SKIP and not (excluding and excluded(request.method, request.path)):
                 observe(route, handler)
         except Exception:
             _log_failure_once()

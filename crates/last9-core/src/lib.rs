@@ -37,4 +37,4 @@ pub use error::Error;
 pub use model::histogram::Buckets;
 pub use model::registry::{ConstLabels, Limits, Recorder, Registry, Request, RouteId, RouteTemplates};
 pub use model::{gauge, histogram, lineage, registry};
-pub use values::{labels, normalize};
+pub use values::{exclude, labels, normalize};

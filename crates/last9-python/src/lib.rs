@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 mod asgi;
 mod endpoint;
 mod errors;
+mod exclude;
 mod lineage;
 mod recorder;
 mod registry;
@@ -24,6 +25,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MetricsError", m.py().get_type::<errors::MetricsError>())?;
     m.add_class::<registry::Registry>()?;
     m.add_class::<recorder::Recorder>()?;
+    m.add_class::<exclude::Exclusions>()?;
     m.add_class::<endpoint::MetricsEndpoint>()?;
     m.add_class::<wsgi::WsgiMiddleware>()?;
     m.add_class::<wsgi::StartResponse>()?;

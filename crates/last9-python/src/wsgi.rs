@@ -20,7 +20,7 @@ use crate::endpoint::MetricsEndpoint;
 use crate::lineage::set_inbound;
 use crate::recorder::Recorder;
 use crate::registry::Registry;
-use crate::request::{environ_text, log_failure_once};
+use crate::request::{environ_text, log_failure_once, with_raw_path};
 
 #[pyclass(subclass, frozen, module = "last9._core")]
 pub struct WsgiMiddleware {
@@ -104,10 +104,15 @@ impl WsgiMiddleware {
             }
         }
         let method = environ_text(environ_dict, intern!(py, "REQUEST_METHOD"));
-        let token = this
-            .recorder
-            .get()
-            .enter(method.as_ref().and_then(|m| m.to_str().ok()).unwrap_or(""));
+        let method = method.as_ref().and_then(|m| m.to_str().ok()).unwrap_or("");
+        let recorder = this.recorder.get();
+        if recorder.excludes_on_entry()
+            && with_raw_path(environ_dict, |path| recorder.excluded_on_entry(method, path))
+        {
+            // Left out by the `exclude` setting: the app's own call, nothing else.
+            return this.app.bind(py).call1((environ, start_response));
+        }
+        let token = recorder.enter(method);
         if last9_core::lineage::enabled() {
             // Only outbound calls' `per` depends on this: a failure must not reach the app.
             let _ = set_inbound(py, Some((slf.as_any(), environ)));
@@ -231,12 +236,14 @@ impl WsgiMiddleware {
             .or_else(|| environ_text(environ, intern!(py, "SERVER_NAME")));
         // The in-flight token is the method's label index, read once when the request entered.
         let method = METHODS[usize::from(request.token) % METHODS.len()];
-        recorder.record(
+        let label = recorder.environ_label(environ);
+        recorder.record_labelled(
             route,
             host.as_ref().and_then(|h| h.to_str().ok()),
             method,
             status,
             elapsed,
+            label.as_ref().and_then(|l| l.to_str().ok()),
         );
     }
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from last9 import config, scrape
 from last9._adapter import detect_asgi
 from last9._core import AsgiMiddleware, Registry
-from last9.setup import instrument_app
+from last9.setup import instrument_app, switched_off
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -52,11 +52,15 @@ class RedMiddleware(AsgiMiddleware):
         registry: Registry | None = None,
         **options: Unpack[config.Options],
     ) -> RedMiddleware:
+        if switched_off(dict(options)):
+            return app  # type: ignore[no-any-return]
         adapter = detect_asgi(app)
         app_setup = instrument_app(
             route_syntax=adapter.route_syntax,
             program_hint=adapter.program_hint,
             route_templates=adapter.route_templates,
+            excluded_views=adapter.excluded_views,
+            framework=adapter.framework,
             registry=registry,
             **options,
         )

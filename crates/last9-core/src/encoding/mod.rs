@@ -5,6 +5,7 @@
 //! escaped when the series was made, and numbers go through `itoa`/`ryu`, so no sample allocates.
 
 mod negotiate;
+pub mod otel;
 mod response;
 
 pub use negotiate::{accepts_gzip, Format, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
@@ -12,6 +13,7 @@ pub use response::{respond, scrape, ScrapeResponse};
 
 use crate::model::histogram::float_text;
 use crate::model::registry::Registry;
+use crate::model::semconv;
 use crate::snapshot::{Snapshot, SnapshotSeries};
 use std::sync::Arc;
 
@@ -88,6 +90,10 @@ pub enum Samples<'a> {
     Histogram(&'a Snapshot, &'a [SnapshotSeries]),
     Gauge(&'a [(Arc<str>, i64)]),
     Counter(&'a [(Arc<str>, u64)]),
+    /// Histogram series under OpenTelemetry's names, in seconds (see [`otel`]).
+    OtelHistogram(&'a Snapshot, &'a [SnapshotSeries], otel::Rename),
+    /// `http_requests_in_flight` as `http_server_active_requests`.
+    OtelGauge(&'a [(Arc<str>, i64)]),
 }
 
 /// One metric family to encode: its metadata and its samples.
@@ -111,23 +117,48 @@ impl<'a> Family<'a> {
     }
 
     /// Every family of a snapshot: request durations, requests in flight, the lineage families
-    /// when they have samples, and the overflow counter.
+    /// when they have samples, and the overflow counter; under the seed's names, OpenTelemetry's
+    /// or both (see [`semconv`]).
     pub fn all(snapshot: &'a Snapshot) -> Vec<Family<'a>> {
-        let mut families = vec![
-            Family::duration(snapshot),
-            Family {
+        let mode = semconv::get();
+        let mut families = Vec::with_capacity(9);
+        if mode.seed() {
+            families.push(Family::duration(snapshot));
+            families.push(Family {
                 name: IN_FLIGHT_NAME,
                 help: IN_FLIGHT_HELP,
                 unit: None,
                 samples: Samples::Gauge(snapshot.gauges()),
-            },
-        ];
-        if !snapshot.client_series().is_empty() {
+            });
+        }
+        if mode.otel() {
+            families.push(Family {
+                name: otel::SERVER_DURATION_NAME,
+                help: otel::SERVER_DURATION_HELP,
+                unit: Some("seconds"),
+                samples: Samples::OtelHistogram(snapshot, snapshot.series(), otel::Rename::Server),
+            });
+            families.push(Family {
+                name: otel::ACTIVE_NAME,
+                help: otel::ACTIVE_HELP,
+                unit: None,
+                samples: Samples::OtelGauge(snapshot.gauges()),
+            });
+        }
+        if !snapshot.client_series().is_empty() && mode.seed() {
             families.push(Family {
                 name: CLIENT_NAME,
                 help: CLIENT_HELP,
                 unit: Some("milliseconds"),
                 samples: Samples::Histogram(snapshot, snapshot.client_series()),
+            });
+        }
+        if !snapshot.client_series().is_empty() && mode.otel() {
+            families.push(Family {
+                name: otel::CLIENT_DURATION_NAME,
+                help: otel::CLIENT_DURATION_HELP,
+                unit: Some("seconds"),
+                samples: Samples::OtelHistogram(snapshot, snapshot.client_series(), otel::Rename::Client),
             });
         }
         if !snapshot.store_degraded().is_empty() {
@@ -163,8 +194,8 @@ fn write_families(sink: &mut impl Sink, families: &[Family<'_>], format: Format)
     for family in families {
         let name = family.name.as_bytes();
         let (kind, suffix): (&[u8], &[u8]) = match family.samples {
-            Samples::Histogram(..) => (b"histogram", b""),
-            Samples::Gauge(_) => (b"gauge", b""),
+            Samples::Histogram(..) | Samples::OtelHistogram(..) => (b"histogram", b""),
+            Samples::Gauge(_) | Samples::OtelGauge(_) => (b"gauge", b""),
             Samples::Counter(_) => (b"counter", b"_total"),
         };
         // Text 0.0.4 names a counter's family with its samples' `_total`; OpenMetrics without.
@@ -201,6 +232,10 @@ fn write_families(sink: &mut impl Sink, families: &[Family<'_>], format: Format)
                     write_sample(sink, name, suffix, labels, number.format(*value));
                 }
             }
+            Samples::OtelHistogram(snapshot, series, rename) => {
+                otel::write_histograms(sink, name, snapshot, series, rename, openmetrics)
+            }
+            Samples::OtelGauge(samples) => otel::write_gauges(sink, name, samples),
         }
     }
     if openmetrics {

@@ -61,6 +61,14 @@ impl Buckets {
         })
     }
 
+    /// These buckets with `extra` bounds (milliseconds) added where they are missing.
+    pub fn with_bounds(&self, extra: &[f64]) -> Result<Buckets, Error> {
+        let mut bounds: Vec<f64> = self.bounds_ms.iter().chain(extra).copied().collect();
+        bounds.sort_by(f64::total_cmp);
+        bounds.dedup();
+        Buckets::new(&bounds)
+    }
+
     /// Finite upper bounds in milliseconds.
     pub fn bounds_ms(&self) -> &[f64] {
         &self.bounds_ms

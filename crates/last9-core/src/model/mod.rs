@@ -9,3 +9,4 @@ pub mod gauge;
 pub mod histogram;
 pub mod lineage;
 pub mod registry;
+pub mod semconv;
