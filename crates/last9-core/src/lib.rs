@@ -24,6 +24,7 @@ pub mod lineage;
 pub mod normalize;
 pub mod registry;
 pub mod remote_write;
+pub mod runtime;
 pub mod server;
 pub mod snapshot;
 pub mod store;
