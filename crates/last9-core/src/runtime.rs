@@ -534,6 +534,179 @@ impl RuntimeSnapshot {
     }
 }
 
+/// Renders exposition text that the host keeps (prometheus_client's registry): `openmetrics`
+/// says the format; the text carries no `# EOF`.
+pub type ForeignSource = Box<dyn Fn(bool) -> Vec<u8> + Send + Sync>;
+
+static FOREIGN: Mutex<Option<Arc<ForeignSource>>> = Mutex::new(None);
+
+/// Sets (or, with None, removes) the source of the host's own families, which scrapes of the
+/// global registry carry after last9's.
+pub fn set_foreign(source: Option<ForeignSource>) {
+    *FOREIGN.lock() = source.map(Arc::new);
+}
+
+/// The host's own families in this format; empty when there is no source.
+pub fn foreign(openmetrics: bool) -> Vec<u8> {
+    let source = FOREIGN.lock().clone();
+    source.map_or_else(Vec::new, |render| render(openmetrics))
+}
+
+/// Whether a family counts (its samples add `_total`) or measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// One runtime family: name (a counter's without `_total`), help, kind and samples.
+pub struct RuntimeFamily<'a> {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+    pub samples: &'a [FloatSample],
+}
+
+impl RuntimeSnapshot {
+    /// The families with samples, in prometheus_client's names and help texts.
+    pub fn families(&self) -> Vec<RuntimeFamily<'_>> {
+        use Kind::{Counter, Gauge};
+        let all = [
+            (
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds.",
+                Counter,
+                &self.cpu_seconds,
+            ),
+            (
+                "process_open_fds",
+                "Number of open file descriptors.",
+                Gauge,
+                &self.open_fds,
+            ),
+            (
+                "process_max_fds",
+                "Maximum number of open file descriptors.",
+                Gauge,
+                &self.max_fds,
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes.",
+                Gauge,
+                &self.virtual_bytes,
+            ),
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                Gauge,
+                &self.resident_bytes,
+            ),
+            (
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
+                Gauge,
+                &self.start_time,
+            ),
+            (
+                "python_gc_objects_collected",
+                "Objects collected during gc",
+                Counter,
+                &self.gc_collected,
+            ),
+            (
+                "python_gc_objects_uncollectable",
+                "Uncollectable objects found during GC",
+                Counter,
+                &self.gc_uncollectable,
+            ),
+            (
+                "python_gc_collections",
+                "Number of times this generation was collected",
+                Counter,
+                &self.gc_collections,
+            ),
+            (
+                "python_info",
+                "Python platform information",
+                Gauge,
+                &self.python_info,
+            ),
+            (
+                "last9_info",
+                "Versions of last9 and of the app (LAST9_SERVICE_VERSION)",
+                Gauge,
+                &self.last9_info,
+            ),
+            (
+                "last9_worker_starts",
+                "Workers of this pre-fork server that took a worker slot",
+                Counter,
+                &self.worker_starts,
+            ),
+            (
+                "last9_worker_exits",
+                "Workers of this pre-fork server that are gone",
+                Counter,
+                &self.worker_exits,
+            ),
+        ];
+        all.into_iter()
+            .filter(|(.., samples)| !samples.is_empty())
+            .map(|(name, help, kind, samples)| RuntimeFamily {
+                name,
+                help,
+                kind,
+                samples: samples.as_slice(),
+            })
+            .collect()
+    }
+
+    /// The exposition text of these families (Prometheus text 0.0.4, or OpenMetrics without
+    /// its closing `# EOF`), to be placed among the other families of a scrape.
+    pub fn encode(&self, openmetrics: bool) -> Vec<u8> {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let mut float = ryu::Buffer::new();
+        for family in self.families() {
+            let suffix = if family.kind == Kind::Counter {
+                "_total"
+            } else {
+                ""
+            };
+            // Text 0.0.4 names a counter's family with its samples' `_total`; OpenMetrics without.
+            let family_name = if openmetrics {
+                family.name.to_owned()
+            } else {
+                format!("{}{suffix}", family.name)
+            };
+            let kind = if family.kind == Kind::Counter {
+                "counter"
+            } else {
+                "gauge"
+            };
+            let _ = write!(
+                out,
+                "# HELP {family_name} {}\n# TYPE {family_name} {kind}\n",
+                family.help
+            );
+            for (labels, value) in family.samples {
+                out.push_str(family.name);
+                out.push_str(suffix);
+                if !labels.is_empty() {
+                    out.push('{');
+                    out.push_str(labels);
+                    out.push('}');
+                }
+                out.push(' ');
+                out.push_str(crate::histogram::float_text(&mut float, *value, openmetrics));
+                out.push('\n');
+            }
+        }
+        out.into_bytes()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -602,6 +775,28 @@ mod tests {
         fs::write(slot_path(&dir, 1), b"L9SLOT01 short").unwrap();
         assert_eq!(read_slot(&slot_path(&dir, 1), 1), None);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn families_encode_like_prometheus_client() {
+        let mut snapshot = RuntimeSnapshot::default();
+        snapshot.cpu_seconds.push(("worker=\"0\"".into(), 1.5));
+        snapshot.open_fds.push(("worker=\"0\"".into(), 12.0));
+        let text = String::from_utf8(snapshot.encode(false)).unwrap();
+        assert_eq!(
+            text,
+            "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n\
+             # TYPE process_cpu_seconds_total counter\n\
+             process_cpu_seconds_total{worker=\"0\"} 1.5\n\
+             # HELP process_open_fds Number of open file descriptors.\n\
+             # TYPE process_open_fds gauge\n\
+             process_open_fds{worker=\"0\"} 12\n"
+        );
+        let openmetrics = String::from_utf8(snapshot.encode(true)).unwrap();
+        assert!(openmetrics.starts_with("# HELP process_cpu_seconds Total"));
+        assert!(openmetrics
+            .contains("# TYPE process_cpu_seconds counter\nprocess_cpu_seconds_total{worker=\"0\"} 1.5\n"));
+        assert!(openmetrics.contains("process_open_fds{worker=\"0\"} 12.0\n"));
     }
 
     #[test]
