@@ -4,7 +4,6 @@ hypercorn) over loopback."""
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 
@@ -62,8 +61,8 @@ def test_one_scrape_has_the_apps_counter_and_every_workers_runtime(name, tmp_pat
         "LAST9_SERVICE_VERSION": "1.2.3",
         "XDG_RUNTIME_DIR": str(tmp_path),
     }
-    with running(SERVERS[name](port, "-w", "4"), port, env) as master:
-        warm = warm_up(port)
+    with running(SERVERS[name](port, "--workers", "4"), port, env) as master:
+        warm = warm_up(port, path="/order/book")
         ok, sent = load(port, 400, path="/order/book")
         assert ok == sent
         settle(port, warm + 400)
@@ -89,14 +88,17 @@ def test_one_scrape_has_the_apps_counter_and_every_workers_runtime(name, tmp_pat
         assert dict(info)["service_version"] == "1.2.3"
         assert len(samples(text, "python_info")) == 1
         # prometheus_client's own per-process families are not served twice.
-        assert "process_resident_memory_bytes " not in text
+        assert text.count("# TYPE process_resident_memory_bytes gauge") == 1
 
 
 def series(text: str) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+    """Every series but the workers' own and the in-flight gauge (one per method, made when a
+    request first waits on another)."""
     return {
         (sample.name, tuple(sorted(sample.labels.items())))
         for family in text_string_to_metric_families(text)
         for sample in family.samples
+        if "worker" not in sample.labels and family.name != "http_requests_in_flight"
     }
 
 
@@ -104,17 +106,24 @@ def series(text: str) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
 def test_a_hundred_restarts_keep_counts_exact_and_series_bounded(name, tmp_path):
     port = free_port()
     env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "XDG_RUNTIME_DIR": str(tmp_path)}
-    command = SERVERS[name](port, "-w", "2", "--max-requests", "5")
+    command = SERVERS[name](port, "--workers", "2", "--max-requests", "3")
     if name == "gunicorn":
         command[-1:-1] = ["--max-requests-jitter", "0"]
     with running(command, port, env):
-        assert load(port, 60, threads=2, path="/order/book") == (60, 60)
-        settle(port, 60)
+        # A worker leaving after its third request may drop connections it had accepted
+        # (hypercorn does): such a request counts nowhere, or everywhere if the app ran.
+        ok, sent = load(port, 60, threads=2, path="/order/book")
+        wait_until(lambda: total(scrape(port).text) >= ok)
         before = scrape(port).text
-        assert load(port, 460, threads=2, path="/order/book") == (460, 460)
-        settle(port, 520)
+        more_ok, more_sent = load(port, 460, threads=2, path="/order/book")
+        ok, sent = ok + more_ok, sent + more_sent
+        assert ok >= sent / 2, (ok, sent)  # hypercorn drops ~1 in 10 here; gunicorn none
+        wait_until(lambda: total(scrape(port).text) >= ok)
         after = scrape(port).text
-        assert samples(after, "app_orders_total") == {(("kind", "book"),): 520}
+        served = total(after)
+        assert ok <= served <= sent
+        # The app's own counter and last9's histogram saw exactly the same requests.
+        assert samples(after, "app_orders_total") == {(("kind", "book"),): served}
         starts = samples(after, "last9_worker_starts_total")[()]
         exits = samples(after, "last9_worker_exits_total")[()]
         assert starts >= 100, starts
@@ -122,5 +131,4 @@ def test_a_hundred_restarts_keep_counts_exact_and_series_bounded(name, tmp_path)
         assert starts - exits == len(workers)
         # Slots are reused: a restart adds no label value, and no series but the workers'.
         assert workers <= {"0", "1", "2"}, workers
-        unlabelled = {key for key in series(after) if "worker" not in dict(key[1])}
-        assert unlabelled == {key for key in series(before) if "worker" not in dict(key[1])}
+        assert series(after) == series(before)

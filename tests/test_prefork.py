@@ -220,7 +220,7 @@ def test_every_scrape_sums_all_workers_exactly(name):
         assert total(scrape(metrics_port).text) == warm + 1200
 
 
-def warm_up(port: int, workers: int = 2) -> int:
+def warm_up(port: int, workers: int = 2, path: str = "/name/{i}") -> int:
     """Sends requests until `workers` workers answered; returns how many were sent. A server
     whose supervisor listens before its workers have loaded the app (granian, hypercorn) gives
     every early request to the first worker up."""
@@ -228,7 +228,7 @@ def warm_up(port: int, workers: int = 2) -> int:
     sent = 0
     deadline = time.monotonic() + 30
     while len(pids) < workers and time.monotonic() < deadline:
-        ok, n = load(port, 16, pids=pids)
+        ok, n = load(port, 16, pids=pids, path=path)
         assert ok == n
         sent += n
     return sent

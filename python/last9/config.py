@@ -59,6 +59,8 @@ class Settings:
     metrics_auth: MetricsAuth
     #: TLS for the dedicated server only (the app's own path is served by the app's server).
     metrics_tls: MetricsTls | None
+    #: Whether the global registry's scrapes also carry prometheus_client's families.
+    serve_prometheus_client: bool = True
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ def resolve(
     metrics_tls_cert_file: str | None = None,
     metrics_tls_key_file: str | None = None,
     metrics_tls_client_ca_file: str | None = None,
+    serve_prometheus_client: bool | None = None,
     environ: dict[str, str] | None = None,
 ) -> Settings:
     """Resolves settings; `program_hint` is the name the framework gives the app, if any."""
@@ -138,6 +141,9 @@ def resolve(
         metrics_tls=_metrics_tls(
             env, metrics_tls_cert_file, metrics_tls_key_file, metrics_tls_client_ca_file
         ),
+        serve_prometheus_client=serve_prometheus_client
+        if serve_prometheus_client is not None
+        else _env_bool(env, "LAST9_PROMETHEUS_CLIENT", True),
     )
 
 
@@ -210,6 +216,17 @@ def _env_int(env: os._Environ[str] | dict[str, str], name: str, default: int) ->
     if value < 1:
         raise MetricsError(f"{name} must be at least 1, not {value}")
     return value
+
+
+def _env_bool(env: os._Environ[str] | dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise MetricsError(f"{name} must be 1/true/yes/on or 0/false/no/off, not {raw!r}")
 
 
 def _domains(

@@ -22,6 +22,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from last9 import _core
 from last9._core import MetricsError
 
 _logger = logging.getLogger("last9")
@@ -83,6 +84,19 @@ def _families(registry: Any) -> Iterator[Any]:
         yield from registry.collect()
     finally:
         _rendering.active = False
+
+
+def serve(enabled: bool) -> None:
+    """Makes the global registry's scrapes carry prometheus_client's families, or not.
+
+    Raises:
+        MetricsError: prometheus_client already holds a family that last9 serves.
+    """
+    if enabled:
+        check_collisions()
+        _core.set_prometheus_client_source(render)
+    else:
+        _core.set_prometheus_client_source(None)
 
 
 def check_collisions() -> None:

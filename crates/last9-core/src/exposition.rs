@@ -193,6 +193,8 @@ pub enum Samples<'a> {
     Histogram(&'a Snapshot, &'a [SnapshotSeries]),
     Gauge(&'a [(Arc<str>, i64)]),
     Counter(&'a [(Arc<str>, u64)]),
+    /// Families already encoded in this format (runtime, prometheus_client's): written as-is.
+    Encoded(&'a Snapshot),
 }
 
 /// One metric family to encode: its metadata and its samples.
@@ -257,6 +259,14 @@ impl<'a> Family<'a> {
             unit: None,
             samples: Samples::Counter(snapshot.overflow()),
         });
+        if snapshot.runtime().is_some() {
+            families.push(Family {
+                name: "",
+                help: "",
+                unit: None,
+                samples: Samples::Encoded(snapshot),
+            });
+        }
         families
     }
 }
@@ -266,11 +276,16 @@ fn write_families(sink: &mut impl Sink, families: &[Family<'_>], format: Format)
     let mut number = itoa::Buffer::new();
     let mut float = ryu::Buffer::new();
     for family in families {
+        if let Samples::Encoded(snapshot) = family.samples {
+            sink.put(snapshot.extra_text(openmetrics));
+            continue;
+        }
         let name = family.name.as_bytes();
         let (kind, suffix): (&[u8], &[u8]) = match family.samples {
             Samples::Histogram(..) => (b"histogram", b""),
             Samples::Gauge(_) => (b"gauge", b""),
             Samples::Counter(_) => (b"counter", b"_total"),
+            Samples::Encoded(_) => continue,
         };
         // Text 0.0.4 names a counter's family with its samples' `_total`; OpenMetrics without.
         let family_suffix: &[u8] = if openmetrics { b"" } else { suffix };
@@ -306,6 +321,7 @@ fn write_families(sink: &mut impl Sink, families: &[Family<'_>], format: Format)
                     write_sample(sink, name, suffix, labels, number.format(*value));
                 }
             }
+            Samples::Encoded(_) => {}
         }
     }
     if openmetrics {

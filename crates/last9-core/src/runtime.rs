@@ -49,6 +49,23 @@ static INFO: OnceLock<Info> = OnceLock::new();
 /// This process's worker slot, when it holds one.
 static SLOT: Mutex<Option<OwnSlot>> = Mutex::new(None);
 
+/// Held across a fork (after the store's lock), so that the child finds it free and consistent.
+pub(crate) fn lock_for_fork() {
+    std::mem::forget(SLOT.lock());
+}
+
+/// # Safety
+///
+/// Only after [`lock_for_fork`], in the parent or the child of the fork.
+pub(crate) unsafe fn unlock_after_fork() {
+    SLOT.force_unlock();
+}
+
+/// Whether the binding started runtime metrics (see [`set_info`]): until then scrapes carry none.
+pub fn started() -> bool {
+    INFO.get().is_some_and(|info| info.python.is_some())
+}
+
 /// Constant labels of the info metrics, already escaped.
 #[derive(Debug, Clone, Default)]
 pub struct Info {

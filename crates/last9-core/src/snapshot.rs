@@ -35,12 +35,55 @@ pub struct Snapshot {
     /// `last9_store_degraded`, for a worker of a pre-fork server: whether these sums are known
     /// to be partial (see `store::degraded`).
     pub store_degraded: Option<bool>,
+    /// The runtime families and the host's own (prometheus_client's), for the global registry
+    /// once the binding started runtime metrics; see [`Snapshot::extra_text`].
+    extra: Option<Arc<Extra>>,
+}
+
+/// The families a scrape of the global registry adds after last9's own, encoded once per
+/// format (the encoder sizes, then writes: both must see the same bytes).
+#[derive(Debug, Default)]
+struct Extra {
+    runtime: crate::runtime::RuntimeSnapshot,
+    /// Text 0.0.4, OpenMetrics.
+    text: [std::sync::OnceLock<Vec<u8>>; 2],
 }
 
 impl Snapshot {
     /// Every series of a registry, recorders in creation order, series in creation order. For
     /// the global registry in multi-process mode: every process's series, summed by label set.
     pub fn of(registry: &Registry) -> Snapshot {
+        let mut snapshot = Snapshot::of_series(registry);
+        if registry.is_shared() && crate::runtime::started() {
+            let runtime = match crate::store::shared_dir() {
+                Some(dir) => crate::runtime::RuntimeSnapshot::shared(&dir),
+                None => crate::runtime::RuntimeSnapshot::single(),
+            };
+            snapshot.extra = Some(Arc::new(Extra {
+                runtime,
+                text: Default::default(),
+            }));
+        }
+        snapshot
+    }
+
+    /// The runtime families, when this snapshot has them.
+    pub fn runtime(&self) -> Option<&crate::runtime::RuntimeSnapshot> {
+        self.extra.as_ref().map(|extra| &extra.runtime)
+    }
+
+    /// The text of the families a scrape adds after last9's own: the runtime families and the
+    /// host's (prometheus_client's), rendered at the first call for each format.
+    pub fn extra_text(&self, openmetrics: bool) -> &[u8] {
+        let Some(extra) = &self.extra else { return &[] };
+        extra.text[openmetrics as usize].get_or_init(|| {
+            let mut text = extra.runtime.encode(openmetrics);
+            text.extend(crate::runtime::foreign(openmetrics));
+            text
+        })
+    }
+
+    fn of_series(registry: &Registry) -> Snapshot {
         if registry.is_shared() {
             if let Some(mut snapshot) = crate::store::snapshot() {
                 snapshot.add_lineage(&registry.recorders());

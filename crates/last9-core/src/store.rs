@@ -162,6 +162,7 @@ pub fn enable(dir: Option<&Path>, root_pid: Option<u32>) -> io::Result<PathBuf> 
                 }
             },
         };
+        crate::runtime::claim_slot(&dir);
         state.dir = Some(dir);
         UNSHARED.store(false, Ordering::Relaxed);
         EPOCH.fetch_add(1, Ordering::SeqCst);
@@ -203,6 +204,9 @@ pub fn sync() {
                         merge::warn(&dir::runtime_base(), &format!("staying single-process: {e}"));
                     }
                 }
+            }
+            if let Some(dir) = &state.dir {
+                crate::runtime::claim_slot(dir); // a forked child takes a slot of its own
             }
             if let Some(new) = state.replacement.take() {
                 state.retiring = state.file.replace(new);
@@ -527,6 +531,7 @@ extern "C" fn before_fork() {
     // Same order as everywhere else: recorder tables, the store, the directory's lock file.
     Registry::global().lock_for_fork();
     std::mem::forget(STATE.lock());
+    crate::runtime::lock_for_fork();
     std::mem::forget(merge::DIR_IO.lock());
     FORKING_PID.store(pid(), Ordering::SeqCst);
 }
@@ -536,6 +541,7 @@ extern "C" fn after_fork_parent() {
     // SAFETY: locked by `before_fork` in this process.
     unsafe {
         merge::DIR_IO.force_unlock();
+        crate::runtime::unlock_after_fork();
         STATE.force_unlock();
         Registry::global().unlock_after_fork();
     }
@@ -553,6 +559,7 @@ extern "C" fn after_fork_child() {
     // SAFETY: locked by `before_fork` in the parent; the child has only this thread.
     unsafe {
         merge::DIR_IO.force_unlock();
+        crate::runtime::unlock_after_fork();
         STATE.force_unlock();
         Registry::global().unlock_after_fork();
     }

@@ -12,6 +12,7 @@ mod errors;
 mod recorder;
 mod registry;
 mod remote_write;
+mod runtime;
 mod server;
 mod wsgi;
 
@@ -38,5 +39,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(recorder::route_template, m)?)?;
     m.add_function(wrap_pyfunction!(recorder::enable_lineage, m)?)?;
     m.add_function(wrap_pyfunction!(recorder::lineage_enabled, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::start_runtime_metrics, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::gc_callback, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::set_prometheus_client_source, m)?)?;
     Ok(())
 }

@@ -14,7 +14,10 @@ pub fn start_runtime_metrics(
     python_info: Vec<(String, String)>,
     service_version: &str,
 ) {
-    let pairs: Vec<(&str, &str)> = python_info.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let pairs: Vec<(&str, &str)> = python_info
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     runtime::set_info(Some(&pairs), env!("CARGO_PKG_VERSION"), service_version);
     let stats: Vec<[u64; 3]> = gc_stats.into_iter().map(|(a, b, c)| [a, b, c]).collect();
     runtime::seed_gc(&stats);
@@ -47,7 +50,12 @@ pub fn set_prometheus_client_source(render: Option<Py<PyAny>>) {
                 render
                     .call1(py, (openmetrics,))
                     .ok()
-                    .and_then(|text| text.bind(py).cast::<PyBytes>().ok().map(|b| b.as_bytes().to_vec()))
+                    .and_then(|text| {
+                        text.bind(py)
+                            .cast::<PyBytes>()
+                            .ok()
+                            .map(|b| b.as_bytes().to_vec())
+                    })
                     .unwrap_or_default()
             })
             .unwrap_or_default()
