@@ -181,9 +181,7 @@ impl ProcessStats {
         let base = PathBuf::from(format!("/proc/{pid}"));
         let mut stats = ProcessStats::parse_stat(&fs::read_to_string(base.join("stat")).ok()?)?;
         stats.open_fds = fs::read_dir(base.join("fd")).ok()?.count() as f64;
-        stats.max_fds = fs::read_to_string(base.join("limits"))
-            .ok()
-            .and_then(|limits| parse_max_fds(&limits));
+        stats.max_fds = max_fds(pid);
         Some(stats)
     }
 
@@ -205,14 +203,28 @@ impl ProcessStats {
     }
 }
 
-/// The soft limit of `Max open files` in `/proc/<pid>/limits`.
-fn parse_max_fds(limits: &str) -> Option<f64> {
-    let line = limits.lines().find(|line| line.starts_with("Max open files"))?;
-    let soft = line["Max open files".len()..].split_ascii_whitespace().next()?;
-    match soft {
-        "unlimited" => Some(f64::INFINITY),
-        n => n.parse::<u64>().ok().map(|v| v as f64),
+/// The soft limit on open files of a process of this user: `prlimit`, a syscall, costs a tenth
+/// of parsing `/proc/<pid>/limits` (as prometheus_client does).
+fn max_fds(pid: u32) -> Option<f64> {
+    // SAFETY: all-zero is a valid `rlimit`.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: reads the limit into `limit`; sets nothing (null new limit).
+    if unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            std::ptr::null(),
+            &mut limit,
+        )
+    } != 0
+    {
+        return None;
     }
+    Some(if limit.rlim_cur == libc::RLIM_INFINITY {
+        f64::INFINITY
+    } else {
+        limit.rlim_cur as f64
+    })
 }
 
 /// This process's worker slot: its file, locked for the process's life.
@@ -746,13 +758,21 @@ mod tests {
 
     #[test]
     fn max_fds_is_the_soft_limit() {
-        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
-                      Max open files            1024                 524288               files\n";
-        assert_eq!(parse_max_fds(limits), Some(1024.0));
-        assert_eq!(
-            parse_max_fds("Max open files            unlimited            unlimited            files"),
-            Some(f64::INFINITY)
-        );
+        let limits = fs::read_to_string("/proc/self/limits").unwrap();
+        let line = limits
+            .lines()
+            .find(|line| line.starts_with("Max open files"))
+            .unwrap();
+        let soft = line["Max open files".len()..]
+            .split_ascii_whitespace()
+            .next()
+            .unwrap();
+        let expected = if soft == "unlimited" {
+            f64::INFINITY
+        } else {
+            soft.parse().unwrap()
+        };
+        assert_eq!(max_fds(std::process::id()), Some(expected));
     }
 
     #[test]
