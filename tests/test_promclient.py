@@ -13,9 +13,9 @@ import sys
 import textwrap
 
 from prometheus_client.parser import text_string_to_metric_families
+from test_exposition import promtool_findings
 
 from conftest import ROOT, free_port
-from test_exposition import promtool_findings
 
 APP = """
 import json, sys

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 import requests
+from test_prometheus import APP, METRIC, TRAFFIC, free_ports, prometheus, send, wait_for
 
 from conftest import gunicorn, serve
-from test_prometheus import APP, METRIC, TRAFFIC, free_ports, prometheus, send, wait_for
 
 VICTORIA_METRICS = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
 

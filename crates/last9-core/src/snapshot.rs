@@ -3,10 +3,34 @@
 //! Copying the counts first (a few MB for 10,000 series) makes a scrape consistent, and lets
 //! the encoder size its output exactly before writing it once into its final buffer.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use crate::histogram::Buckets;
-use crate::registry::{Registry, DOMAIN_OVERFLOW, ROUTE_OVERFLOW};
+use crate::model::histogram::Buckets;
+use crate::model::registry::{Registry, DOMAIN_OVERFLOW, ROUTE_OVERFLOW};
+use crate::runtime::{self, RuntimeSnapshot};
+
+/// Where the global registry's series of every process come from in multi-process mode: the
+/// store layer installs it (see `store::Registry::global`), so a snapshot needs no file.
+#[derive(Debug, Clone, Copy)]
+pub struct SharedSource {
+    /// The series of every process, summed by label set; None in single-process mode.
+    pub snapshot: fn() -> Option<Snapshot>,
+    /// Whether this process's scrapes are known to be partial (`last9_store_degraded`).
+    pub degraded: fn() -> Option<bool>,
+    /// The runtime families of every live worker and the master; None in single-process mode.
+    pub runtime: fn() -> Option<RuntimeSnapshot>,
+}
+
+static SHARED_SOURCE: OnceLock<SharedSource> = OnceLock::new();
+
+/// Installs the [`SharedSource`] (once; the store does it when it makes the global registry).
+pub fn install_shared_source(source: SharedSource) {
+    let _ = SHARED_SOURCE.set(source);
+}
+
+fn shared_source() -> Option<&'static SharedSource> {
+    SHARED_SOURCE.get()
+}
 
 /// One series of a snapshot.
 #[derive(Debug, Clone)]
@@ -36,17 +60,17 @@ pub struct Snapshot {
     /// to be partial (see `store::degraded`).
     pub store_degraded: Option<bool>,
     /// The runtime families and the host's own (prometheus_client's), for the global registry
-    /// once the binding started runtime metrics; see [`Snapshot::extra_text`].
+    /// once the binding started runtime metrics.
     extra: Option<Arc<Extra>>,
 }
 
-/// The families a scrape of the global registry adds after last9's own, encoded once per
-/// format (the encoder sizes, then writes: both must see the same bytes).
+/// What a scrape of the global registry adds after last9's own families.
 #[derive(Debug, Default)]
 struct Extra {
-    runtime: crate::runtime::RuntimeSnapshot,
-    /// Text 0.0.4, OpenMetrics.
-    text: [std::sync::OnceLock<Vec<u8>>; 2],
+    runtime: RuntimeSnapshot,
+    /// The host's families as text 0.0.4 and as OpenMetrics, each asked for once (the encoder
+    /// sizes, then writes: both passes must see the same bytes).
+    foreign: [OnceLock<Vec<u8>>; 2],
 }
 
 impl Snapshot {
@@ -54,38 +78,33 @@ impl Snapshot {
     /// the global registry in multi-process mode: every process's series, summed by label set.
     pub fn of(registry: &Registry) -> Snapshot {
         let mut snapshot = Snapshot::of_series(registry);
-        if registry.is_shared() && crate::runtime::started() {
-            let runtime = match crate::store::shared_dir() {
-                Some(dir) => crate::runtime::RuntimeSnapshot::shared(&dir),
-                None => crate::runtime::RuntimeSnapshot::single(),
-            };
+        if registry.is_shared() && runtime::started() {
+            let runtime = shared_source()
+                .and_then(|source| (source.runtime)())
+                .unwrap_or_else(RuntimeSnapshot::single);
             snapshot.extra = Some(Arc::new(Extra {
                 runtime,
-                text: Default::default(),
+                foreign: Default::default(),
             }));
         }
         snapshot
     }
 
     /// The runtime families, when this snapshot has them.
-    pub fn runtime(&self) -> Option<&crate::runtime::RuntimeSnapshot> {
+    pub fn runtime(&self) -> Option<&RuntimeSnapshot> {
         self.extra.as_ref().map(|extra| &extra.runtime)
     }
 
-    /// The text of the families a scrape adds after last9's own: the runtime families and the
-    /// host's (prometheus_client's), rendered at the first call for each format.
-    pub fn extra_text(&self, openmetrics: bool) -> &[u8] {
+    /// The host's own families (prometheus_client's) in this format, asked for at the first
+    /// call for each format; empty without them.
+    pub fn foreign_text(&self, openmetrics: bool) -> &[u8] {
         let Some(extra) = &self.extra else { return &[] };
-        extra.text[openmetrics as usize].get_or_init(|| {
-            let mut text = extra.runtime.encode(openmetrics);
-            text.extend(crate::runtime::foreign(openmetrics));
-            text
-        })
+        extra.foreign[openmetrics as usize].get_or_init(|| runtime::foreign(openmetrics))
     }
 
     fn of_series(registry: &Registry) -> Snapshot {
         if registry.is_shared() {
-            if let Some(mut snapshot) = crate::store::snapshot() {
+            if let Some(mut snapshot) = shared_source().and_then(|source| (source.snapshot)()) {
                 snapshot.add_lineage(&registry.recorders());
                 snapshot.count_overflow();
                 return snapshot;
@@ -108,7 +127,7 @@ impl Snapshot {
         snapshot.add_lineage(&recorders);
         snapshot.count_overflow();
         if registry.is_shared() {
-            snapshot.store_degraded = crate::store::degraded();
+            snapshot.store_degraded = shared_source().and_then(|source| (source.degraded)());
         }
         snapshot
     }
@@ -134,7 +153,7 @@ impl Snapshot {
             ("label=\"domain\"".into(), domains),
         ];
         if !self.callers.is_empty() {
-            let caller = format!("caller=\"{}\",", crate::lineage::OVERFLOW_VALUE);
+            let caller = format!("caller=\"{}\",", crate::model::lineage::OVERFLOW_VALUE);
             let callers = self
                 .callers
                 .iter()
@@ -161,7 +180,7 @@ impl Snapshot {
     }
 
     /// Adds the lineage series of these recorders (kept per process, also in multi-process mode).
-    pub fn add_lineage(&mut self, recorders: &[Arc<crate::registry::Recorder>]) {
+    pub fn add_lineage(&mut self, recorders: &[Arc<crate::model::registry::Recorder>]) {
         for recorder in recorders {
             let buckets = recorder.buckets_arc();
             recorder.lineage().client_series(|labels, histogram| {

@@ -97,8 +97,8 @@ pub fn encode_labels<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) ->
     let mut block = Vec::with_capacity(160);
     let mut n = 0u16;
     for (name, value) in pairs {
-        let name = crate::labels::truncate(name, MAX_NAME_LEN);
-        let value = crate::labels::truncate(value, MAX_VALUE_LEN);
+        let name = crate::values::labels::truncate(name, MAX_NAME_LEN);
+        let value = crate::values::labels::truncate(value, MAX_VALUE_LEN);
         block.push(name.len() as u8);
         block.extend_from_slice(name.as_bytes());
         block.extend_from_slice(&(value.len() as u16).to_ne_bytes());

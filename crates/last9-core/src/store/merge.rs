@@ -19,10 +19,10 @@ use super::file::{write_atomically, Fd, Mapping, WorkerFile};
 use super::format::{self, labels_iter, Layout, Record, Region};
 use std::sync::Arc;
 
-use crate::exposition::escape_label_value;
-use crate::histogram::Buckets;
-use crate::registry::{DOMAIN_OVERFLOW, ROUTE_OVERFLOW};
+use crate::model::histogram::Buckets;
+use crate::model::registry::{DOMAIN_OVERFLOW, ROUTE_OVERFLOW};
 use crate::snapshot::Snapshot;
+use crate::values::escape::escape_label_value;
 
 pub const ARCHIVE: &str = "archive.db";
 
@@ -522,9 +522,9 @@ fn remove_stale_temporaries(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exposition::{encode_families, Family};
+    use crate::encoding::Format;
+    use crate::encoding::{encode_families, Family};
     use crate::store::file::WorkerFile;
-    use crate::Format;
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("last9-merge-{name}-{}", std::process::id()));
