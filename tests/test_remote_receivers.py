@@ -195,3 +195,67 @@ def test_an_agent_scrapes_two_instances_and_the_central_receiver_sums_them_exact
             )
             by_instance = store.vector(f"sum by (instance) ({METRIC}_count)", "instance")
             assert len(by_instance) == 2, by_instance
+
+
+@pytest.mark.parametrize("kind", ["prometheus", "victoria-metrics"])
+def test_every_family_is_pushed_with_the_tenant_header_and_external_labels(kind, tmp_path):
+    app_port, receiver_port, tap_port = free_ports(3)
+    with (
+        receiver(kind, tmp_path, receiver_port) as store,
+        HeaderTap(tap_port, store.write_url) as tap,
+    ):
+        env = {
+            "LAST9_REMOTE_WRITE_URL": tap.url,
+            "LAST9_REMOTE_WRITE_INTERVAL": "1",
+            "LAST9_REMOTE_WRITE_HEADERS": "X-Scope-OrgID=team-a, X-Extra = 1",
+            "LAST9_REMOTE_WRITE_LABELS": "job=api,instance=web-1",
+        }
+        with serve(gunicorn(APP, app_port, "-w", "2"), app_port, env=env):
+            send(app_port, lambda count: count)
+            expected = {key: float(count) for key, (_, count) in TRAFFIC.items()}
+            query = f"sum by (per, status) ({METRIC}_count{{program='shop'}})"
+            wait_for("the pushed counts", lambda: store.vector(query, "per", "status") == expected)
+            names = {item["metric"]["__name__"] for item in store.query('{job="api"}')}
+            for family in (
+                f"{METRIC}_bucket",
+                "http_requests_in_flight",
+                "last9_label_overflow_total",
+                "process_resident_memory_bytes",
+                "process_cpu_seconds_total",
+                "python_gc_collections_total",
+                "python_info",
+                "last9_info",
+                "last9_worker_starts_total",
+            ):
+                assert family in names, (family, sorted(names))
+            # The external labels are on every series, and nothing came without them.
+            everything = store.query('{__name__=~".+"}')
+            assert everything and all(
+                (item["metric"].get("job"), item["metric"].get("instance")) == ("api", "web-1")
+                for item in everything
+            )
+            # Under gunicorn -w 2: one series per worker slot, and the master.
+            workers = store.vector('process_resident_memory_bytes{job="api"}', "worker")
+            assert set(workers) == {("0",), ("1",), ("master",)}, workers
+        assert tap.headers and all(
+            h.get("x-scope-orgid") == "team-a" and h.get("x-extra") == "1" for h in tap.headers
+        )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LAST9_REMOTE_WRITE_HEADERS": "Authorization=x"}, "set by last9"),
+        ({"LAST9_REMOTE_WRITE_HEADERS": "Bad Name=x"}, "not a valid HTTP header name"),
+        ({"LAST9_REMOTE_WRITE_HEADERS": "novalue"}, "LAST9_REMOTE_WRITE_HEADERS must be"),
+        ({"LAST9_REMOTE_WRITE_LABELS": "__name__=x"}, "not a valid Prometheus label name"),
+        ({"LAST9_REMOTE_WRITE_LABELS": "1job=x"}, "not a valid Prometheus label name"),
+    ],
+)
+def test_bad_headers_and_labels_fail_at_start_up(env, message):
+    import last9
+    from last9 import remote_write
+
+    full = {"LAST9_REMOTE_WRITE_URL": "http://127.0.0.1:9/api/v1/write", **env}
+    with pytest.raises(last9.MetricsError, match=message):
+        remote_write.start_from_env(last9.Registry(), full)

@@ -365,6 +365,8 @@ class RemoteWriter:
         max_pending: int = 20,
         timeout: float = 10.0,
         ca_file: str | PathLike[str] | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+        labels: Sequence[tuple[str, str]] = (),
     ) -> Self: ...
     def flush(self, timeout: float = 5.0) -> bool:
         """Takes a snapshot now and waits up to ``timeout`` seconds until the queue is sent.
