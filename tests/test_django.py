@@ -485,3 +485,29 @@ def test_a_django_url_at_the_metrics_path_is_reported_at_start_up(registry, capl
         RedMiddleware(wsgi_handler(), registry=registry)
     (record,) = caplog.records
     assert "'item/<int:item_id>'" in record.getMessage()
+
+
+def in_flight_now(registry: last9.Registry) -> float:
+    return sum(
+        value
+        for key, value in parse(registry.render()).items()
+        if dict(key)["__name__"] == "http_requests_in_flight"
+    )
+
+
+def test_middleware_entry_keeps_in_flight_and_counts_callers(registry):
+    last9.instrument_http_clients()  # lineage on, as LAST9_INSTRUMENT_HTTP_CLIENTS=1 does
+    with override_settings(LAST9={"registry": registry}):
+        app = wsgi_handler(LAST9_ENTRY)
+    body = app(environ_for("/stream/2/", HTTP_X_LAST9_CALLER="web"), lambda *args: None)
+    assert in_flight_now(registry) == 1  # the stream is still open
+    list(body)
+    body.close()
+    assert in_flight_now(registry) == 0
+    call(app, "/name/ada/")
+    callers = {
+        (dict(key)["caller"], dict(key)["per"]): value
+        for key, value in parse(registry.render()).items()
+        if dict(key)["__name__"] == "http_requests_callers_total"
+    }
+    assert callers == {("web", "/stream/{chunks}/"): 1, ("unknown", "/name/{name}/"): 1}
