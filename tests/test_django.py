@@ -496,7 +496,7 @@ def in_flight_now(registry: last9.Registry) -> float:
 
 
 def test_middleware_entry_keeps_in_flight_and_counts_callers(registry):
-    last9.instrument_http_clients()  # lineage on, as LAST9_INSTRUMENT_HTTP_CLIENTS=1 does
+    last9._core.enable_lineage()  # callers are counted once lineage is on
     with override_settings(LAST9={"registry": registry}):
         app = wsgi_handler(LAST9_ENTRY)
     body = app(environ_for("/stream/2/", HTTP_X_LAST9_CALLER="web"), lambda *args: None)

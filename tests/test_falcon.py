@@ -318,13 +318,19 @@ def lineage_samples(registry: last9.Registry, name: str) -> dict[tuple[str, ...]
 
 
 @pytest.mark.parametrize("kind", ["wsgi", "asgi"])
-def test_the_component_keeps_in_flight_and_lineage(kind, registry):
+def test_the_component_keeps_in_flight_and_lineage(kind, registry, monkeypatch):
     import contextlib
 
     import requests
     from falcon import testing
+    from urllib3.connectionpool import HTTPConnectionPool
 
-    last9.instrument_http_clients()  # lineage on, as LAST9_INSTRUMENT_HTTP_CLIENTS=1 does
+    from last9 import lineage
+
+    # urllib3 patched for this test only: later tests expect an unpatched client here.
+    monkeypatch.setattr(HTTPConnectionPool, "urlopen", HTTPConnectionPool.urlopen)
+    last9._core.enable_lineage()
+    lineage._patch_urllib3()
     seen: list[float] = []
 
     def in_flight() -> float:
