@@ -111,6 +111,7 @@ class Options(TypedDict, total=False):
     metrics_tls_cert_file: str | None
     metrics_tls_key_file: str | None
     metrics_tls_client_ca_file: str | None
+    serve_prometheus_client: bool | None
 
 
 #: The names :class:`Options` holds.

@@ -22,8 +22,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from last9 import _core
-from last9._core import MetricsError
+from last9._core import MetricsError, global_registry, set_prometheus_client_source
 
 _logger = logging.getLogger("last9")
 
@@ -94,9 +93,9 @@ def serve(enabled: bool) -> None:
     """
     if enabled:
         check_collisions()
-        _core.set_prometheus_client_source(render)
+        set_prometheus_client_source(render)
     else:
-        _core.set_prometheus_client_source(None)
+        set_prometheus_client_source(None)
 
 
 def check_collisions() -> None:
@@ -192,9 +191,7 @@ class Last9Collector:
             return  # last9 is rendering prometheus_client into its own scrape
         from prometheus_client.parser import text_string_to_metric_families
 
-        from last9 import generate_latest
-
-        text = generate_latest(self._registry).decode()
+        text = (self._registry or global_registry()).render().decode()
         for family in text_string_to_metric_families(text):
             if self._runtime or family.name not in RUNTIME_FAMILIES:
                 yield family

@@ -13,7 +13,7 @@ import gc
 import os
 import platform
 
-from last9 import _core
+from last9._core import gc_callback, start_runtime_metrics
 
 _installed: list[bool] = []
 
@@ -38,6 +38,6 @@ def install() -> None:
         ("version", platform.python_version()),
     ]
     # The hook first: a collection in between is then in both, and the seed overwrites.
-    gc.callbacks.append(_core.gc_callback)
+    gc.callbacks.append(gc_callback)
     stats = [(s["collections"], s["collected"], s["uncollectable"]) for s in gc.get_stats()]
-    _core.start_runtime_metrics(stats, python_info, service_version())
+    start_runtime_metrics(stats, python_info, service_version())
