@@ -113,15 +113,10 @@ impl Snapshot {
         let recorders = registry.recorders();
         let mut snapshot = Snapshot::default();
         for recorder in &recorders {
-            for series in recorder.series() {
-                let histogram = series.histogram();
-                snapshot.push(
-                    series.labels_arc(),
-                    recorder.buckets_arc(),
-                    histogram.counts(),
-                    histogram.sum_ns(),
-                );
-            }
+            let buckets = recorder.buckets_arc();
+            recorder.for_each_series(|labels, counts, sum_ns| {
+                snapshot.push(labels.into(), buckets.clone(), counts.iter().copied(), sum_ns);
+            });
             recorder.in_flight(|labels, value| snapshot.push_gauge(labels, value));
         }
         snapshot.add_lineage(&recorders);

@@ -171,9 +171,11 @@ impl Histogram {
     /// Records one duration. The sum is kept in whole nanoseconds so that it adds exactly.
     #[inline]
     pub fn observe(&self, buckets: &Buckets, duration_ns: u64) {
+        let sum = self.cell(self.buckets);
+        prefetch(sum);
         self.cell(buckets.index_of(duration_ns))
             .fetch_add(1, Ordering::Relaxed);
-        self.cell(self.buckets).fetch_add(duration_ns, Ordering::Relaxed);
+        sum.fetch_add(duration_ns, Ordering::Relaxed);
     }
 
     /// Per-bucket counts (not cumulative), the last one being `+Inf`.
@@ -194,6 +196,21 @@ impl Histogram {
             }
         }
     }
+}
+
+/// Starts fetching the cache line of `cell`. The sum and the bucket are usually on different
+/// lines, and an atomic add waits for its line before the next instruction's miss may start: a
+/// series not in cache would cost two memory latencies in a row instead of one.
+#[inline(always)]
+fn prefetch(cell: &AtomicU64) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint; it reads nothing and cannot fault.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>((cell as *const AtomicU64).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = cell;
 }
 
 impl fmt::Debug for Histogram {
