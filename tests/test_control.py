@@ -12,12 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 from flask import Flask
-from test_prefork import running, settle
 
 import last9
 from conftest import ROOT, counts_by, free_port, parse, scrape
 from last9 import config
 from last9.wsgi.middleware import RedMiddleware
+from test_prefork import running, settle
 from wsgi_helpers import call
 
 EXCLUDE = "/healthz,/static/{path},^/internal/.*,OPTIONS"

@@ -526,3 +526,29 @@ def test_the_switch_takes_the_entry_out_of_the_chain(registry, monkeypatch):
         app = wsgi_handler(LAST9_ENTRY)
     call(app, "/name/ada/")
     assert counts_by(registry.render(), "per") == {}
+
+
+def in_flight_now(registry: last9.Registry) -> float:
+    return sum(
+        value
+        for key, value in parse(registry.render()).items()
+        if dict(key)["__name__"] == "http_requests_in_flight"
+    )
+
+
+def test_middleware_entry_keeps_in_flight_and_counts_callers(registry):
+    last9._core.enable_lineage()  # callers are counted once lineage is on
+    with override_settings(LAST9={"registry": registry}):
+        app = wsgi_handler(LAST9_ENTRY)
+    body = app(environ_for("/stream/2/", HTTP_X_LAST9_CALLER="web"), lambda *args: None)
+    assert in_flight_now(registry) == 1  # the stream is still open
+    list(body)
+    body.close()
+    assert in_flight_now(registry) == 0
+    call(app, "/name/ada/")
+    callers = {
+        (dict(key)["caller"], dict(key)["per"]): value
+        for key, value in parse(registry.render()).items()
+        if dict(key)["__name__"] == "http_requests_callers_total"
+    }
+    assert callers == {("web", "/stream/{chunks}/"): 1, ("unknown", "/name/{name}/"): 1}

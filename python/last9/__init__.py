@@ -26,6 +26,7 @@ from last9._core import (
     route_template,
 )
 from last9.lineage import instrument_http_clients
+from last9.promclient import Last9Collector
 from last9.remote_write import start_remote_write
 from last9.server import start_metrics_server
 from last9.views import exclude
@@ -47,6 +48,7 @@ def generate_latest(registry: Registry | None = None, *, openmetrics: bool = Fal
 
 __all__ = [
     "REGISTRY",
+    "Last9Collector",
     "MetricsError",
     "MetricsServer",
     "Recorder",

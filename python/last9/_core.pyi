@@ -415,6 +415,8 @@ class RemoteWriter:
         max_pending: int = 20,
         timeout: float = 10.0,
         ca_file: str | PathLike[str] | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+        labels: Sequence[tuple[str, str]] = (),
     ) -> Self: ...
     def flush(self, timeout: float = 5.0) -> bool:
         """Takes a snapshot now and waits up to ``timeout`` seconds until the queue is sent.
@@ -468,3 +470,19 @@ def route_template(template: str, syntax: str) -> str:
     ``syntax`` is one of "angle", "angle_name_first", "brace", "regex" or "django" (a Django
     ``ResolverMatch.route``: path() and re_path() parts, given a leading ``/``).
     """
+
+def start_runtime_metrics(
+    gc_stats: list[tuple[int, int, int]],
+    python_info: list[tuple[str, str]],
+    service_version: str,
+) -> None:
+    """Starts the runtime families of the global registry's scrapes: the GC counters from
+    ``gc.get_stats()`` (collections, collected, uncollectable per generation), ``python_info``'s
+    labels and the app's version (``last9_info``)."""
+
+def gc_callback(phase: str, info: dict[str, int]) -> None:
+    """A ``gc.callbacks`` hook: counts each finished collection."""
+
+def set_prometheus_client_source(render: Callable[[bool], bytes] | None) -> None:
+    """Sets the callable that renders prometheus_client's families (``render(openmetrics)``,
+    without ``# EOF``) for the global registry's scrapes; None removes it."""

@@ -80,6 +80,8 @@ class Settings:
     group_status: bool = False
     #: Family names: the seed's (``last9``), OpenTelemetry's (``otel``) or both (``dup``).
     semconv: str = "last9"
+    #: Whether the global registry's scrapes also carry prometheus_client's families.
+    serve_prometheus_client: bool = True
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,7 @@ class Options(TypedDict, total=False):
     header_label_max: int | None
     group_status: bool | None
     semconv: str | None
+    serve_prometheus_client: bool | None
 
 
 #: The names :class:`Options` holds.
@@ -182,6 +185,7 @@ def resolve(
     group_status: bool | None = None,
     semconv: str | None = None,
     framework: str | None = None,
+    serve_prometheus_client: bool | None = None,
     environ: dict[str, str] | None = None,
 ) -> Settings:
     """Resolves settings; `program_hint` is the name the framework gives the app, if any, and
@@ -241,6 +245,9 @@ def resolve(
         header_label_max=_header_label_max(env, header_label_max),
         group_status=_flag(env, group_status, "group_status", "LAST9_GROUP_STATUS"),
         semconv=_semconv(env, semconv),
+        serve_prometheus_client=serve_prometheus_client
+        if serve_prometheus_client is not None
+        else _env_bool(env, "LAST9_PROMETHEUS_CLIENT", True),
     )
 
 
@@ -555,6 +562,17 @@ def _checked_count(name: str, value: object) -> int:
     if not 1 <= value <= 0xFFFF_FFFF:
         raise MetricsError(f"{name} must be between 1 and 4294967295, not {value}")
     return value
+
+
+def _env_bool(env: os._Environ[str] | dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise MetricsError(f"{name} must be 1/true/yes/on or 0/false/no/off, not {raw!r}")
 
 
 def _domains(

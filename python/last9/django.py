@@ -34,7 +34,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, MiddlewareNotUsed
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
-from last9 import config, scrape
+from last9 import config, lineage, scrape
 from last9._adapter import Adapter
 from last9.asgi.middleware import CLIENT_CLOSED_REQUEST
 from last9.setup import instrument_app, switched_off
@@ -108,16 +108,17 @@ class RedMiddleware:
         if self.ui and (ui := self._ui_request(request)) is not None:
             return _response(self.metrics.respond_ui(*ui))
         started = _now()
+        token = lineage.begin(self, request, self.recorder, request.method)
         try:
             response = self.get_response(request)
         except BaseException:
             # Only reached with DEBUG_PROPAGATE_EXCEPTIONS: recorded, then re-raised as it was.
-            self._record(request, 500, started)
+            self._record(request, 500, started, token)
             raise
         if response.streaming:
-            self._record_when_closed(request, response, started)
+            self._record_when_closed(request, response, started, token)
         else:
-            self._record(request, response.status_code, started)
+            self._record(request, response.status_code, started, token)
         return response
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
@@ -131,18 +132,20 @@ class RedMiddleware:
         if self.ui and (ui := self._ui_request(request)) is not None:
             return _response(await scrape.respond_ui_async(self.metrics, *ui))
         started = _now()
+        token = lineage.begin(self, request, self.recorder, request.method)
         try:
             response = await get_response(request)
         except asyncio.CancelledError:
-            self._record(request, CLIENT_CLOSED_REQUEST, started)  # the client went away
+            # The client went away.
+            self._record(request, CLIENT_CLOSED_REQUEST, started, token)
             raise
         except BaseException:
-            self._record(request, 500, started)
+            self._record(request, 500, started, token)
             raise
         if response.streaming:
-            self._record_when_closed(request, response, started)
+            self._record_when_closed(request, response, started, token)
         else:
-            self._record(request, response.status_code, started)
+            self._record(request, response.status_code, started, token)
         return response
 
     def _ui_request(self, request: HttpRequest) -> tuple[str | None, bool, bool] | None:
@@ -155,23 +158,39 @@ class RedMiddleware:
         return request.META.get("HTTP_AUTHORIZATION"), data, request.method == "HEAD"
 
     def _record_when_closed(
-        self, request: HttpRequest, response: HttpResponseBase, started: int
+        self, request: HttpRequest, response: HttpResponseBase, started: int, token: int
     ) -> None:
         """A streamed body is timed until the server closes the response, as Django's handlers
         do for their own clean-up (`_resource_closers` is how they attach it)."""
 
         def record() -> None:
-            self._record(request, response.status_code, started)
+            self._record(request, response.status_code, started, token)
 
         response._resource_closers.append(record)
 
-    def _record(self, request: HttpRequest, status: int, started: int) -> None:
+    def _record(self, request: HttpRequest, status: int, started: int, token: int) -> None:
         elapsed = _now() - started
-        match = request.resolver_match
+        route = _route(request)
         # META is the WSGI environ, or under ASGI a dict with the same keys.
-        self.recorder.observe_environ(
-            None if match is None else match.route, request.META, status, elapsed
-        )
+        meta = request.META
+        lineage.end(self.recorder, token, route, _caller(meta))
+        self.recorder.observe_environ(route, meta, status, elapsed)
+
+    def observe_client(
+        self, request: HttpRequest, upstream: str, method: str, status: str, duration_ns: int
+    ) -> None:
+        """An outbound call made while `request` runs (lineage; called by `last9.lineage`)."""
+        self.recorder.observe_client(_route(request), upstream, method, status, duration_ns)
+
+
+def _route(request: HttpRequest) -> str | None:
+    match = request.resolver_match
+    return None if match is None else match.route
+
+
+def _caller(meta: dict[str, Any]) -> str | None:
+    """Who called: an instrumented client's ``x-last9-caller``, else Envoy's header."""
+    return meta.get("HTTP_X_LAST9_CALLER") or meta.get("HTTP_X_ENVOY_DOWNSTREAM_SERVICE_CLUSTER")
 
 
 def _scrape_headers(request: HttpRequest) -> tuple[str | None, str | None, str | None, bool]:

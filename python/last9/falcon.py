@@ -19,7 +19,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from last9 import config, scrape
+from last9 import config, lineage, scrape
 from last9._adapter import Adapter
 from last9._core import Registry, route_template
 from last9.setup import instrument_app, switched_off
@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
 #: Environ (WSGI) or scope (ASGI) key the template is left under (``RedMiddleware(app)``).
 ROUTE_KEY = "last9.falcon.route"
-#: Environ (WSGI) or scope (ASGI) key the start of a request is kept under.
+#: Environ (WSGI) or scope (ASGI) key the start of a request and its in-flight token are kept
+#: under.
 _STARTED_KEY = "last9.falcon.started"
 
 
@@ -78,15 +79,21 @@ class Middleware:
         elif self.ui and (ui := _ui_request(self.metrics, req)) is not None:
             _answer(resp, self.metrics.respond_ui(*ui))
         elif not (self.excluding and self.recorder.excluded(req.method, req.path)):
-            req.env[_STARTED_KEY] = time.perf_counter_ns()
+            token = lineage.begin(self, req, self.recorder, req.method)
+            req.env[_STARTED_KEY] = (time.perf_counter_ns(), token)
 
     def process_response(self, req: Any, resp: Any, resource: Any, req_succeeded: bool) -> None:
         env = req.env
-        started = env.pop(_STARTED_KEY, None)
-        if started is not None:
+        entered = env.pop(_STARTED_KEY, None)
+        if entered is not None:
+            started, token = entered
             host = env.get("HTTP_HOST") or env.get("SERVER_NAME")
             status = _status_code(resp.status)
             elapsed = time.perf_counter_ns() - started
+            caller = env.get("HTTP_X_LAST9_CALLER") or env.get(
+                "HTTP_X_ENVOY_DOWNSTREAM_SERVICE_CLUSTER"
+            )
+            lineage.end(self.recorder, token, req.uri_template, caller)
             self.recorder.observe(req.uri_template, "", host, req.method, status, elapsed)
 
     async def process_request_async(self, req: Any, resp: Any) -> None:
@@ -96,17 +103,29 @@ class Middleware:
         elif self.ui and (ui := _ui_request(self.metrics, req)) is not None:
             _answer(resp, await scrape.respond_ui_async(self.metrics, *ui))
         elif not (self.excluding and self.recorder.excluded(req.method, req.path)):
-            req.scope[_STARTED_KEY] = time.perf_counter_ns()
+            token = lineage.begin(self, req, self.recorder, req.method)
+            req.scope[_STARTED_KEY] = (time.perf_counter_ns(), token)
 
     async def process_response_async(
         self, req: Any, resp: Any, resource: Any, req_succeeded: bool
     ) -> None:
         scope = req.scope
-        started = scope.pop(_STARTED_KEY, None)
-        if started is not None:
+        entered = scope.pop(_STARTED_KEY, None)
+        if entered is not None:
+            started, token = entered
             status = _status_code(resp.status)
             elapsed = time.perf_counter_ns() - started
+            caller = req.get_header("X-Last9-Caller") or req.get_header(
+                "X-Envoy-Downstream-Service-Cluster"
+            )
+            lineage.end(self.recorder, token, req.uri_template, caller)
             self.recorder.observe_scope(req.uri_template, scope, status, elapsed)
+
+    def observe_client(
+        self, req: Any, upstream: str, method: str, status: str, duration_ns: int
+    ) -> None:
+        """An outbound call made while `req` runs (lineage; called by `last9.lineage`)."""
+        self.recorder.observe_client(req.uri_template, upstream, method, status, duration_ns)
 
 
 class _SwitchedOff:

@@ -45,6 +45,8 @@ def start_remote_write(
     timeout: float = DEFAULT_TIMEOUT,
     ca_file: str | os.PathLike[str] | None = None,
     exit_timeout: float = EXIT_TIMEOUT,
+    headers: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> RemoteWriter:
     """Pushes the metrics of ``registry`` (the global one by default) to a remote-write receiver.
 
@@ -54,7 +56,9 @@ def start_remote_write(
     snapshots wait while the receiver is unreachable, the oldest being dropped (and counted in
     ``dropped_samples``) past that. ``timeout`` bounds each HTTP request; ``ca_file`` is a PEM
     bundle to trust instead of the usual public roots. At interpreter exit a last snapshot is
-    sent, waiting at most ``exit_timeout`` seconds.
+    sent, waiting at most ``exit_timeout`` seconds. ``headers`` go with every request (e.g.
+    ``{"X-Scope-OrgID": "team-a"}`` for Mimir or Cortex); ``labels`` are added to every series
+    that lacks them (e.g. ``{"job": "api", "instance": "web-1"}``, what a scrape would add).
 
     Raises ``MetricsError`` for settings that cannot work.
     """
@@ -72,6 +76,8 @@ def start_remote_write(
         max_pending=max_pending,
         timeout=timeout,
         ca_file=ca_file,
+        headers=list((headers or {}).items()),
+        labels=list((labels or {}).items()),
     )
     atexit.register(writer.stop, exit_timeout)
     return writer
@@ -106,6 +112,8 @@ def start_from_env(
                     max_pending=_count(env, "LAST9_REMOTE_WRITE_MAX_PENDING", DEFAULT_MAX_PENDING),
                     timeout=_seconds(env, "LAST9_REMOTE_WRITE_TIMEOUT", DEFAULT_TIMEOUT),
                     ca_file=env.get("LAST9_REMOTE_WRITE_CA_FILE") or None,
+                    headers=_pairs(env, "LAST9_REMOTE_WRITE_HEADERS"),
+                    labels=_pairs(env, "LAST9_REMOTE_WRITE_LABELS"),
                     registry=registry,
                 )
             except MetricsError as err:
@@ -151,6 +159,19 @@ def lead_when_possible(lock_path: Path, lead: Callable[[], object], retry: float
         lead()
 
     threading.Thread(target=stand_by, name="last9-remote-write-standby", daemon=True).start()
+
+
+def _pairs(env: Mapping[str, str], name: str) -> dict[str, str]:
+    """``Name=value,Name=value`` (spaces around each part ignored) as a dict."""
+    pairs: dict[str, str] = {}
+    for part in env.get(name, "").split(","):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise MetricsError(f"{name} must be Name=value pairs separated by commas, not {part!r}")
+        pairs[key.strip()] = value.strip()
+    return pairs
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from last9 import config, lineage, prefork, remote_write, scrape, server
+from last9 import config, lineage, prefork, promclient, remote_write, runtime, scrape, server
 from last9._core import (
     Exclusions,
     MetricsEndpoint,
@@ -62,6 +62,8 @@ def instrument_app(
     if registry is None:
         prefork.activate()  # usually done at import; the app may have imported last9 early
         registry = global_registry()
+        runtime.install()
+        promclient.serve(settings.serve_prometheus_client)
     recorder = Recorder(
         registry,
         hostname=settings.hostname,

@@ -6,6 +6,7 @@
 //! - [`error`], [`process`]: the crate's error type; this process's pid and fork epoch;
 //! - [`values`]: label values: bounded interning, raw paths, hosts, methods, route templates;
 //! - [`model`]: histograms, gauges, recorders, the registry, lineage (no format, no file, no socket);
+//! - [`runtime`]: the runtime families (`process_*` from `/proc`, the GC's counts, info);
 //! - [`snapshot`]: a consistent copy of the series, taken once per scrape or push;
 //! - [`store`]: the multi-process store (pre-fork servers: gunicorn, uWSGI, uvicorn workers);
 //! - [`encoding`]: Prometheus text and OpenMetrics, content negotiation, gzip (no socket);
@@ -21,6 +22,7 @@ pub mod values;
 
 pub mod model;
 
+pub mod runtime;
 pub mod snapshot;
 
 pub mod store;

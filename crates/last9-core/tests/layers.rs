@@ -28,7 +28,7 @@ const LAYERS: [&[&str]; 7] = [
         "RouteId",
         "RouteTemplates",
     ],
-    &["snapshot"],
+    &["snapshot", "runtime"],
     &["store"],
     &["encoding", "exposition", "Format"],
     &["delivery", "access", "live", "remote_write", "scrape", "server"],

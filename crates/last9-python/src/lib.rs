@@ -16,6 +16,7 @@ mod registry;
 mod remote_write;
 mod render;
 mod request;
+mod runtime;
 mod server;
 mod wsgi;
 
@@ -43,5 +44,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(recorder::route_template, m)?)?;
     m.add_function(wrap_pyfunction!(lineage::enable_lineage, m)?)?;
     m.add_function(wrap_pyfunction!(lineage::lineage_enabled, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::start_runtime_metrics, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::gc_callback, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::set_prometheus_client_source, m)?)?;
     Ok(())
 }

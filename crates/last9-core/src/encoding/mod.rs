@@ -7,6 +7,7 @@
 mod negotiate;
 pub mod otel;
 mod response;
+pub mod runtime;
 
 pub use negotiate::{accepts_gzip, Format, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
 pub use response::{respond, scrape, ScrapeResponse};
@@ -94,6 +95,10 @@ pub enum Samples<'a> {
     OtelHistogram(&'a Snapshot, &'a [SnapshotSeries], otel::Rename),
     /// `http_requests_in_flight` as `http_server_active_requests`.
     OtelGauge(&'a [(Arc<str>, i64)]),
+    /// The runtime families (`process_*`, `python_*`, `last9_info`, worker starts and exits).
+    Runtime(&'a crate::runtime::RuntimeSnapshot),
+    /// The host's own families (prometheus_client's), already in the scrape's format.
+    Foreign(&'a Snapshot),
 }
 
 /// One metric family to encode: its metadata and its samples.
@@ -183,6 +188,16 @@ impl<'a> Family<'a> {
             unit: None,
             samples: Samples::Counter(snapshot.overflow()),
         });
+        if let Some(runtime) = snapshot.runtime() {
+            for samples in [Samples::Runtime(runtime), Samples::Foreign(snapshot)] {
+                families.push(Family {
+                    name: "",
+                    help: "",
+                    unit: None,
+                    samples,
+                });
+            }
+        }
         families
     }
 }
@@ -192,11 +207,23 @@ fn write_families(sink: &mut impl Sink, families: &[Family<'_>], format: Format)
     let mut number = itoa::Buffer::new();
     let mut float = ryu::Buffer::new();
     for family in families {
+        match family.samples {
+            Samples::Runtime(runtime_families) => {
+                sink.put(&runtime::encode(runtime_families, openmetrics));
+                continue;
+            }
+            Samples::Foreign(snapshot) => {
+                sink.put(snapshot.foreign_text(openmetrics));
+                continue;
+            }
+            _ => {}
+        }
         let name = family.name.as_bytes();
         let (kind, suffix): (&[u8], &[u8]) = match family.samples {
             Samples::Histogram(..) | Samples::OtelHistogram(..) => (b"histogram", b""),
             Samples::Gauge(_) | Samples::OtelGauge(_) => (b"gauge", b""),
             Samples::Counter(_) => (b"counter", b"_total"),
+            Samples::Runtime(_) | Samples::Foreign(_) => continue,
         };
         // Text 0.0.4 names a counter's family with its samples' `_total`; OpenMetrics without.
         let family_suffix: &[u8] = if openmetrics { b"" } else { suffix };
@@ -236,6 +263,7 @@ fn write_families(sink: &mut impl Sink, families: &[Family<'_>], format: Format)
                 otel::write_histograms(sink, name, snapshot, series, rename, openmetrics)
             }
             Samples::OtelGauge(samples) => otel::write_gauges(sink, name, samples),
+            Samples::Runtime(_) | Samples::Foreign(_) => {}
         }
     }
     if openmetrics {

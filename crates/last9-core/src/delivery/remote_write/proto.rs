@@ -18,6 +18,10 @@
 
 use std::borrow::Cow;
 
+use crate::encoding::{
+    CALLERS_NAME, CLIENT_NAME, DURATION_NAME, IN_FLIGHT_NAME, OVERFLOW_NAME, STORE_DEGRADED_NAME,
+};
+use crate::runtime::Kind;
 use crate::snapshot::{Snapshot, SnapshotSeries};
 
 pub const CONTENT_TYPE: &str = "application/x-protobuf";
@@ -46,15 +50,89 @@ pub fn sample_count(series: &SnapshotSeries) -> usize {
     series.buckets.cells() + 2
 }
 
-/// The histogram `name` of `snapshot` as write requests of at most `max_samples` samples each (a
-/// series' samples are never split across requests), every sample stamped `timestamp_ms`.
+/// One unit of a write request: a histogram series in its classic form, or one sample.
+enum Item<'a> {
+    Histogram(&'a str, &'a SnapshotSeries),
+    Sample(Cow<'a, str>, &'a str, f64),
+}
+
+impl Item<'_> {
+    fn samples(&self) -> usize {
+        match self {
+            Item::Histogram(_, series) => sample_count(series),
+            Item::Sample(..) => 1,
+        }
+    }
+}
+
+/// Every family of `snapshot` as a scrape shows it (prometheus_client's excepted: it is the
+/// host's text, not samples), in the scrape's order.
+fn items(snapshot: &Snapshot) -> Vec<Item<'_>> {
+    let mut items: Vec<Item<'_>> = Vec::with_capacity(snapshot.len() + snapshot.gauges().len() + 8);
+    items.extend(
+        snapshot
+            .series()
+            .iter()
+            .map(|s| Item::Histogram(DURATION_NAME, s)),
+    );
+    items.extend(
+        snapshot
+            .gauges()
+            .iter()
+            .map(|(labels, value)| Item::Sample(Cow::Borrowed(IN_FLIGHT_NAME), labels, *value as f64)),
+    );
+    items.extend(
+        snapshot
+            .client_series()
+            .iter()
+            .map(|s| Item::Histogram(CLIENT_NAME, s)),
+    );
+    items.extend(
+        snapshot
+            .store_degraded()
+            .iter()
+            .map(|(labels, value)| Item::Sample(Cow::Borrowed(STORE_DEGRADED_NAME), labels, *value as f64)),
+    );
+    let counter = |name: &str| Cow::Owned(format!("{name}_total"));
+    items.extend(
+        snapshot
+            .callers()
+            .iter()
+            .map(|(labels, value)| Item::Sample(counter(CALLERS_NAME), labels, *value as f64)),
+    );
+    items.extend(
+        snapshot
+            .overflow()
+            .iter()
+            .map(|(labels, value)| Item::Sample(counter(OVERFLOW_NAME), labels, *value as f64)),
+    );
+    if let Some(runtime) = snapshot.runtime() {
+        for family in runtime.families() {
+            let name: Cow<'_, str> = match family.kind {
+                Kind::Counter => counter(family.name),
+                Kind::Gauge => Cow::Borrowed(family.name),
+            };
+            items.extend(
+                family
+                    .samples
+                    .iter()
+                    .map(|(labels, value)| Item::Sample(name.clone(), labels, *value)),
+            );
+        }
+    }
+    items
+}
+
+/// Every family of `snapshot` as write requests of at most `max_samples` samples each (a
+/// series' samples are never split across requests), every sample stamped `timestamp_ms` and
+/// carrying `external` labels (`job`, `instance`, ...) unless it has a label of that name.
 pub fn write_requests(
-    name: &str,
     snapshot: &Snapshot,
+    external: &[(String, String)],
     timestamp_ms: i64,
     max_samples: usize,
 ) -> Vec<EncodedRequest> {
-    let all = snapshot.series();
+    let all = items(snapshot);
     let mut requests = Vec::new();
     let mut proto = Vec::new();
     let mut encoder = snap::raw::Encoder::new();
@@ -63,7 +141,7 @@ pub fn write_requests(
         let mut end = start;
         let mut samples = 0;
         while end < all.len() {
-            let more = sample_count(&all[end]);
+            let more = all[end].samples();
             if end > start && samples + more > max_samples {
                 break;
             }
@@ -71,7 +149,16 @@ pub fn write_requests(
             end += 1;
         }
         proto.clear();
-        encode_write_request(name, snapshot, &all[start..end], timestamp_ms, &mut proto);
+        for item in &all[start..end] {
+            match item {
+                Item::Histogram(name, series) => {
+                    encode_histogram(name, snapshot, series, external, timestamp_ms, &mut proto)
+                }
+                Item::Sample(name, labels, value) => {
+                    encode_sample(name, labels, *value, external, timestamp_ms, &mut proto)
+                }
+            }
+        }
         let body = encoder
             .compress_vec(&proto)
             .expect("snappy takes any input below 4 GiB");
@@ -81,7 +168,39 @@ pub fn write_requests(
     requests
 }
 
-/// Appends the uncompressed protobuf `WriteRequest` of `series` (series of `snapshot`) to `out`.
+/// The label pairs of a series to push: its own (empty values and reserved names left out),
+/// then the external labels it does not have.
+fn base_labels<'a>(
+    pairs: &'a [(&'a str, Cow<'a, str>)],
+    external: &'a [(String, String)],
+) -> impl Iterator<Item = (&'a str, &'a str)> + Clone {
+    let own = pairs
+        .iter()
+        .filter(|(name, value)| !value.is_empty() && *name != "le" && *name != "__name__")
+        .map(|(name, value)| (*name, value.as_ref()));
+    let extra = external
+        .iter()
+        .filter(|(name, value)| !value.is_empty() && !pairs.iter().any(|(own, _)| own == name))
+        .map(|(name, value)| (name.as_str(), value.as_str()));
+    own.chain(extra)
+}
+
+fn encode_sample(
+    name: &str,
+    labels: &str,
+    value: f64,
+    external: &[(String, String)],
+    timestamp_ms: i64,
+    out: &mut Vec<u8>,
+) {
+    let pairs = label_pairs(labels);
+    let mut all: Vec<(&str, &str)> = base_labels(&pairs, external).collect();
+    all.push(("__name__", name));
+    write_time_series(out, &mut all, value, timestamp_ms);
+}
+
+/// Appends the uncompressed protobuf `WriteRequest` of the histogram `series` of `snapshot`
+/// (without external labels) to `out`.
 pub fn encode_write_request(
     name: &str,
     snapshot: &Snapshot,
@@ -89,43 +208,49 @@ pub fn encode_write_request(
     timestamp_ms: i64,
     out: &mut Vec<u8>,
 ) {
+    for histogram in series {
+        encode_histogram(name, snapshot, histogram, &[], timestamp_ms, out);
+    }
+}
+
+fn encode_histogram(
+    name: &str,
+    snapshot: &Snapshot,
+    histogram: &SnapshotSeries,
+    external: &[(String, String)],
+    timestamp_ms: i64,
+    out: &mut Vec<u8>,
+) {
     let bucket_name = format!("{name}_bucket");
     let sum_name = format!("{name}_sum");
     let count_name = format!("{name}_count");
-    for histogram in series {
-        let pairs = label_pairs(&histogram.labels);
-        let mut labels: Vec<(&str, &str)> = Vec::with_capacity(pairs.len() + 2);
-        let base = || {
-            pairs
-                .iter()
-                .filter(|(name, value)| !value.is_empty() && *name != "le" && *name != "__name__")
-                .map(|(name, value)| (*name, value.as_ref()))
-        };
-        let counts = snapshot.cumulative_counts(histogram);
-        let last = counts.len() - 1;
-        for (i, &count) in counts.iter().enumerate() {
-            labels.clear();
-            labels.extend(base());
-            labels.push(("__name__", &bucket_name));
-            labels.push((
-                "le",
-                if i < last {
-                    histogram.buckets.le(i, true)
-                } else {
-                    "+Inf"
-                },
-            ));
-            write_time_series(out, &mut labels, count as f64, timestamp_ms);
-        }
+    let pairs = label_pairs(&histogram.labels);
+    let base = base_labels(&pairs, external);
+    let mut labels: Vec<(&str, &str)> = Vec::with_capacity(pairs.len() + external.len() + 2);
+    let counts = snapshot.cumulative_counts(histogram);
+    let last = counts.len() - 1;
+    for (i, &count) in counts.iter().enumerate() {
         labels.clear();
-        labels.extend(base());
-        labels.push(("__name__", &sum_name));
-        write_time_series(out, &mut labels, histogram.sum_ns as f64 / 1e6, timestamp_ms);
-        labels.clear();
-        labels.extend(base());
-        labels.push(("__name__", &count_name));
-        write_time_series(out, &mut labels, counts[last] as f64, timestamp_ms);
+        labels.extend(base.clone());
+        labels.push(("__name__", &bucket_name));
+        labels.push((
+            "le",
+            if i < last {
+                histogram.buckets.le(i, true)
+            } else {
+                "+Inf"
+            },
+        ));
+        write_time_series(out, &mut labels, count as f64, timestamp_ms);
     }
+    labels.clear();
+    labels.extend(base.clone());
+    labels.push(("__name__", &sum_name));
+    write_time_series(out, &mut labels, histogram.sum_ns as f64 / 1e6, timestamp_ms);
+    labels.clear();
+    labels.extend(base);
+    labels.push(("__name__", &count_name));
+    write_time_series(out, &mut labels, counts[last] as f64, timestamp_ms);
 }
 
 /// Reads a series' label text (`per="/a",status="200"`, values escaped with `\\`, `\"` and
@@ -260,11 +385,10 @@ fn varint_len(value: u64) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::encoding::escape_label_value;
     use crate::model::histogram::Buckets;
+    use std::sync::Arc;
 
     /// Series labelled `per` (and an empty `tenant`), each with buckets 1 ms and +Inf holding
     /// 0 and 2 requests (cumulative: 0 and 2), summing to 0.5 ms.
@@ -387,10 +511,10 @@ mod tests {
     fn requests_are_split_by_sample_count_and_decompress_to_the_protobuf() {
         let all = snapshot(&["/0", "/1", "/2", "/3", "/4"]);
         // 4 samples per series: 2 series (8 samples) fit in 10, the fifth goes alone.
-        let requests = write_requests("m", &all, 7, 10);
+        let requests = write_requests(&all, &[], 7, 10);
         assert_eq!(requests.iter().map(|r| r.samples).collect::<Vec<_>>(), [8, 8, 4]);
         let mut expected = Vec::new();
-        encode_write_request("m", &all, &all.series()[2..4], 7, &mut expected);
+        encode_write_request(DURATION_NAME, &all, &all.series()[2..4], 7, &mut expected);
         let body = snap::raw::Decoder::new()
             .decompress_vec(&requests[1].body)
             .unwrap();
@@ -399,14 +523,83 @@ mod tests {
 
     #[test]
     fn a_series_larger_than_the_limit_still_goes_out() {
-        let requests = write_requests("m", &snapshot(&["/big"]), 7, 1);
+        let requests = write_requests(&snapshot(&["/big"]), &[], 7, 1);
         assert_eq!(requests.len(), 1);
         assert_eq!(requests[0].samples, 4);
     }
 
+    /// Every time series of a decompressed request: its labels by name, and its value.
+    fn series_of(body: &[u8]) -> Vec<(Vec<(String, String)>, f64)> {
+        let mut proto = snap::raw::Decoder::new().decompress_vec(body).unwrap();
+        let mut found = Vec::new();
+        let mut rest: &[u8] = &proto;
+        while !rest.is_empty() {
+            assert_eq!(rest[0], TAG_1_LEN);
+            let (series, after) = read_len(&rest[1..]);
+            let (mut labels, mut value) = (Vec::new(), f64::NAN);
+            let mut inner = series;
+            while !inner.is_empty() {
+                let tag = inner[0];
+                let (field, after_field) = read_len(&inner[1..]);
+                if tag == TAG_1_LEN {
+                    let (name, after_name) = read_len(&field[1..]);
+                    let (value, _) = read_len(&after_name[1..]);
+                    labels.push((
+                        String::from_utf8(name.to_vec()).unwrap(),
+                        String::from_utf8(value.to_vec()).unwrap(),
+                    ));
+                } else {
+                    // Zero values are left out (canonical proto3).
+                    value = match field.first() {
+                        Some(&TAG_1_FIXED64) => f64::from_le_bytes(field[1..9].try_into().unwrap()),
+                        _ => 0.0,
+                    };
+                }
+                inner = after_field;
+            }
+            found.push((labels, value));
+            rest = after;
+        }
+        proto.clear();
+        found
+    }
+
+    #[test]
+    fn every_family_is_pushed_with_the_external_labels_it_lacks() {
+        let mut all = snapshot(&["/a"]);
+        all.push_gauge("method=\"GET\",job=\"own\"".into(), 3);
+        all.count_overflow();
+        let external = [
+            ("job".to_string(), "api".to_string()),
+            ("instance".to_string(), "web-1".to_string()),
+        ];
+        let requests = write_requests(&all, &external, 7, 1000);
+        let series: Vec<_> = requests.iter().flat_map(|r| series_of(&r.body)).collect();
+        let named = |name: &str| -> Vec<&(Vec<(String, String)>, f64)> {
+            series
+                .iter()
+                .filter(|(labels, _)| labels.iter().any(|(k, v)| k == "__name__" && v == name))
+                .collect()
+        };
+        assert_eq!(named("http_requests_duration_milliseconds_count").len(), 1);
+        let (gauge_labels, gauge_value) = named(IN_FLIGHT_NAME)[0];
+        assert_eq!(*gauge_value, 3.0);
+        // The series' own `job` wins over the external one; `instance` is added.
+        assert!(gauge_labels.contains(&("job".into(), "own".into())));
+        assert!(gauge_labels.contains(&("instance".into(), "web-1".into())));
+        assert_eq!(named("last9_label_overflow_total").len(), 2);
+        for (labels, _) in &series {
+            assert!(labels.iter().any(|(k, _)| k == "instance"), "{labels:?}");
+            let names: Vec<&String> = labels.iter().map(|(k, _)| k).collect();
+            let mut sorted = names.clone();
+            sorted.sort();
+            assert_eq!(names, sorted);
+        }
+    }
+
     #[test]
     fn an_empty_snapshot_makes_no_request() {
-        assert!(write_requests("m", &Snapshot::default(), 7, 10).is_empty());
+        assert!(write_requests(&Snapshot::default(), &[], 7, 10).is_empty());
     }
 
     #[test]
