@@ -21,6 +21,7 @@ pub mod gauge;
 pub mod histogram;
 pub mod labels;
 pub mod lineage;
+pub mod native;
 pub mod normalize;
 pub mod registry;
 pub mod remote_write;
