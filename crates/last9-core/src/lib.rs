@@ -19,6 +19,7 @@ pub mod access;
 pub mod exposition;
 pub mod gauge;
 pub mod histogram;
+pub mod exemplar;
 pub mod labels;
 pub mod lineage;
 pub mod native;
