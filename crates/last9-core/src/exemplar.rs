@@ -106,6 +106,13 @@ impl Exemplars {
         }
     }
 
+    /// Moves the exemplars of `old` into a new value (a series moving to new cells).
+    pub fn take(old: &Exemplars) -> Exemplars {
+        Exemplars {
+            slots: Mutex::new(old.slots.lock().take()),
+        }
+    }
+
     /// A copy of the exemplars (empty when the series never had one).
     pub fn read(&self) -> Box<[Option<Exemplar>]> {
         self.slots.lock().clone().unwrap_or_default()

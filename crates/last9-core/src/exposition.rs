@@ -9,6 +9,9 @@ use std::io::Write;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
+#[path = "encoding/protobuf.rs"]
+pub mod protobuf;
+
 use crate::histogram::float_text;
 use crate::registry::Registry;
 use crate::server::{ScrapeRequest, ScrapeResponse};
@@ -48,15 +51,19 @@ pub enum Format {
     Text,
     /// OpenMetrics 1.0 text.
     OpenMetrics,
+    /// Length-delimited `io.prometheus.client.MetricFamily` protobuf messages: the format of
+    /// native histograms.
+    Protobuf,
 }
 
 impl Format {
     /// The format the `Accept` header prefers, by the rule Prometheus' own client libraries use
     /// (client_golang `expfmt.NegotiateAccept`): media ranges in order of their `q` (ties keep
     /// their order; `q=0` excludes), the first one we serve wins: `text/plain` with no version or
-    /// version 0.0.4, `application/openmetrics-text` with no version or version 1.0.0 or 0.0.1.
-    /// Anything else (another version, `*/*`, protobuf) is skipped; with nothing left, text 0.0.4,
-    /// which every scraper understands.
+    /// version 0.0.4, `application/openmetrics-text` with no version or version 1.0.0 or 0.0.1,
+    /// `application/vnd.google.protobuf` with `proto=io.prometheus.client.MetricFamily` and
+    /// `encoding=delimited`. Anything else (another version, `*/*`) is skipped; with nothing
+    /// left, text 0.0.4, which every scraper understands.
     pub fn negotiate(accept: Option<&str>) -> Format {
         let mut best: Option<(f64, Format)> = None;
         for range in accept.unwrap_or("").split(',') {
@@ -74,6 +81,7 @@ impl Format {
         match self {
             Format::Text => TEXT_CONTENT_TYPE,
             Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
+            Format::Protobuf => protobuf::CONTENT_TYPE,
         }
     }
 }
@@ -98,17 +106,24 @@ pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
 fn served_range(range: &str) -> Option<(Format, f64)> {
     let mut parts = range.split(';').map(str::trim);
     let media = parts.next()?;
-    let (mut q, mut version) = (1.0, None);
+    let (mut q, mut version, mut proto, mut encoding) = (1.0, None, None, None);
     for param in parts {
         let (name, value) = param.split_once('=')?;
         let value = value.trim().trim_matches('"');
         match name.trim().to_ascii_lowercase().as_str() {
             "q" => q = value.parse::<f64>().ok().filter(|q| (0.0..=1.0).contains(q))?,
             "version" => version = Some(value),
+            "proto" => proto = Some(value),
+            "encoding" => encoding = Some(value),
             _ => {}
         }
     }
-    let format = if media.eq_ignore_ascii_case("text/plain") && matches!(version, None | Some("0.0.4")) {
+    let format = if media.eq_ignore_ascii_case("application/vnd.google.protobuf") {
+        if proto != Some("io.prometheus.client.MetricFamily") || encoding != Some("delimited") {
+            return None;
+        }
+        Format::Protobuf
+    } else if media.eq_ignore_ascii_case("text/plain") && matches!(version, None | Some("0.0.4")) {
         Format::Text
     } else if media.eq_ignore_ascii_case("application/openmetrics-text")
         && matches!(version, None | Some("1.0.0" | "0.0.1"))
@@ -366,6 +381,9 @@ fn write_histograms(
 
 /// Exact length of the encoding of `families`.
 pub fn encoded_len(families: &[Family<'_>], format: Format) -> usize {
+    if format == Format::Protobuf {
+        return protobuf::encode_families(families).len();
+    }
     let mut measure = Measure(0);
     write_families(&mut measure, families, format);
     measure.0
@@ -373,6 +391,10 @@ pub fn encoded_len(families: &[Family<'_>], format: Format) -> usize {
 
 /// Encodes `families` into `out`, which must be exactly [`encoded_len`] bytes long.
 pub fn encode_into(families: &[Family<'_>], format: Format, out: &mut [u8]) {
+    if format == Format::Protobuf {
+        out.copy_from_slice(&protobuf::encode_families(families));
+        return;
+    }
     let mut fill = Fill { out, at: 0 };
     write_families(&mut fill, families, format);
     assert_eq!(
@@ -384,6 +406,9 @@ pub fn encode_into(families: &[Family<'_>], format: Format, out: &mut [u8]) {
 
 /// Encodes `families` into a new buffer.
 pub fn encode_families(families: &[Family<'_>], format: Format) -> Vec<u8> {
+    if format == Format::Protobuf {
+        return protobuf::encode_families(families);
+    }
     let mut out = vec![0; encoded_len(families, format)];
     encode_into(families, format, &mut out);
     out
@@ -485,7 +510,7 @@ mod tests {
     fn overflow_family(format: Format) -> String {
         let name = match format {
             Format::Text => "last9_label_overflow_total",
-            Format::OpenMetrics => "last9_label_overflow",
+            Format::OpenMetrics | Format::Protobuf => "last9_label_overflow",
         };
         format!(
             "# HELP {name} HTTP requests counted under _other in a label (past its cap, not yet admitted, \
@@ -576,7 +601,7 @@ mod tests {
 
     #[test]
     fn negotiation_follows_the_prometheus_rule() {
-        use Format::{OpenMetrics as Om, Text};
+        use Format::{OpenMetrics as Om, Protobuf as Pb, Text};
         let cases: &[(Option<&str>, Format)] = &[
             (None, Text),
             (Some(""), Text),
@@ -606,7 +631,16 @@ mod tests {
             (Some("application/openmetrics-text; version=2.0.0"), Text),
             (Some("application/openmetrics-text; version=2.0.0, application/openmetrics-text; version=1.0.0;q=0.1"), Om),
             (Some("text/plain; version=1.0.0"), Text),
-            (Some("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"), Text),
+            // Protobuf: only the delimited MetricFamily stream.
+            (Some("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"), Pb),
+            // What Prometheus 2.42 sends with --enable-feature=native-histograms.
+            (
+                Some("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"),
+                Pb,
+            ),
+            (Some("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=text"), Text),
+            (Some("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily"), Text),
+            (Some("application/vnd.google.protobuf;encoding=delimited, application/openmetrics-text;q=0.1"), Om),
         ];
         for &(accept, expected) in cases {
             assert_eq!(Format::negotiate(accept), expected, "{accept:?}");

@@ -10,15 +10,18 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::native::{NativeBuckets, NativeCells, NativeSpec};
 use crate::Error;
 
-/// Upper bounds of a histogram in milliseconds, with the text of each `le` label rendered once.
+/// Upper bounds of a histogram in milliseconds, with the text of each `le` label rendered once,
+/// and the shape of its native buckets when it keeps them.
 #[derive(Debug)]
 pub struct Buckets {
     bounds_ns: Box<[f64]>,
     bounds_ms: Box<[f64]>,
     le_text: Box<[Box<str>]>,
     le_openmetrics: Box<[Box<str>]>,
+    native: Option<NativeSpec>,
 }
 
 impl Buckets {
@@ -58,7 +61,46 @@ impl Buckets {
             bounds_ms: bounds.into_boxed_slice(),
             le_text,
             le_openmetrics,
+            native: None,
         })
+    }
+
+    /// A layout without classic buckets: only `+Inf` (so the text formats still give `_count`,
+    /// `_sum` and one bucket), for histograms that keep native buckets only.
+    pub fn none() -> Buckets {
+        Buckets {
+            bounds_ns: Box::new([]),
+            bounds_ms: Box::new([]),
+            le_text: Box::new([]),
+            le_openmetrics: Box::new([]),
+            native: None,
+        }
+    }
+
+    /// The same layout, keeping native buckets of `spec` too (or not, with None).
+    pub fn with_native(mut self, spec: Option<NativeSpec>) -> Buckets {
+        self.native = spec;
+        self
+    }
+
+    /// The native buckets' shape, when this layout keeps them.
+    pub fn native(&self) -> Option<&NativeSpec> {
+        self.native.as_ref()
+    }
+
+    /// Whether this layout has classic buckets besides `+Inf`.
+    pub fn has_classic(&self) -> bool {
+        !self.bounds_ms.is_empty()
+    }
+
+    /// Cells of the native buckets (0 without them); they follow the classic cells and the sum.
+    pub fn native_cells(&self) -> usize {
+        self.native.as_ref().map_or(0, NativeSpec::cells)
+    }
+
+    /// Every cell a histogram of this layout needs: classic buckets, the sum, native buckets.
+    pub fn all_cells(&self) -> usize {
+        self.cells() + 1 + self.native_cells()
     }
 
     /// Finite upper bounds in milliseconds.
@@ -91,7 +133,7 @@ impl Buckets {
 
 impl PartialEq for Buckets {
     fn eq(&self, other: &Self) -> bool {
-        self.bounds_ms == other.bounds_ms
+        self.bounds_ms == other.bounds_ms && self.native == other.native
     }
 }
 
@@ -122,7 +164,8 @@ pub(crate) fn float_text(buf: &mut ryu::Buffer, value: f64, openmetrics: bool) -
 /// What keeps a histogram's cells alive: its own allocation, or a shared file mapping.
 type Keeper = Arc<dyn Any + Send + Sync>;
 
-/// Counts and sum of one label set: `cells` per-bucket counts, then the sum in nanoseconds.
+/// Counts and sum of one label set: `cells` per-bucket counts, then the sum in nanoseconds,
+/// then the native buckets' cells when the layout keeps them (see [`crate::native`]).
 ///
 /// The cells live on the heap in a single process, and inside a worker's mapped file in
 /// multi-process mode (see [`crate::store`]); recording is the same atomic add either way.
@@ -130,6 +173,8 @@ pub struct Histogram {
     cells: NonNull<AtomicU64>,
     /// Number of bucket cells (`+Inf` included); the sum cell follows them.
     buckets: usize,
+    /// Number of native cells after the sum.
+    native: usize,
     _keeper: Keeper,
 }
 
@@ -139,10 +184,11 @@ unsafe impl Sync for Histogram {}
 
 impl Histogram {
     pub fn new(buckets: &Buckets) -> Histogram {
-        let cells: Arc<[AtomicU64]> = (0..=buckets.cells()).map(|_| AtomicU64::new(0)).collect();
+        let cells: Arc<[AtomicU64]> = (0..buckets.all_cells()).map(|_| AtomicU64::new(0)).collect();
         Histogram {
             cells: NonNull::from(&cells[0]),
             buckets: buckets.cells(),
+            native: buckets.native_cells(),
             _keeper: Arc::new(cells),
         }
     }
@@ -157,6 +203,8 @@ impl Histogram {
         Histogram {
             cells,
             buckets: buckets.cells(),
+            // The store's records hold classic cells only for now: no native buckets there.
+            native: 0,
             _keeper: keeper,
         }
     }
@@ -168,12 +216,31 @@ impl Histogram {
         unsafe { &*self.cells.as_ptr().add(i) }
     }
 
-    /// Records one duration. The sum is kept in whole nanoseconds so that it adds exactly.
+    /// The native cells, after the sum.
+    fn native_slice(&self) -> &[AtomicU64] {
+        // SAFETY: `in_place` and `new` guarantee `buckets + 1 + native` cells.
+        unsafe { std::slice::from_raw_parts(self.cells.as_ptr().add(self.buckets + 1), self.native) }
+    }
+
+    /// Records one duration, and returns its classic bucket (for an exemplar). The sum is kept in
+    /// whole nanoseconds so that it adds exactly.
     #[inline]
-    pub fn observe(&self, buckets: &Buckets, duration_ns: u64) {
-        self.cell(buckets.index_of(duration_ns))
-            .fetch_add(1, Ordering::Relaxed);
+    pub fn observe(&self, buckets: &Buckets, duration_ns: u64) -> usize {
+        let bucket = buckets.index_of(duration_ns);
+        self.cell(bucket).fetch_add(1, Ordering::Relaxed);
         self.cell(self.buckets).fetch_add(duration_ns, Ordering::Relaxed);
+        if let Some(spec) = &buckets.native {
+            if self.native == spec.cells() {
+                NativeCells::new(spec, self.native_slice()).observe(duration_ns);
+            }
+        }
+        bucket
+    }
+
+    /// The native buckets, when the layout keeps them.
+    pub fn native(&self, buckets: &Buckets) -> Option<NativeBuckets> {
+        let spec = buckets.native.as_ref()?;
+        (self.native == spec.cells()).then(|| NativeCells::new(spec, self.native_slice()).read())
     }
 
     /// Per-bucket counts (not cumulative), the last one being `+Inf`.
@@ -186,11 +253,16 @@ impl Histogram {
     }
 
     /// Adds another histogram's counts and sum to this one (same layout).
-    pub(crate) fn add_from(&self, other: &Histogram) {
+    pub(crate) fn add_from(&self, buckets: &Buckets, other: &Histogram) {
         for i in 0..=self.buckets.min(other.buckets) {
             let v = other.cell(i).load(Ordering::Relaxed);
             if v != 0 {
                 self.cell(i).fetch_add(v, Ordering::Relaxed);
+            }
+        }
+        if let (Some(spec), Some(theirs)) = (&buckets.native, other.native(buckets)) {
+            if self.native == spec.cells() {
+                NativeCells::new(spec, self.native_slice()).add(&theirs);
             }
         }
     }

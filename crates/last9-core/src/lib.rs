@@ -16,10 +16,10 @@
 use std::fmt;
 
 pub mod access;
+pub mod exemplar;
 pub mod exposition;
 pub mod gauge;
 pub mod histogram;
-pub mod exemplar;
 pub mod labels;
 pub mod lineage;
 pub mod native;

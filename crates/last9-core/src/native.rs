@@ -186,28 +186,38 @@ impl<'a> NativeCells<'a> {
             return;
         }
         let index = self.spec.index_of(value_ms);
-        if !self.add(self.spec.schema, index, true) {
-            self.add_coarser(index);
+        if !self.add_count(self.spec.schema, index, 1, true) {
+            self.add_coarser(self.spec.schema, index, 1);
+        }
+    }
+
+    /// Adds the buckets of another histogram (a series moving to new cells).
+    pub fn add(&self, other: &NativeBuckets) {
+        self.cells[0].fetch_add(other.zero_count, Ordering::Relaxed);
+        for &(index, count) in &other.buckets {
+            if !self.add_count(other.schema, index, count, true) {
+                self.add_coarser(other.schema, index, count);
+            }
         }
     }
 
     /// The table is full: count in the finest coarser bucket that exists, else at schema -4.
     #[cold]
-    fn add_coarser(&self, index: i32) {
-        let schema = self.spec.schema;
+    fn add_coarser(&self, schema: i8, index: i32, count: u64) {
         for by in 1..=(schema - MIN_SCHEMA) as u32 {
             let coarse = schema - by as i8;
-            if self.add(coarse, coarser(index, by), coarse == MIN_SCHEMA) {
+            if self.add_count(coarse, coarser(index, by), count, coarse == MIN_SCHEMA) {
                 return;
             }
         }
-        // Unreachable while RESERVE covers every schema -4 index; never lose the count.
-        self.cells[0].fetch_add(1, Ordering::Relaxed);
+        // Reached only when (schema, index) is already at -4 and its slot cannot be had, which
+        // RESERVE rules out; never lose the count.
+        self.cells[0].fetch_add(count, Ordering::Relaxed);
     }
 
-    /// Adds one to bucket (schema, index); claims a slot for it if `may_claim`. False when the
-    /// bucket has no slot and none could be claimed.
-    fn add(&self, schema: i8, index: i32, may_claim: bool) -> bool {
+    /// Adds `count` to bucket (schema, index); claims a slot for it if `may_claim`. False when
+    /// the bucket has no slot and none could be claimed.
+    fn add_count(&self, schema: i8, index: i32, count: u64, may_claim: bool) -> bool {
         let key = key(schema, index);
         let slots = self.slots();
         let start = (index as i64 + schema as i64 * 61).rem_euclid(slots.len() as i64) as usize;
@@ -218,7 +228,12 @@ impl<'a> NativeCells<'a> {
                 if !may_claim || !self.reserve_slot(schema) {
                     return false;
                 }
-                match slot.compare_exchange(0, key << COUNT_BITS | 1, Ordering::Relaxed, Ordering::Relaxed) {
+                match slot.compare_exchange(
+                    0,
+                    key << COUNT_BITS | count,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
                     Ok(_) => return true,
                     Err(now) => {
                         self.cells[1].fetch_sub(1, Ordering::Relaxed);
@@ -227,7 +242,7 @@ impl<'a> NativeCells<'a> {
                 }
             }
             if word >> COUNT_BITS == key {
-                slot.fetch_add(1, Ordering::Relaxed);
+                slot.fetch_add(count, Ordering::Relaxed);
                 return true;
             }
         }

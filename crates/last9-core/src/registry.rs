@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock};
 use ahash::AHashMap;
 use parking_lot::{Mutex, RwLock};
 
+use crate::exemplar::Exemplars;
 use crate::exposition::escape_label_value;
 use crate::gauge::Gauge;
 use crate::histogram::{Buckets, Histogram};
@@ -80,9 +81,15 @@ pub struct Series {
     /// `per="…",hostname="…",…,cluster="…"`, escaped, without braces or `le`.
     labels: Arc<str>,
     histogram: Histogram,
+    exemplars: Exemplars,
 }
 
 impl Series {
+    /// The latest traced request of each classic bucket.
+    pub fn exemplars(&self) -> &Exemplars {
+        &self.exemplars
+    }
+
     pub fn labels(&self) -> &str {
         &self.labels
     }
@@ -93,6 +100,24 @@ impl Series {
 
     pub fn histogram(&self) -> &Histogram {
         &self.histogram
+    }
+
+    #[cold]
+    fn keep_exemplar(
+        &self,
+        buckets: &Buckets,
+        bucket: usize,
+        trace_id: [u8; 16],
+        span_id: [u8; 8],
+        duration_ns: u64,
+    ) {
+        self.exemplars.record(
+            buckets.cells(),
+            bucket,
+            trace_id,
+            span_id,
+            duration_ns as f64 / 1e6,
+        );
     }
 }
 
@@ -255,6 +280,12 @@ impl Recorder {
 
     /// Records one request.
     pub fn observe(&self, request: &Request<'_>) {
+        self.observe_traced(request, None);
+    }
+
+    /// Records one request that carried a trace context (`trace_id`, `span_id`): it becomes the
+    /// exemplar of its bucket.
+    pub fn observe_traced(&self, request: &Request<'_>, trace: Option<([u8; 16], [u8; 8])>) {
         if self.shared && self.epoch.load(Ordering::Relaxed) != store::epoch() {
             store::sync();
         }
@@ -275,17 +306,19 @@ impl Recorder {
         {
             let table = self.series.read();
             if let Some(&i) = table.index.get(&key) {
-                table.series[i]
-                    .histogram
-                    .observe(&self.buckets, request.duration_ns);
+                let series = &table.series[i];
+                let bucket = series.histogram.observe(&self.buckets, request.duration_ns);
+                if let Some((trace_id, span_id)) = trace {
+                    series.keep_exemplar(&self.buckets, bucket, trace_id, span_id, request.duration_ns);
+                }
                 return;
             }
         }
-        self.observe_new(key, request.duration_ns);
+        self.observe_new(key, request.duration_ns, trace);
     }
 
     #[cold]
-    fn observe_new(&self, key: SeriesKey, duration_ns: u64) {
+    fn observe_new(&self, key: SeriesKey, duration_ns: u64, trace: Option<([u8; 16], [u8; 8])>) {
         let mut table = self.series.write();
         let index = match table.index.get(&key) {
             Some(&i) => i,
@@ -293,6 +326,7 @@ impl Recorder {
                 let series = Arc::new(Series {
                     labels: self.label_text(&key).into(),
                     histogram: self.histogram(&key),
+                    exemplars: Exemplars::default(),
                 });
                 let index = table.series.len();
                 table.index.insert(key, index);
@@ -301,7 +335,11 @@ impl Recorder {
                 index
             }
         };
-        table.series[index].histogram.observe(&self.buckets, duration_ns);
+        let series = &table.series[index];
+        let bucket = series.histogram.observe(&self.buckets, duration_ns);
+        if let Some((trace_id, span_id)) = trace {
+            series.keep_exemplar(&self.buckets, bucket, trace_id, span_id, duration_ns);
+        }
     }
 
     /// The lineage series (outbound calls, callers) of this recorder.
@@ -421,11 +459,12 @@ impl Recorder {
         for (key, series) in table.keys.iter().zip(table.series.iter_mut()) {
             let histogram = self.histogram(key);
             if same_process {
-                histogram.add_from(&series.histogram);
+                histogram.add_from(&self.buckets, &series.histogram);
             }
             *series = Arc::new(Series {
                 labels: series.labels.clone(),
                 histogram,
+                exemplars: Exemplars::take(&series.exemplars),
             });
         }
         for method in 0..METHODS.len() {

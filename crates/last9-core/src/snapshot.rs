@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
+use crate::exemplar::Exemplar;
 use crate::histogram::Buckets;
+use crate::native::NativeBuckets;
 use crate::registry::{Registry, DOMAIN_OVERFLOW, ROUTE_OVERFLOW};
 
 /// One series of a snapshot.
@@ -17,6 +19,10 @@ pub struct SnapshotSeries {
     /// Where this series' cumulative counts start in [`Snapshot::counts`].
     start: usize,
     pub sum_ns: u64,
+    /// The native buckets, when the layout keeps them.
+    pub native: Option<NativeBuckets>,
+    /// The latest exemplar of each classic bucket (`+Inf` last); empty when none was recorded.
+    pub exemplars: Box<[Option<Exemplar>]>,
 }
 
 /// Histogram series and their cumulative bucket counts.
@@ -53,11 +59,15 @@ impl Snapshot {
         for recorder in &recorders {
             for series in recorder.series() {
                 let histogram = series.histogram();
-                snapshot.push(
+                let buckets = recorder.buckets_arc();
+                let native = histogram.native(&buckets);
+                snapshot.push_series(
                     series.labels_arc(),
-                    recorder.buckets_arc(),
+                    buckets,
                     histogram.counts(),
                     histogram.sum_ns(),
+                    native,
+                    series.exemplars().read(),
                 );
             }
             recorder.in_flight(|labels, value| snapshot.push_gauge(labels, value));
@@ -133,6 +143,8 @@ impl Snapshot {
                     buckets: buckets.clone(),
                     start,
                     sum_ns: histogram.sum_ns(),
+                    native: histogram.native(&buckets),
+                    exemplars: Box::new([]),
                 });
             });
             self.callers.extend(recorder.lineage().callers());
@@ -167,6 +179,19 @@ impl Snapshot {
         counts: impl IntoIterator<Item = u64>,
         sum_ns: u64,
     ) {
+        self.push_series(labels, buckets, counts, sum_ns, None, Box::new([]));
+    }
+
+    /// [`Self::push`] with native buckets and exemplars.
+    pub fn push_series(
+        &mut self,
+        labels: Arc<str>,
+        buckets: Arc<Buckets>,
+        counts: impl IntoIterator<Item = u64>,
+        sum_ns: u64,
+        native: Option<NativeBuckets>,
+        exemplars: Box<[Option<Exemplar>]>,
+    ) {
         let start = self.counts.len();
         let mut total = 0u64;
         self.counts.extend(counts.into_iter().map(|count| {
@@ -179,6 +204,8 @@ impl Snapshot {
             buckets,
             start,
             sum_ns,
+            native,
+            exemplars,
         });
     }
 
@@ -189,6 +216,11 @@ impl Snapshot {
     /// Cumulative counts of a series, `+Inf` (the series' count) last.
     pub fn cumulative_counts(&self, series: &SnapshotSeries) -> &[u64] {
         &self.counts[series.start..series.start + series.buckets.cells()]
+    }
+
+    /// The latest exemplar of each classic bucket of a series (empty when it has none).
+    pub fn exemplars<'a>(&self, series: &'a SnapshotSeries) -> &'a [Option<Exemplar>] {
+        &series.exemplars
     }
 
     pub fn len(&self) -> usize {

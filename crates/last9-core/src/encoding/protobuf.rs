@@ -192,6 +192,106 @@ pub fn label_pairs(text: &str) -> Vec<LabelPair> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::histogram::Buckets;
+    use crate::native::NativeSpec;
+    use crate::registry::{ConstLabels, Limits, Registry, Request};
+
+    fn decode(mut bytes: &[u8]) -> Vec<MetricFamily> {
+        let mut families = Vec::new();
+        while !bytes.is_empty() {
+            families.push(MetricFamily::decode_length_delimited(&mut bytes).expect("valid protobuf"));
+        }
+        families
+    }
+
+    fn scrape(buckets: Buckets, traced: bool) -> Vec<MetricFamily> {
+        let registry = Registry::new();
+        let recorder = registry
+            .recorder(ConstLabels::default(), buckets, Limits::default())
+            .unwrap();
+        let route = recorder.route("/a");
+        let trace = traced.then_some(([0xab; 16], [0xcd; 8]));
+        for duration_ns in [2_000_000, 2_000_000, 3_000_000] {
+            let request = Request {
+                route,
+                host: Some("example.com"),
+                method: "GET",
+                status: 200,
+                duration_ns,
+            };
+            recorder.observe_traced(&request, trace);
+        }
+        let snapshot = Snapshot::of(&registry);
+        decode(&encode_families(&Family::all(&snapshot)))
+    }
+
+    #[test]
+    fn histograms_carry_classic_and_native_buckets_and_exemplars() {
+        let buckets = Buckets::new(&[1.0, 2.5])
+            .unwrap()
+            .with_native(Some(NativeSpec::new(3, 0.0, 160).unwrap()));
+        let families = scrape(buckets, true);
+        let duration = &families[0];
+        assert_eq!(duration.name(), "http_requests_duration_milliseconds");
+        assert_eq!(duration.r#type(), MetricType::Histogram);
+        let metric = &duration.metric[0];
+        let labels: Vec<_> = metric.label.iter().map(|l| (l.name(), l.value())).collect();
+        assert!(labels.contains(&("per", "/a")) && labels.contains(&("domain", "example.com")));
+        let h = metric.histogram.as_ref().unwrap();
+        assert_eq!(h.sample_count(), 3);
+        assert_eq!(h.sample_sum(), 7.0);
+        let classic: Vec<_> = h
+            .bucket
+            .iter()
+            .map(|b| (b.upper_bound(), b.cumulative_count()))
+            .collect();
+        // `+Inf` is written because it has an exemplar (the 3 ms request).
+        assert_eq!(classic, vec![(1.0, 0), (2.5, 2), (f64::INFINITY, 3)]);
+        // 2 ms is the upper bound of bucket 8 at schema 3; 3 ms is in bucket 13 (2^(13/8) ≈ 3.08).
+        assert_eq!(h.schema(), 3);
+        assert_eq!(h.zero_count(), 0);
+        let spans: Vec<_> = h.positive_span.iter().map(|s| (s.offset(), s.length())).collect();
+        assert_eq!(spans, vec![(8, 1), (4, 1)]);
+        assert_eq!(h.positive_delta, vec![2, -1]);
+        // The exemplar of the 2.5 bucket (Prometheus 2.42 reads these) and of +Inf.
+        let exemplar = h.bucket[1].exemplar.as_ref().unwrap();
+        let pairs: Vec<_> = exemplar.label.iter().map(|l| (l.name(), l.value())).collect();
+        assert_eq!(
+            pairs,
+            vec![
+                ("trace_id", "ab".repeat(16).as_str()),
+                ("span_id", "cd".repeat(8).as_str())
+            ]
+        );
+        assert_eq!(exemplar.value(), 2.0);
+        assert!(exemplar.timestamp.is_some());
+        assert_eq!(h.bucket.last().unwrap().upper_bound(), f64::INFINITY);
+        assert_eq!(h.exemplars.len(), 2);
+    }
+
+    #[test]
+    fn native_only_keeps_its_latest_exemplar_on_the_inf_bucket() {
+        let buckets = Buckets::none().with_native(Some(NativeSpec::default_spec()));
+        let families = scrape(buckets, true);
+        let h = families[0].metric[0].histogram.as_ref().unwrap();
+        assert_eq!(h.sample_count(), 3);
+        assert_eq!(h.bucket.len(), 1);
+        assert_eq!(h.bucket[0].upper_bound(), f64::INFINITY);
+        assert_eq!(h.bucket[0].exemplar.as_ref().unwrap().value(), 3.0);
+        assert_eq!(h.positive_delta.iter().sum::<i64>(), 1);
+    }
+
+    #[test]
+    fn classic_only_has_no_native_fields_and_untraced_requests_no_exemplars() {
+        let families = scrape(Buckets::new(&[1.0, 2.5]).unwrap(), false);
+        let h = families[0].metric[0].histogram.as_ref().unwrap();
+        assert_eq!(h.schema, None);
+        assert!(h.positive_span.is_empty());
+        assert_eq!(h.bucket.len(), 2);
+        assert!(h.bucket.iter().all(|b| b.exemplar.is_none()));
+        let names: Vec<_> = families.iter().map(|f| f.name()).collect();
+        assert!(names.contains(&"last9_label_overflow_total"));
+    }
 
     #[test]
     fn label_text_is_unescaped_into_pairs() {
