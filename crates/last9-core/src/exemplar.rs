@@ -1,13 +1,12 @@
 //! Exemplars: the trace of one request, kept with the bucket its duration fell in.
 //!
-//! A series keeps at most one exemplar per classic bucket (the latest wins), allocated only when
-//! the first request with a trace context arrives; requests without one never touch it. Writers
-//! take the series' lock with `try_lock` and skip the write when another thread holds it: a
-//! newer exemplar is coming anyway, and recording never waits.
+//! A series keeps its latest traced observation (Prometheus 2.42 takes one exemplar per series
+//! per scrape anyway) with the classic bucket it fell in, in a few cells beside its counts, so a
+//! worker's exemplars live in its store file like its counts. A scrape that merges workers keeps
+//! the latest exemplar of each bucket. Requests without a trace context never touch the cells.
 
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
-
-use parking_lot::Mutex;
 
 /// A trace id and span id (W3C trace context), the observed value and when it was observed.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -80,43 +79,100 @@ pub fn parse_traceparent(header: &str) -> Option<([u8; 16], [u8; 8])> {
     Some((trace_id, span_id))
 }
 
-/// The exemplars of one series, one per classic bucket.
-#[derive(Debug, Default)]
-pub struct Exemplars {
-    slots: Mutex<Option<Box<[Option<Exemplar>]>>>,
+/// Cells of a series' exemplar: a sequence word, then bucket, trace id (2), span id, value and
+/// time in nanoseconds.
+pub const EXEMPLAR_CELLS: usize = 7;
+
+/// The latest exemplar of one series, in [`EXEMPLAR_CELLS`] cells (on the heap or in a worker's
+/// mapped file alike), guarded by a sequence lock: a writer makes the sequence odd with one
+/// compare-and-swap, writes, and makes it even again; a writer that finds it odd (another one
+/// is writing) skips its exemplar, since a newer one is coming anyway, so recording never
+/// waits. Readers retry a few times when a write ran under them, then give up on this scrape.
+pub struct ExemplarCells<'a>(pub &'a [AtomicU64]);
+
+impl ExemplarCells<'_> {
+    /// Keeps a traced observation that fell in classic bucket `bucket`.
+    pub fn record(&self, bucket: usize, trace_id: [u8; 16], span_id: [u8; 8], duration_ns: u64) {
+        let cells = self.0;
+        let seq = cells[0].load(Ordering::Relaxed);
+        if seq & 1 == 1
+            || cells[0]
+                .compare_exchange(seq, seq + 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        fence(Ordering::Release);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let words = [
+            bucket as u64,
+            u64::from_be_bytes(trace_id[..8].try_into().unwrap()),
+            u64::from_be_bytes(trace_id[8..].try_into().unwrap()),
+            u64::from_be_bytes(span_id),
+            duration_ns,
+            now,
+        ];
+        for (cell, word) in cells[1..].iter().zip(words) {
+            cell.store(word, Ordering::Relaxed);
+        }
+        cells[0].store(seq + 2, Ordering::Release);
+    }
+
+    /// The exemplar and its bucket, unless none was recorded (or a write kept running).
+    pub fn read(&self) -> Option<(usize, Exemplar)> {
+        let cells = self.0;
+        for _ in 0..4 {
+            let before = cells[0].load(Ordering::Acquire);
+            if before == 0 {
+                return None;
+            }
+            if before & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let words: [u64; 6] = std::array::from_fn(|i| cells[i + 1].load(Ordering::Relaxed));
+            fence(Ordering::Acquire);
+            if cells[0].load(Ordering::Relaxed) != before {
+                continue;
+            }
+            let mut trace_id = [0u8; 16];
+            trace_id[..8].copy_from_slice(&words[1].to_be_bytes());
+            trace_id[8..].copy_from_slice(&words[2].to_be_bytes());
+            return Some((
+                words[0] as usize,
+                Exemplar {
+                    trace_id,
+                    span_id: words[3].to_be_bytes(),
+                    value_ms: words[4] as f64 / 1e6,
+                    timestamp: words[5] as f64 / 1e9,
+                },
+            ));
+        }
+        None
+    }
 }
 
-impl Exemplars {
-    /// Keeps `(trace_id, span_id)` as the exemplar of bucket `bucket` of `buckets`.
-    pub fn record(&self, buckets: usize, bucket: usize, trace_id: [u8; 16], span_id: [u8; 8], value_ms: f64) {
-        let Some(mut slots) = self.slots.try_lock() else {
-            return;
-        };
-        let slots = slots.get_or_insert_with(|| vec![None; buckets].into_boxed_slice());
-        if let Some(slot) = slots.get_mut(bucket) {
-            let timestamp = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64());
-            *slot = Some(Exemplar {
-                trace_id,
-                span_id,
-                value_ms,
-                timestamp,
-            });
+/// Per classic bucket (`buckets` of them), the latest of the exemplars given.
+pub fn latest_per_bucket(
+    buckets: usize,
+    exemplars: impl IntoIterator<Item = (usize, Exemplar)>,
+) -> Box<[Option<Exemplar>]> {
+    let mut out: Vec<Option<Exemplar>> = Vec::new();
+    for (bucket, exemplar) in exemplars {
+        if bucket >= buckets {
+            continue;
+        }
+        if out.is_empty() {
+            out = vec![None; buckets];
+        }
+        match &out[bucket] {
+            Some(kept) if kept.timestamp >= exemplar.timestamp => {}
+            _ => out[bucket] = Some(exemplar),
         }
     }
-
-    /// Moves the exemplars of `old` into a new value (a series moving to new cells).
-    pub fn take(old: &Exemplars) -> Exemplars {
-        Exemplars {
-            slots: Mutex::new(old.slots.lock().take()),
-        }
-    }
-
-    /// A copy of the exemplars (empty when the series never had one).
-    pub fn read(&self) -> Box<[Option<Exemplar>]> {
-        self.slots.lock().clone().unwrap_or_default()
-    }
+    out.into_boxed_slice()
 }
 
 #[cfg(test)]
@@ -152,15 +208,56 @@ mod tests {
     }
 
     #[test]
-    fn the_latest_exemplar_of_a_bucket_wins() {
-        let exemplars = Exemplars::default();
-        assert!(exemplars.read().is_empty());
-        exemplars.record(3, 1, [1; 16], [1; 8], 5.0);
-        exemplars.record(3, 1, [2; 16], [2; 8], 6.0);
-        let read = exemplars.read();
-        assert_eq!(read.len(), 3);
-        assert_eq!(read[0], None);
-        assert_eq!(read[1].unwrap().trace_id, [2; 16]);
-        assert_eq!(read[1].unwrap().value_ms, 6.0);
+    fn the_latest_exemplar_wins_and_merges_keep_the_latest_per_bucket() {
+        let cells: Vec<AtomicU64> = (0..EXEMPLAR_CELLS).map(|_| AtomicU64::new(0)).collect();
+        let exemplar = ExemplarCells(&cells);
+        assert!(exemplar.read().is_none());
+        exemplar.record(1, [1; 16], [1; 8], 5_000_000);
+        exemplar.record(2, [2; 16], [3; 8], 6_000_000);
+        let (bucket, read) = exemplar.read().unwrap();
+        assert_eq!(bucket, 2);
+        assert_eq!(
+            (read.trace_id, read.span_id, read.value_ms),
+            ([2; 16], [3; 8], 6.0)
+        );
+        assert!(read.timestamp > 1.6e9);
+        let old = Exemplar {
+            timestamp: 1.0,
+            ..read
+        };
+        let merged = latest_per_bucket(3, [(2, read), (2, old), (0, old), (9, old)]);
+        assert_eq!(merged.len(), 3);
+        assert_eq!(merged[0], Some(old));
+        assert_eq!(merged[1], None);
+        assert_eq!(merged[2], Some(read));
+        assert!(latest_per_bucket(3, []).is_empty());
+    }
+
+    #[test]
+    fn concurrent_writers_never_tear_an_exemplar() {
+        let cells: std::sync::Arc<Vec<AtomicU64>> =
+            std::sync::Arc::new((0..EXEMPLAR_CELLS).map(|_| AtomicU64::new(0)).collect());
+        let writers: Vec<_> = (1..=4u8)
+            .map(|t| {
+                let cells = cells.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..20_000 {
+                        ExemplarCells(&cells).record(t as usize, [t; 16], [t; 8], t as u64);
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..20_000 {
+            if let Some((bucket, e)) = ExemplarCells(&cells).read() {
+                let t = bucket as u8;
+                assert_eq!(
+                    (e.trace_id, e.span_id, e.value_ms),
+                    ([t; 16], [t; 8], t as f64 / 1e6)
+                );
+            }
+        }
+        for w in writers {
+            w.join().unwrap();
+        }
     }
 }

@@ -10,6 +10,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::exemplar::{Exemplar, ExemplarCells, EXEMPLAR_CELLS};
 use crate::native::{NativeBuckets, NativeCells, NativeSpec};
 use crate::Error;
 
@@ -98,9 +99,10 @@ impl Buckets {
         self.native.as_ref().map_or(0, NativeSpec::cells)
     }
 
-    /// Every cell a histogram of this layout needs: classic buckets, the sum, native buckets.
+    /// Every cell a histogram of this layout needs: classic buckets, the sum, native buckets,
+    /// the latest exemplar.
     pub fn all_cells(&self) -> usize {
-        self.cells() + 1 + self.native_cells()
+        self.cells() + 1 + self.native_cells() + EXEMPLAR_CELLS
     }
 
     /// Finite upper bounds in milliseconds.
@@ -165,7 +167,8 @@ pub(crate) fn float_text(buf: &mut ryu::Buffer, value: f64, openmetrics: bool) -
 type Keeper = Arc<dyn Any + Send + Sync>;
 
 /// Counts and sum of one label set: `cells` per-bucket counts, then the sum in nanoseconds,
-/// then the native buckets' cells when the layout keeps them (see [`crate::native`]).
+/// then the native buckets' cells when the layout keeps them (see [`crate::native`]), then the
+/// latest exemplar (see [`crate::exemplar`]).
 ///
 /// The cells live on the heap in a single process, and inside a worker's mapped file in
 /// multi-process mode (see [`crate::store`]); recording is the same atomic add either way.
@@ -175,6 +178,8 @@ pub struct Histogram {
     buckets: usize,
     /// Number of native cells after the sum.
     native: usize,
+    /// Whether the exemplar cells follow the native ones.
+    has_exemplar: bool,
     _keeper: Keeper,
 }
 
@@ -189,6 +194,7 @@ impl Histogram {
             cells: NonNull::from(&cells[0]),
             buckets: buckets.cells(),
             native: buckets.native_cells(),
+            has_exemplar: true,
             _keeper: Arc::new(cells),
         }
     }
@@ -205,6 +211,7 @@ impl Histogram {
             buckets: buckets.cells(),
             // The store's records hold classic cells only for now: no native buckets there.
             native: 0,
+            has_exemplar: false,
             _keeper: keeper,
         }
     }
@@ -235,6 +242,35 @@ impl Histogram {
             }
         }
         bucket
+    }
+
+    /// Keeps a traced observation that fell in classic bucket `bucket` as the exemplar.
+    #[cold]
+    pub fn keep_exemplar(&self, bucket: usize, trace_id: [u8; 16], span_id: [u8; 8], duration_ns: u64) {
+        if let Some(cells) = self.exemplar_slice() {
+            ExemplarCells(cells).record(bucket, trace_id, span_id, duration_ns);
+        }
+    }
+
+    /// The latest exemplar per classic bucket (empty when there is none).
+    pub fn exemplars(&self) -> Box<[Option<Exemplar>]> {
+        let latest = self
+            .exemplar_slice()
+            .and_then(|cells| ExemplarCells(cells).read());
+        crate::exemplar::latest_per_bucket(self.buckets, latest)
+    }
+
+    fn exemplar_slice(&self) -> Option<&[AtomicU64]> {
+        if !self.has_exemplar {
+            return None;
+        }
+        // SAFETY: `new` and `in_place` guarantee the exemplar cells after the native ones.
+        Some(unsafe {
+            std::slice::from_raw_parts(
+                self.cells.as_ptr().add(self.buckets + 1 + self.native),
+                EXEMPLAR_CELLS,
+            )
+        })
     }
 
     /// The native buckets, when the layout keeps them.

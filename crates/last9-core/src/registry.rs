@@ -11,7 +11,6 @@ use std::sync::{Arc, OnceLock};
 use ahash::AHashMap;
 use parking_lot::{Mutex, RwLock};
 
-use crate::exemplar::Exemplars;
 use crate::exposition::escape_label_value;
 use crate::gauge::Gauge;
 use crate::histogram::{Buckets, Histogram};
@@ -81,15 +80,9 @@ pub struct Series {
     /// `per="…",hostname="…",…,cluster="…"`, escaped, without braces or `le`.
     labels: Arc<str>,
     histogram: Histogram,
-    exemplars: Exemplars,
 }
 
 impl Series {
-    /// The latest traced request of each classic bucket.
-    pub fn exemplars(&self) -> &Exemplars {
-        &self.exemplars
-    }
-
     pub fn labels(&self) -> &str {
         &self.labels
     }
@@ -100,24 +93,6 @@ impl Series {
 
     pub fn histogram(&self) -> &Histogram {
         &self.histogram
-    }
-
-    #[cold]
-    fn keep_exemplar(
-        &self,
-        buckets: &Buckets,
-        bucket: usize,
-        trace_id: [u8; 16],
-        span_id: [u8; 8],
-        duration_ns: u64,
-    ) {
-        self.exemplars.record(
-            buckets.cells(),
-            bucket,
-            trace_id,
-            span_id,
-            duration_ns as f64 / 1e6,
-        );
     }
 }
 
@@ -309,7 +284,9 @@ impl Recorder {
                 let series = &table.series[i];
                 let bucket = series.histogram.observe(&self.buckets, request.duration_ns);
                 if let Some((trace_id, span_id)) = trace {
-                    series.keep_exemplar(&self.buckets, bucket, trace_id, span_id, request.duration_ns);
+                    series
+                        .histogram
+                        .keep_exemplar(bucket, trace_id, span_id, request.duration_ns);
                 }
                 return;
             }
@@ -326,7 +303,6 @@ impl Recorder {
                 let series = Arc::new(Series {
                     labels: self.label_text(&key).into(),
                     histogram: self.histogram(&key),
-                    exemplars: Exemplars::default(),
                 });
                 let index = table.series.len();
                 table.index.insert(key, index);
@@ -338,7 +314,9 @@ impl Recorder {
         let series = &table.series[index];
         let bucket = series.histogram.observe(&self.buckets, duration_ns);
         if let Some((trace_id, span_id)) = trace {
-            series.keep_exemplar(&self.buckets, bucket, trace_id, span_id, duration_ns);
+            series
+                .histogram
+                .keep_exemplar(bucket, trace_id, span_id, duration_ns);
         }
     }
 
@@ -464,7 +442,6 @@ impl Recorder {
             *series = Arc::new(Series {
                 labels: series.labels.clone(),
                 histogram,
-                exemplars: Exemplars::take(&series.exemplars),
             });
         }
         for method in 0..METHODS.len() {

@@ -67,7 +67,7 @@ impl Snapshot {
                     histogram.counts(),
                     histogram.sum_ns(),
                     native,
-                    series.exemplars().read(),
+                    histogram.exemplars(),
                 );
             }
             recorder.in_flight(|labels, value| snapshot.push_gauge(labels, value));

@@ -253,8 +253,10 @@ mod tests {
         let spans: Vec<_> = h.positive_span.iter().map(|s| (s.offset(), s.length())).collect();
         assert_eq!(spans, vec![(8, 1), (4, 1)]);
         assert_eq!(h.positive_delta, vec![2, -1]);
-        // The exemplar of the 2.5 bucket (Prometheus 2.42 reads these) and of +Inf.
-        let exemplar = h.bucket[1].exemplar.as_ref().unwrap();
+        // The latest exemplar (the 3 ms request) on the bucket it fell in, where Prometheus 2.42
+        // reads it, and in the histogram's own list for newer servers.
+        assert!(h.bucket[..2].iter().all(|b| b.exemplar.is_none()));
+        let exemplar = h.bucket[2].exemplar.as_ref().unwrap();
         let pairs: Vec<_> = exemplar.label.iter().map(|l| (l.name(), l.value())).collect();
         assert_eq!(
             pairs,
@@ -263,10 +265,9 @@ mod tests {
                 ("span_id", "cd".repeat(8).as_str())
             ]
         );
-        assert_eq!(exemplar.value(), 2.0);
+        assert_eq!(exemplar.value(), 3.0);
         assert!(exemplar.timestamp.is_some());
-        assert_eq!(h.bucket.last().unwrap().upper_bound(), f64::INFINITY);
-        assert_eq!(h.exemplars.len(), 2);
+        assert_eq!(h.exemplars, vec![exemplar.clone()]);
     }
 
     #[test]
