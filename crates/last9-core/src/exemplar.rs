@@ -93,6 +93,20 @@ pub struct ExemplarCells<'a>(pub &'a [AtomicU64]);
 impl ExemplarCells<'_> {
     /// Keeps a traced observation that fell in classic bucket `bucket`.
     pub fn record(&self, bucket: usize, trace_id: [u8; 16], span_id: [u8; 8], duration_ns: u64) {
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let exemplar = Exemplar {
+            trace_id,
+            span_id,
+            value_ms: duration_ns as f64 / 1e6,
+            timestamp,
+        };
+        self.put(bucket, &exemplar);
+    }
+
+    /// Writes `exemplar` as the one of bucket `bucket`, unless another writer is at it.
+    pub fn put(&self, bucket: usize, exemplar: &Exemplar) {
         let cells = self.0;
         let seq = cells[0].load(Ordering::Relaxed);
         if seq & 1 == 1
@@ -103,16 +117,13 @@ impl ExemplarCells<'_> {
             return;
         }
         fence(Ordering::Release);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
         let words = [
             bucket as u64,
-            u64::from_be_bytes(trace_id[..8].try_into().unwrap()),
-            u64::from_be_bytes(trace_id[8..].try_into().unwrap()),
-            u64::from_be_bytes(span_id),
-            duration_ns,
-            now,
+            u64::from_be_bytes(exemplar.trace_id[..8].try_into().unwrap()),
+            u64::from_be_bytes(exemplar.trace_id[8..].try_into().unwrap()),
+            u64::from_be_bytes(exemplar.span_id),
+            (exemplar.value_ms * 1e6).round() as u64,
+            (exemplar.timestamp * 1e9) as u64,
         ];
         for (cell, word) in cells[1..].iter().zip(words) {
             cell.store(word, Ordering::Relaxed);

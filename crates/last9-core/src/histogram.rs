@@ -178,8 +178,6 @@ pub struct Histogram {
     buckets: usize,
     /// Number of native cells after the sum.
     native: usize,
-    /// Whether the exemplar cells follow the native ones.
-    has_exemplar: bool,
     _keeper: Keeper,
 }
 
@@ -194,12 +192,11 @@ impl Histogram {
             cells: NonNull::from(&cells[0]),
             buckets: buckets.cells(),
             native: buckets.native_cells(),
-            has_exemplar: true,
             _keeper: Arc::new(cells),
         }
     }
 
-    /// A histogram whose `buckets.cells() + 1` cells are at `cells`, kept alive by `keeper`.
+    /// A histogram whose `buckets.all_cells()` cells are at `cells`, kept alive by `keeper`.
     ///
     /// # Safety
     ///
@@ -209,9 +206,7 @@ impl Histogram {
         Histogram {
             cells,
             buckets: buckets.cells(),
-            // The store's records hold classic cells only for now: no native buckets there.
-            native: 0,
-            has_exemplar: false,
+            native: buckets.native_cells(),
             _keeper: keeper,
         }
     }
@@ -247,30 +242,23 @@ impl Histogram {
     /// Keeps a traced observation that fell in classic bucket `bucket` as the exemplar.
     #[cold]
     pub fn keep_exemplar(&self, bucket: usize, trace_id: [u8; 16], span_id: [u8; 8], duration_ns: u64) {
-        if let Some(cells) = self.exemplar_slice() {
-            ExemplarCells(cells).record(bucket, trace_id, span_id, duration_ns);
-        }
+        ExemplarCells(self.exemplar_slice()).record(bucket, trace_id, span_id, duration_ns);
     }
 
     /// The latest exemplar per classic bucket (empty when there is none).
     pub fn exemplars(&self) -> Box<[Option<Exemplar>]> {
-        let latest = self
-            .exemplar_slice()
-            .and_then(|cells| ExemplarCells(cells).read());
+        let latest = ExemplarCells(self.exemplar_slice()).read();
         crate::exemplar::latest_per_bucket(self.buckets, latest)
     }
 
-    fn exemplar_slice(&self) -> Option<&[AtomicU64]> {
-        if !self.has_exemplar {
-            return None;
-        }
+    fn exemplar_slice(&self) -> &[AtomicU64] {
         // SAFETY: `new` and `in_place` guarantee the exemplar cells after the native ones.
-        Some(unsafe {
+        unsafe {
             std::slice::from_raw_parts(
                 self.cells.as_ptr().add(self.buckets + 1 + self.native),
                 EXEMPLAR_CELLS,
             )
-        })
+        }
     }
 
     /// The native buckets, when the layout keeps them.
