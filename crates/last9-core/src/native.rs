@@ -53,8 +53,20 @@ pub struct NativeSpec {
     schema: i8,
     zero_threshold_ms: f64,
     max_buckets: u32,
-    /// For schemas > 0: the upper bounds of the `2^schema` buckets between 0.5 and 1.
-    bounds: [f64; 256],
+}
+
+/// For each schema s in 1..=8, the upper bounds of its `2^s` buckets between 0.5 and 1.
+fn fraction_bounds(schema: i8) -> &'static [f64] {
+    static BOUNDS: std::sync::OnceLock<Vec<Vec<f64>>> = std::sync::OnceLock::new();
+    let all = BOUNDS.get_or_init(|| {
+        (0..=MAX_SCHEMA)
+            .map(|s| {
+                let n = 1usize << s;
+                (0..n).map(|j| 2f64.powf(j as f64 / n as f64 - 1.0)).collect()
+            })
+            .collect()
+    });
+    &all[schema as usize]
 }
 
 impl NativeSpec {
@@ -75,18 +87,10 @@ impl NativeSpec {
                 "native histogram bucket limit {max_buckets} must be between 1 and 4096"
             )));
         }
-        let mut bounds = [1.0; 256];
-        if schema > 0 {
-            let n = 1usize << schema;
-            for (j, bound) in bounds.iter_mut().take(n).enumerate() {
-                *bound = 2f64.powf(j as f64 / n as f64 - 1.0);
-            }
-        }
         Ok(NativeSpec {
             schema,
             zero_threshold_ms,
             max_buckets,
-            bounds,
         })
     }
 
@@ -121,9 +125,9 @@ impl NativeSpec {
     fn index_of(&self, value_ms: f64) -> i32 {
         let (frac, exp) = frexp(value_ms);
         let index = if self.schema > 0 {
-            let n = 1usize << self.schema;
-            let j = self.bounds[..n].partition_point(|b| *b < frac);
-            j as i32 + (exp - 1) * n as i32
+            let bounds = fraction_bounds(self.schema);
+            let j = bounds.partition_point(|b| *b < frac);
+            j as i32 + (exp - 1) * bounds.len() as i32
         } else {
             let key = if frac == 0.5 { exp - 1 } else { exp };
             let shift = -self.schema as u32;
