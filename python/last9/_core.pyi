@@ -123,6 +123,8 @@ class Recorder:
             buckets.
         MetricsError: a ``domains`` entry (the allow-list) that is no host name, or more of
             them than ``max_domains``.
+        MetricsError: both histogram kinds off, or a native schema outside -4..8, a bucket
+            limit outside 1..4096, a negative or non-finite zero threshold.
         ValueError: an unknown ``route_syntax``.
     """
 
@@ -139,6 +141,11 @@ class Recorder:
         max_domains: int = 100,
         route_syntax: str | None = None,
         domains: Sequence[str] | None = None,
+        classic_histograms: bool = True,
+        native_histograms: bool = True,
+        native_schema: int = 3,
+        native_max_buckets: int = 160,
+        native_zero_threshold: float = 2.938735877055719e-39,
     ) -> Self: ...
     def register_routes(self, templates: list[str]) -> None:
         """Gives the route templates the app's router knows (framework syntax) their slots

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use last9_core::native::NativeSpec;
 use last9_core::normalize::{self, RouteSyntax};
 use last9_core::{Buckets, ConstLabels, Limits, Request, RouteId, RouteTemplates};
 use pyo3::exceptions::PyValueError;
@@ -149,6 +150,48 @@ fn scope_text(scope: &Bound<'_, PyDict>, key: &Bound<'_, PyString>) -> Option<St
     value.cast::<PyString>().ok()?.to_str().ok().map(str::to_owned)
 }
 
+/// The classic buckets and native shape a recorder's histograms keep, from its settings.
+fn histogram_layout(
+    bounds: Option<Vec<f64>>,
+    classic: bool,
+    native: Option<(i32, u32, f64)>,
+) -> PyResult<Buckets> {
+    if !classic && native.is_none() {
+        return Err(MetricsError::new_err(
+            "LAST9_CLASSIC_HISTOGRAMS (classic_histograms) and LAST9_NATIVE_HISTOGRAMS \
+             (native_histograms) are both off: keep at least one kind of histogram",
+        ));
+    }
+    let buckets = match (classic, bounds) {
+        (false, _) => Buckets::none(),
+        (true, Some(bounds)) => Buckets::new(&bounds).map_err(to_py)?,
+        (true, None) => Buckets::last9_default(),
+    };
+    let Some((schema, max_buckets, zero_threshold)) = native else {
+        return Ok(buckets);
+    };
+    let schema = i8::try_from(schema)
+        .ok()
+        .filter(|s| (last9_core::native::MIN_SCHEMA..=last9_core::native::MAX_SCHEMA).contains(s))
+        .ok_or_else(|| {
+            MetricsError::new_err(format!(
+                "LAST9_NATIVE_SCHEMA (native_schema) must be between -4 and 8, not {schema}"
+            ))
+        })?;
+    if !(1..=4096).contains(&max_buckets) {
+        return Err(MetricsError::new_err(format!(
+            "LAST9_NATIVE_MAX_BUCKETS (native_max_buckets) must be between 1 and 4096, not {max_buckets}"
+        )));
+    }
+    let spec = NativeSpec::new(schema, zero_threshold, max_buckets).map_err(|_| {
+        MetricsError::new_err(format!(
+            "LAST9_NATIVE_ZERO_THRESHOLD (native_zero_threshold) must be a finite number of \
+             milliseconds, at least 0, not {zero_threshold}"
+        ))
+    })?;
+    Ok(buckets.with_native(Some(spec)))
+}
+
 #[pymethods]
 impl Recorder {
     /// Recording settings of one application.
@@ -158,7 +201,11 @@ impl Recorder {
     #[new]
     #[pyo3(signature = (
         registry, *, hostname, program, tenant = String::new(), cluster = String::new(), buckets = None,
-        max_routes = 500, max_domains = 100, route_syntax = None, domains = None
+        max_routes = 500, max_domains = 100, route_syntax = None, domains = None,
+        classic_histograms = true, native_histograms = true,
+        native_schema = last9_core::native::DEFAULT_SCHEMA as i32,
+        native_max_buckets = last9_core::native::DEFAULT_MAX_BUCKETS,
+        native_zero_threshold = last9_core::native::DEFAULT_ZERO_THRESHOLD_MS
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -172,11 +219,17 @@ impl Recorder {
         max_domains: usize,
         route_syntax: Option<&str>,
         domains: Option<Vec<String>>,
+        classic_histograms: bool,
+        native_histograms: bool,
+        native_schema: i32,
+        native_max_buckets: u32,
+        native_zero_threshold: f64,
     ) -> PyResult<Recorder> {
-        let buckets = match buckets {
-            Some(bounds) => Buckets::new(&bounds).map_err(to_py)?,
-            None => Buckets::last9_default(),
-        };
+        let buckets = histogram_layout(
+            buckets,
+            classic_histograms,
+            native_histograms.then_some((native_schema, native_max_buckets, native_zero_threshold)),
+        )?;
         let consts = ConstLabels {
             hostname,
             program,
