@@ -13,6 +13,7 @@ mod recorder;
 mod registry;
 mod remote_write;
 mod server;
+mod trace;
 mod wsgi;
 
 #[pymodule]

@@ -65,14 +65,28 @@ impl Recorder {
         status: u16,
         elapsed: Duration,
     ) {
+        self.record_traced(route, host, method, status, elapsed, None);
+    }
+
+    /// [`Self::record`] of a request with a trace context, which becomes an exemplar.
+    pub(crate) fn record_traced(
+        &self,
+        route: RouteId,
+        host: Option<&str>,
+        method: &str,
+        status: u16,
+        elapsed: Duration,
+        trace: Option<crate::trace::TraceIds>,
+    ) {
         let duration_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.core.observe(&Request {
+        let request = Request {
             route,
             host,
             method,
             status,
             duration_ns,
-        });
+        };
+        self.core.observe_traced(&request, trace);
     }
 
     pub(crate) fn count_caller_route(&self, route: RouteId, caller: Option<&str>) {
@@ -128,17 +142,22 @@ impl Recorder {
             .and_then(|m| m.cast::<PyString>().ok())
             .and_then(|m| m.to_str().ok())
             .unwrap_or("");
+        let traceparent = scope_header(scope, b"traceparent");
+        let trace = crate::trace::current(
+            py,
+            traceparent.as_ref().and_then(|t| std::str::from_utf8(t.as_bytes()).ok()),
+        );
         match scope_header(scope, b"host") {
             Some(host) => match std::str::from_utf8(host.as_bytes()) {
-                Ok(host) => self.record(route, Some(host), method, status, elapsed),
+                Ok(host) => self.record_traced(route, Some(host), method, status, elapsed, trace),
                 Err(_) => {
                     let host = String::from_utf8_lossy(host.as_bytes());
-                    self.record(route, Some(&host), method, status, elapsed);
+                    self.record_traced(route, Some(&host), method, status, elapsed, trace);
                 }
             },
             None => {
                 let server = server_host(scope);
-                self.record(route, server.as_deref(), method, status, elapsed);
+                self.record_traced(route, server.as_deref(), method, status, elapsed, trace);
             }
         }
     }

@@ -219,12 +219,15 @@ impl WsgiMiddleware {
             .or_else(|| environ_text(environ, intern!(py, "SERVER_NAME")));
         // The in-flight token is the method's label index, read once when the request entered.
         let method = METHODS[usize::from(request.token) % METHODS.len()];
-        recorder.record(
+        let traceparent = environ_text(environ, intern!(py, "HTTP_TRACEPARENT"));
+        let trace = crate::trace::current(py, traceparent.as_ref().and_then(|t| t.to_str().ok()));
+        recorder.record_traced(
             route,
             host.as_ref().and_then(|h| h.to_str().ok()),
             method,
             status,
             elapsed,
+            trace,
         );
     }
 
