@@ -15,9 +15,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
+from test_prometheus import Prometheus, free_ports, wait_for
 
 from conftest import gunicorn, serve
-from test_prometheus import Prometheus, free_ports, prometheus, wait_for
 
 APP = "tests.apps.native_app:app"
 METRIC = "http_requests_duration_milliseconds"
@@ -104,9 +104,7 @@ def test_native_p99_within_5_percent_and_exemplars_from_both_workers(tmp_path):
                     start=f"{start - 5:.3f}",
                     end=f"{time.time() + 5:.3f}",
                 )
-                found = [
-                    e["labels"]["trace_id"] for series in data for e in series["exemplars"]
-                ]
+                found = [e["labels"]["trace_id"] for series in data for e in series["exemplars"]]
                 assert set(found) <= set(served_by), "only trace ids the requests carried"
                 pids = {served_by[t] for t in found}
                 return pids if len(pids) == 2 else None
