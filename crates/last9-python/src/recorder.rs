@@ -145,7 +145,9 @@ impl Recorder {
         let traceparent = scope_header(scope, b"traceparent");
         let trace = crate::trace::current(
             py,
-            traceparent.as_ref().and_then(|t| std::str::from_utf8(t.as_bytes()).ok()),
+            traceparent
+                .as_ref()
+                .and_then(|t| std::str::from_utf8(t.as_bytes()).ok()),
         );
         match scope_header(scope, b"host") {
             Some(host) => match std::str::from_utf8(host.as_bytes()) {
