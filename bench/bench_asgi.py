@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import last9
-from harness import Candidates, Row, overheads_of
+from harness import Candidates, Row, overhead, overheads_of
 from last9.asgi.middleware import RedMiddleware
 
 SCOPE: dict[str, Any] = {
@@ -117,8 +117,11 @@ def exporter_rows(
 ) -> list[Row]:
     """A row per overhead (see `overheads_of`), and the best exporter's ÷ last9's worst."""
     added, described = overheads_of(factory, bare, counted=ours)
-    rows = [Row(bench, name, described[name], "≤ 3 µs", added[name] <= 3000) for name in ours]
-    rows += [Row(bench, name, described[name]) for name in exporters]
+    rows = [
+        overhead(bench, name, described[name], added[name], "≤ 3 µs", added[name] <= 3000)
+        for name in ours
+    ]
+    rows += [overhead(bench, name, described[name], added[name]) for name in exporters]
     best_exporter = min(exporters, key=added.__getitem__)
     ratio = added[best_exporter] / max(added[name] for name in ours)
     rows.append(Row(bench, f"{best_exporter} ÷ last9", f"{ratio:.0f}×", "≥ 10×", ratio >= 10))
@@ -143,7 +146,7 @@ def run() -> list[Row]:
     bench = "ASGI middleware, trivial app, overhead per request"
     ratio = added[ours] / added[floor]
     return [
-        Row(bench, ours, described[ours], "≤ 3 µs", added[ours] <= 3000),
-        Row(bench, f"{floor} (records nothing)", described[floor]),
+        overhead(bench, ours, described[ours], added[ours], "≤ 3 µs", added[ours] <= 3000),
+        overhead(bench, f"{floor} (records nothing)", described[floor], added[floor]),
         Row(bench, "last9 ÷ pass-through", f"{ratio:.2f}×", "≤ 1×", ratio <= 1),
     ]

@@ -28,7 +28,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
-from harness import Row, compare, paired_overheads, us
+from harness import Row, compare, overhead, paired_overheads, us
 
 CALLS = 100
 ROUNDS = 401
@@ -122,12 +122,19 @@ def run() -> list[Row]:
 
     rows = [Row("django", "bare request (in-process WSGIHandler)", us(timings["bare"].ns))]
     best = overheads["django-prometheus"]
-    rows.append(Row("django", "django-prometheus overhead", us(best)))
+    rows.append(overhead("django", "django-prometheus overhead", us(best), best))
     for name in ("last9", "last9 MIDDLEWARE"):
         ours = overheads[name]
         ratio = best / ours if ours > 0 else float("inf")
         rows.append(
-            Row("django", f"{name} overhead", us(ours), f"≤ {us(TARGET_NS)}", ours <= TARGET_NS)
+            overhead(
+                "django",
+                f"{name} overhead",
+                us(ours),
+                ours,
+                f"≤ {us(TARGET_NS)}",
+                ours <= TARGET_NS,
+            )
         )
         rows.append(
             Row(

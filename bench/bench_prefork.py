@@ -309,11 +309,19 @@ def run() -> list[Row]:
     bench = f"scrape, {WORKERS} workers × {SERIES:,} series"
     speedup = theirs["seconds"] / ours["seconds"]
     rows += [
-        Row(bench, "last9", f"{ours['seconds'] * 1000:.0f} ms ({ours['bytes'] / 1e6:.0f} MB)"),
+        Row(
+            bench,
+            "last9",
+            f"{ours['seconds'] * 1000:.0f} ms ({ours['bytes'] / 1e6:.0f} MB)",
+            chart="scrape",
+            amount=ours["seconds"] * 1000,
+        ),
         Row(
             bench,
             "prometheus_client MultiProcessCollector",
             f"{theirs['seconds'] * 1000:.0f} ms ({theirs['bytes'] / 1e6:.0f} MB)",
+            chart="scrape",
+            amount=theirs["seconds"] * 1000,
         ),
         Row(bench, "speed-up", f"{speedup:.0f}×", "≥ 20×", speedup >= 20),
     ]

@@ -14,7 +14,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Histogram
 
 import last9
-from harness import Candidates, Row, overheads_of
+from harness import Candidates, Row, overhead, overheads_of
 from last9.wsgi.middleware import RedMiddleware
 
 ENVIRON = {
@@ -115,7 +115,7 @@ def run() -> list[Row]:
     )
     bench = "WSGI overhead, trivial app"
     ratio = added[ours] / added[floor]
-    rows = [Row(bench, name, described[name]) for name in added]
+    rows = [overhead(bench, name, described[name], ns) for name, ns in added.items()]
     rows.append(
         Row(
             bench,

@@ -89,13 +89,26 @@ def paired_overheads(timings: dict[str, Timing], bare: str) -> dict[str, float]:
 
 @dataclass
 class Row:
-    """One line of the results table; `met` says whether a target holds (None: no target)."""
+    """One line of the results table; `met` says whether a target holds (None: no target).
+
+    A row with a `chart` ("overhead" or "scrape", see run.py) is also drawn as a bar of that
+    chart, `amount` long (µs per request for overheads, ms for scrapes).
+    """
 
     benchmark: str
     candidate: str
     value: str
     target: str = ""
     met: bool | None = None
+    chart: str = ""
+    amount: float = 0.0
+
+
+def overhead(
+    bench: str, candidate: str, value: str, ns: float, target: str = "", met: bool | None = None
+) -> Row:
+    """A row of the overhead chart: `ns` nanoseconds added per request."""
+    return Row(bench, candidate, value, target, met, chart="overhead", amount=ns / 1000)
 
 
 def table(rows: list[Row]) -> str:

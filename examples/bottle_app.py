@@ -2,7 +2,7 @@
 
 from bottle import Bottle
 
-from last9.frameworks.bottle import Plugin
+from last9.bottle import Plugin
 
 app = Bottle()
 

@@ -21,7 +21,7 @@ with Configurator() as config:
     config.add_view(hello_world, route_name="hello")
     config.add_route("static", "/static")
     config.add_view(hello_static, route_name="static")
-    # Only line that needs to be changed (or: config.include("last9.frameworks.pyramid"))
+    # Only line that needs to be changed (or: config.include("last9.pyramid"))
     app = RedMiddleware(config.make_wsgi_app())
 
 if __name__ == "__main__":

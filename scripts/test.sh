@@ -12,7 +12,7 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --quiet
 echo "==> ruff"
-ruff check python tests bench examples
-ruff format --check python tests bench examples
+ruff check python tests bench examples deploy
+ruff format --check python tests bench examples deploy
 echo "==> pytest"
 python -m pytest "$@"

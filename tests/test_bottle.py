@@ -12,7 +12,7 @@ from auth_helpers import BEARER, assert_only_the_right_credentials_scrape, wsgi_
 
 import last9
 from conftest import METRIC, counts_by, free_port, gunicorn, parse, scrape, serve
-from last9.frameworks.bottle import Plugin
+from last9.bottle import Plugin
 from last9.wsgi.middleware import RedMiddleware
 from wsgi_helpers import call
 

@@ -14,7 +14,7 @@ from pyramid.response import Response
 
 import last9
 from conftest import METRIC, counts_by, free_port, gunicorn, parse, scrape, serve
-from last9.frameworks.pyramid import TWEEN
+from last9.pyramid import TWEEN
 from last9.wsgi.middleware import RedMiddleware
 from tests.apps import pyramid_app
 from wsgi_helpers import call
@@ -123,12 +123,12 @@ def test_wrapping_the_same_router_twice_captures_once(registry):
     assert counts_by(registry.render(), "per") == {("/name/{name}",): 1}
 
 
-# --- The tween: config.include("last9.frameworks.pyramid") ---------------------------------
+# --- The tween: config.include("last9.pyramid") ---------------------------------
 
 
 def test_the_tween_records_on_its_own():
     config = make_config({"last9.program": "tweened", "last9.tenant": "t1"})
-    config.include("last9.frameworks.pyramid")
+    config.include("last9.pyramid")
     app = config.make_wsgi_app()
     before = counts_by(last9.REGISTRY.render(), "per", "status", "method", program="tweened")
     assert call(app, "/name/a")[0] == "200 OK"
@@ -165,7 +165,7 @@ def test_the_tween_in_an_explicit_tween_list():
 
 def test_the_tween_steps_aside_for_red_middleware(registry):
     config = make_config({"last9.program": "both"})
-    config.include("last9.frameworks.pyramid")
+    config.include("last9.pyramid")
     router = config.make_wsgi_app()
     app = RedMiddleware(router, registry=registry, program="both")
     assert router.registry[TWEEN].recorder is None
@@ -283,13 +283,13 @@ def test_a_protected_metrics_path_needs_the_credentials(registry):
     # The tween, configured from the app's settings.
     settings = {f"last9.{key}": value for key, value in BASIC.items()}
     config = make_config(settings)
-    config.include("last9.frameworks.pyramid")
+    config.include("last9.pyramid")
     assert_only_the_right_credentials_scrape(wsgi_scraper(config.make_wsgi_app()))
 
 
 def test_a_pyramid_route_at_the_metrics_path_is_reported_at_start_up(registry, caplog):
     config = make_config({"last9.metrics_path": "/name/x"})
-    config.include("last9.frameworks.pyramid")
+    config.include("last9.pyramid")
     with caplog.at_level("WARNING", logger="last9"):
         app = config.make_wsgi_app()
         RedMiddleware(app, registry=registry, metrics_path="/fails/2")

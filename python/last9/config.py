@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 from last9._core import MetricsError
 
@@ -86,6 +87,42 @@ class _Unset:
 
 #: Marks a keyword argument the caller did not give (None is a meaningful value for some).
 UNSET: object = _Unset()
+
+
+class Options(TypedDict, total=False):
+    """The keyword arguments every way of instrumenting an app takes (``RedMiddleware``, the
+    frameworks' hooks, Django's ``LAST9`` dict): those of :func:`resolve`. A new setting is
+    added here and to :func:`resolve`, and every hook takes it."""
+
+    program: str | None
+    hostname: str | None
+    tenant: str | None
+    cluster: str | None
+    buckets: Sequence[float] | None
+    metrics_path: str | None
+    max_routes: int | None
+    max_domains: int | None
+    domains: Sequence[str] | None
+    metrics_username: str | None
+    metrics_password: str | None
+    metrics_bearer_token: str | None
+    metrics_tls_cert_file: str | None
+    metrics_tls_key_file: str | None
+    metrics_tls_client_ca_file: str | None
+
+
+#: The names :class:`Options` holds.
+OPTION_NAMES: frozenset[str] = frozenset(Options.__annotations__)
+
+
+def check_options(options: dict[str, object]) -> None:
+    """Raises TypeError naming any keyword that is no setting (a typo would else be ignored)."""
+    unknown = sorted(options.keys() - OPTION_NAMES)
+    if unknown:
+        raise TypeError(
+            f"unknown last9 setting(s) {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(sorted(OPTION_NAMES))}"
+        )
 
 
 def resolve(

@@ -5,21 +5,30 @@
 
     app = falcon.App(middleware=[last9.falcon.Middleware()])
 
-The template is ``req.uri_template``. ``RedMiddleware(app)`` (see
-:mod:`last9.frameworks.falcon`) is the other way, and the one that also times a streamed body.
+The template is ``req.uri_template``. ``RedMiddleware(app)`` from ``last9.wsgi.middleware`` (or
+the ASGI one) is the other way, and the one that also times a streamed body: it wraps the app's
+router search so the template the router returns with its match is left in the environ (or
+scope) as routing happens; a sink or a static route that answers instead is named by its prefix
+(``/proxy/{path}``, regex groups as ``{name}``).
 """
 
 from __future__ import annotations
 
+import operator
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from last9 import config, scrape
-from last9._core import Registry
+from last9._adapter import Adapter
+from last9._core import Registry, route_template
 from last9.setup import instrument_app
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+#: Environ (WSGI) or scope (ASGI) key the template is left under (``RedMiddleware(app)``).
+ROUTE_KEY = "last9.falcon.route"
 #: Environ (WSGI) or scope (ASGI) key the start of a request is kept under.
 _STARTED_KEY = "last9.falcon.started"
 
@@ -38,35 +47,13 @@ class Middleware:
     def __init__(
         self,
         *,
-        program: str | None = None,
-        hostname: str | None = None,
-        tenant: str | None = None,
-        cluster: str | None = None,
-        buckets: Sequence[float] | None = None,
-        metrics_path: Any = config.UNSET,
-        max_routes: int | None = None,
-        max_domains: int | None = None,
-        metrics_username: str | None = None,
-        metrics_password: str | None = None,
-        metrics_bearer_token: str | None = None,
-        domains: Sequence[str] | None = None,
         registry: Registry | None = None,
+        **options: Unpack[config.Options],
     ) -> None:
         app_setup = instrument_app(
             route_syntax="brace",
             registry=registry,
-            program=program,
-            hostname=hostname,
-            tenant=tenant,
-            cluster=cluster,
-            buckets=buckets,
-            metrics_path=metrics_path,
-            max_routes=max_routes,
-            max_domains=max_domains,
-            metrics_username=metrics_username,
-            metrics_password=metrics_password,
-            metrics_bearer_token=metrics_bearer_token,
-            domains=domains,
+            **options,
         )
         self.registry, self.recorder = app_setup.registry, app_setup.recorder
         self.metrics = app_setup.metrics
@@ -129,3 +116,68 @@ def _status_code(status: Any) -> int:
     if status.__class__ is int:
         return status
     return sys.modules["falcon"].http_status_to_code(status)  # "200 OK", HTTPStatus
+
+
+# --- The adapter: RedMiddleware(app) --------------------------------------------------------
+
+
+def adapt(app: Any) -> Adapter | None:
+    # falcon.app.App rather than falcon.App, which instrumentations replace by a subclass.
+    falcon_app = sys.modules.get("falcon.app")
+    asgi = sys.modules.get("falcon.asgi")
+    if falcon_app is None or not isinstance(app, falcon_app.App):
+        return None
+    if asgi is not None and isinstance(app, asgi.App):
+        return None  # an ASGI app: see adapt_asgi
+    return _adapter(app, "env")
+
+
+def adapt_asgi(app: Any) -> Adapter | None:
+    asgi = sys.modules.get("falcon.asgi")
+    if asgi is None or not isinstance(app, asgi.App):
+        return None
+    return _adapter(app, "scope")
+
+
+def _adapter(app: Any, where: str) -> Adapter:
+    search = app._router_search
+    if not getattr(search, "_last9", False):
+        store = operator.attrgetter(where)
+
+        def search_noting_template(path: str, req: Any = None) -> Any:
+            route = search(path, req=req)
+            if req is not None:
+                if route is not None and len(route) > 3:
+                    store(req)[ROUTE_KEY] = route[3]
+                elif route is None and app._sink_and_static_routes:
+                    store(req)[ROUTE_KEY] = sink_template(app, path)
+            return route
+
+        search_noting_template._last9 = True  # type: ignore[attr-defined]
+        app._router_search = search_noting_template
+    return Adapter(
+        app=app,
+        route_syntax="brace",
+        route_getter=operator.methodcaller("get", ROUTE_KEY),
+        route_at=lambda path: _route_at(app, path),
+    )
+
+
+def _route_at(app: Any, path: str) -> str | None:
+    """The URI template of the app's own resource at ``path``, if any."""
+    found = app._router.find(path)
+    return None if found is None else repr(found[3])
+
+
+def sink_template(app: Any, path: str) -> str | None:
+    """The template of the sink or static route that `path` goes to, as Falcon picks it."""
+    for matcher, _, is_sink in app._sink_and_static_routes:
+        if not matcher.match(path):
+            continue
+        if not is_sink:  # a static route: its prefix ends in '/'
+            return getattr(matcher, "_prefix", "/") + "{path}"
+        pattern = getattr(matcher, "pattern", "/")
+        anchored = pattern.endswith(("$", r"\Z", r"\z"))
+        prefix = route_template(pattern, "regex")
+        return prefix if anchored else prefix.rstrip("/") + "/{path}"
+    return None

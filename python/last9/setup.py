@@ -38,12 +38,14 @@ def instrument_app(
     route_templates: Callable[[], Iterable[str]] | None = None,
     **options: Any,
 ) -> Instrumented:
-    """Sets up recording for one app; `options` are RedMiddleware's keyword arguments, and
+    """Sets up recording for one app; `options` are the settings (:class:`config.Options`), and
     `route_templates` lists the templates the app's router knows (they get their slots first).
 
     Raises:
+        TypeError: a keyword that is no setting.
         MetricsError: a setting that cannot work (bad buckets, a bad ``LAST9_*`` value).
     """
+    config.check_options(options)
     settings = config.resolve(program_hint=program_hint, **options)
     if registry is None:
         prefork.activate()  # usually done at import; the app may have imported last9 early

@@ -9,22 +9,40 @@
 calls once per response, just after writing its end: the status sent, the time since the
 request's headers arrived, and the template of the rule that routed it. ``/metrics`` is answered
 by a rule put in front of the app's own (GET and HEAD only); scrapes are not counted.
+
+Routing leaves no trace on the handler, so the rule tree is read once: a handler class that one
+rule routes to gives its template by a dict lookup; a class several rules share (StaticFileHandler,
+RedirectHandler, the 404 ErrorHandler, ``default_handler_class``) is matched again against the
+matchers on the way to each of its rules, as Tornado did. Nested routers and nested
+Applications are walked; their rules match the whole path, so the innermost ``PathMatches``
+pattern is the template. Patterns are regular expressions, converted in Rust (syntax "regex").
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import tornado.web
 from tornado.routing import Matcher, Rule
 
 from last9 import config, scrape
 from last9._core import MetricsEndpoint, Recorder, Registry
-from last9.frameworks.tornado import ROUTE_SYNTAX, SKIP, RouteTable
 from last9.setup import instrument_app
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 _SCRAPE_METHODS = ("GET", "HEAD")
+#: What a chain of matchers from the root router down to a rule stands for in ``per``.
+ROUTE_SYNTAX = "regex"
+#: The template of a rule that no ``PathMatches`` guards (it serves every path).
+ANY_PATH = "/(?P<path>.*)"
+#: Returned by :meth:`RouteTable.route_of` for requests that are not recorded (scrapes).
+SKIP = object()
+
+Chain = tuple[tuple[Any, ...], str]
 
 
 class MetricsHandler(tornado.web.RequestHandler):
@@ -72,42 +90,21 @@ class _ScrapeMatches(Matcher):
 def instrument(
     app: tornado.web.Application,
     *,
-    program: str | None = None,
-    hostname: str | None = None,
-    tenant: str | None = None,
-    cluster: str | None = None,
-    buckets: Sequence[float] | None = None,
-    metrics_path: Any = config.UNSET,
-    max_routes: int | None = None,
-    max_domains: int | None = None,
-    metrics_username: str | None = None,
-    metrics_password: str | None = None,
-    metrics_bearer_token: str | None = None,
-    domains: Sequence[str] | None = None,
     registry: Registry | None = None,
+    **options: Unpack[config.Options],
 ) -> tornado.web.Application:
     """Records every request of ``app`` (and of Applications nested in it); returns ``app``.
 
-    Keyword arguments are those of :class:`last9.wsgi.middleware.RedMiddleware`. Instrumenting
-    an app again replaces the earlier instrumentation.
+    Keyword arguments are the settings (:class:`last9.config.Options`) and the registry, as for
+    :class:`last9.wsgi.middleware.RedMiddleware`. Instrumenting an app again replaces the
+    earlier instrumentation.
     """
     module = type(app).__module__.partition(".")[0]
     app_setup = instrument_app(
         route_syntax=ROUTE_SYNTAX,
         program_hint=None if module in ("tornado", "last9") else module,
         registry=registry,
-        program=program,
-        hostname=hostname,
-        tenant=tenant,
-        cluster=cluster,
-        buckets=buckets,
-        metrics_path=metrics_path,
-        max_routes=max_routes,
-        max_domains=max_domains,
-        metrics_username=metrics_username,
-        metrics_password=metrics_password,
-        metrics_bearer_token=metrics_bearer_token,
-        domains=domains,
+        **options,
     )
     recorder, metrics = app_setup.recorder, app_setup.metrics
     scrape.warn_if_shadowed(metrics, lambda path: route_at(app, path))
@@ -186,3 +183,101 @@ def _log_failure_once() -> None:
         logging.getLogger("last9").warning(
             "last9: could not record a Tornado request; it is not counted", exc_info=True
         )
+
+
+# --- The route table: handler class -> template --------------------------------------------
+
+
+def owns(app: Any) -> bool:
+    """Whether ``RedMiddleware(app)`` should hand `app` to :func:`instrument`."""
+    return isinstance(app, tornado.web.Application)
+
+
+class RouteTable:
+    """Handler class → route template, for the rule tree under one Application.
+
+    ``unique`` is the fast path; :meth:`route_of` handles everything else. :meth:`rebuild`
+    reads the tree and calls ``on_app`` with each nested Application found, since their
+    handlers log to them, not to the root.
+    """
+
+    def __init__(
+        self, app: Any, skip: frozenset[type], on_app: Callable[[Any], None] | None = None
+    ) -> None:
+        self.app = app
+        self.skip = skip
+        self.on_app = on_app
+        self.unique: dict[type, str] = {}
+        self.candidates: dict[type, list[Chain]] = {}
+        self.ignored: set[type] = set(skip)
+        self.unrouted: set[type] = set()
+
+    def rebuild(self) -> None:
+        web, routing = sys.modules["tornado.web"], sys.modules["tornado.routing"]
+        found: dict[type, list[Chain]] = {}
+        shared = {web.ErrorHandler}  # classes Tornado also uses when no rule matched
+        seen: set[int] = set()
+
+        def walk_app(app: Any, chain: tuple[Any, ...]) -> None:
+            if app is not self.app and self.on_app is not None:
+                self.on_app(app)
+            if app.settings.get("default_handler_class"):
+                shared.add(app.settings["default_handler_class"])
+            walk(app.default_router, chain)
+
+        def walk(router: Any, chain: tuple[Any, ...]) -> None:
+            if id(router) in seen:
+                return
+            seen.add(id(router))
+            for rule in router.rules:
+                target, matcher = rule.target, rule.matcher
+                link = chain if isinstance(matcher, routing.AnyMatches) else (*chain, matcher)
+                if isinstance(target, type) and issubclass(target, web.RequestHandler):
+                    found.setdefault(target, []).append((link, _template(link, routing)))
+                elif isinstance(target, web.Application):
+                    walk_app(target, link)
+                elif isinstance(getattr(target, "rules", None), list):
+                    walk(target, link)
+
+        walk_app(self.app, ())
+        websocket = sys.modules.get("tornado.websocket")
+        unique = {}
+        for cls, chains in found.items():
+            if cls in self.skip or (websocket and issubclass(cls, websocket.WebSocketHandler)):
+                self.ignored.add(cls)  # websocket upgrades are not HTTP requests, as for ASGI
+            elif len(chains) == 1 and cls not in shared:
+                unique[cls] = chains[0][1]
+        for cls in shared:
+            found.setdefault(cls, [])
+        self.candidates = found
+        self.unique.clear()
+        self.unique.update(unique)
+        self.unrouted.clear()
+
+    def route_of(self, handler: Any) -> Any:
+        """The template (None: no rule matched, SKIP: not recorded) of a class not in ``unique``."""
+        cls = handler.__class__
+        chains = self.candidates.get(cls)
+        if chains is None and cls not in self.unrouted:
+            self.rebuild()  # routes may have been added since the table was built
+            if cls in self.unique:
+                return self.unique[cls]
+            chains = self.candidates.get(cls)
+            if chains is None:
+                self.unrouted.add(cls)
+        if cls in self.ignored:
+            return SKIP
+        if chains is None:
+            return None
+        request = handler.request
+        for matchers, template in chains:
+            if all(matcher.match(request) is not None for matcher in matchers):
+                return template
+        return None
+
+
+def _template(chain: tuple[Any, ...], routing: Any) -> str:
+    for matcher in reversed(chain):
+        if isinstance(matcher, routing.PathMatches):
+            return matcher.regex.pattern
+    return ANY_PATH

@@ -5,7 +5,7 @@ import time
 
 import bottle
 
-from last9.frameworks.bottle import Plugin
+from last9.bottle import Plugin
 from last9.wsgi.middleware import RedMiddleware
 
 

@@ -1,5 +1,5 @@
 """A Pyramid app with the route shapes people write: instrumented by RedMiddleware, or by the
-tween that ``config.include("last9.frameworks.pyramid")`` adds."""
+tween that ``config.include("last9.pyramid")`` adds."""
 
 import time
 
@@ -83,7 +83,7 @@ def make_app():
 def make_tween_app():
     """The Pyramid way: settings and an include, no wrapping (served by waitress)."""
     settings = {
-        "pyramid.includes": "last9.frameworks.pyramid",
+        "pyramid.includes": "last9.pyramid",
         "last9.program": "shop-tween",
         "last9.tenant": "acme",
         "last9.cluster": "test",

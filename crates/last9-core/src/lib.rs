@@ -1,62 +1,39 @@
 //! The engine of last9: RED metrics for web applications.
 //!
-//! - [`access`]: who may read the metrics (basic auth, bearer token);
-//! - [`registry`]: recorders, their bounded label sets and their series;
-//! - [`histogram`]: lock-free histograms and bucket layouts;
-//! - [`labels`]: bounded interning of values that come from requests;
-//! - [`normalize`]: route templates, raw paths, hosts and methods turned into label values;
+//! The crate is built in layers; each uses only the ones listed before it (a test,
+//! `tests/layers.rs`, fails when a file reaches up). See `docs/architecture.md`.
+//!
+//! - [`error`], [`process`]: the crate's error type; this process's pid and fork epoch;
+//! - [`values`]: label values: bounded interning, raw paths, hosts, methods, route templates;
+//! - [`model`]: histograms, gauges, recorders, the registry, lineage (no format, no file, no socket);
 //! - [`snapshot`]: a consistent copy of the series, taken once per scrape or push;
-//! - [`exposition`]: Prometheus text and OpenMetrics rendering, content negotiation, gzip;
-//! - [`server`]: the dedicated metrics HTTP server;
-//! - [`remote_write`]: pushing snapshots with the Prometheus remote-write protocol;
-//! - [`store`]: the multi-process store (pre-fork servers: gunicorn, uWSGI, uvicorn workers).
+//! - [`store`]: the multi-process store (pre-fork servers: gunicorn, uWSGI, uvicorn workers);
+//! - [`encoding`]: Prometheus text, OpenMetrics and protobuf, content negotiation, gzip (no socket);
+//! - [`delivery`]: the metrics HTTP server, the scrape handler, remote write, access control.
 //!
 //! This crate knows nothing of Python; the `last9-python` crate is its binding.
 
-use std::fmt;
+pub mod error;
+pub mod process;
 
-pub mod access;
-pub mod exemplar;
-pub mod exposition;
-pub mod gauge;
-pub mod histogram;
-pub mod labels;
-pub mod lineage;
-pub mod native;
-pub mod normalize;
-pub mod registry;
-pub mod remote_write;
-pub mod server;
+pub mod values;
+
+pub mod model;
+
 pub mod snapshot;
+
 pub mod store;
 
-pub use exposition::Format;
-pub use histogram::Buckets;
-pub use registry::{ConstLabels, Limits, Recorder, Registry, Request, RouteId, RouteTemplates};
+pub mod encoding;
 
-/// What can go wrong when configuring metrics.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Error {
-    /// Bucket bounds that cannot make a histogram.
-    InvalidBuckets(String),
-    /// The same constant labels asked for with two bucket layouts.
-    ConflictingBuckets(String),
-    /// Remote-write settings that cannot work.
-    InvalidRemoteWrite(String),
-}
+pub mod delivery;
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::InvalidBuckets(why) => write!(f, "invalid buckets: {why}"),
-            Error::ConflictingBuckets(program) => write!(
-                f,
-                "program {program:?} already records with other buckets; \
-                 one label set cannot have two bucket layouts"
-            ),
-            Error::InvalidRemoteWrite(why) => write!(f, "invalid remote write settings: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
+// The paths the binding uses.
+pub use delivery::{access, remote_write, scrape, server};
+pub use encoding as exposition;
+pub use encoding::Format;
+pub use error::Error;
+pub use model::histogram::Buckets;
+pub use model::registry::{ConstLabels, Limits, Recorder, Registry, Request, RouteId, RouteTemplates};
+pub use model::{exemplar, gauge, histogram, lineage, native, registry};
+pub use values::{labels, normalize};

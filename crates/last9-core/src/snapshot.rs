@@ -3,12 +3,33 @@
 //! Copying the counts first (a few MB for 10,000 series) makes a scrape consistent, and lets
 //! the encoder size its output exactly before writing it once into its final buffer.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use crate::exemplar::Exemplar;
-use crate::histogram::Buckets;
-use crate::native::NativeBuckets;
-use crate::registry::{Registry, DOMAIN_OVERFLOW, ROUTE_OVERFLOW};
+use crate::model::exemplar::Exemplar;
+use crate::model::histogram::Buckets;
+use crate::model::native::NativeBuckets;
+use crate::model::registry::{Registry, DOMAIN_OVERFLOW, ROUTE_OVERFLOW};
+
+/// Where the global registry's series of every process come from in multi-process mode: the
+/// store layer installs it (see `store::Registry::global`), so a snapshot needs no file.
+#[derive(Debug, Clone, Copy)]
+pub struct SharedSource {
+    /// The series of every process, summed by label set; None in single-process mode.
+    pub snapshot: fn() -> Option<Snapshot>,
+    /// Whether this process's scrapes are known to be partial (`last9_store_degraded`).
+    pub degraded: fn() -> Option<bool>,
+}
+
+static SHARED_SOURCE: OnceLock<SharedSource> = OnceLock::new();
+
+/// Installs the [`SharedSource`] (once; the store does it when it makes the global registry).
+pub fn install_shared_source(source: SharedSource) {
+    let _ = SHARED_SOURCE.set(source);
+}
+
+fn shared_source() -> Option<&'static SharedSource> {
+    SHARED_SOURCE.get()
+}
 
 /// One series of a snapshot.
 #[derive(Debug, Clone)]
@@ -48,7 +69,7 @@ impl Snapshot {
     /// the global registry in multi-process mode: every process's series, summed by label set.
     pub fn of(registry: &Registry) -> Snapshot {
         if registry.is_shared() {
-            if let Some(mut snapshot) = crate::store::snapshot() {
+            if let Some(mut snapshot) = shared_source().and_then(|source| (source.snapshot)()) {
                 snapshot.add_lineage(&registry.recorders());
                 snapshot.count_overflow();
                 return snapshot;
@@ -75,7 +96,7 @@ impl Snapshot {
         snapshot.add_lineage(&recorders);
         snapshot.count_overflow();
         if registry.is_shared() {
-            snapshot.store_degraded = crate::store::degraded();
+            snapshot.store_degraded = shared_source().and_then(|source| (source.degraded)());
         }
         snapshot
     }
@@ -101,7 +122,7 @@ impl Snapshot {
             ("label=\"domain\"".into(), domains),
         ];
         if !self.callers.is_empty() {
-            let caller = format!("caller=\"{}\",", crate::lineage::OVERFLOW_VALUE);
+            let caller = format!("caller=\"{}\",", crate::model::lineage::OVERFLOW_VALUE);
             let callers = self
                 .callers
                 .iter()
@@ -128,7 +149,7 @@ impl Snapshot {
     }
 
     /// Adds the lineage series of these recorders (kept per process, also in multi-process mode).
-    pub fn add_lineage(&mut self, recorders: &[Arc<crate::registry::Recorder>]) {
+    pub fn add_lineage(&mut self, recorders: &[Arc<crate::model::registry::Recorder>]) {
         for recorder in recorders {
             let buckets = recorder.buckets_arc();
             recorder.lineage().client_series(|labels, histogram| {

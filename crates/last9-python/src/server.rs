@@ -1,7 +1,6 @@
 //! The dedicated metrics server, running on a Rust thread.
 
 use last9_core::access::Access;
-use last9_core::exposition;
 use last9_core::server;
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
@@ -65,7 +64,7 @@ impl MetricsServer {
             }
         };
         let protection = server::Protection { access, tls };
-        let handler = exposition::handler(registry.inner, path.to_string());
+        let handler = last9_core::scrape::handler(registry.inner, path.to_string());
         let started =
             py.detach(|| server::MetricsServer::start_with(addr, port, handler, protection, standby));
         let started =

@@ -17,13 +17,16 @@ added to the app's, and the app's ``send`` is a Rust callable that returns the s
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
 
 from last9 import config, scrape
+from last9._adapter import detect_asgi
 from last9._core import AsgiMiddleware, Registry
-from last9.frameworks import detect_asgi
 from last9.setup import instrument_app
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -46,19 +49,8 @@ class RedMiddleware(AsgiMiddleware):
         cls,
         app: Any,
         *,
-        program: str | None = None,
-        hostname: str | None = None,
-        tenant: str | None = None,
-        cluster: str | None = None,
-        buckets: Sequence[float] | None = None,
-        metrics_path: Any = config.UNSET,
-        max_routes: int | None = None,
-        max_domains: int | None = None,
-        metrics_username: str | None = None,
-        metrics_password: str | None = None,
-        metrics_bearer_token: str | None = None,
-        domains: Sequence[str] | None = None,
         registry: Registry | None = None,
+        **options: Unpack[config.Options],
     ) -> RedMiddleware:
         adapter = detect_asgi(app)
         app_setup = instrument_app(
@@ -66,18 +58,7 @@ class RedMiddleware(AsgiMiddleware):
             program_hint=adapter.program_hint,
             route_templates=adapter.route_templates,
             registry=registry,
-            program=program,
-            hostname=hostname,
-            tenant=tenant,
-            cluster=cluster,
-            buckets=buckets,
-            metrics_path=metrics_path,
-            max_routes=max_routes,
-            max_domains=max_domains,
-            metrics_username=metrics_username,
-            metrics_password=metrics_password,
-            metrics_bearer_token=metrics_bearer_token,
-            domains=domains,
+            **options,
         )
         registry, recorder, metrics = app_setup.registry, app_setup.recorder, app_setup.metrics
         scrape.warn_if_shadowed(metrics, adapter.route_at)

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from last9 import config, scrape
+from last9._adapter import detect_native, detect_wsgi
 from last9._core import Registry, WsgiMiddleware
-from last9.frameworks import detect_native, detect_wsgi
 from last9.setup import instrument_app
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class RedMiddleware(WsgiMiddleware):
     """Wraps a WSGI app and records ``http_requests_duration_milliseconds`` for each request.
 
     ``RedMiddleware(app)`` works on the Flask app itself (``app.wsgi_app = RedMiddleware(app)``),
-    on ``app.wsgi_app`` and on any WSGI callable. Keyword arguments override ``LAST9_*``
-    environment variables. ``metrics_path`` (default ``/metrics``; None turns it off) is answered
-    with the metrics instead of reaching the app; with ``metrics_username`` and
-    ``metrics_password``, or ``metrics_bearer_token``, only to scrapes that present them (others
-    get 401 and never reach the app). The per-request work is done in Rust.
+    on ``app.wsgi_app`` and on any WSGI callable. Keyword arguments (the settings, declared once
+    in :class:`last9.config.Options`) override ``LAST9_*`` environment variables.
+    ``metrics_path`` (default ``/metrics``; None turns it off) is answered with the metrics
+    instead of reaching the app; with ``metrics_username`` and ``metrics_password``, or
+    ``metrics_bearer_token``, only to scrapes that present them (others get 401 and never reach
+    the app). The per-request work is done in Rust.
 
     On an app that is no WSGI callable but that last9 knows (a ``tornado.web.Application``),
     ``RedMiddleware(app)`` instruments the app in place and returns it, for its own server.
@@ -31,56 +34,19 @@ class RedMiddleware(WsgiMiddleware):
         cls,
         app: Any,
         *,
-        program: str | None = None,
-        hostname: str | None = None,
-        tenant: str | None = None,
-        cluster: str | None = None,
-        buckets: Sequence[float] | None = None,
-        metrics_path: Any = config.UNSET,
-        max_routes: int | None = None,
-        max_domains: int | None = None,
-        metrics_username: str | None = None,
-        metrics_password: str | None = None,
-        metrics_bearer_token: str | None = None,
-        domains: Sequence[str] | None = None,
         registry: Registry | None = None,
+        **options: Unpack[config.Options],
     ) -> RedMiddleware:
         instrument = detect_native(app)
         if instrument is not None:
-            return instrument(  # type: ignore[no-any-return]
-                app,
-                program=program,
-                hostname=hostname,
-                tenant=tenant,
-                cluster=cluster,
-                buckets=buckets,
-                metrics_path=metrics_path,
-                max_routes=max_routes,
-                max_domains=max_domains,
-                metrics_username=metrics_username,
-                metrics_password=metrics_password,
-                metrics_bearer_token=metrics_bearer_token,
-                domains=domains,
-                registry=registry,
-            )
+            return instrument(app, registry=registry, **options)  # type: ignore[no-any-return]
         adapter = detect_wsgi(app)
         app_setup = instrument_app(
             route_syntax=adapter.route_syntax,
             program_hint=adapter.program_hint,
             route_templates=adapter.route_templates,
             registry=registry,
-            program=program,
-            hostname=hostname,
-            tenant=tenant,
-            cluster=cluster,
-            buckets=buckets,
-            metrics_path=metrics_path,
-            max_routes=max_routes,
-            max_domains=max_domains,
-            metrics_username=metrics_username,
-            metrics_password=metrics_password,
-            metrics_bearer_token=metrics_bearer_token,
-            domains=domains,
+            **options,
         )
         registry, recorder, metrics = app_setup.registry, app_setup.recorder, app_setup.metrics
         scrape.warn_if_shadowed(metrics, adapter.route_at)

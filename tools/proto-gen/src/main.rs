@@ -1,6 +1,6 @@
 //! Writes the prost code of the vendored Prometheus protos: the exposition's
 //! `io/prometheus/client/metrics.proto` to `src/encoding/io.prometheus.client.rs`, remote
-//! write's `prometheus/remote.proto` to `src/remote_write/prometheus.rs`. Parsing is protox's
+//! write's `prometheus/remote.proto` to `src/delivery/remote_write/prometheus.rs`. Parsing is protox's
 //! (pure Rust), so neither this tool nor the build needs `protoc`; the output is checked in, so
 //! the build needs neither prost-build nor this tool.
 
@@ -11,7 +11,7 @@ fn main() {
     let proto = root.join("proto");
     for (file, out) in [
         ("io/prometheus/client/metrics.proto", "src/encoding"),
-        ("prometheus/remote.proto", "src/remote_write"),
+        ("prometheus/remote.proto", "src/delivery/remote_write"),
     ] {
         let files = protox::compile([file], [&proto]).expect("the proto file parses");
         prost_build::Config::new()

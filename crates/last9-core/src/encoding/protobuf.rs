@@ -12,7 +12,7 @@
 use prost::Message;
 
 use super::{Family, Samples};
-use crate::exemplar::Exemplar;
+use crate::model::exemplar::Exemplar;
 use crate::snapshot::{Snapshot, SnapshotSeries};
 
 #[allow(clippy::all, missing_docs)]
@@ -22,8 +22,7 @@ pub mod proto {
 
 use proto::{Bucket, BucketSpan, LabelPair, Metric, MetricFamily, MetricType};
 
-pub const CONTENT_TYPE: &str =
-    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
+pub use super::PROTOBUF_CONTENT_TYPE as CONTENT_TYPE;
 
 /// Encodes `families` as length-delimited `MetricFamily` messages.
 pub fn encode_families(families: &[Family<'_>]) -> Vec<u8> {
@@ -199,9 +198,9 @@ pub fn label_pairs(text: &str) -> Vec<LabelPair> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::histogram::Buckets;
-    use crate::native::NativeSpec;
-    use crate::registry::{ConstLabels, Limits, Registry, Request};
+    use crate::model::histogram::Buckets;
+    use crate::model::native::NativeSpec;
+    use crate::model::registry::{ConstLabels, Limits, Registry, Request};
 
     fn decode(mut bytes: &[u8]) -> Vec<MetricFamily> {
         let mut families = Vec::new();

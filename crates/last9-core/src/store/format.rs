@@ -15,8 +15,8 @@
 //!          | zero_threshold f64 (ms)
 //! HISTOGRAM 8 layout u32 | 12 n_labels u16 | 14 labels_len u16 | 16 labels, zero-padded to 8
 //!          | cells u64 × (n_bounds + 2): per-bucket counts with +Inf last, then the sum in ns
-//!          | the native buckets' cells when the layout keeps them (`crate::native`)
-//!          | the latest exemplar's cells (`crate::exemplar`)
+//!          | the native buckets' cells when the layout keeps them (`crate::model::native`)
+//!          | the latest exemplar's cells (`crate::model::exemplar`)
 //! ABSORBED 8 name_len u32 | 12 name (archives only: a worker file already merged in)
 //! GAUGE    8 n_labels u16 | 10 labels_len u16 | 12 zero u32 | 16 labels, zero-padded to 8
 //!          | value i64 (worker files only: a gauge is the state of a live process, so readers
@@ -29,8 +29,8 @@
 
 use std::sync::atomic::AtomicU64;
 
-use crate::exemplar::EXEMPLAR_CELLS;
-use crate::native::NativeSpec;
+use crate::model::exemplar::EXEMPLAR_CELLS;
+use crate::model::native::NativeSpec;
 
 pub const MAGIC: [u8; 4] = *b"L9MP";
 pub const BOM: u32 = 0x0102_0304;
@@ -129,8 +129,8 @@ pub fn encode_labels<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) ->
     let mut block = Vec::with_capacity(160);
     let mut n = 0u16;
     for (name, value) in pairs {
-        let name = crate::labels::truncate(name, MAX_NAME_LEN);
-        let value = crate::labels::truncate(value, MAX_VALUE_LEN);
+        let name = crate::values::labels::truncate(name, MAX_NAME_LEN);
+        let value = crate::values::labels::truncate(value, MAX_VALUE_LEN);
         block.push(name.len() as u8);
         block.extend_from_slice(name.as_bytes());
         block.extend_from_slice(&(value.len() as u16).to_ne_bytes());

@@ -19,12 +19,12 @@ use super::file::{write_atomically, Fd, Mapping, WorkerFile};
 use super::format::{self, labels_iter, Layout, Record, Region};
 use std::sync::Arc;
 
-use crate::exemplar::{latest_per_bucket, Exemplar, ExemplarCells, EXEMPLAR_CELLS};
-use crate::exposition::escape_label_value;
-use crate::histogram::Buckets;
-use crate::native::{NativeBuckets, NativeCells, NativeSpec};
-use crate::registry::{DOMAIN_OVERFLOW, ROUTE_OVERFLOW};
+use crate::model::exemplar::{latest_per_bucket, Exemplar, ExemplarCells, EXEMPLAR_CELLS};
+use crate::model::histogram::Buckets;
+use crate::model::native::{NativeBuckets, NativeCells, NativeSpec};
+use crate::model::registry::{DOMAIN_OVERFLOW, ROUTE_OVERFLOW};
 use crate::snapshot::Snapshot;
+use crate::values::escape::escape_label_value;
 
 pub const ARCHIVE: &str = "archive.db";
 
@@ -598,9 +598,9 @@ fn remove_stale_temporaries(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exposition::{encode_families, Family};
+    use crate::encoding::Format;
+    use crate::encoding::{encode_families, Family};
     use crate::store::file::WorkerFile;
-    use crate::Format;
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("last9-merge-{name}-{}", std::process::id()));
@@ -680,8 +680,9 @@ mod tests {
         let (_, cells_at) = format::histogram_record_len(labels.len(), cells.len());
         let keeper: Arc<dyn std::any::Any + Send + Sync> = file.mapping().clone();
         // SAFETY: the record's cells, in the mapping kept alive by `keeper`.
-        let histogram =
-            unsafe { crate::histogram::Histogram::in_place(&buckets, file.cell_ptr(at + cells_at), keeper) };
+        let histogram = unsafe {
+            crate::model::histogram::Histogram::in_place(&buckets, file.cell_ptr(at + cells_at), keeper)
+        };
         for ms in durations_ms {
             let ns = (ms * 1e6) as u64;
             let bucket = histogram.observe(&buckets, ns);

@@ -1,0 +1,965 @@
+//! The registry: every series of `http_requests_duration_milliseconds` in this process.
+//!
+//! A [`Recorder`] owns the series of one set of constant labels (hostname, program, tenant,
+//! cluster). Middlewares with the same constant labels share a recorder, so a process never
+//! exposes the same label set twice. Series are kept in creation order, each with its label
+//! text rendered once, so a scrape is a walk over a vector and a copy of bytes.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use ahash::AHashMap;
+use parking_lot::{Mutex, RwLock};
+
+use crate::error::Error;
+use crate::model::gauge::Gauge;
+use crate::model::histogram::{Buckets, Histogram};
+use crate::model::lineage::Lineage;
+use crate::process;
+use crate::values::escape::escape_label_value;
+use crate::values::labels::{BoundedInterner, ResolveCache, ValueId, MAX_VALUE_LEN, OVERFLOW};
+use crate::values::normalize::{
+    method_index, normalize_host, normalize_path, route_template, RouteSyntax, METHODS,
+};
+
+/// The `per` value of a request no route matched.
+pub const UNMATCHED: &str = "/unmatched";
+/// The `per` value of routes past the route limit.
+pub const ROUTE_OVERFLOW: &str = "/_other";
+/// The `domain` value of hosts past the domain limit, and of malformed Host headers.
+pub const DOMAIN_OVERFLOW: &str = "_other";
+/// The `per` value of `http_requests_in_flight`: a request is counted from the moment it enters,
+/// before any routing, so its gauge is per method over all routes.
+pub const ALL_ROUTES: &str = "/_all";
+
+/// Labels that are the same for every request of an application.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ConstLabels {
+    pub hostname: String,
+    pub program: String,
+    pub tenant: String,
+    pub cluster: String,
+}
+
+/// How many distinct values a label taken from requests may have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_routes: usize,
+    pub max_domains: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_routes: 500,
+            max_domains: 100,
+        }
+    }
+}
+
+/// How many raw paths and hosts each recorder remembers the resolution of, and the bytes each
+/// of these caches may use (keys plus bookkeeping).
+const RAW_CACHE_CAPACITY: usize = 4096;
+const RAW_CACHE_BYTES: usize = 1 << 20;
+/// Longest raw path remembered; longer ones are normalised on each request.
+const MAX_CACHED_PATH_LEN: usize = 1024;
+/// Longest Host header taken as a host: a name has at most 253 bytes, then `:` and a port.
+/// Longer ones are malformed and count as `_other` without being looked at or remembered.
+pub const MAX_HOST_LEN: usize = 255 + 6;
+
+/// What makes one series of a recorder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct SeriesKey {
+    route: ValueId,
+    domain: ValueId,
+    method: u8,
+    status: u16,
+}
+
+/// One label set and its histogram.
+#[derive(Debug)]
+pub struct Series {
+    /// `per="…",hostname="…",…,cluster="…"`, escaped, without braces or `le`.
+    labels: Arc<str>,
+    histogram: Histogram,
+}
+
+impl Series {
+    pub fn labels(&self) -> &str {
+        &self.labels
+    }
+
+    pub fn labels_arc(&self) -> Arc<str> {
+        self.labels.clone()
+    }
+
+    pub fn histogram(&self) -> &Histogram {
+        &self.histogram
+    }
+}
+
+#[derive(Default)]
+struct SeriesTable {
+    index: AHashMap<SeriesKey, usize>,
+    keys: Vec<SeriesKey>,
+    series: Vec<Arc<Series>>,
+    /// `http_requests_in_flight` by method index, made on first use.
+    in_flight: [Option<Gauge>; METHODS.len()],
+}
+
+/// Records requests of one application into its series.
+pub struct Recorder {
+    consts: ConstLabels,
+    buckets: Arc<Buckets>,
+    limits: Limits,
+    routes: BoundedInterner,
+    domains: BoundedInterner,
+    /// Raw paths (apps without a router) and raw Host headers already resolved.
+    raw_paths: ResolveCache<RouteId>,
+    raw_hosts: ResolveCache<ValueId>,
+    series: RwLock<SeriesTable>,
+    /// Whether the cells follow the process's store (true for the global registry's recorders):
+    /// in multi-process mode they live in this process's file of the shared directory.
+    shared: Option<&'static dyn SharedCells>,
+    /// The [`process::epoch`] the cells were last placed at, and the process that placed them.
+    epoch: AtomicU64,
+    bound_pid: AtomicU32,
+    lineage: Lineage,
+}
+
+/// The parts of a request that become labels.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    pub route: RouteId,
+    /// Host header, else SERVER_NAME.
+    pub host: Option<&'a str>,
+    pub method: &'a str,
+    /// The status code sent; 0 when none was.
+    pub status: u16,
+    pub duration_ns: u64,
+}
+
+/// A route value already interned in a recorder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteId(ValueId);
+
+impl Recorder {
+    fn new(
+        consts: ConstLabels,
+        buckets: Buckets,
+        limits: Limits,
+        shared: Option<&'static dyn SharedCells>,
+    ) -> Recorder {
+        let routes = BoundedInterner::new(ROUTE_OVERFLOW, limits.max_routes);
+        routes.intern(UNMATCHED);
+        Recorder {
+            consts,
+            buckets: Arc::new(buckets),
+            limits,
+            routes,
+            domains: BoundedInterner::new(DOMAIN_OVERFLOW, limits.max_domains),
+            raw_paths: ResolveCache::new(RAW_CACHE_CAPACITY, RAW_CACHE_BYTES, MAX_CACHED_PATH_LEN),
+            raw_hosts: ResolveCache::new(RAW_CACHE_CAPACITY, RAW_CACHE_BYTES, MAX_HOST_LEN),
+            series: RwLock::new(SeriesTable::default()),
+            shared,
+            epoch: AtomicU64::new(process::epoch()),
+            bound_pid: AtomicU32::new(process::pid()),
+            lineage: Lineage::new(limits.max_domains),
+        }
+    }
+
+    pub fn consts(&self) -> &ConstLabels {
+        &self.consts
+    }
+
+    pub fn buckets(&self) -> &Buckets {
+        &self.buckets
+    }
+
+    pub fn buckets_arc(&self) -> Arc<Buckets> {
+        self.buckets.clone()
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// A route template already in `{param}` form.
+    pub fn route(&self, template: &str) -> RouteId {
+        RouteId(self.routes.intern(template))
+    }
+
+    /// The route of a request no route matched.
+    pub fn unmatched(&self) -> RouteId {
+        self.route(UNMATCHED)
+    }
+
+    /// The route of an app without a router: its path with ids collapsed. A new route may need
+    /// a few requests to be admitted (see [`crate::values::labels`]); until then its paths are not
+    /// remembered, so that each of those requests is counted towards admission.
+    #[inline]
+    pub fn raw_path(&self, path: &str) -> RouteId {
+        match self.raw_paths.get(path) {
+            Some(route) => route,
+            None => self.resolve_path(path),
+        }
+    }
+
+    #[cold]
+    fn resolve_path(&self, path: &str) -> RouteId {
+        let route = RouteId(self.routes.intern_observed(&normalize_path(path)));
+        if route.0 != OVERFLOW || self.routes.is_full() {
+            self.raw_paths.remember(path, route);
+        }
+        route
+    }
+
+    /// Makes `domains` (Host values, normalised here) the only ones with a series of their own:
+    /// every other host counts as `_other`. Returns the entries that are no host name.
+    pub fn allow_only_domains<'a>(&self, domains: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let mut allowed = Vec::new();
+        let mut invalid = Vec::new();
+        for domain in domains {
+            match normalize_host(domain) {
+                Some(host) => allowed.push(host.into_owned()),
+                None => invalid.push(domain.to_string()),
+            }
+        }
+        if invalid.is_empty() {
+            self.domains.allow_only(allowed.iter().map(String::as_str));
+        }
+        invalid
+    }
+
+    /// The domain id of a request's Host header (None: the request had none).
+    #[inline]
+    fn domain(&self, host: Option<&str>) -> ValueId {
+        let Some(host) = host else {
+            return self.domains.intern("");
+        };
+        match self.raw_hosts.get(host) {
+            Some(id) => id,
+            None => self.resolve_host(host),
+        }
+    }
+
+    #[cold]
+    fn resolve_host(&self, host: &str) -> ValueId {
+        if host.len() > MAX_HOST_LEN {
+            return OVERFLOW;
+        }
+        let id = match normalize_host(host) {
+            Some(name) => self.domains.intern_observed(&name),
+            None => OVERFLOW,
+        };
+        // A host not admitted yet is not remembered, so that its next request counts towards
+        // admission; once the cap is full, `_other` is final and remembered too.
+        if id != OVERFLOW || self.domains.is_full() {
+            self.raw_hosts.remember(host, id);
+        }
+        id
+    }
+
+    /// Records one request.
+    pub fn observe(&self, request: &Request<'_>) {
+        self.observe_traced(request, None);
+    }
+
+    /// Records one request that carried a trace context (`trace_id`, `span_id`): it becomes the
+    /// exemplar of its series.
+    pub fn observe_traced(&self, request: &Request<'_>, trace: Option<([u8; 16], [u8; 8])>) {
+        if let Some(cells) = self
+            .shared
+            .filter(|_| self.epoch.load(Ordering::Relaxed) != process::epoch())
+        {
+            cells.sync();
+        }
+        let domain = self.domain(request.host);
+        let status = if (100..=999).contains(&request.status) {
+            request.status
+        } else {
+            0
+        };
+        let key = SeriesKey {
+            route: request.route.0,
+            domain,
+            method: method_index(request.method) as u8,
+            status,
+        };
+        // Every observation happens under the table lock, so moving the cells (see `rebind`)
+        // never loses one.
+        {
+            let table = self.series.read();
+            if let Some(&i) = table.index.get(&key) {
+                let series = &table.series[i];
+                let bucket = series.histogram.observe(&self.buckets, request.duration_ns);
+                if let Some((trace_id, span_id)) = trace {
+                    series
+                        .histogram
+                        .keep_exemplar(bucket, trace_id, span_id, request.duration_ns);
+                }
+                return;
+            }
+        }
+        self.observe_new(key, request.duration_ns, trace);
+    }
+
+    #[cold]
+    fn observe_new(&self, key: SeriesKey, duration_ns: u64, trace: Option<([u8; 16], [u8; 8])>) {
+        let mut table = self.series.write();
+        let index = match table.index.get(&key) {
+            Some(&i) => i,
+            None => {
+                let series = Arc::new(Series {
+                    labels: self.label_text(&key).into(),
+                    histogram: self.histogram(&key),
+                });
+                let index = table.series.len();
+                table.index.insert(key, index);
+                table.keys.push(key);
+                table.series.push(series);
+                index
+            }
+        };
+        let series = &table.series[index];
+        let bucket = series.histogram.observe(&self.buckets, duration_ns);
+        if let Some((trace_id, span_id)) = trace {
+            series
+                .histogram
+                .keep_exemplar(bucket, trace_id, span_id, duration_ns);
+        }
+    }
+
+    /// The lineage series (outbound calls, callers) of this recorder.
+    pub fn lineage(&self) -> &Lineage {
+        &self.lineage
+    }
+
+    /// Records one outbound call made while serving `per` (None: outside any request).
+    pub fn observe_client(
+        &self,
+        per: Option<RouteId>,
+        upstream: &str,
+        method: &str,
+        status: &str,
+        duration_ns: u64,
+    ) {
+        let per = per.unwrap_or_else(|| self.unmatched()).0;
+        let text = self.routes.value(per);
+        self.lineage.observe_client(
+            &self.consts,
+            &self.buckets,
+            (per, &text),
+            upstream,
+            method,
+            status,
+            duration_ns,
+        );
+    }
+
+    /// Counts one inbound request of `route` from `caller` (None: it named none).
+    pub fn count_caller(&self, route: RouteId, caller: Option<&str>) {
+        let text = self.routes.value(route.0);
+        self.lineage.count_caller(&self.consts, (route.0, &text), caller);
+    }
+
+    /// A request entered the app: counts it in `http_requests_in_flight` until [`Self::leave`].
+    /// Returns the method's index, to give back to `leave`.
+    #[inline]
+    pub fn enter(&self, method: &str) -> u8 {
+        let method = method_index(method) as u8;
+        self.in_flight_add(method, 1);
+        method
+    }
+
+    /// The request that [`Self::enter`] returned `method` for is done (recorded or dropped).
+    #[inline]
+    pub fn leave(&self, method: u8) {
+        self.in_flight_add(method, -1);
+    }
+
+    fn in_flight_add(&self, method: u8, delta: i64) {
+        if let Some(cells) = self
+            .shared
+            .filter(|_| self.epoch.load(Ordering::Relaxed) != process::epoch())
+        {
+            cells.sync();
+        }
+        let i = method as usize % METHODS.len();
+        {
+            let table = self.series.read();
+            if let Some(gauge) = &table.in_flight[i] {
+                gauge.add(delta);
+                return;
+            }
+        }
+        let mut table = self.series.write();
+        let gauge = table.in_flight[i].get_or_insert_with(|| self.gauge(i));
+        gauge.add(delta);
+    }
+
+    /// A fresh in-flight cell for a method: in the process's store file when there is one.
+    fn gauge(&self, method: usize) -> Gauge {
+        let Some(cells) = self.shared else {
+            return Gauge::new();
+        };
+        self.with_gauge_pairs(method, |pairs| cells.gauge(pairs))
+    }
+
+    fn with_gauge_pairs<R>(&self, method: usize, f: impl FnOnce(&[(&str, &str); 6]) -> R) -> R {
+        f(&[
+            ("per", ALL_ROUTES),
+            ("hostname", &self.consts.hostname),
+            ("method", METHODS[method]),
+            ("program", &self.consts.program),
+            ("tenant", &self.consts.tenant),
+            ("cluster", &self.consts.cluster),
+        ])
+    }
+
+    /// Calls `f` with the escaped label text and value of each in-flight gauge made so far.
+    pub fn in_flight(&self, mut f: impl FnMut(Arc<str>, i64)) {
+        let table = self.series.read();
+        for (method, gauge) in table.in_flight.iter().enumerate() {
+            if let Some(gauge) = gauge {
+                let text = self.with_gauge_pairs(method, |pairs| escaped_pairs(pairs));
+                f(text.into(), gauge.get());
+            }
+        }
+    }
+
+    /// Fresh cells for a series: in the process's store file when there is one.
+    fn histogram(&self, key: &SeriesKey) -> Histogram {
+        let Some(cells) = self.shared else {
+            return Histogram::new(&self.buckets);
+        };
+        self.with_pairs(key, |pairs| cells.histogram(&self.buckets, self.limits, pairs))
+    }
+
+    /// Moves every series to fresh cells placed by the store as it is now: a forked child
+    /// starts from zero in its own file (the counts so far are its parent's), while a process
+    /// entering multi-process mode carries its counts over.
+    pub(crate) fn rebind(&self, epoch: u64) {
+        let mut table = self.series.write();
+        if self.epoch.load(Ordering::Relaxed) == epoch {
+            return;
+        }
+        let pid = process::pid();
+        let same_process = self.bound_pid.load(Ordering::Relaxed) == pid;
+        let table = &mut *table;
+        for (key, series) in table.keys.iter().zip(table.series.iter_mut()) {
+            let histogram = self.histogram(key);
+            if same_process {
+                histogram.add_from(&self.buckets, &series.histogram);
+            }
+            *series = Arc::new(Series {
+                labels: series.labels.clone(),
+                histogram,
+            });
+        }
+        for method in 0..METHODS.len() {
+            let Some(old) = table.in_flight[method].take() else {
+                continue;
+            };
+            let gauge = self.gauge(method);
+            // A forked child has none of its parent's requests in flight.
+            if same_process {
+                gauge.add(old.get());
+            }
+            table.in_flight[method] = Some(gauge);
+        }
+        self.bound_pid.store(pid, Ordering::Relaxed);
+        self.epoch.store(epoch, Ordering::Relaxed);
+    }
+
+    /// Calls `f` with the label pairs of a series, in the contract's order.
+    fn with_pairs<R>(&self, key: &SeriesKey, f: impl FnOnce(&[(&str, &str); 8]) -> R) -> R {
+        let route = self.routes.value(key.route);
+        let domain = self.domains.value(key.domain);
+        let mut status = itoa::Buffer::new();
+        let pairs: [(&str, &str); 8] = [
+            ("per", &route),
+            ("hostname", &self.consts.hostname),
+            ("domain", &domain),
+            ("method", METHODS[key.method as usize]),
+            ("program", &self.consts.program),
+            ("status", status.format(key.status)),
+            ("tenant", &self.consts.tenant),
+            ("cluster", &self.consts.cluster),
+        ];
+        f(&pairs)
+    }
+
+    fn label_text(&self, key: &SeriesKey) -> String {
+        self.with_pairs(key, Self::escaped)
+    }
+
+    fn escaped(pairs: &[(&str, &str); 8]) -> String {
+        escaped_pairs(pairs)
+    }
+
+    /// A consistent list of the series that exist now.
+    pub fn series(&self) -> Vec<Arc<Series>> {
+        self.series.read().series.clone()
+    }
+
+    /// Number of series.
+    pub fn len(&self) -> usize {
+        self.series.read().series.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// `name="value",…` with values escaped.
+pub(crate) fn escaped_pairs(pairs: &[(&str, &str)]) -> String {
+    let mut text = String::with_capacity(128);
+    for (i, (name, value)) in pairs.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(name);
+        text.push_str("=\"");
+        escape_label_value(&mut text, value);
+        text.push('"');
+    }
+    text
+}
+
+/// Turns framework route templates into route ids, caching the conversion per template.
+pub struct RouteTemplates {
+    recorder: Arc<Recorder>,
+    syntax: RouteSyntax,
+    cache: ResolveCache<RouteId>,
+}
+
+impl RouteTemplates {
+    pub fn new(recorder: Arc<Recorder>, syntax: RouteSyntax) -> RouteTemplates {
+        // Templates come from the app's code, so few; the bounds only guard against odd apps.
+        let cache = ResolveCache::new(4 * recorder.limits.max_routes, RAW_CACHE_BYTES, MAX_VALUE_LEN * 4);
+        RouteTemplates {
+            recorder,
+            syntax,
+            cache,
+        }
+    }
+
+    /// The route id of a template in the framework's own syntax (`/item/<int:id>`).
+    #[inline]
+    pub fn route(&self, raw: &str) -> RouteId {
+        if let Some(route) = self.cache.get(raw) {
+            return route;
+        }
+        let route = self.recorder.route(&route_template(raw, self.syntax));
+        self.cache.remember(raw, route);
+        route
+    }
+
+    /// Interns the templates (framework syntax) the app's router knows, before any request.
+    pub fn register<'a>(&self, templates: impl IntoIterator<Item = &'a str>) {
+        for template in templates {
+            self.route(template);
+        }
+    }
+}
+
+/// Where the cells of the global registry's series live, and how they follow the process across
+/// a fork: the store layer implements it (the model knows no file), see [`Registry::global`].
+pub trait SharedCells: Send + Sync {
+    /// Brings the cells up to the current [`process::epoch`] (after a fork, or on entering
+    /// multi-process mode); called by a recorder that sees a new epoch.
+    fn sync(&self);
+    /// The cells of a new histogram series with these labels.
+    fn histogram(&self, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Histogram;
+    /// The cell of a new in-flight gauge with these labels.
+    fn gauge(&self, pairs: &[(&str, &str)]) -> Gauge;
+}
+
+/// All recorders of a process (or of a test).
+#[derive(Default)]
+pub struct Registry {
+    recorders: Mutex<Vec<Arc<Recorder>>>,
+    /// The global registry: its series follow the process into multi-process mode.
+    shared: Option<&'static dyn SharedCells>,
+}
+
+impl Registry {
+    /// A registry of this process only (tests, or apps keeping two sets of metrics apart).
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// A registry whose new series take their cells from `cells`: the global registry, which
+    /// [`Registry::global`] (in the store layer) makes with the multi-process store.
+    pub fn with_shared_cells(cells: &'static dyn SharedCells) -> Registry {
+        Registry {
+            recorders: Mutex::new(Vec::new()),
+            shared: Some(cells),
+        }
+    }
+
+    /// Whether this is the global registry, whose scrape covers every process in
+    /// multi-process mode.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// Locks everything a fork must not copy half-changed (see `store`'s fork handlers).
+    pub(crate) fn lock_for_fork(&self) {
+        std::mem::forget(self.recorders.lock());
+        // SAFETY: the list is locked (just above) until `unlock_after_fork`.
+        for recorder in unsafe { &*self.recorders.data_ptr() } {
+            std::mem::forget(recorder.series.write());
+        }
+    }
+
+    /// Undoes `lock_for_fork`, in the parent and in the child.
+    ///
+    /// # Safety
+    ///
+    /// Only after `lock_for_fork`, once.
+    pub(crate) unsafe fn unlock_after_fork(&self) {
+        for recorder in &*self.recorders.data_ptr() {
+            recorder.series.force_unlock_write();
+        }
+        self.recorders.force_unlock();
+    }
+
+    /// The recorder for these constant labels, made on first use. Two middlewares with the same
+    /// constant labels share one; asking for it with other buckets is an error, since one label
+    /// set cannot have two bucket layouts.
+    pub fn recorder(
+        &self,
+        consts: ConstLabels,
+        buckets: Buckets,
+        limits: Limits,
+    ) -> Result<Arc<Recorder>, Error> {
+        let mut recorders = self.recorders.lock();
+        if let Some(existing) = recorders.iter().find(|r| r.consts == consts) {
+            if *existing.buckets != buckets {
+                return Err(Error::ConflictingBuckets(consts.program.clone()));
+            }
+            return Ok(existing.clone());
+        }
+        let recorder = Arc::new(Recorder::new(consts, buckets, limits, self.shared));
+        recorders.push(recorder.clone());
+        Ok(recorder)
+    }
+
+    /// The recorders, in creation order.
+    pub fn recorders(&self) -> Vec<Arc<Recorder>> {
+        self.recorders.lock().clone()
+    }
+
+    /// Number of series over all recorders.
+    pub fn series_count(&self) -> usize {
+        self.recorders.lock().iter().map(|r| r.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn consts(program: &str) -> ConstLabels {
+        ConstLabels {
+            hostname: "box".into(),
+            program: program.into(),
+            tenant: String::new(),
+            cluster: String::new(),
+        }
+    }
+
+    fn recorder(limits: Limits) -> Arc<Recorder> {
+        Registry::new()
+            .recorder(consts("app"), Buckets::last9_default(), limits)
+            .unwrap()
+    }
+
+    fn request(route: RouteId, host: &str, status: u16) -> Request<'_> {
+        Request {
+            route,
+            host: Some(host),
+            method: "GET",
+            status,
+            duration_ns: 1_000_000,
+        }
+    }
+
+    #[test]
+    fn same_labels_share_a_series() {
+        let rec = recorder(Limits::default());
+        let route = rec.route("/user/{id}");
+        for _ in 0..3 {
+            rec.observe(&request(route, "example.com", 200));
+        }
+        rec.observe(&request(route, "example.com", 404));
+        assert_eq!(rec.len(), 2);
+        let counts: u64 = rec.series()[0].histogram().counts().sum();
+        assert_eq!(counts, 3);
+    }
+
+    #[test]
+    fn label_text_has_the_contract_order_and_escapes_values() {
+        let rec = recorder(Limits::default());
+        rec.observe(&request(rec.route("/a\"b\\c\nd"), "Example.COM:8080", 503));
+        assert_eq!(
+            rec.series()[0].labels(),
+            r#"per="/a\"b\\c\nd",hostname="box",domain="example.com",method="GET",program="app",status="503",tenant="",cluster="""#
+        );
+    }
+
+    #[test]
+    fn hosts_and_routes_past_the_limits_overflow() {
+        let rec = recorder(Limits {
+            max_routes: 5,
+            max_domains: 3,
+        });
+        for i in 0..100 {
+            // Three times each: values many requests share, admitted while there is room.
+            for _ in 0..3 {
+                let route = rec.raw_path(&format!("/page-{i}/x"));
+                rec.observe(&request(route, &format!("h{i}.example.com"), 200));
+            }
+        }
+        // 4 routes + /unmatched, 3 hosts; the rest share the overflow values.
+        assert!(rec.len() <= 5 * 4);
+        let labels: Vec<String> = rec.series().iter().map(|s| s.labels().to_string()).collect();
+        assert!(labels.iter().any(|l| l.contains(r#"per="/_other""#)));
+        assert!(labels.iter().any(|l| l.contains(r#"domain="_other""#)));
+        // Once a cap is full, `_other` is final: raw values are remembered again, so requests
+        // past the caps cost one lookup, as before admission existed.
+        assert!(rec.raw_hosts.len() > 90 && rec.raw_paths.len() > 90);
+    }
+
+    /// Requests per `domain` value, from the series.
+    fn requests_by_domain(rec: &Recorder) -> AHashMap<String, u64> {
+        let mut counts = AHashMap::new();
+        for series in rec.series() {
+            let labels = series.labels();
+            let domain = labels
+                .split(",domain=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            *counts.entry(domain.to_string()).or_default() += series.histogram().counts().sum::<u64>();
+        }
+        counts
+    }
+
+    #[test]
+    fn junk_hosts_do_not_keep_real_domains_out() {
+        let rec = recorder(Limits::default());
+        let route = rec.route("/x");
+        let mut junk = 0;
+        for i in 0..1000 {
+            if i % 20 == 0 {
+                rec.observe(&request(route, "shop.example", 200));
+            }
+            rec.observe(&request(route, &format!("junk-{i}.example"), 200));
+            junk += 1;
+        }
+        for _ in 0..50 {
+            rec.observe(&request(route, "api.example", 200));
+        }
+        let counts = requests_by_domain(&rec);
+        // shop.example came first and took a first-come slot; nine junk hosts took the others.
+        assert_eq!(counts["shop.example"], 50);
+        assert_eq!(counts.keys().filter(|d| d.starts_with("junk-")).count(), 9);
+        // api.example came after: admitted on its third request.
+        assert_eq!(counts["api.example"], 48);
+        assert_eq!(counts["_other"], junk - 9 + 2);
+        assert_eq!(counts.values().sum::<u64>(), 1100);
+    }
+
+    #[test]
+    fn the_overflow_counter_sums_the_requests_under_other() {
+        let registry = Registry::new();
+        let rec = registry
+            .recorder(
+                consts("app"),
+                Buckets::last9_default(),
+                Limits {
+                    max_routes: 5,
+                    max_domains: 3,
+                },
+            )
+            .unwrap();
+        for i in 0..40 {
+            let route = rec.raw_path(&format!("/page-{i}"));
+            rec.observe(&request(route, &format!("h{i}.example"), 200));
+        }
+        rec.observe(&request(rec.unmatched(), "bad host", 200));
+        let snapshot = crate::snapshot::Snapshot::of(&registry);
+        let overflow: Vec<(String, u64)> = snapshot
+            .overflow()
+            .iter()
+            .map(|(l, n)| (l.to_string(), *n))
+            .collect();
+        // One first-come slot each (/unmatched took the route's): everything else is _other.
+        assert_eq!(
+            overflow,
+            [
+                ("label=\"per\"".to_string(), 40),
+                ("label=\"domain\"".to_string(), 40)
+            ]
+        );
+        let text = crate::encoding::encode(&registry, crate::encoding::Format::Text);
+        assert!(
+            text.contains("# TYPE last9_label_overflow_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("last9_label_overflow_total{label=\"domain\"} 40\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn request_caches_keep_no_long_or_unadmitted_keys() {
+        let rec = recorder(Limits::default());
+        let long = "a".repeat(60_000);
+        for i in 0..200 {
+            // Too long to be a host; a long path of a route many requests share.
+            let host = format!("{i}{long}");
+            let route = rec.raw_path(&format!("/files/{i}/{long}"));
+            rec.observe(&request(route, &host, 200));
+            // A host name of a valid length padded with spaces is no host either.
+            rec.observe(&request(
+                route,
+                &format!("shop.example{}", " ".repeat(300 + i)),
+                200,
+            ));
+        }
+        assert_eq!(rec.raw_hosts.len(), 0);
+        assert_eq!(rec.raw_paths.len(), 0);
+        assert!(requests_by_domain(&rec).keys().all(|d| d == "_other"));
+        // Junk that is short enough is not remembered either, until it is admitted.
+        for i in 0..5000 {
+            rec.observe(&request(
+                rec.raw_path(&format!("/{i}.php")),
+                &format!("j{i}.example"),
+                200,
+            ));
+        }
+        assert!(rec.raw_hosts.len() <= 10 && rec.raw_paths.len() <= 50);
+    }
+
+    #[test]
+    fn raw_caches_stay_within_their_byte_budget() {
+        let rec = recorder(Limits::default());
+        let route = rec.route("/x");
+        // Valid, distinct spellings of one admitted host: each is a key of its own.
+        for port in 0..20_000 {
+            let host = format!("{}.example:{port}", "h".repeat(200));
+            rec.observe(&request(route, &host, 200));
+        }
+        assert!(rec.raw_hosts.bytes() <= RAW_CACHE_BYTES);
+        assert!(rec.raw_hosts.len() < RAW_CACHE_CAPACITY);
+    }
+
+    #[test]
+    fn an_allow_list_keeps_every_other_host_out() {
+        let rec = recorder(Limits::default());
+        assert_eq!(
+            rec.allow_only_domains(["Shop.Example", "api.example:8443", "bad host"]),
+            ["bad host"]
+        );
+        assert!(rec
+            .allow_only_domains(["Shop.Example", "api.example:8443"])
+            .is_empty());
+        let route = rec.route("/x");
+        for host in [
+            "shop.example",
+            "API.example",
+            "first.example",
+            "first.example",
+            "first.example",
+        ] {
+            rec.observe(&request(route, host, 200));
+        }
+        let counts = requests_by_domain(&rec);
+        assert_eq!(counts["shop.example"], 1);
+        assert_eq!(counts["api.example"], 1);
+        assert_eq!(counts["_other"], 3);
+    }
+
+    #[test]
+    fn malformed_hosts_and_methods_have_fixed_values() {
+        let rec = recorder(Limits::default());
+        let route = rec.unmatched();
+        rec.observe(&Request {
+            route,
+            host: Some("bad host\n"),
+            method: "BREW",
+            status: 200,
+            duration_ns: 1,
+        });
+        rec.observe(&Request {
+            route,
+            host: None,
+            method: "get",
+            status: 42,
+            duration_ns: 1,
+        });
+        let labels: Vec<String> = rec.series().iter().map(|s| s.labels().to_string()).collect();
+        assert!(
+            labels[0].contains(r#"domain="_other",method="_OTHER""#),
+            "{}",
+            labels[0]
+        );
+        assert!(
+            labels[1].contains(r#"domain="",method="_OTHER""#),
+            "{}",
+            labels[1]
+        );
+        assert!(labels[1].contains(r#"status="0""#), "{}", labels[1]);
+    }
+
+    #[test]
+    fn recorders_are_shared_by_constant_labels() {
+        let registry = Registry::new();
+        let a = registry
+            .recorder(consts("a"), Buckets::last9_default(), Limits::default())
+            .unwrap();
+        let again = registry
+            .recorder(consts("a"), Buckets::last9_default(), Limits::default())
+            .unwrap();
+        let b = registry
+            .recorder(consts("b"), Buckets::last9_default(), Limits::default())
+            .unwrap();
+        assert!(Arc::ptr_eq(&a, &again));
+        assert!(!Arc::ptr_eq(&a, &b));
+        let conflicting = registry.recorder(consts("a"), Buckets::new(&[1.0]).unwrap(), Limits::default());
+        assert!(matches!(conflicting, Err(Error::ConflictingBuckets(_))));
+    }
+
+    #[test]
+    fn templates_are_converted_once_per_syntax() {
+        let rec = recorder(Limits::default());
+        let flask = RouteTemplates::new(rec.clone(), RouteSyntax::Angle);
+        assert_eq!(flask.route("/item/<int:id>"), rec.route("/item/{id}"));
+        assert_eq!(flask.route("/item/<int:id>"), flask.route("/item/<id>"));
+    }
+
+    #[test]
+    fn concurrent_observations_are_all_counted() {
+        let rec = recorder(Limits::default());
+        let route = rec.route("/x");
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..10_000 {
+                        rec.observe(&request(route, "h", 200));
+                    }
+                });
+            }
+        });
+        let total: u64 = rec.series()[0].histogram().counts().sum();
+        assert_eq!(total, 80_000);
+    }
+}
