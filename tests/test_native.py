@@ -14,10 +14,15 @@ import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 from test_prometheus import Prometheus, free_ports, wait_for
 
+import last9
 from conftest import gunicorn, serve
+from last9 import config
+from last9.wsgi.middleware import RedMiddleware
+from wsgi_helpers import call as wsgi_call
 
 APP = "tests.apps.native_app:app"
 METRIC = "http_requests_duration_milliseconds"
@@ -152,3 +157,65 @@ def test_protobuf_is_negotiated_on_the_in_app_path(tmp_path):
         assert METRIC.encode() in body[:64]
         text = requests.get(f"http://127.0.0.1:{app_port}/metrics", timeout=10)
         assert text.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+
+
+# --- Settings ---------------------------------------------------------------------------------
+
+
+def test_both_kinds_are_kept_by_default_and_either_can_be_turned_off():
+    settings = config.resolve(environ={})
+    assert settings.classic_histograms is True
+    assert settings.native_histograms == config.NativeHistograms(3, 160, 2.0**-128)
+    env = {
+        "LAST9_NATIVE_HISTOGRAMS": "off",
+        "LAST9_CLASSIC_HISTOGRAMS": "yes",
+    }
+    assert config.resolve(environ=env).native_histograms is None
+    env = {
+        "LAST9_CLASSIC_HISTOGRAMS": "0",
+        "LAST9_NATIVE_SCHEMA": "-2",
+        "LAST9_NATIVE_MAX_BUCKETS": "40",
+        "LAST9_NATIVE_ZERO_THRESHOLD": "0.001",
+    }
+    settings = config.resolve(environ=env)
+    assert settings.classic_histograms is False
+    assert settings.native_histograms == config.NativeHistograms(-2, 40, 0.001)
+    # Keywords win over the environment.
+    settings = config.resolve(environ=env, classic_histograms=True, native_schema=5)
+    assert settings.classic_histograms is True
+    assert settings.native_histograms == config.NativeHistograms(5, 40, 0.001)
+
+
+@pytest.mark.parametrize(
+    ("options", "env", "named"),
+    [
+        ({}, {"LAST9_NATIVE_HISTOGRAMS": "maybe"}, "LAST9_NATIVE_HISTOGRAMS"),
+        ({"classic_histograms": False, "native_histograms": False}, {}, "both off"),
+        ({}, {"LAST9_NATIVE_SCHEMA": "9"}, "LAST9_NATIVE_SCHEMA"),
+        ({"native_schema": 2.5}, {}, "LAST9_NATIVE_SCHEMA"),
+        ({}, {"LAST9_NATIVE_MAX_BUCKETS": "0"}, "LAST9_NATIVE_MAX_BUCKETS"),
+        ({}, {"LAST9_NATIVE_MAX_BUCKETS": "many"}, "LAST9_NATIVE_MAX_BUCKETS"),
+        ({}, {"LAST9_NATIVE_ZERO_THRESHOLD": "-1"}, "LAST9_NATIVE_ZERO_THRESHOLD"),
+        ({"native_zero_threshold": float("nan")}, {}, "LAST9_NATIVE_ZERO_THRESHOLD"),
+    ],
+)
+def test_bad_histogram_settings_name_the_setting(options, env, named):
+    with pytest.raises(last9.MetricsError, match=named):
+        config.resolve(environ=env, **options)
+
+
+def test_without_classic_buckets_text_keeps_only_inf_sum_and_count():
+    def hello(environ, start_response):
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    app = RedMiddleware(
+        hello, registry=last9.Registry(), program="native-only", classic_histograms=False
+    )
+    wsgi_call(app, "/x")
+    text = wsgi_call(app, "/metrics")[2].decode()
+    ours = [line for line in text.splitlines() if 'program="native-only"' in line]
+    buckets = [line for line in ours if line.startswith(f"{METRIC}_bucket")]
+    assert len(buckets) == 1 and 'le="+Inf"} 1' in buckets[0], buckets
+    assert any(line.startswith(f"{METRIC}_count") for line in ours)
+    assert any(line.startswith(f"{METRIC}_sum") for line in ours)
