@@ -28,6 +28,9 @@ APP = "tests.apps.native_app:app"
 METRIC = "http_requests_duration_milliseconds"
 ROUTE = "/sleep/{ms}"
 NATIVE_FLAGS = "--enable-feature=native-histograms,exemplar-storage"
+PROTOBUF = (
+    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
+)
 #: The known server-side durations: one request sleeping each of 1..214 ms. At schema 3 the
 #: slowest ones fill the bucket (196.7, 214.5] ms, where the 99th percentile lies.
 SLEEPS_MS = list(range(1, 215))
@@ -148,10 +151,7 @@ def test_protobuf_is_negotiated_on_the_in_app_path(tmp_path):
         response = requests.get(
             f"http://127.0.0.1:{app_port}/metrics", headers={"Accept": accept}, timeout=10
         )
-        assert response.headers["Content-Type"] == (
-            "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; "
-            "encoding=delimited"
-        )
+        assert response.headers["Content-Type"] == PROTOBUF
         # A length-delimited MetricFamily whose name is the duration histogram's.
         body = response.content
         assert METRIC.encode() in body[:64]
@@ -219,3 +219,75 @@ def test_without_classic_buckets_text_keeps_only_inf_sum_and_count():
     assert len(buckets) == 1 and 'le="+Inf"} 1' in buckets[0], buckets
     assert any(line.startswith(f"{METRIC}_count") for line in ours)
     assert any(line.startswith(f"{METRIC}_sum") for line in ours)
+
+
+def test_the_dedicated_server_negotiates_protobuf():
+    registry = last9.Registry()
+    recorder = last9.Recorder(registry, hostname="box", program="pb")
+    recorder.observe(None, "/x", "h", "GET", 200, 2_000_000)
+    server = last9.start_metrics_server(0, "127.0.0.1", registry=registry)
+    try:
+        url = f"http://127.0.0.1:{server.port}/metrics"
+        response = requests.get(url, headers={"Accept": PROTOBUF}, timeout=10)
+        assert response.headers["Content-Type"] == PROTOBUF
+        assert METRIC.encode() in response.content[:64]
+        om = requests.get(url, headers={"Accept": "application/openmetrics-text"}, timeout=10)
+        assert om.headers["Content-Type"].startswith("application/openmetrics-text")
+    finally:
+        server.stop()
+
+
+def test_remote_write_stores_native_series_equal_to_the_scrape(tmp_path):
+    app_port, prom = with_prometheus(tmp_path, NATIVE_FLAGS)
+    # No scrape: Prometheus only receives.
+    prom.args = [a for a in prom.args if not a.startswith("--config.file")]
+    (tmp_path / "empty.yml").write_text("global:\n  scrape_interval: 1s\n")
+    prom.args.append(f"--config.file={tmp_path / 'empty.yml'}")
+    started(prom)
+    try:
+        env = {
+            "LAST9_REMOTE_WRITE_URL": prom.write_url,
+            "LAST9_REMOTE_WRITE_INTERVAL": "1",
+            "LAST9_REMOTE_WRITE_NATIVE_HISTOGRAMS": "1",
+        }
+        with serve(gunicorn(APP, app_port, "-w", "2", "--threads", "4"), app_port, env=env):
+            trace_id, header = traceparent()
+            for ms in (1, 2, 5, 20, 50):
+                call(app_port, ms, header)
+            text = requests.get(f"http://127.0.0.1:{app_port}/metrics", timeout=10).text
+            mine = [line for line in text.splitlines() if f'per="{ROUTE}"' in line]
+            scraped_count = sum(
+                float(line.rsplit(" ", 1)[1]) for line in mine if line.startswith(f"{METRIC}_count")
+            )
+            scraped_sum = sum(
+                float(line.rsplit(" ", 1)[1]) for line in mine if line.startswith(f"{METRIC}_sum")
+            )
+            assert scraped_count == 5
+
+            def pushed() -> tuple[float, float] | None:
+                selector = f"sum({METRIC}{{per='{ROUTE}'}})"
+                count = prom.vector(f"histogram_count({selector})")
+                total = prom.vector(f"histogram_sum({selector})")
+                if not count or not total:
+                    return None
+                return count[()], total[()]
+
+            count, total = wait_for("the pushed native series", pushed)
+            assert count == scraped_count
+            assert abs(total - scraped_sum) < 1e-6 * scraped_sum
+
+            # The exemplar rides along (Prometheus drops it on the first push, which creates
+            # the series, and keeps it from the next one on).
+            def exemplar_ids() -> set[str] | None:
+                data = prom.api(
+                    "query_exemplars",
+                    query=f"{METRIC}{{per='{ROUTE}'}}",
+                    start=f"{time.time() - 60:.3f}",
+                    end=f"{time.time() + 5:.3f}",
+                )
+                found = {e["labels"]["trace_id"] for series in data for e in series["exemplars"]}
+                return found or None
+
+            assert wait_for("the pushed exemplar", exemplar_ids) == {trace_id}
+    finally:
+        prom.stop()

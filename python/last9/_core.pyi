@@ -353,7 +353,10 @@ class RemoteWriter:
     Every ``interval`` seconds the registry is snapshotted into snappy-compressed protobuf write
     requests and queued (at most ``max_pending`` snapshots; past that the oldest is dropped). The
     queue is sent in order; 5xx, 429 and network errors are retried with exponential backoff,
-    other statuses are dropped. Messages go to the ``last9.remote_write`` logger.
+    other statuses are dropped. Messages go to the ``last9.remote_write`` logger. With
+    ``native_histograms``, a histogram that keeps native buckets is pushed as a native histogram
+    too, with its latest exemplar (the receiver must accept them: Prometheus needs its
+    ``native-histograms`` feature).
 
     Raises:
         MetricsError: a bad URL, half-given or conflicting credentials, a non-positive
@@ -372,6 +375,7 @@ class RemoteWriter:
         max_pending: int = 20,
         timeout: float = 10.0,
         ca_file: str | PathLike[str] | None = None,
+        native_histograms: bool = False,
     ) -> Self: ...
     def flush(self, timeout: float = 5.0) -> bool:
         """Takes a snapshot now and waits up to ``timeout`` seconds until the queue is sent.

@@ -65,7 +65,7 @@ impl RemoteWriter {
     #[new]
     #[pyo3(signature = (
         registry, url, *, interval = 15.0, username = None, password = None, bearer_token = None,
-        max_pending = 20, timeout = 10.0, ca_file = None
+        max_pending = 20, timeout = 10.0, ca_file = None, native_histograms = false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -79,8 +79,10 @@ impl RemoteWriter {
         max_pending: usize,
         timeout: f64,
         ca_file: Option<PathBuf>,
+        native_histograms: bool,
     ) -> PyResult<RemoteWriter> {
         let mut config = Config::new(url);
+        config.native_histograms = native_histograms;
         config.interval = seconds("interval", interval)?;
         config.timeout = seconds("timeout", timeout)?;
         config.max_pending = max_pending;

@@ -13,6 +13,7 @@ pub use negotiate::{
 };
 pub use response::{respond, scrape, ScrapeResponse};
 
+use crate::model::exemplar::Exemplar;
 use crate::model::histogram::float_text;
 use crate::model::registry::Registry;
 use crate::snapshot::{Snapshot, SnapshotSeries};
@@ -250,6 +251,9 @@ fn write_histograms(
             sink.put(le.as_bytes());
             sink.put(b"\"} ");
             sink.put(number.format(*count).as_bytes());
+            if let Some(Some(exemplar)) = series.exemplars.get(i).filter(|_| openmetrics) {
+                write_exemplar(sink, exemplar, float);
+            }
             sink.put(b"\n");
         }
         sink.put(name);
@@ -260,6 +264,19 @@ fn write_histograms(
         sink.put(b"\n");
         write_sample(sink, name, b"_count", &series.labels, number.format(counts[last]));
     }
+}
+
+/// An OpenMetrics exemplar after a bucket's value: ` # {trace_id="…",span_id="…"} value time`
+/// (63 characters of labels, within the format's 128).
+fn write_exemplar(sink: &mut impl Sink, exemplar: &Exemplar, float: &mut ryu::Buffer) {
+    sink.put(b" # {trace_id=\"");
+    sink.put(exemplar.trace_id_hex().as_bytes());
+    sink.put(b"\",span_id=\"");
+    sink.put(exemplar.span_id_hex().as_bytes());
+    sink.put(b"\"} ");
+    sink.put(float_text(float, exemplar.value_ms, true).as_bytes());
+    sink.put(b" ");
+    sink.put(float_text(float, exemplar.timestamp, true).as_bytes());
 }
 
 /// Exact length of the encoding of `families`.
@@ -396,6 +413,42 @@ mod tests {
             overflow_family(Format::Text)
         );
         assert_eq!(encode(&registry_with_one_request(), Format::Text), expected);
+    }
+
+    #[test]
+    fn openmetrics_carries_the_exemplar_on_its_bucket_and_text_does_not() {
+        let registry = Registry::new();
+        let recorder = registry
+            .recorder(
+                ConstLabels::default(),
+                Buckets::new(&[1.0, 2.5]).unwrap(),
+                Limits::default(),
+            )
+            .unwrap();
+        let request = Request {
+            route: recorder.route("/t"),
+            host: Some("example.com"),
+            method: "GET",
+            status: 200,
+            duration_ns: 2_000_000,
+        };
+        let mut trace_id = [0u8; 16];
+        trace_id[15] = 0x2a;
+        recorder.observe_traced(&request, Some((trace_id, [0xff; 8])));
+        let om = encode(&registry, Format::OpenMetrics);
+        let line = om.lines().find(|l| l.contains("le=\"2.5\"")).unwrap();
+        let (sample, exemplar) = line.split_once(" # ").unwrap();
+        assert!(sample.ends_with("} 1"), "{line}");
+        let (labels, rest) = exemplar.split_once("} ").unwrap();
+        assert_eq!(
+            labels,
+            "{trace_id=\"0000000000000000000000000000002a\",span_id=\"ffffffffffffffff\""
+        );
+        let (value, time) = rest.split_once(' ').unwrap();
+        assert_eq!(value, "2.0");
+        assert!(time.parse::<f64>().unwrap() > 1.6e9);
+        assert_eq!(om.matches(" # {").count(), 1, "only its bucket has it");
+        assert!(!encode(&registry, Format::Text).contains(" # {"));
     }
 
     #[test]

@@ -58,6 +58,10 @@ pub struct Config {
     pub ca_pem: Option<Vec<u8>>,
     pub max_samples_per_request: usize,
     pub user_agent: String,
+    /// Push native histograms too. Off by default: Prometheus (2.42) answers a request holding
+    /// one with an error, dropping its other series as well, unless its `native-histograms`
+    /// feature is on.
+    pub native_histograms: bool,
 }
 
 impl Config {
@@ -77,6 +81,7 @@ impl Config {
             ca_pem: None,
             max_samples_per_request: proto::DEFAULT_MAX_SAMPLES_PER_REQUEST,
             user_agent: concat!("last9/", env!("CARGO_PKG_VERSION")).to_string(),
+            native_histograms: false,
         }
     }
 }
@@ -189,6 +194,7 @@ struct Shared {
     max_pending: usize,
     timeout: Duration,
     max_samples_per_request: usize,
+    native_histograms: bool,
     agent: ureq::Agent,
     source: Source,
     state: Mutex<State>,
@@ -246,6 +252,7 @@ impl RemoteWriter {
             max_pending: config.max_pending,
             timeout: config.timeout,
             max_samples_per_request: config.max_samples_per_request,
+            native_histograms: config.native_histograms,
             agent,
             source,
             state: Mutex::new(State {
@@ -578,6 +585,7 @@ fn collect(shared: &Shared, answers: u64) {
         &snapshot,
         timestamp_ms,
         shared.max_samples_per_request,
+        shared.native_histograms,
     );
     shared.counters.snapshots.fetch_add(1, Ordering::Relaxed);
     let mut pending = Pending::new(0, requests);

@@ -52,14 +52,15 @@ pub struct EncodedRequest {
 }
 
 /// Samples of a series: one per bucket (`+Inf` included), sum and count in the classic form,
-/// and one native histogram.
-pub fn sample_count(series: &SnapshotSeries) -> usize {
-    let classic = if series.buckets.has_classic() || series.native.is_none() {
+/// and one native histogram when `native` ones are pushed.
+pub fn sample_count(series: &SnapshotSeries, native: bool) -> usize {
+    let native = native && series.native.is_some();
+    let classic = if series.buckets.has_classic() || !native {
         series.buckets.cells() + 2
     } else {
         0
     };
-    classic + usize::from(series.native.is_some())
+    classic + usize::from(native)
 }
 
 /// The histogram `name` of `snapshot` as write requests of at most `max_samples` samples each (a
@@ -69,6 +70,7 @@ pub fn write_requests(
     snapshot: &Snapshot,
     timestamp_ms: i64,
     max_samples: usize,
+    native: bool,
 ) -> Vec<EncodedRequest> {
     let all = snapshot.series();
     let mut requests = Vec::new();
@@ -79,7 +81,7 @@ pub fn write_requests(
         let mut end = start;
         let mut samples = 0;
         while end < all.len() {
-            let more = sample_count(&all[end]);
+            let more = sample_count(&all[end], native);
             if end > start && samples + more > max_samples {
                 break;
             }
@@ -87,7 +89,7 @@ pub fn write_requests(
             end += 1;
         }
         proto.clear();
-        encode_write_request(name, snapshot, &all[start..end], timestamp_ms, &mut proto);
+        encode_write_request(name, snapshot, &all[start..end], timestamp_ms, native, &mut proto);
         let body = encoder
             .compress_vec(&proto)
             .expect("snappy takes any input below 4 GiB");
@@ -97,12 +99,14 @@ pub fn write_requests(
     requests
 }
 
-/// Appends the uncompressed protobuf `WriteRequest` of `series` (series of `snapshot`) to `out`.
+/// Appends the uncompressed protobuf `WriteRequest` of `series` (series of `snapshot`) to `out`,
+/// with their native histograms when `native`.
 pub fn encode_write_request(
     name: &str,
     snapshot: &Snapshot,
     series: &[SnapshotSeries],
     timestamp_ms: i64,
+    native: bool,
     out: &mut Vec<u8>,
 ) {
     let bucket_name = format!("{name}_bucket");
@@ -119,7 +123,7 @@ pub fn encode_write_request(
         };
         let counts = snapshot.cumulative_counts(histogram);
         let last = counts.len() - 1;
-        if let Some(native) = &histogram.native {
+        if let Some(native) = histogram.native.as_ref().filter(|_| native) {
             let labels: Vec<(&str, &str)> = base().chain([("__name__", name)]).collect();
             write_native_series(out, labels, histogram, native, counts[last], timestamp_ms);
             if !histogram.buckets.has_classic() {
@@ -357,7 +361,7 @@ mod tests {
 
     fn encode(snapshot: &Snapshot, timestamp_ms: i64) -> Vec<u8> {
         let mut out = Vec::new();
-        encode_write_request("m", snapshot, snapshot.series(), timestamp_ms, &mut out);
+        encode_write_request("m", snapshot, snapshot.series(), timestamp_ms, true, &mut out);
         out
     }
 
@@ -464,10 +468,10 @@ mod tests {
     fn requests_are_split_by_sample_count_and_decompress_to_the_protobuf() {
         let all = snapshot(&["/0", "/1", "/2", "/3", "/4"]);
         // 4 samples per series: 2 series (8 samples) fit in 10, the fifth goes alone.
-        let requests = write_requests("m", &all, 7, 10);
+        let requests = write_requests("m", &all, 7, 10, true);
         assert_eq!(requests.iter().map(|r| r.samples).collect::<Vec<_>>(), [8, 8, 4]);
         let mut expected = Vec::new();
-        encode_write_request("m", &all, &all.series()[2..4], 7, &mut expected);
+        encode_write_request("m", &all, &all.series()[2..4], 7, true, &mut expected);
         let body = snap::raw::Decoder::new()
             .decompress_vec(&requests[1].body)
             .unwrap();
@@ -476,7 +480,7 @@ mod tests {
 
     #[test]
     fn a_series_larger_than_the_limit_still_goes_out() {
-        let requests = write_requests("m", &snapshot(&["/big"]), 7, 1);
+        let requests = write_requests("m", &snapshot(&["/big"]), 7, 1, true);
         assert_eq!(requests.len(), 1);
         assert_eq!(requests[0].samples, 4);
     }
@@ -507,7 +511,14 @@ mod tests {
             Some(native),
             vec![Some(exemplar)].into_boxed_slice(),
         );
-        assert_eq!(sample_count(&snapshot.series()[0]), 1);
+        assert_eq!(sample_count(&snapshot.series()[0], true), 1);
+        // Not pushing native histograms: the classic form (here `+Inf`, sum and count) instead.
+        assert_eq!(sample_count(&snapshot.series()[0], false), 3);
+        let mut classic = Vec::new();
+        encode_write_request("m", &snapshot, snapshot.series(), 7, false, &mut classic);
+        let classic = prompb::WriteRequest::decode(classic.as_slice()).unwrap();
+        assert_eq!(classic.timeseries.len(), 3);
+        assert!(classic.timeseries.iter().all(|t| t.histograms.is_empty()));
         let request = prompb::WriteRequest::decode(encode(&snapshot, 7).as_slice()).unwrap();
         assert_eq!(
             request.timeseries.len(),
@@ -534,7 +545,7 @@ mod tests {
 
     #[test]
     fn an_empty_snapshot_makes_no_request() {
-        assert!(write_requests("m", &Snapshot::default(), 7, 10).is_empty());
+        assert!(write_requests("m", &Snapshot::default(), 7, 10, true).is_empty());
     }
 
     #[test]
