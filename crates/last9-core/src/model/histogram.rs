@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::model::exemplar::{Exemplar, ExemplarCells, EXEMPLAR_CELLS};
-use crate::model::native::{NativeBuckets, NativeCells, NativeSpec};
+use crate::model::native::{Extension, NativeBuckets, NativeCells, NativeSpec};
 
 /// Upper bounds of a histogram in milliseconds, with the text of each `le` label rendered once,
 /// and the shape of its native buckets when it keeps them.
@@ -100,9 +100,15 @@ impl Buckets {
     }
 
     /// Every cell a histogram of this layout needs: classic buckets, the sum, native buckets,
-    /// the latest exemplar.
+    /// the latest exemplar (in a worker's file; see [`Self::heap_cells`]).
     pub fn all_cells(&self) -> usize {
         self.cells() + 1 + self.native_cells() + EXEMPLAR_CELLS
+    }
+
+    /// [`Self::all_cells`] of a histogram on the heap, whose native slots past the inline ones
+    /// are allocated when needed.
+    pub fn heap_cells(&self) -> usize {
+        self.cells() + 1 + self.native.as_ref().map_or(0, NativeSpec::inline_cells) + EXEMPLAR_CELLS
     }
 
     /// Finite upper bounds in milliseconds.
@@ -178,6 +184,8 @@ pub struct Histogram {
     buckets: usize,
     /// Number of native cells after the sum.
     native: usize,
+    /// Native slots past the inline ones (heap histograms only).
+    extension: Extension,
     _keeper: Keeper,
 }
 
@@ -187,11 +195,12 @@ unsafe impl Sync for Histogram {}
 
 impl Histogram {
     pub fn new(buckets: &Buckets) -> Histogram {
-        let cells: Arc<[AtomicU64]> = (0..buckets.all_cells()).map(|_| AtomicU64::new(0)).collect();
+        let cells: Arc<[AtomicU64]> = (0..buckets.heap_cells()).map(|_| AtomicU64::new(0)).collect();
         Histogram {
             cells: NonNull::from(&cells[0]),
             buckets: buckets.cells(),
-            native: buckets.native_cells(),
+            native: buckets.native().map_or(0, NativeSpec::inline_cells),
+            extension: Extension::default(),
             _keeper: Arc::new(cells),
         }
     }
@@ -207,6 +216,7 @@ impl Histogram {
             cells,
             buckets: buckets.cells(),
             native: buckets.native_cells(),
+            extension: Extension::default(),
             _keeper: keeper,
         }
     }
@@ -231,12 +241,27 @@ impl Histogram {
         let bucket = buckets.index_of(duration_ns);
         self.cell(bucket).fetch_add(1, Ordering::Relaxed);
         self.cell(self.buckets).fetch_add(duration_ns, Ordering::Relaxed);
-        if let Some(spec) = &buckets.native {
-            if self.native == spec.cells() {
-                NativeCells::new(spec, self.native_slice()).observe(duration_ns);
-            }
+        if let Some(native) = self.native_cells_of(buckets) {
+            native.observe(duration_ns);
         }
         bucket
+    }
+
+    /// The native cells, when the layout keeps native buckets.
+    #[inline]
+    fn native_cells_of<'a>(&'a self, buckets: &'a Buckets) -> Option<NativeCells<'a>> {
+        let spec = buckets.native.as_ref()?;
+        if self.native == spec.cells() {
+            Some(NativeCells::new(spec, self.native_slice()))
+        } else if self.native == spec.inline_cells() {
+            Some(NativeCells::with_extension(
+                spec,
+                self.native_slice(),
+                &self.extension,
+            ))
+        } else {
+            None
+        }
     }
 
     /// Keeps a traced observation that fell in classic bucket `bucket` as the exemplar.
@@ -263,8 +288,7 @@ impl Histogram {
 
     /// The native buckets, when the layout keeps them.
     pub fn native(&self, buckets: &Buckets) -> Option<NativeBuckets> {
-        let spec = buckets.native.as_ref()?;
-        (self.native == spec.cells()).then(|| NativeCells::new(spec, self.native_slice()).read())
+        Some(self.native_cells_of(buckets)?.read())
     }
 
     /// Per-bucket counts (not cumulative), the last one being `+Inf`.
@@ -284,10 +308,8 @@ impl Histogram {
                 self.cell(i).fetch_add(v, Ordering::Relaxed);
             }
         }
-        if let (Some(spec), Some(theirs)) = (&buckets.native, other.native(buckets)) {
-            if self.native == spec.cells() {
-                NativeCells::new(spec, self.native_slice()).add(&theirs);
-            }
+        if let (Some(ours), Some(theirs)) = (self.native_cells_of(buckets), other.native(buckets)) {
+            ours.add(&theirs);
         }
     }
 }

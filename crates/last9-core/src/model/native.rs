@@ -21,7 +21,7 @@
 //! at most `max_buckets` buckets, and series of different schemas (from several processes)
 //! are added at the coarser one, as Prometheus does.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 use crate::Error;
 
@@ -46,6 +46,11 @@ const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 const RESERVE: usize = 6;
 /// Cells before the slots: the zero bucket's count, then the number of claimed slots.
 const HEADER_CELLS: usize = 2;
+/// Slots a histogram on the heap keeps inline: enough for a route whose durations span a factor
+/// of about four at schema 3. A series that spreads wider gets an [`Extension`] with room for
+/// its whole bucket limit, allocated once, when the inline slots are full. (A worker's file has
+/// no extension: its records hold every slot.)
+pub const INLINE_SLOTS: usize = 16;
 
 /// How a recorder's native histograms are shaped.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -121,6 +126,11 @@ impl NativeSpec {
         HEADER_CELLS + self.slots()
     }
 
+    /// Cells of a series on the heap, whose slots past [`INLINE_SLOTS`] go to an [`Extension`].
+    pub fn inline_cells(&self) -> usize {
+        HEADER_CELLS + self.slots().min(INLINE_SLOTS)
+    }
+
     /// The bucket index of `value_ms` (> 0) at this spec's schema.
     fn index_of(&self, value_ms: f64) -> i32 {
         let (frac, exp) = frexp(value_ms);
@@ -164,21 +174,96 @@ fn unkey(key: u64) -> (i8, i32) {
     (schema as i8, index)
 }
 
+/// The second table of a series on the heap, allocated when its inline slots are full (one
+/// compare-and-swap decides whose allocation stays), freed with the series.
+#[derive(Debug, Default)]
+pub struct Extension(AtomicPtr<Box<[AtomicU64]>>);
+
+impl Extension {
+    /// The table, allocated with `len` slots if there is none yet.
+    fn get_or_alloc(&self, len: usize) -> &[AtomicU64] {
+        if let Some(table) = self.get() {
+            return table;
+        }
+        let fresh: Box<Box<[AtomicU64]>> = Box::new((0..len).map(|_| AtomicU64::new(0)).collect());
+        let fresh = Box::into_raw(fresh);
+        match self
+            .0
+            .compare_exchange(std::ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => {}
+            // SAFETY: `fresh` was never shared: another thread's table won.
+            Err(_) => drop(unsafe { Box::from_raw(fresh) }),
+        }
+        self.get().expect("a table was installed")
+    }
+
+    fn get(&self) -> Option<&[AtomicU64]> {
+        let table = self.0.load(Ordering::Acquire);
+        // SAFETY: a non-null pointer is a table installed by `get_or_alloc`, freed only by drop.
+        (!table.is_null()).then(|| unsafe { &**table } as &[AtomicU64])
+    }
+}
+
+impl Drop for Extension {
+    fn drop(&mut self) {
+        let table = *self.0.get_mut();
+        if !table.is_null() {
+            // SAFETY: installed by `get_or_alloc` from `Box::into_raw`, and no reader is left.
+            drop(unsafe { Box::from_raw(table) });
+        }
+    }
+}
+
 /// The native buckets of one series, over `cells` (see [`NativeSpec::cells`]).
 pub struct NativeCells<'a> {
     spec: &'a NativeSpec,
     cells: &'a [AtomicU64],
+    extension: Option<&'a Extension>,
+}
+
+/// What a probe of one table found.
+#[derive(PartialEq)]
+enum Probe {
+    Counted,
+    /// The bucket has no slot, and claiming one was not allowed.
+    Refused,
+    /// The bucket has no slot, and every slot is taken.
+    Full,
 }
 
 impl<'a> NativeCells<'a> {
     /// `cells` must be `spec.cells()` long.
     pub fn new(spec: &'a NativeSpec, cells: &'a [AtomicU64]) -> NativeCells<'a> {
         debug_assert_eq!(cells.len(), spec.cells());
-        NativeCells { spec, cells }
+        NativeCells {
+            spec,
+            cells,
+            extension: None,
+        }
+    }
+
+    /// Over `spec.inline_cells()` cells and the extension that holds the other slots.
+    pub fn with_extension(
+        spec: &'a NativeSpec,
+        cells: &'a [AtomicU64],
+        extension: &'a Extension,
+    ) -> NativeCells<'a> {
+        debug_assert_eq!(cells.len(), spec.inline_cells());
+        NativeCells {
+            spec,
+            cells,
+            extension: Some(extension),
+        }
     }
 
     fn slots(&self) -> &[AtomicU64] {
         &self.cells[HEADER_CELLS..]
+    }
+
+    /// Slots of the extension, when there is one now.
+    fn extension_slots(&self) -> &[AtomicU64] {
+        self.extension.and_then(Extension::get).unwrap_or(&[])
     }
 
     /// Records one duration.
@@ -222,15 +307,29 @@ impl<'a> NativeCells<'a> {
     /// Adds `count` to bucket (schema, index); claims a slot for it if `may_claim`. False when
     /// the bucket has no slot and none could be claimed.
     fn add_count(&self, schema: i8, index: i32, count: u64, may_claim: bool) -> bool {
+        match self.probe(self.slots(), schema, index, count, may_claim) {
+            Probe::Counted => true,
+            Probe::Refused => false,
+            Probe::Full => match self.extension {
+                Some(extension) if self.slots().len() < self.spec.slots() => {
+                    let table = extension.get_or_alloc(self.spec.slots());
+                    self.probe(table, schema, index, count, may_claim) == Probe::Counted
+                }
+                _ => false,
+            },
+        }
+    }
+
+    /// Adds `count` to bucket (schema, index) in one table of slots.
+    fn probe(&self, slots: &[AtomicU64], schema: i8, index: i32, count: u64, may_claim: bool) -> Probe {
         let key = key(schema, index);
-        let slots = self.slots();
         let start = (index as i64 + schema as i64 * 61).rem_euclid(slots.len() as i64) as usize;
         for probe in 0..slots.len() {
             let slot = &slots[(start + probe) % slots.len()];
             let mut word = slot.load(Ordering::Relaxed);
             if word == 0 {
                 if !may_claim || !self.reserve_slot(schema) {
-                    return false;
+                    return Probe::Refused;
                 }
                 match slot.compare_exchange(
                     0,
@@ -238,7 +337,7 @@ impl<'a> NativeCells<'a> {
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 ) {
-                    Ok(_) => return true,
+                    Ok(_) => return Probe::Counted,
                     Err(now) => {
                         self.cells[1].fetch_sub(1, Ordering::Relaxed);
                         word = now;
@@ -247,10 +346,10 @@ impl<'a> NativeCells<'a> {
             }
             if word >> COUNT_BITS == key {
                 slot.fetch_add(count, Ordering::Relaxed);
-                return true;
+                return Probe::Counted;
             }
         }
-        false
+        Probe::Full
     }
 
     /// Counts a claim unless the configured schema has used up its share of the slots.
@@ -272,7 +371,7 @@ impl<'a> NativeCells<'a> {
             buckets: Vec::new(),
         };
         let mut entries: Vec<(i8, i32, u64)> = Vec::new();
-        for slot in self.slots() {
+        for slot in self.slots().iter().chain(self.extension_slots()) {
             let word = slot.load(Ordering::Relaxed);
             if word != 0 {
                 let (schema, index) = unkey(word >> COUNT_BITS);
@@ -520,6 +619,39 @@ mod tests {
         assert_eq!(read.count(), 7);
         assert!(read.buckets.len() <= 4);
         assert!(read.schema < 3);
+    }
+
+    #[test]
+    fn a_heap_series_grows_past_its_inline_slots_once_and_exactly() {
+        let spec = NativeSpec::new(3, 0.0, 160).unwrap();
+        let cells: Arc<Vec<AtomicU64>> =
+            Arc::new((0..spec.inline_cells()).map(|_| AtomicU64::new(0)).collect());
+        let extension = Arc::new(Extension::default());
+        // 0.5 ms to 2 s: about 96 buckets, far more than the inline slots.
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let (cells, extension) = (cells.clone(), extension.clone());
+                std::thread::spawn(move || {
+                    let native = NativeCells::with_extension(&spec, &cells, &extension);
+                    for i in 0..10_000u64 {
+                        let ms = 0.5 * 4000f64.powf(((i * 7 + t) % 1000) as f64 / 999.0);
+                        native.observe((ms * 1e6) as u64);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let read = NativeCells::with_extension(&spec, &cells, &extension).read();
+        assert_eq!(read.count(), 40_000);
+        assert_eq!(read.schema, 3, "no resolution lost: the limit is 160");
+        assert!(read.buckets.len() > INLINE_SLOTS, "{}", read.buckets.len());
+        assert!(extension.get().is_some());
+        // The same observations in a full-size table read the same.
+        let full: Vec<AtomicU64> = (0..spec.cells()).map(|_| AtomicU64::new(0)).collect();
+        NativeCells::new(&spec, &full).add(&read);
+        assert_eq!(NativeCells::new(&spec, &full).read(), read);
     }
 
     #[test]
