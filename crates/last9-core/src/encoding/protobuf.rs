@@ -25,56 +25,76 @@ use proto::{Bucket, BucketSpan, LabelPair, Metric, MetricFamily, MetricType};
 pub use super::PROTOBUF_CONTENT_TYPE as CONTENT_TYPE;
 
 /// Encodes `families` as length-delimited `MetricFamily` messages.
+///
+/// Each `Metric` is encoded as soon as it is built and dropped (a repeated field may be written
+/// piecewise), so a scrape never holds every series' message at once.
 pub fn encode_families(families: &[Family<'_>]) -> Vec<u8> {
     let mut out = Vec::new();
+    let mut metrics = Vec::new();
     for family in families {
-        let message = metric_family(family);
-        if message.metric.is_empty() {
+        metrics.clear();
+        match family.samples {
+            Samples::Histogram(snapshot, series) => {
+                for s in series {
+                    encode_metric(&histogram(snapshot, s), &mut metrics);
+                }
+            }
+            Samples::Gauge(samples) => {
+                for (labels, value) in samples {
+                    let metric = Metric {
+                        label: label_pairs(labels),
+                        gauge: Some(proto::Gauge {
+                            value: Some(*value as f64),
+                        }),
+                        ..Metric::default()
+                    };
+                    encode_metric(&metric, &mut metrics);
+                }
+            }
+            Samples::Counter(samples) => {
+                for (labels, value) in samples {
+                    let metric = Metric {
+                        label: label_pairs(labels),
+                        counter: Some(proto::Counter {
+                            value: Some(*value as f64),
+                            ..proto::Counter::default()
+                        }),
+                        ..Metric::default()
+                    };
+                    encode_metric(&metric, &mut metrics);
+                }
+            }
+        }
+        if metrics.is_empty() {
             continue;
         }
-        message
-            .encode_length_delimited(&mut out)
-            .expect("a Vec grows as needed");
+        let head = family_head(family);
+        let len = head.encoded_len() + metrics.len();
+        prost::encoding::encode_varint(len as u64, &mut out);
+        head.encode(&mut out).expect("a Vec grows as needed");
+        out.extend_from_slice(&metrics);
     }
     out
 }
 
-fn metric_family(family: &Family<'_>) -> MetricFamily {
+/// Appends `metric` as field 4 (`metric`) of a `MetricFamily`.
+fn encode_metric(metric: &Metric, out: &mut Vec<u8>) {
+    prost::encoding::message::encode(4, metric, out);
+}
+
+/// A family's name, help and type, without its metrics.
+fn family_head(family: &Family<'_>) -> MetricFamily {
     let (kind, name) = match family.samples {
         Samples::Histogram(..) => (MetricType::Histogram, family.name.to_string()),
         Samples::Gauge(_) => (MetricType::Gauge, family.name.to_string()),
         // The protobuf format names a counter by its samples, `_total` included.
         Samples::Counter(_) => (MetricType::Counter, format!("{}_total", family.name)),
     };
-    let metric = match family.samples {
-        Samples::Histogram(snapshot, series) => series.iter().map(|s| histogram(snapshot, s)).collect(),
-        Samples::Gauge(samples) => samples
-            .iter()
-            .map(|(labels, value)| Metric {
-                label: label_pairs(labels),
-                gauge: Some(proto::Gauge {
-                    value: Some(*value as f64),
-                }),
-                ..Metric::default()
-            })
-            .collect(),
-        Samples::Counter(samples) => samples
-            .iter()
-            .map(|(labels, value)| Metric {
-                label: label_pairs(labels),
-                counter: Some(proto::Counter {
-                    value: Some(*value as f64),
-                    ..proto::Counter::default()
-                }),
-                ..Metric::default()
-            })
-            .collect(),
-    };
     MetricFamily {
         name: Some(name),
         help: Some(family.help.to_string()),
         r#type: Some(kind as i32),
-        metric,
+        metric: Vec::new(),
         unit: None,
     }
 }
