@@ -165,7 +165,7 @@ impl Snapshot {
                     start,
                     sum_ns: histogram.sum_ns(),
                     native: histogram.native(&buckets),
-                    exemplars: Box::new([]),
+                    exemplars: histogram.exemplars(),
                 });
             });
             self.callers.extend(recorder.lineage().callers());

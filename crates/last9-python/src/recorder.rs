@@ -100,9 +100,10 @@ impl Recorder {
         method: &str,
         status: &str,
         ns: u64,
+        trace: Option<crate::trace::TraceIds>,
     ) {
         self.core
-            .observe_client(Some(route), upstream, method, status, ns);
+            .observe_client_traced(Some(route), upstream, method, status, ns, trace);
     }
 
     pub(crate) fn routed(&self) -> bool {

@@ -162,9 +162,12 @@ impl WsgiMiddleware {
         duration_ns: u64,
     ) {
         let route = self.route_of(environ, false);
+        let py = environ.py();
+        let traceparent = environ_text(environ, intern!(py, "HTTP_TRACEPARENT"));
+        let trace = crate::trace::current(py, traceparent.as_ref().and_then(|t| t.to_str().ok()));
         self.recorder
             .get()
-            .observe_client_route(route, upstream, method, status, duration_ns);
+            .observe_client_route(route, upstream, method, status, duration_ns, trace);
     }
 
     #[getter]

@@ -297,6 +297,29 @@ mod tests {
     }
 
     #[test]
+    fn an_outbound_call_keeps_the_exemplar_of_its_span() {
+        let registry = Registry::new();
+        let buckets = Buckets::new(&[1.0, 2.5])
+            .unwrap()
+            .with_native(Some(NativeSpec::default_spec()));
+        let recorder = registry
+            .recorder(ConstLabels::default(), buckets, Limits::default())
+            .unwrap();
+        let route = Some(recorder.route("/a"));
+        recorder.observe_client_traced(route, "api:80", "GET", "200", 2_000_000, Some(([7; 16], [8; 8])));
+        let snapshot = Snapshot::of(&registry);
+        let families = decode(&encode_families(&Family::all(&snapshot)));
+        let client = families
+            .iter()
+            .find(|f| f.name() == "http_client_requests_duration_milliseconds")
+            .unwrap();
+        let h = client.metric[0].histogram.as_ref().unwrap();
+        assert_eq!(h.schema(), 3);
+        let exemplar = h.bucket[1].exemplar.as_ref().unwrap();
+        assert_eq!(exemplar.label[0].value(), "07".repeat(16));
+    }
+
+    #[test]
     fn native_only_keeps_its_latest_exemplar_on_the_inf_bucket() {
         let buckets = Buckets::none().with_native(Some(NativeSpec::default_spec()));
         let families = scrape(buckets, true);

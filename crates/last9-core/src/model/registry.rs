@@ -344,6 +344,19 @@ impl Recorder {
         status: &str,
         duration_ns: u64,
     ) {
+        self.observe_client_traced(per, upstream, method, status, duration_ns, None);
+    }
+
+    /// [`Self::observe_client`] of a call made in a traced span, which becomes its exemplar.
+    pub fn observe_client_traced(
+        &self,
+        per: Option<RouteId>,
+        upstream: &str,
+        method: &str,
+        status: &str,
+        duration_ns: u64,
+        trace: Option<([u8; 16], [u8; 8])>,
+    ) {
         let per = per.unwrap_or_else(|| self.unmatched()).0;
         let text = self.routes.value(per);
         self.lineage.observe_client(
@@ -354,6 +367,7 @@ impl Recorder {
             method,
             status,
             duration_ns,
+            trace,
         );
     }
 
