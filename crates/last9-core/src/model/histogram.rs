@@ -300,7 +300,8 @@ impl Histogram {
         self.cell(self.buckets).load(Ordering::Relaxed)
     }
 
-    /// Adds another histogram's counts and sum to this one (same layout).
+    /// Adds another histogram's counts, sum and native buckets to this one (same layout), and
+    /// takes its exemplar.
     pub(crate) fn add_from(&self, buckets: &Buckets, other: &Histogram) {
         for i in 0..=self.buckets.min(other.buckets) {
             let v = other.cell(i).load(Ordering::Relaxed);
@@ -310,6 +311,9 @@ impl Histogram {
         }
         if let (Some(ours), Some(theirs)) = (self.native_cells_of(buckets), other.native(buckets)) {
             ours.add(&theirs);
+        }
+        if let Some((bucket, exemplar)) = ExemplarCells(other.exemplar_slice()).read() {
+            ExemplarCells(self.exemplar_slice()).put(bucket, &exemplar);
         }
     }
 }
@@ -366,6 +370,24 @@ mod tests {
         assert!(Buckets::new(&[1.0, 1.0]).is_err());
         assert!(Buckets::new(&[f64::NAN]).is_err());
         assert!(Buckets::new(&[1.0, f64::INFINITY]).is_ok());
+    }
+
+    #[test]
+    fn moving_a_series_keeps_its_native_buckets_and_exemplar() {
+        let buckets = Buckets::new(&[1.0])
+            .unwrap()
+            .with_native(Some(NativeSpec::default_spec()));
+        let old = Histogram::new(&buckets);
+        for ms in [0.5, 2.0, 300.0] {
+            old.observe(&buckets, (ms * 1e6) as u64);
+        }
+        old.keep_exemplar(1, [3; 16], [4; 8], 2_000_000);
+        let moved = Histogram::new(&buckets);
+        moved.add_from(&buckets, &old);
+        assert_eq!(moved.native(&buckets), old.native(&buckets));
+        assert_eq!(moved.native(&buckets).unwrap().count(), 3);
+        assert_eq!(moved.exemplars()[1].unwrap().trace_id, [3; 16]);
+        assert_eq!(moved.counts().collect::<Vec<_>>(), vec![1, 2]);
     }
 
     #[test]
