@@ -181,13 +181,17 @@ def test_protobuf_is_negotiated_on_the_in_app_path(tmp_path):
             "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
             "encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3"
         )
-        response = requests.get(
-            f"http://127.0.0.1:{app_port}/metrics", headers={"Accept": accept}, timeout=10
-        )
-        assert response.headers["Content-Type"] == PROTOBUF
-        # A length-delimited MetricFamily whose name is the duration histogram's.
-        body = response.content
-        assert METRIC.encode() in body[:64]
+
+        def scrape_protobuf() -> requests.Response | None:
+            response = requests.get(
+                f"http://127.0.0.1:{app_port}/metrics", headers={"Accept": accept}, timeout=10
+            )
+            assert response.headers["Content-Type"] == PROTOBUF
+            # A request is recorded once its body is closed, just after the client has it:
+            # the first family is the duration histogram's as soon as it has a series.
+            return response if METRIC.encode() in response.content[:64] else None
+
+        wait_for("the request in the protobuf scrape", scrape_protobuf, timeout=10)
         text = requests.get(f"http://127.0.0.1:{app_port}/metrics", timeout=10)
         assert text.headers["Content-Type"].startswith("text/plain; version=0.0.4")
 
@@ -287,15 +291,21 @@ def test_remote_write_stores_native_series_equal_to_the_scrape(tmp_path):
             trace_id, header = traceparent()
             for ms in (1, 2, 5, 20, 50):
                 call(app_port, ms, header)
-            text = requests.get(f"http://127.0.0.1:{app_port}/metrics", timeout=10).text
-            mine = [line for line in text.splitlines() if f'per="{ROUTE}"' in line]
-            scraped_count = sum(
-                float(line.rsplit(" ", 1)[1]) for line in mine if line.startswith(f"{METRIC}_count")
-            )
-            scraped_sum = sum(
-                float(line.rsplit(" ", 1)[1]) for line in mine if line.startswith(f"{METRIC}_sum")
-            )
-            assert scraped_count == 5
+
+            def scraped() -> tuple[float, float] | None:
+                text = requests.get(f"http://127.0.0.1:{app_port}/metrics", timeout=10).text
+                mine = [line for line in text.splitlines() if f'per="{ROUTE}"' in line]
+                count, total = 0.0, 0.0
+                for line in mine:
+                    value = float(line.rsplit(" ", 1)[1])
+                    if line.startswith(f"{METRIC}_count"):
+                        count += value
+                    elif line.startswith(f"{METRIC}_sum"):
+                        total += value
+                # A request is recorded just after its client has the answer.
+                return (count, total) if count == 5 else None
+
+            scraped_count, scraped_sum = wait_for("the five requests", scraped, timeout=10)
 
             def pushed() -> tuple[float, float] | None:
                 selector = f"sum({METRIC}{{per='{ROUTE}'}})"
