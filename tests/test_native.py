@@ -334,3 +334,28 @@ def test_remote_write_stores_native_series_equal_to_the_scrape(tmp_path):
             assert wait_for("the pushed exemplar", exemplar_ids) == {trace_id}
     finally:
         prom.stop()
+
+
+def test_a_traceparent_becomes_an_openmetrics_exemplar_and_a_bad_one_does_not():
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    def hello(environ, start_response):
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    registry = last9.Registry()
+    app = RedMiddleware(hello, registry=registry, program="traced")
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    wsgi_call(app, "/good", HTTP_TRACEPARENT=f"00-{trace_id}-00f067aa0ba902b7-01")
+    wsgi_call(app, "/bad", HTTP_TRACEPARENT=f"00-{trace_id}-0000000000000000-01")
+    wsgi_call(app, "/none")
+    text = registry.render(openmetrics=True).decode()
+    exemplars = {
+        sample.labels["per"]: sample.exemplar
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.exemplar is not None
+    }
+    assert list(exemplars) == ["/good"]
+    assert exemplars["/good"].labels == {"trace_id": trace_id, "span_id": "00f067aa0ba902b7"}
+    assert " # {" not in registry.render().decode(), "text 0.0.4 has no exemplars"
