@@ -359,3 +359,21 @@ def test_a_traceparent_becomes_an_openmetrics_exemplar_and_a_bad_one_does_not():
     assert list(exemplars) == ["/good"]
     assert exemplars["/good"].labels == {"trace_id": trace_id, "span_id": "00f067aa0ba902b7"}
     assert " # {" not in registry.render().decode(), "text 0.0.4 has no exemplars"
+
+
+def test_an_asgi_request_traceparent_becomes_its_exemplar():
+    from test_asgi import hello, http_scope, run
+
+    from last9.asgi.middleware import RedMiddleware as AsgiMiddleware
+
+    registry = last9.Registry()
+    app = AsgiMiddleware(hello, registry=registry, program="traced-asgi")
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    scope = http_scope("/traced")
+    scope["headers"].append((b"traceparent", f"00-{trace_id}-b7ad6b7169203331-01".encode()))
+    run(app, scope)
+    run(app, http_scope("/plain"))
+    text = registry.render(openmetrics=True).decode()
+    traced = [line for line in text.splitlines() if " # {" in line]
+    assert len(traced) == 1 and 'per="/traced"' in traced[0], traced
+    assert f'trace_id="{trace_id}",span_id="b7ad6b7169203331"' in traced[0]
