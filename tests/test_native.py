@@ -377,3 +377,22 @@ def test_an_asgi_request_traceparent_becomes_its_exemplar():
     traced = [line for line in text.splitlines() if " # {" in line]
     assert len(traced) == 1 and 'per="/traced"' in traced[0], traced
     assert f'trace_id="{trace_id}",span_id="b7ad6b7169203331"' in traced[0]
+
+
+def test_the_recording_opentelemetry_span_wins_over_the_traceparent_header():
+    from opentelemetry.sdk.trace import TracerProvider
+
+    def hello(environ, start_response):
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    registry = last9.Registry()
+    app = RedMiddleware(hello, registry=registry, program="otel")
+    tracer = TracerProvider().get_tracer("test")
+    header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    with tracer.start_as_current_span("request") as span:
+        wsgi_call(app, "/x", HTTP_TRACEPARENT=header)
+    context = span.get_span_context()
+    text = registry.render(openmetrics=True).decode()
+    (line,) = [line for line in text.splitlines() if " # {" in line]
+    assert f'trace_id="{context.trace_id:032x}",span_id="{context.span_id:016x}"' in line
