@@ -78,4 +78,5 @@ def run() -> list[Row]:
         "bare FastAPI",
         ours=["last9 RedMiddleware(app)", "last9 add_middleware"],
         exporters=["prometheus-fastapi-instrumentator", "starlette_exporter", "OpenTelemetry ASGI"],
+        versus="prometheus-fastapi-instrumentator",
     )

@@ -110,12 +110,15 @@ def candidates() -> Candidates:
 
 def run() -> list[Row]:
     ours, floor = "last9 RedMiddleware", "Python pass-through (records nothing)"
-    added, described = overheads_of(
+    added, described, instructions = overheads_of(
         "bench_wsgi:candidates", "bare app", counted=[ours, floor], calls=100_000, rounds=9
     )
     bench = "WSGI overhead, trivial app"
     ratio = added[ours] / added[floor]
-    rows = [overhead(bench, name, described[name], ns) for name, ns in added.items()]
+    rows = [
+        overhead(bench, name, described[name], ns, instructions=instructions.get(name, ""))
+        for name, ns in added.items()
+    ]
     rows.append(
         Row(
             bench,

@@ -1,4 +1,8 @@
-"""The seed's example on Bottle, instrumented with one line."""
+"""A Bottle app instrumented with one line.
+
+Run: python examples/bottle_app.py (PORT, default 8080)."""
+
+import os
 
 from bottle import Bottle
 
@@ -21,4 +25,4 @@ def hello_static():
 
 
 if __name__ == "__main__":
-    app.run(host="127.0.0.1", port=8080)
+    app.run(host="127.0.0.1", port=int(os.environ.get("PORT", "8080")))

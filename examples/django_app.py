@@ -1,11 +1,13 @@
-"""The seed's example on Django, in one file, instrumented with one line.
+"""A Django app in one file, instrumented with one line.
 
-Run it with ``python django_app.py`` (or ``gunicorn django_app:application``); in a project made
+Run it with ``python examples/django_app.py`` (``PORT``, default 8000), or
+``gunicorn --chdir examples django_app:application``; in a project made
 by ``startproject``, the line goes into ``mysite/wsgi.py`` (or ``asgi.py`` with
 ``last9.asgi.middleware.RedMiddleware``), or ``"last9.django.RedMiddleware"`` goes first in
 ``MIDDLEWARE`` instead.
 """
 
+import os
 import time
 from wsgiref.simple_server import make_server
 
@@ -34,4 +36,4 @@ urlpatterns = [path("name/<name>", hello_world), path("static", hello_static)]
 application = RedMiddleware(get_wsgi_application(), program="django_app")
 
 if __name__ == "__main__":
-    make_server("127.0.0.1", 8000, application).serve_forever()
+    make_server("127.0.0.1", int(os.environ.get("PORT", "8000")), application).serve_forever()

@@ -1,5 +1,8 @@
-"""The seed's example on Falcon, instrumented with one line. Run: gunicorn falcon_app:app
-(for `falcon.asgi.App`, wrap with `last9.asgi.middleware.RedMiddleware` and run uvicorn)."""
+"""A Falcon app instrumented with one line. Run: python examples/falcon_app.py (PORT, default
+8000), or gunicorn --chdir examples falcon_app:app. For `falcon.asgi.App`, wrap it with
+`last9.asgi.middleware.RedMiddleware` and run it with uvicorn."""
+
+import os
 
 import falcon
 
@@ -28,4 +31,4 @@ app = RedMiddleware(falcon_app)
 if __name__ == "__main__":
     from wsgiref.simple_server import make_server
 
-    make_server("127.0.0.1", 8000, app).serve_forever()
+    make_server("127.0.0.1", int(os.environ.get("PORT", "8000")), app).serve_forever()

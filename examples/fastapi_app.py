@@ -1,4 +1,4 @@
-"""The seed's example on FastAPI, instrumented with one line. Run: uvicorn fastapi_app:app"""
+"""A FastAPI app instrumented with one line. Run: uvicorn --app-dir examples fastapi_app:app"""
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse

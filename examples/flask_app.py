@@ -1,5 +1,8 @@
-"""The seed's Flask example, instrumented with one line."""
+"""A Flask app instrumented with one line.
 
+Run: python examples/flask_app.py (PORT, default 5000)."""
+
+import os
 import time
 
 from flask import Flask
@@ -16,7 +19,7 @@ app.wsgi_app = RedMiddleware(app)
 @app.route("/name/<name>")
 def hello_world(name):
     time.sleep(1)
-    return "<p>Hello, %s!</p>" % name  # noqa: UP031 (the seed's code, verbatim)
+    return "<p>Hello, %s!</p>" % name  # noqa: UP031 (the original example, verbatim)
 
 
 @app.route("/static")
@@ -25,4 +28,4 @@ def hello_static():
 
 
 if __name__ == "__main__":
-    app.run("127.0.0.1", "5000", debug=True)
+    app.run("127.0.0.1", int(os.environ.get("PORT", "5000")))

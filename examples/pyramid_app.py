@@ -1,5 +1,8 @@
-"""The seed's example on Pyramid, instrumented with one line."""
+"""A Pyramid app instrumented with one line.
 
+Run: python examples/pyramid_app.py (PORT, default 6543)."""
+
+import os
 from wsgiref.simple_server import make_server
 
 from pyramid.config import Configurator
@@ -25,4 +28,4 @@ with Configurator() as config:
     app = RedMiddleware(config.make_wsgi_app())
 
 if __name__ == "__main__":
-    make_server("127.0.0.1", 6543, app).serve_forever()
+    make_server("127.0.0.1", int(os.environ.get("PORT", "6543")), app).serve_forever()

@@ -1,4 +1,4 @@
-"""The seed's example on Starlette, instrumented with one line. Run: uvicorn starlette_app:app"""
+"""A Starlette app instrumented with one line. Run: uvicorn --app-dir examples starlette_app:app"""
 
 from starlette.applications import Starlette
 from starlette.responses import HTMLResponse

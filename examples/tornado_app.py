@@ -1,6 +1,9 @@
-"""The seed's example on Tornado, instrumented with one line."""
+"""A Tornado app instrumented with one line.
+
+Run: python examples/tornado_app.py (PORT, default 5000)."""
 
 import asyncio
+import os
 
 import tornado.web
 
@@ -25,7 +28,7 @@ instrument(app)
 
 
 async def main():
-    app.listen(5000, "127.0.0.1")
+    app.listen(int(os.environ.get("PORT", "5000")), "127.0.0.1")
     await asyncio.Event().wait()
 
 

@@ -1,15 +1,48 @@
 #!/usr/bin/env bash
-# Debian packages the tests and benchmarks use: prometheus (promtool, and the server for the
-# end-to-end tests) and wrk (load generation). Installed only when missing.
+# Debian packages the tests and benchmarks use, installed only when missing:
+#   prometheus  promtool (lints /metrics) and the server the end-to-end tests start themselves
+#   wrk         load generation for the pre-fork benchmark
+#   curl        scripts/demo.sh
+#   qemu-user-static  runs an aarch64 Python, to smoke-test the aarch64 wheel (scripts/smoke-aarch64.sh)
+# Installing Debian's prometheus package would normally start a Prometheus daemon on :9090 and
+# enable it at boot. This script prevents both: it installs under a policy-rc.d that refuses
+# every service start (exit 101, Debian's "action forbidden"), and disables the unit afterwards
+# where systemd runs. The tests only run the binaries, each on a private port.
 set -euo pipefail
 missing=()
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v wrk >/dev/null || missing+=(wrk)
 command -v curl >/dev/null || missing+=(curl)
-if [ ${#missing[@]} -gt 0 ]; then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    echo "==> apt-get install ${missing[*]}"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+command -v qemu-aarch64-static >/dev/null || missing+=(qemu-user-static)
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "==> installing Debian packages: ${missing[*]}"
+echo "    (prometheus and qemu-user-static for the tests, wrk for the benchmarks, curl for the"
+echo "    demo; qemu-user-static takes about 380 MB; no service is started or enabled)"
+
+policy=/usr/sbin/policy-rc.d
+ours=""
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# Written by last9 scripts/system-deps.sh while it installs packages.\nexit 101\n' |
+        $sudo tee "$policy" >/dev/null
+    $sudo chmod 755 "$policy"
+    ours=1
+    trap '$sudo rm -f "$policy"' EXIT
+fi
+
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+
+if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    # Installed for its binaries only: not a service of this machine.
+    $sudo systemctl disable --quiet prometheus.service 2>/dev/null || true
+fi
+if [ -n "$ours" ]; then
+    $sudo rm -f "$policy"
+    trap - EXIT
 fi

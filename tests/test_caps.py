@@ -29,7 +29,7 @@ from traffic import requests_to
 
 FLASK_APP = "tests.apps.flask_app:app"
 PLAIN_APP = "tests.apps.plain_wsgi_app:app"
-#: Requests a new value needs once the first-come slots are taken (see docs/pending/caps.md).
+#: Requests a new value needs once the first-come slots are taken (see docs/security.md).
 ADMIT_AFTER = 3
 #: First-come slots of the default domain cap (100): one tenth.
 FIRST_COME_DOMAINS = 10

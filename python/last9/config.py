@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypedDict, TypeVar
 
-from last9._core import MetricsError
+from last9._core import MetricsError, Recorder, Registry
 
 #: Names that say which server or interpreter runs the app, not which app it is.
 _LAUNCHERS = frozenset(
@@ -175,7 +175,9 @@ def resolve(
 ) -> Settings:
     """Resolves settings; `program_hint` is the name the framework gives the app, if any."""
     env = os.environ if environ is None else environ
+    path_setting = "metrics_path"
     if metrics_path is UNSET:
+        path_setting = "LAST9_METRICS_PATH"
         metrics_path = env.get("LAST9_METRICS_PATH", DEFAULT_METRICS_PATH)
     if metrics_path is not None and not isinstance(metrics_path, str):
         raise MetricsError(
@@ -184,16 +186,18 @@ def resolve(
     if metrics_path in ("", "off", "none"):
         metrics_path = None
     if metrics_path is not None and not metrics_path.startswith("/"):
-        raise MetricsError(f"metrics_path must start with '/': {metrics_path!r}")
+        raise MetricsError(f"{path_setting} must start with '/': {metrics_path!r}")
     return Settings(
         program=program or env.get("LAST9_PROGRAM") or default_program(program_hint),
         hostname=hostname or env.get("LAST9_HOSTNAME") or socket.gethostname(),
         tenant=tenant if tenant is not None else env.get("LAST9_TENANT", ""),
         cluster=cluster if cluster is not None else env.get("LAST9_CLUSTER", ""),
-        buckets=tuple(buckets) if buckets is not None else _env_buckets(env),
+        buckets=_checked_buckets("buckets", buckets) if buckets is not None else _env_buckets(env),
         metrics_path=metrics_path,
-        max_routes=max_routes if max_routes is not None else _env_int(env, "LAST9_MAX_ROUTES", 500),
-        max_domains=max_domains
+        max_routes=_checked_count("max_routes", max_routes)
+        if max_routes is not None
+        else _env_int(env, "LAST9_MAX_ROUTES", 500),
+        max_domains=_checked_count("max_domains", max_domains)
         if max_domains is not None
         else _env_int(env, "LAST9_MAX_DOMAINS", 100),
         domains=_domains(env, domains),
@@ -357,8 +361,15 @@ def _env_int(env: os._Environ[str] | dict[str, str], name: str, default: int) ->
         value = int(raw)
     except ValueError:
         raise MetricsError(f"{name} must be a whole number, not {raw!r}") from None
-    if value < 1:
-        raise MetricsError(f"{name} must be at least 1, not {value}")
+    return _checked_count(name, value)
+
+
+def _checked_count(name: str, value: object) -> int:
+    """A cap such as `max_routes`: a whole number, at least 1 (0 would make every value _other)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise MetricsError(f"{name} must be a whole number, not {value!r}")
+    if not 1 <= value <= 0xFFFF_FFFF:
+        raise MetricsError(f"{name} must be between 1 and 4294967295, not {value}")
     return value
 
 
@@ -398,8 +409,20 @@ def _env_buckets(env: os._Environ[str] | dict[str, str]) -> tuple[float, ...] | 
     if not raw:
         return None
     try:
-        return tuple(float(part) for part in raw.split(","))
+        bounds = tuple(float(part) for part in raw.split(","))
     except ValueError:
         raise MetricsError(
             f"LAST9_BUCKETS must be comma-separated milliseconds such as '5,10,25', not {raw!r}"
         ) from None
+    return _checked_buckets("LAST9_BUCKETS", bounds, shown=raw)
+
+
+def _checked_buckets(name: str, bounds: Sequence[float], shown: object = None) -> tuple[float, ...]:
+    """Bucket bounds checked by the core's own rules now, so that the error names the setting."""
+    try:
+        checked = tuple(float(bound) for bound in bounds)
+        Recorder(Registry(), hostname="-", program="-", buckets=list(checked))
+    except (TypeError, ValueError) as err:  # MetricsError is a ValueError
+        shown = list(bounds) if shown is None else shown
+        raise MetricsError(f"{name}={shown!r} cannot be used: {err}") from None
+    return checked

@@ -78,19 +78,17 @@ impl Snapshot {
         let recorders = registry.recorders();
         let mut snapshot = Snapshot::default();
         for recorder in &recorders {
-            for series in recorder.series() {
-                let histogram = series.histogram();
-                let buckets = recorder.buckets_arc();
-                let native = histogram.native(&buckets);
+            let buckets = recorder.buckets_arc();
+            recorder.for_each_series_full(|labels, counts, sum_ns, extras| {
                 snapshot.push_series(
-                    series.labels_arc(),
-                    buckets,
-                    histogram.counts(),
-                    histogram.sum_ns(),
-                    native,
-                    histogram.exemplars(),
+                    labels.into(),
+                    buckets.clone(),
+                    counts.iter().copied(),
+                    sum_ns,
+                    extras.native,
+                    extras.exemplars,
                 );
-            }
+            });
             recorder.in_flight(|labels, value| snapshot.push_gauge(labels, value));
         }
         snapshot.add_lineage(&recorders);

@@ -15,6 +15,7 @@ const LAYERS: [&[&str]; 7] = [
     &[
         "model",
         "histogram",
+        "cells",
         "gauge",
         "registry",
         "lineage",

@@ -24,9 +24,10 @@ use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 use last9_core::RouteId;
 
 use crate::endpoint::MetricsEndpoint;
-use crate::recorder::{scope_header, Recorder};
+use crate::lineage::set_inbound;
+use crate::recorder::Recorder;
 use crate::registry::Registry;
-use crate::wsgi::{log_failure_once, set_inbound};
+use crate::request::{log_failure_once, scope_header};
 
 /// Status recorded for a request whose client disconnected before the response was complete
 /// (nginx's "client closed request").
@@ -176,7 +177,7 @@ impl AsgiMiddleware {
         duration_ns: u64,
     ) {
         let route = self.route_id(scope);
-        let traceparent = crate::recorder::scope_header(scope, b"traceparent");
+        let traceparent = crate::request::scope_header(scope, b"traceparent");
         let trace = crate::trace::current(
             scope.py(),
             traceparent

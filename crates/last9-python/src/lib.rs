@@ -9,9 +9,12 @@ use pyo3::prelude::*;
 mod asgi;
 mod endpoint;
 mod errors;
+mod lineage;
 mod recorder;
 mod registry;
 mod remote_write;
+mod render;
+mod request;
 mod server;
 mod trace;
 mod wsgi;
@@ -37,7 +40,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(registry::multiprocess_dir, m)?)?;
     m.add_function(wrap_pyfunction!(recorder::normalize_path, m)?)?;
     m.add_function(wrap_pyfunction!(recorder::route_template, m)?)?;
-    m.add_function(wrap_pyfunction!(recorder::enable_lineage, m)?)?;
-    m.add_function(wrap_pyfunction!(recorder::lineage_enabled, m)?)?;
+    m.add_function(wrap_pyfunction!(lineage::enable_lineage, m)?)?;
+    m.add_function(wrap_pyfunction!(lineage::lineage_enabled, m)?)?;
     Ok(())
 }

@@ -9,11 +9,11 @@ use last9_core::{Buckets, ConstLabels, Limits, Request, RouteId, RouteTemplates}
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyDict, PyString};
 
 use crate::errors::{to_py, MetricsError};
 use crate::registry::Registry;
-use crate::wsgi::{environ_text, raw_path_route};
+use crate::request::{environ_text, scope_header, scope_text, server_host};
 
 /// How a request's route is found: from the framework's template, or from the raw path.
 enum Routing {
@@ -49,6 +49,28 @@ impl Recorder {
             (Routing::Templates(templates), Some(template)) => templates.route(template),
             (Routing::Templates(_), None) => self.core.unmatched(),
             (Routing::RawPath, _) => self.core.raw_path(path),
+        }
+    }
+
+    /// The route of an app without a router, from SCRIPT_NAME + PATH_INFO as the client sent them.
+    pub(crate) fn environ_raw_path_route(&self, environ: &Bound<'_, PyDict>) -> RouteId {
+        let py = environ.py();
+        let script = environ_text(environ, intern!(py, "SCRIPT_NAME"));
+        let path = environ_text(environ, intern!(py, "PATH_INFO"));
+        let script = script.as_ref().and_then(|s| s.to_str().ok()).unwrap_or("");
+        let path = path.as_ref().and_then(|s| s.to_str().ok()).unwrap_or("");
+        if script.is_empty() && path.is_ascii() {
+            return self.raw_path_route(path);
+        }
+        let joined = format!("{script}{path}");
+        // WSGI hands paths over as latin-1 decoded bytes: turn non-ASCII ones back into UTF-8.
+        match joined
+            .chars()
+            .map(|c| u8::try_from(u32::from(c)).ok())
+            .collect::<Option<Vec<u8>>>()
+        {
+            Some(bytes) => self.raw_path_route(&String::from_utf8_lossy(&bytes)),
+            None => self.raw_path_route(&joined),
         }
     }
 
@@ -164,12 +186,6 @@ impl Recorder {
             }
         }
     }
-}
-
-/// A string value of a scope, if it is one.
-fn scope_text(scope: &Bound<'_, PyDict>, key: &Bound<'_, PyString>) -> Option<String> {
-    let value = scope.get_item(key).ok()??;
-    value.cast::<PyString>().ok()?.to_str().ok().map(str::to_owned)
 }
 
 /// The classic buckets and native shape a recorder's histograms keep, from its settings.
@@ -326,7 +342,7 @@ impl Recorder {
         let route = if self.routed() {
             self.route(route, "")
         } else {
-            raw_path_route(self, environ)
+            self.environ_raw_path_route(environ)
         };
         let host = environ_text(environ, intern!(py, "HTTP_HOST"))
             .or_else(|| environ_text(environ, intern!(py, "SERVER_NAME")));
@@ -448,40 +464,6 @@ impl Recorder {
     }
 }
 
-/// A header of an ASGI scope by its lower-case `name`: `headers` is an iterable of
-/// `(bytes, bytes)` pairs.
-pub(crate) fn scope_header<'py>(scope: &Bound<'py, PyDict>, name: &[u8]) -> Option<Bound<'py, PyBytes>> {
-    let headers = scope.get_item(intern!(scope.py(), "headers")).ok()??;
-    if let Ok(list) = headers.cast::<PyList>() {
-        return list.iter().find_map(|pair| header_value(&pair, name));
-    }
-    headers
-        .try_iter()
-        .ok()?
-        .flatten()
-        .find_map(|pair| header_value(&pair, name))
-}
-
-fn header_value<'py>(pair: &Bound<'py, PyAny>, wanted: &[u8]) -> Option<Bound<'py, PyBytes>> {
-    let (name, value) = match pair.cast::<PyTuple>() {
-        Ok(pair) if pair.len() == 2 => (pair.get_item(0).ok()?, pair.get_item(1).ok()?),
-        Ok(_) => return None,
-        Err(_) => (pair.get_item(0).ok()?, pair.get_item(1).ok()?),
-    };
-    let name = name.cast::<PyBytes>().ok()?;
-    if name.as_bytes().eq_ignore_ascii_case(wanted) {
-        value.cast_into::<PyBytes>().ok()
-    } else {
-        None
-    }
-}
-
-/// The host of the scope's `server` pair, for requests without a Host header.
-fn server_host(scope: &Bound<'_, PyDict>) -> Option<String> {
-    let server = scope.get_item(intern!(scope.py(), "server")).ok()??;
-    server.get_item(0).ok()?.extract::<String>().ok()
-}
-
 /// A raw URL path with ids collapsed, as used for apps without a router.
 #[pyfunction]
 pub fn normalize_path(path: &str) -> String {
@@ -492,16 +474,4 @@ pub fn normalize_path(path: &str) -> String {
 #[pyfunction]
 pub fn route_template(template: &str, syntax: &str) -> PyResult<String> {
     Ok(normalize::route_template(template, parse_syntax(syntax)?).into_owned())
-}
-
-/// Turns on lineage: middlewares count callers and tell outbound clients which request runs.
-#[pyfunction]
-pub fn enable_lineage() {
-    last9_core::lineage::enable();
-}
-
-/// Whether [`enable_lineage`] was called.
-#[pyfunction]
-pub fn lineage_enabled() -> bool {
-    last9_core::lineage::enabled()
 }

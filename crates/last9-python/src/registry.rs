@@ -54,7 +54,7 @@ impl Registry {
         accept_encoding: Option<&str>,
     ) -> PyResult<(&'static str, Option<&'static str>, Bound<'py, PyBytes>)> {
         let (content_type, encoding, _, body) =
-            crate::endpoint::render(py, self.inner, accept, accept_encoding, false)?;
+            crate::render::render(py, self.inner, accept, accept_encoding, false)?;
         Ok((content_type, encoding, body))
     }
 

@@ -6,7 +6,7 @@
 //! closed otherwise. It never changes what the app returns, and an
 //! exception from the app is recorded as 500 and re-raised as it was.
 
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Instant;
 
 use pyo3::intern;
@@ -17,11 +17,10 @@ use last9_core::normalize::METHODS;
 use last9_core::RouteId;
 
 use crate::endpoint::MetricsEndpoint;
+use crate::lineage::set_inbound;
 use crate::recorder::Recorder;
 use crate::registry::Registry;
-
-/// Set once a recording failure has been logged, so a broken getter cannot flood the logs.
-static FAILURE_LOGGED: AtomicBool = AtomicBool::new(false);
+use crate::request::{environ_text, log_failure_once};
 
 #[pyclass(subclass, frozen, module = "last9._core")]
 pub struct WsgiMiddleware {
@@ -245,7 +244,7 @@ impl WsgiMiddleware {
             let template = template.as_ref().and_then(|t| t.cast::<PyString>().ok());
             recorder.route(template.and_then(|t| t.to_str().ok()), "")
         } else {
-            raw_path_route(recorder, environ)
+            recorder.environ_raw_path_route(environ)
         }
     }
 
@@ -323,36 +322,6 @@ fn text<'a>(value: &'a Option<Bound<'_, PyString>>) -> Option<&'a str> {
     value.as_ref().and_then(|v| v.to_str().ok())
 }
 
-/// A value of the environ if it is a string (read later as borrowed UTF-8, no copy).
-pub(crate) fn environ_text<'py>(
-    environ: &Bound<'py, PyDict>,
-    key: &Bound<'py, PyString>,
-) -> Option<Bound<'py, PyString>> {
-    environ.get_item(key).ok()??.cast_into::<PyString>().ok()
-}
-
-/// The route of an app without a router, from SCRIPT_NAME + PATH_INFO as the client sent them.
-pub(crate) fn raw_path_route(recorder: &Recorder, environ: &Bound<'_, PyDict>) -> RouteId {
-    let py = environ.py();
-    let script = environ_text(environ, intern!(py, "SCRIPT_NAME"));
-    let path = environ_text(environ, intern!(py, "PATH_INFO"));
-    let script = script.as_ref().and_then(|s| s.to_str().ok()).unwrap_or("");
-    let path = path.as_ref().and_then(|s| s.to_str().ok()).unwrap_or("");
-    if script.is_empty() && path.is_ascii() {
-        return recorder.raw_path_route(path);
-    }
-    let joined = format!("{script}{path}");
-    // WSGI hands paths over as latin-1 decoded bytes: turn non-ASCII ones back into UTF-8.
-    match joined
-        .chars()
-        .map(|c| u8::try_from(u32::from(c)).ok())
-        .collect::<Option<Vec<u8>>>()
-    {
-        Some(bytes) => recorder.raw_path_route(&String::from_utf8_lossy(&bytes)),
-        None => recorder.raw_path_route(&joined),
-    }
-}
-
 fn is_file_wrapper(environ: &Bound<'_, PyDict>, body: &Bound<'_, PyAny>) -> bool {
     let Ok(Some(wrapper)) = environ.get_item(intern!(environ.py(), "wsgi.file_wrapper")) else {
         return false;
@@ -360,19 +329,6 @@ fn is_file_wrapper(environ: &Bound<'_, PyDict>, body: &Bound<'_, PyAny>) -> bool
     wrapper
         .cast::<pyo3::types::PyType>()
         .is_ok_and(|class| body.is_instance(class).unwrap_or(false))
-}
-
-pub(crate) fn log_failure_once(py: Python<'_>, err: &PyErr) {
-    if FAILURE_LOGGED.swap(true, Ordering::Relaxed) {
-        return;
-    }
-    let message = format!("last9: could not read the route of a request, counting it as unmatched: {err}");
-    let logged = py
-        .import("logging")
-        .and_then(|logging| logging.call_method1("getLogger", ("last9",)))
-        .and_then(|logger| logger.call_method1("warning", (message,)));
-    // Logging itself failing leaves nothing better to do than carry on.
-    drop(logged);
 }
 
 /// The `start_response` handed to the app: notes the status code, then calls the server's.
@@ -418,24 +374,6 @@ fn status_code(status: &str) -> Option<u16> {
 struct Entered {
     started: Instant,
     token: u8,
-}
-
-/// Publishes the running request to outbound clients (`last9.lineage._inbound`).
-pub(crate) fn set_inbound(
-    py: Python<'_>,
-    value: Option<(&Bound<'_, PyAny>, &Bound<'_, PyAny>)>,
-) -> PyResult<()> {
-    static VAR: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
-    let var = VAR.get_or_try_init(py, || {
-        py.import("last9.lineage")
-            .and_then(|m| m.getattr("_inbound"))
-            .map(Bound::unbind)
-    })?;
-    match value {
-        Some(pair) => var.bind(py).call_method1(intern!(py, "set"), (pair,))?,
-        None => var.bind(py).call_method1(intern!(py, "set"), (py.None(),))?,
-    };
-    Ok(())
 }
 
 struct Pending {

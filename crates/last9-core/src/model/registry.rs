@@ -2,8 +2,14 @@
 //!
 //! A [`Recorder`] owns the series of one set of constant labels (hostname, program, tenant,
 //! cluster). Middlewares with the same constant labels share a recorder, so a process never
-//! exposes the same label set twice. Series are kept in creation order, each with its label
-//! text rendered once, so a scrape is a walk over a vector and a copy of bytes.
+//! exposes the same label set twice.
+//!
+//! Layout (the observe path): a series is found by its key of interned ids in a compact hash map
+//! (16-byte entries) that gives its index in a vector of cell handles, so recording into an
+//! existing series touches two small, mostly cached tables and then its cells: no pointer to a
+//! separately allocated series in between. Heap cells are carved from shared chunks
+//! (`model/cells.rs`), not allocated one by one. No label text is kept per series: a scrape builds
+//! it from the interned ids.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,9 +18,12 @@ use ahash::AHashMap;
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::Error;
+use crate::model::cells::CellArena;
+use crate::model::exemplar::Exemplar;
 use crate::model::gauge::Gauge;
 use crate::model::histogram::{Buckets, Histogram};
 use crate::model::lineage::Lineage;
+use crate::model::native::NativeBuckets;
 use crate::process;
 use crate::values::escape::escape_label_value;
 use crate::values::labels::{BoundedInterner, ResolveCache, ValueId, MAX_VALUE_LEN, OVERFLOW};
@@ -76,33 +85,14 @@ struct SeriesKey {
     status: u16,
 }
 
-/// One label set and its histogram.
-#[derive(Debug)]
-pub struct Series {
-    /// `per="…",hostname="…",…,cluster="…"`, escaped, without braces or `le`.
-    labels: Arc<str>,
-    histogram: Histogram,
-}
-
-impl Series {
-    pub fn labels(&self) -> &str {
-        &self.labels
-    }
-
-    pub fn labels_arc(&self) -> Arc<str> {
-        self.labels.clone()
-    }
-
-    pub fn histogram(&self) -> &Histogram {
-        &self.histogram
-    }
-}
-
 #[derive(Default)]
 struct SeriesTable {
-    index: AHashMap<SeriesKey, usize>,
+    /// Each series' index in `cells` and `keys`.
+    index: AHashMap<SeriesKey, u32>,
+    /// Each series' cells, in creation order: the order of a scrape.
+    cells: Vec<Histogram>,
     keys: Vec<SeriesKey>,
-    series: Vec<Arc<Series>>,
+    arena: CellArena,
     /// `http_requests_in_flight` by method index, made on first use.
     in_flight: [Option<Gauge>; METHODS.len()],
 }
@@ -291,12 +281,10 @@ impl Recorder {
         {
             let table = self.series.read();
             if let Some(&i) = table.index.get(&key) {
-                let series = &table.series[i];
-                let bucket = series.histogram.observe(&self.buckets, request.duration_ns);
+                let histogram = &table.cells[i as usize];
+                let bucket = histogram.observe(&self.buckets, request.duration_ns);
                 if let Some((trace_id, span_id)) = trace {
-                    series
-                        .histogram
-                        .keep_exemplar(bucket, trace_id, span_id, request.duration_ns);
+                    histogram.keep_exemplar(bucket, trace_id, span_id, request.duration_ns);
                 }
                 return;
             }
@@ -307,26 +295,22 @@ impl Recorder {
     #[cold]
     fn observe_new(&self, key: SeriesKey, duration_ns: u64, trace: Option<([u8; 16], [u8; 8])>) {
         let mut table = self.series.write();
-        let index = match table.index.get(&key) {
-            Some(&i) => i,
+        let table = &mut *table;
+        let i = match table.index.get(&key) {
+            Some(&i) => i as usize,
             None => {
-                let series = Arc::new(Series {
-                    labels: self.label_text(&key).into(),
-                    histogram: self.histogram(&key),
-                });
-                let index = table.series.len();
-                table.index.insert(key, index);
+                let histogram = self.histogram(&mut table.arena, &key);
+                // Fewer than 2^32 series: each has a route, domain, method and status of its own,
+                // all of them capped far below that.
+                table.index.insert(key, table.cells.len() as u32);
+                table.cells.push(histogram);
                 table.keys.push(key);
-                table.series.push(series);
-                index
+                table.cells.len() - 1
             }
         };
-        let series = &table.series[index];
-        let bucket = series.histogram.observe(&self.buckets, duration_ns);
+        let bucket = table.cells[i].observe(&self.buckets, duration_ns);
         if let Some((trace_id, span_id)) = trace {
-            series
-                .histogram
-                .keep_exemplar(bucket, trace_id, span_id, duration_ns);
+            table.cells[i].keep_exemplar(bucket, trace_id, span_id, duration_ns);
         }
     }
 
@@ -443,9 +427,9 @@ impl Recorder {
     }
 
     /// Fresh cells for a series: in the process's store file when there is one.
-    fn histogram(&self, key: &SeriesKey) -> Histogram {
+    fn histogram(&self, arena: &mut CellArena, key: &SeriesKey) -> Histogram {
         let Some(cells) = self.shared else {
-            return Histogram::new(&self.buckets);
+            return arena.histogram(&self.buckets);
         };
         self.with_pairs(key, |pairs| cells.histogram(&self.buckets, self.limits, pairs))
     }
@@ -461,15 +445,12 @@ impl Recorder {
         let pid = process::pid();
         let same_process = self.bound_pid.load(Ordering::Relaxed) == pid;
         let table = &mut *table;
-        for (key, series) in table.keys.iter().zip(table.series.iter_mut()) {
-            let histogram = self.histogram(key);
+        for (key, cells) in table.keys.iter().zip(table.cells.iter_mut()) {
+            let histogram = self.histogram(&mut table.arena, key);
             if same_process {
-                histogram.add_from(&self.buckets, &series.histogram);
+                histogram.add_from(&self.buckets, cells);
             }
-            *series = Arc::new(Series {
-                labels: series.labels.clone(),
-                histogram,
-            });
+            *cells = histogram;
         }
         for method in 0..METHODS.len() {
             let Some(old) = table.in_flight[method].take() else {
@@ -504,27 +485,53 @@ impl Recorder {
         f(&pairs)
     }
 
-    fn label_text(&self, key: &SeriesKey) -> String {
-        self.with_pairs(key, Self::escaped)
+    /// Calls `f` with the escaped label text (`per="…",…,cluster="…"`, without braces or `le`),
+    /// per-bucket counts (`+Inf` last) and sum of every series, in creation order. The counts are
+    /// copied under the table's read lock and the text is built after it, so a scrape never holds
+    /// up the creation of a series for longer than a copy.
+    pub fn for_each_series(&self, mut f: impl FnMut(&str, &[u64], u64)) {
+        self.for_each_series_full(|labels, counts, sum_ns, _| f(labels, counts, sum_ns));
     }
 
-    fn escaped(pairs: &[(&str, &str); 8]) -> String {
-        escaped_pairs(pairs)
-    }
-
-    /// A consistent list of the series that exist now.
-    pub fn series(&self) -> Vec<Arc<Series>> {
-        self.series.read().series.clone()
+    /// [`Self::for_each_series`] with each series' native buckets and exemplars.
+    pub fn for_each_series_full(&self, mut f: impl FnMut(&str, &[u64], u64, SeriesExtras)) {
+        let width = self.buckets.cells();
+        let (keys, counts, sums, extras) = {
+            let table = self.series.read();
+            let mut counts = Vec::with_capacity(table.cells.len() * width);
+            let mut sums = Vec::with_capacity(table.cells.len());
+            let mut extras = Vec::with_capacity(table.cells.len());
+            for histogram in &table.cells {
+                counts.extend(histogram.counts());
+                sums.push(histogram.sum_ns());
+                extras.push(SeriesExtras {
+                    native: histogram.native(&self.buckets),
+                    exemplars: histogram.exemplars(),
+                });
+            }
+            (table.keys.clone(), counts, sums, extras)
+        };
+        for ((i, key), extras) in keys.iter().enumerate().zip(extras) {
+            let labels = self.with_pairs(key, |pairs| escaped_pairs(pairs));
+            f(&labels, &counts[i * width..(i + 1) * width], sums[i], extras);
+        }
     }
 
     /// Number of series.
     pub fn len(&self) -> usize {
-        self.series.read().series.len()
+        self.series.read().cells.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// What a series has beside its classic counts and sum.
+pub struct SeriesExtras {
+    pub native: Option<NativeBuckets>,
+    /// The latest exemplar of each classic bucket (empty when there is none).
+    pub exemplars: Box<[Option<Exemplar>]>,
 }
 
 /// `name="value",…` with values escaped.
@@ -692,6 +699,13 @@ mod tests {
             .unwrap()
     }
 
+    /// Label text and request count of each series, in creation order.
+    fn series(rec: &Recorder) -> Vec<(String, u64)> {
+        let mut all = Vec::new();
+        rec.for_each_series(|labels, counts, _| all.push((labels.to_string(), counts.iter().sum())));
+        all
+    }
+
     fn request(route: RouteId, host: &str, status: u16) -> Request<'_> {
         Request {
             route,
@@ -711,8 +725,7 @@ mod tests {
         }
         rec.observe(&request(route, "example.com", 404));
         assert_eq!(rec.len(), 2);
-        let counts: u64 = rec.series()[0].histogram().counts().sum();
-        assert_eq!(counts, 3);
+        assert_eq!(series(&rec)[0].1, 3);
     }
 
     #[test]
@@ -720,7 +733,7 @@ mod tests {
         let rec = recorder(Limits::default());
         rec.observe(&request(rec.route("/a\"b\\c\nd"), "Example.COM:8080", 503));
         assert_eq!(
-            rec.series()[0].labels(),
+            series(&rec)[0].0,
             r#"per="/a\"b\\c\nd",hostname="box",domain="example.com",method="GET",program="app",status="503",tenant="",cluster="""#
         );
     }
@@ -740,7 +753,7 @@ mod tests {
         }
         // 4 routes + /unmatched, 3 hosts; the rest share the overflow values.
         assert!(rec.len() <= 5 * 4);
-        let labels: Vec<String> = rec.series().iter().map(|s| s.labels().to_string()).collect();
+        let labels: Vec<String> = series(&rec).into_iter().map(|(labels, _)| labels).collect();
         assert!(labels.iter().any(|l| l.contains(r#"per="/_other""#)));
         assert!(labels.iter().any(|l| l.contains(r#"domain="_other""#)));
         // Once a cap is full, `_other` is final: raw values are remembered again, so requests
@@ -751,8 +764,7 @@ mod tests {
     /// Requests per `domain` value, from the series.
     fn requests_by_domain(rec: &Recorder) -> AHashMap<String, u64> {
         let mut counts = AHashMap::new();
-        for series in rec.series() {
-            let labels = series.labels();
+        for (labels, count) in series(rec) {
             let domain = labels
                 .split(",domain=\"")
                 .nth(1)
@@ -760,7 +772,7 @@ mod tests {
                 .split('"')
                 .next()
                 .unwrap();
-            *counts.entry(domain.to_string()).or_default() += series.histogram().counts().sum::<u64>();
+            *counts.entry(domain.to_string()).or_default() += count;
         }
         counts
     }
@@ -920,7 +932,7 @@ mod tests {
             status: 42,
             duration_ns: 1,
         });
-        let labels: Vec<String> = rec.series().iter().map(|s| s.labels().to_string()).collect();
+        let labels: Vec<String> = series(&rec).into_iter().map(|(labels, _)| labels).collect();
         assert!(
             labels[0].contains(r#"domain="_other",method="_OTHER""#),
             "{}",
@@ -961,6 +973,32 @@ mod tests {
     }
 
     #[test]
+    fn series_sharing_a_cell_chunk_keep_their_own_counts() {
+        let rec = recorder(Limits::default());
+        let route = rec.route("/x");
+        // Statuses 100..=399: several chunks of cells; series i gets i - 99 requests of i ms.
+        for status in 100..400u16 {
+            for _ in 0..(status - 99) {
+                rec.observe(&Request {
+                    duration_ns: u64::from(status) * 1_000_000,
+                    ..request(route, "h", status)
+                });
+            }
+        }
+        let mut sums = Vec::new();
+        rec.for_each_series(|labels, counts, sum_ns| {
+            sums.push((labels.to_string(), counts.iter().sum::<u64>(), sum_ns))
+        });
+        assert_eq!(sums.len(), 300);
+        for (i, (labels, count, sum_ns)) in sums.into_iter().enumerate() {
+            let status = 100 + i as u64;
+            assert!(labels.contains(&format!("status=\"{status}\"")), "{labels}");
+            assert_eq!(count, status - 99);
+            assert_eq!(sum_ns, (status - 99) * status * 1_000_000);
+        }
+    }
+
+    #[test]
     fn concurrent_observations_are_all_counted() {
         let rec = recorder(Limits::default());
         let route = rec.route("/x");
@@ -973,7 +1011,6 @@ mod tests {
                 });
             }
         });
-        let total: u64 = rec.series()[0].histogram().counts().sum();
-        assert_eq!(total, 80_000);
+        assert_eq!(series(&rec)[0].1, 80_000);
     }
 }

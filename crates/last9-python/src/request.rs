@@ -1,0 +1,73 @@
+//! Reading what a request carries (WSGI environ, ASGI scope) without copying, shared by the
+//! recorder and both middlewares.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+
+/// Set once a recording failure has been logged, so a broken getter cannot flood the logs.
+static FAILURE_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// A value of the environ if it is a string (read later as borrowed UTF-8, no copy).
+pub(crate) fn environ_text<'py>(
+    environ: &Bound<'py, PyDict>,
+    key: &Bound<'py, PyString>,
+) -> Option<Bound<'py, PyString>> {
+    environ.get_item(key).ok()??.cast_into::<PyString>().ok()
+}
+
+/// A string value of a scope, if it is one.
+pub(crate) fn scope_text(scope: &Bound<'_, PyDict>, key: &Bound<'_, PyString>) -> Option<String> {
+    let value = scope.get_item(key).ok()??;
+    value.cast::<PyString>().ok()?.to_str().ok().map(str::to_owned)
+}
+
+/// A header of an ASGI scope by its lower-case `name`: `headers` is an iterable of
+/// `(bytes, bytes)` pairs.
+pub(crate) fn scope_header<'py>(scope: &Bound<'py, PyDict>, name: &[u8]) -> Option<Bound<'py, PyBytes>> {
+    let headers = scope.get_item(intern!(scope.py(), "headers")).ok()??;
+    if let Ok(list) = headers.cast::<PyList>() {
+        return list.iter().find_map(|pair| header_value(&pair, name));
+    }
+    headers
+        .try_iter()
+        .ok()?
+        .flatten()
+        .find_map(|pair| header_value(&pair, name))
+}
+
+fn header_value<'py>(pair: &Bound<'py, PyAny>, wanted: &[u8]) -> Option<Bound<'py, PyBytes>> {
+    let (name, value) = match pair.cast::<PyTuple>() {
+        Ok(pair) if pair.len() == 2 => (pair.get_item(0).ok()?, pair.get_item(1).ok()?),
+        Ok(_) => return None,
+        Err(_) => (pair.get_item(0).ok()?, pair.get_item(1).ok()?),
+    };
+    let name = name.cast::<PyBytes>().ok()?;
+    if name.as_bytes().eq_ignore_ascii_case(wanted) {
+        value.cast_into::<PyBytes>().ok()
+    } else {
+        None
+    }
+}
+
+/// The host of the scope's `server` pair, for requests without a Host header.
+pub(crate) fn server_host(scope: &Bound<'_, PyDict>) -> Option<String> {
+    let server = scope.get_item(intern!(scope.py(), "server")).ok()??;
+    server.get_item(0).ok()?.extract::<String>().ok()
+}
+
+/// Logs, once per process, that a route could not be read (a broken getter must not flood the logs).
+pub(crate) fn log_failure_once(py: Python<'_>, err: &PyErr) {
+    if FAILURE_LOGGED.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let message = format!("last9: could not read the route of a request, counting it as unmatched: {err}");
+    let logged = py
+        .import("logging")
+        .and_then(|logging| logging.call_method1("getLogger", ("last9",)))
+        .and_then(|logger| logger.call_method1("warning", (message,)));
+    // Logging itself failing leaves nothing better to do than carry on.
+    drop(logged);
+}
