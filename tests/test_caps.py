@@ -18,13 +18,13 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
-from test_prefork import children
 
 import last9
 from conftest import counts_by, free_port, gunicorn, parse, scrape, serve
 from last9 import config
 from last9.asgi.middleware import RedMiddleware as AsgiRedMiddleware
 from last9.wsgi.middleware import RedMiddleware
+from test_prefork import children
 from traffic import requests_to
 
 FLASK_APP = "tests.apps.flask_app:app"

@@ -4,6 +4,7 @@ or as a MIDDLEWARE entry; in-process, and over real HTTP through gunicorn and uv
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -310,6 +311,23 @@ def test_middleware_entry_serves_metrics(registry):
     assert call(wsgi_app, "/_metrics", "HEAD")[2] == b""
 
 
+def test_middleware_entry_serves_the_live_page_when_ui_is_on(registry):
+    with override_settings(LAST9={"registry": registry, "ui": True}):
+        wsgi_app = wsgi_handler(LAST9_ENTRY)
+        asgi_app = asgi_handler(LAST9_ENTRY)
+    call(wsgi_app, "/item/1")
+    status, headers, body = call(wsgi_app, "/metrics/ui")
+    assert status == "200 OK" and dict(headers)["Content-Type"] == "text/html; charset=utf-8"
+    status, _, body = call(wsgi_app, "/metrics/ui/data.json")
+    routes = [r["per"] for p in json.loads(body)["programs"] for r in p["routes"]]
+    assert status == "200 OK" and routes == ["/item/{item_id}"]
+    status, body = asgi_call(asgi_app, "/metrics/ui/data.json")
+    assert status == 200 and json.loads(body)["frames"] >= 1
+    # Off (the default): the path is the app's.
+    with override_settings(LAST9={"registry": last9.Registry()}):
+        assert call(wsgi_handler(LAST9_ENTRY), "/metrics/ui")[0].startswith("404")
+
+
 def test_middleware_entry_times_a_stream_until_it_is_closed(registry):
     with override_settings(LAST9={"registry": registry}):
         app = wsgi_handler(LAST9_ENTRY)
@@ -485,3 +503,52 @@ def test_a_django_url_at_the_metrics_path_is_reported_at_start_up(registry, capl
         RedMiddleware(wsgi_handler(), registry=registry)
     (record,) = caplog.records
     assert "'item/<int:item_id>'" in record.getMessage()
+
+
+@pytest.mark.parametrize("wrapping", ["entry", "handler"])
+def test_excluded_requests_leave_no_trace(registry, wrapping):
+    exclude = ["/files/{path}", "^/boom", "OPTIONS"]
+    if wrapping == "entry":
+        with override_settings(LAST9={"registry": registry, "exclude": exclude}):
+            app = wsgi_handler(LAST9_ENTRY)
+    else:
+        app = RedMiddleware(wsgi_handler(), registry=registry, exclude=exclude)
+    for path in ("/ping/", "/files/a/b.txt", "/boom/", "/name/ada/"):
+        call(app, path)
+    call(app, "/name/ada/", "OPTIONS")
+    # The view marked @last9.exclude, a template, a regular expression and a method: none left.
+    assert counts_by(registry.render(), "per", "method") == {("/name/{name}/", "GET"): 1}
+
+
+def test_the_switch_takes_the_entry_out_of_the_chain(registry, monkeypatch):
+    monkeypatch.setenv("LAST9_DISABLED", "1")
+    with override_settings(LAST9={"registry": registry}):
+        app = wsgi_handler(LAST9_ENTRY)
+    call(app, "/name/ada/")
+    assert counts_by(registry.render(), "per") == {}
+
+
+def in_flight_now(registry: last9.Registry) -> float:
+    return sum(
+        value
+        for key, value in parse(registry.render()).items()
+        if dict(key)["__name__"] == "http_requests_in_flight"
+    )
+
+
+def test_middleware_entry_keeps_in_flight_and_counts_callers(registry):
+    last9._core.enable_lineage()  # callers are counted once lineage is on
+    with override_settings(LAST9={"registry": registry}):
+        app = wsgi_handler(LAST9_ENTRY)
+    body = app(environ_for("/stream/2/", HTTP_X_LAST9_CALLER="web"), lambda *args: None)
+    assert in_flight_now(registry) == 1  # the stream is still open
+    list(body)
+    body.close()
+    assert in_flight_now(registry) == 0
+    call(app, "/name/ada/")
+    callers = {
+        (dict(key)["caller"], dict(key)["per"]): value
+        for key, value in parse(registry.render()).items()
+        if dict(key)["__name__"] == "http_requests_callers_total"
+    }
+    assert callers == {("web", "/stream/{chunks}/"): 1, ("unknown", "/name/{name}/"): 1}

@@ -306,3 +306,79 @@ def test_a_falcon_resource_at_the_metrics_path_is_reported_at_start_up(registry,
     with caplog.at_level("WARNING", logger="last9"):
         RedMiddleware(app, registry=registry)
     assert "'/metrics'" in caplog.records[0].getMessage()
+
+
+def test_the_middleware_serves_the_live_page_when_ui_is_on(registry, static_dir):
+    import json
+
+    component = shop(falcon.App(middleware=[Middleware(registry=registry, ui=True)]), static_dir)
+    call(component, "/item/1")
+    status, _, body = call(component, "/metrics/ui")
+    assert status == "200 OK" and b"<script>" in body
+    status, _, body = call(component, "/metrics/ui/data.json")
+    routes = [r["per"] for p in json.loads(body)["programs"] for r in p["routes"]]
+    assert status == "200 OK" and routes == ["/item/{item_id}"]
+    asgi_component = falcon.asgi.App(middleware=[Middleware(registry=last9.Registry(), ui=True)])
+    status, _, body = asgi_scraper(asgi_component, "/metrics/ui/data.json")(None)
+    assert status == 200 and json.loads(body)["frames"] == 1
+    off = shop(falcon.App(middleware=[Middleware(registry=last9.Registry())]), static_dir)
+    assert call(off, "/metrics/ui")[0].startswith("404")
+
+
+def lineage_samples(registry: last9.Registry, name: str) -> dict[tuple[str, ...], float]:
+    found = {}
+    for key, value in parse(registry.render()).items():
+        labels = dict(key)
+        if labels.pop("__name__") == name:
+            found[tuple(sorted(labels.items()))] = value
+    return found
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_the_component_keeps_in_flight_and_lineage(kind, registry, monkeypatch):
+    import contextlib
+
+    import requests
+    from falcon import testing
+    from urllib3.connectionpool import HTTPConnectionPool
+
+    from last9 import lineage
+
+    # urllib3 patched for this test only: later tests expect an unpatched client here.
+    monkeypatch.setattr(HTTPConnectionPool, "urlopen", HTTPConnectionPool.urlopen)
+    last9._core.enable_lineage()
+    lineage._patch_urllib3()
+    seen: list[float] = []
+
+    def in_flight() -> float:
+        return sum(lineage_samples(registry, "http_requests_in_flight").values())
+
+    def work() -> None:
+        seen.append(in_flight())
+        with contextlib.suppress(requests.RequestException):
+            requests.get("http://127.0.0.1:9/stock", timeout=5)
+
+    class Item:
+        def on_get(self, req, resp, item_id):
+            work()
+            resp.text = "ok"
+
+    class AsyncItem:
+        async def on_get(self, req, resp, item_id):
+            work()
+            resp.text = "ok"
+
+    component = Middleware(registry=registry, program="shop", metrics_path=None)
+    app = (falcon.App if kind == "wsgi" else falcon.asgi.App)(middleware=[component])
+    app.add_route("/items/{item_id}", Item() if kind == "wsgi" else AsyncItem())
+    client = testing.TestClient(app)
+    client.simulate_get("/items/1", headers={"X-Last9-Caller": "web"})
+    client.simulate_get("/items/2")
+    assert seen == [1, 1]
+    assert in_flight() == 0
+    calls = lineage_samples(registry, "http_client_requests_duration_milliseconds_count")
+    assert [(dict(k)["per"], dict(k)["upstream"], v) for k, v in calls.items()] == [
+        ("/items/{item_id}", "127.0.0.1:9", 2)
+    ]
+    callers = lineage_samples(registry, "http_requests_callers_total")
+    assert {dict(k)["caller"]: v for k, v in callers.items()} == {"web": 1, "unknown": 1}

@@ -32,6 +32,9 @@ METRIC = "http_requests_duration_milliseconds"
 APP = "tests.apps.flask_app:app"
 #: Samples one series pushes: 31 finite buckets and +Inf, sum, count.
 SAMPLES_PER_SERIES = 31 + 1 + 2
+#: Samples a snapshot of one series pushes: the series, and last9_label_overflow_total's two
+#: samples (remote write pushes every family).
+SAMPLES_PER_PUSH = SAMPLES_PER_SERIES + 2
 #: A password and its bcrypt hash (cost 4), for Prometheus' basic_auth_users.
 PASSWORD = "s3cret-pw"
 PASSWORD_HASH = "$2b$04$ryzFv6YZvfI1uBVKSUASvOa6G2BpOi0x6mJ1TcK347/LtHoLt1EMW"
@@ -442,7 +445,6 @@ def test_the_app_pushes_exact_counts_on_its_interval(tmp_path):
             wait_for("the pushed counts", lambda: pushed_counts(prom, "shop") == expected)
             # What was pushed is exactly what a scrape shows: every bucket, sum and count, with
             # the same labels and values.
-            # (Remote write pushes the duration histogram only, not the in-flight gauge.)
             exposed = {
                 key: value
                 for key, value in parse(scrape(app_port).text).items()
@@ -521,7 +523,7 @@ def test_nothing_queued_is_lost_while_the_receiver_is_down(tmp_path, registry):
         # The snapshot before the outage and the five taken during it, in order.
         assert samples == [1, 2, 3, 4, 5, 6]
         assert writer.dropped_samples == 0
-        assert writer.sent_samples == 6 * SAMPLES_PER_SERIES
+        assert writer.sent_samples == 6 * SAMPLES_PER_PUSH
 
 
 def test_snapshots_past_the_queue_bound_are_dropped_counted_and_logged(tmp_path, registry, caplog):
@@ -530,11 +532,11 @@ def test_snapshots_past_the_queue_bound_are_dropped_counted_and_logged(tmp_path,
         # The oldest three snapshots of the outage (values 2, 3, 4) were pushed out of the queue;
         # the totals still arrive, since every snapshot carries the cumulative counts.
         assert samples == [1, 5, 6]
-        assert writer.dropped_samples == 3 * SAMPLES_PER_SERIES
-        assert writer.sent_samples == 3 * SAMPLES_PER_SERIES
+        assert writer.dropped_samples == 3 * SAMPLES_PER_PUSH
+        assert writer.sent_samples == 3 * SAMPLES_PER_PUSH
     drops = [r for r in caplog.records if r.name == "last9.remote_write" and "full" in r.message]
     assert [r.levelno for r in drops] == [logging.WARNING] * 3
-    assert f"{3 * SAMPLES_PER_SERIES} dropped in all" in drops[-1].message
+    assert f"{3 * SAMPLES_PER_PUSH} dropped in all" in drops[-1].message
     assert any("failed" in r.message for r in caplog.records)
 
 
@@ -561,7 +563,7 @@ def test_https_with_basic_auth_and_no_retry_on_a_rejection(tmp_path, registry, c
         )
         # 401 is the request's fault: dropped and counted at once, never retried.
         assert wrong.flush(timeout=10)
-        assert (wrong.dropped_samples, wrong.failed_attempts) == (SAMPLES_PER_SERIES, 0)
+        assert (wrong.dropped_samples, wrong.failed_attempts) == (SAMPLES_PER_PUSH, 0)
         wrong.stop(timeout=0)
         assert any("HTTP 401" in r.message for r in caplog.records)
 
@@ -572,7 +574,7 @@ def test_https_with_basic_auth_and_no_retry_on_a_rejection(tmp_path, registry, c
         )
         assert writer.url == prom.write_url  # credentials never shown
         assert writer.flush(timeout=10)
-        assert (writer.sent_samples, writer.dropped_samples) == (SAMPLES_PER_SERIES, 0)
+        assert (writer.sent_samples, writer.dropped_samples) == (SAMPLES_PER_PUSH, 0)
         assert pushed_counts(prom, "tls") == {("/secure", "201"): 1.0}
         writer.stop(timeout=5)
 

@@ -296,3 +296,19 @@ def test_a_pyramid_route_at_the_metrics_path_is_reported_at_start_up(registry, c
         RedMiddleware(app, registry=registry)
     assert ["'/name/{name}' (name)" in r.getMessage() for r in caplog.records] == [True, False]
     assert "'/fails/{n}' (fails)" in caplog.records[1].getMessage()
+
+
+def test_the_tween_serves_the_live_page_when_ui_is_on_in_the_settings():
+    import json
+
+    config = make_config({"last9.ui": "true"})
+    config.include("last9.pyramid")
+    app = config.make_wsgi_app()
+    call(app, "/name/a")
+    status, _, body = call(app, "/metrics/ui/data.json")
+    names = [r["per"] for p in json.loads(body)["programs"] for r in p["routes"]]
+    assert status == "200 OK" and "/name/{name}" in names
+    assert call(app, "/metrics/ui")[0] == "200 OK"
+    off = make_config()
+    off.include("last9.pyramid")
+    assert call(off.make_wsgi_app(), "/metrics/ui")[0].startswith("404")

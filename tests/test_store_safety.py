@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from test_prefork import children, gunicorn, load, running, settle, total, wait_until
 
 from conftest import ROOT, free_port, scrape
+from test_prefork import children, gunicorn, load, running, settle, total, wait_until
 
 OTHER_UID = 65534
 

@@ -651,3 +651,16 @@ def test_a_tornado_handler_at_the_metrics_path_is_reported_at_start_up(registry,
         instrument(tornado.web.Application([(r"/a", Ok)]), registry=registry)
     (record,) = caplog.records
     assert "Ok" in record.getMessage()
+
+
+def test_the_live_page_is_served_under_the_metrics_path_when_ui_is_on(registry):
+    import json
+
+    app = instrument(tornado.web.Application([(r"/a", Ok)]), registry=registry, ui=True)
+    _, page, data = fetch_all(app, ["/a", "/metrics/ui", "/metrics/ui/data.json"])
+    assert page.code == 200 and b"<script>" in page.body
+    assert "connect-src 'self'" in page.headers["Content-Security-Policy"]
+    routes = [r["per"] for p in json.loads(data.body)["programs"] for r in p["routes"]]
+    assert data.code == 200 and routes == ["/a"]
+    off = instrument(tornado.web.Application([]), registry=last9.Registry())
+    assert fetch_all(off, ["/metrics/ui"])[0].code == 404

@@ -10,6 +10,7 @@ and ``/metrics`` then serves ``http_requests_duration_milliseconds``, labelled b
 
 from contextlib import suppress as _suppress
 
+from last9 import config as _config
 from last9 import prefork
 from last9._core import (
     MetricsError,
@@ -25,15 +26,19 @@ from last9._core import (
     route_template,
 )
 from last9.lineage import instrument_http_clients
+from last9.promclient import Last9Collector
 from last9.remote_write import start_remote_write
 from last9.server import start_metrics_server
+from last9.views import exclude
 
 #: The registry every middleware records into unless given another. Under a pre-fork server
 #: (gunicorn, uWSGI, uvicorn --workers) it sums every worker: see ``last9.prefork``.
 REGISTRY: Registry = global_registry()
-# A bad LAST9_MULTIPROC_DIR is raised where the app is instrumented (setup), not at import.
+# A bad LAST9_MULTIPROC_DIR is raised where the app is instrumented (setup), not at import;
+# with LAST9_DISABLED=1 nothing is made at all.
 with _suppress(MetricsError):
-    prefork.activate()
+    if _config.enabled():
+        prefork.activate()
 
 
 def generate_latest(registry: Registry | None = None, *, openmetrics: bool = False) -> bytes:
@@ -43,6 +48,7 @@ def generate_latest(registry: Registry | None = None, *, openmetrics: bool = Fal
 
 __all__ = [
     "REGISTRY",
+    "Last9Collector",
     "MetricsError",
     "MetricsServer",
     "Recorder",
@@ -50,6 +56,7 @@ __all__ = [
     "RemoteWriter",
     "__version__",
     "enable_multiprocess",
+    "exclude",
     "generate_latest",
     "global_registry",
     "instrument_http_clients",

@@ -9,6 +9,7 @@ framework the app does not use. This module imports no framework module: they im
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -45,6 +46,10 @@ class Adapter:
     #: Lists the route templates the router knows (framework syntax), for pre-registration:
     #: they get their label slots before any request. None when the router cannot be listed.
     route_templates: Callable[[], Iterable[str]] | None = None
+    #: Lists the templates (framework syntax) whose view carries ``@last9.exclude``.
+    excluded_views: Callable[[], Iterable[str]] | None = None
+    #: The framework's name (the adapter module's), for ``OTEL_PYTHON_<FRAMEWORK>_EXCLUDED_URLS``.
+    framework: str | None = None
 
 
 #: Framework modules (``last9.<name>``, named after the framework's own package), tried in
@@ -82,7 +87,8 @@ def _detect(app: Any, frameworks: tuple[str, ...], function: str) -> Adapter:
     for module in _modules_for(app, frameworks):
         adapter = getattr(module, function)(app)
         if adapter is not None:
-            return adapter  # type: ignore[no-any-return]
+            framework = adapter.framework or module.__name__.rpartition(".")[2]
+            return dataclasses.replace(adapter, framework=framework)
     return Adapter(app=app, program_hint=_module_of(app))
 
 

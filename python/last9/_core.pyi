@@ -11,6 +11,7 @@ __all__ = [
     "Awaiting",
     "Body",
     "Exchange",
+    "Exclusions",
     "MetricsEndpoint",
     "MetricsError",
     "MetricsServer",
@@ -70,7 +71,17 @@ class MetricsEndpoint:
         username: str | None = None,
         password: str | None = None,
         bearer_token: str | None = None,
+        ui: bool = False,
     ) -> Self: ...
+    def ui_route(self, path: str) -> bool | None:
+        """Whether ``path`` asks for the live page (False: ``<path>/ui``) or its data (True:
+        ``<path>/ui/data.json``); None for any other path, or when ``ui`` is off."""
+    def respond_ui(
+        self, authorization: str | None = None, data: bool = False, head: bool = False
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """The answer to a GET (with ``head``, a HEAD) of the live page or, with ``data``, its
+        JSON: ``(status, headers, body)``. 401 as :meth:`respond` without the credentials; 404
+        when ``ui`` is off; 503 if the live view is busy. Computed with the GIL released."""
     def respond(
         self,
         authorization: str | None = None,
@@ -115,6 +126,25 @@ def multiprocess_dir() -> pathlib.Path | None:
     """The directory shared by the server's processes; None in single-process mode."""
 
 @final
+class Exclusions:
+    """The ``exclude`` setting, compiled once: route templates (``/static/{path}``), regular
+    expressions on the raw path (``^/internal/``), methods (``OPTIONS``); and `unanchored`
+    patterns (OpenTelemetry's excluded URLs) searched anywhere in the raw path.
+
+    Raises:
+        MetricsError: an entry that is none of these, naming `setting`.
+    """
+
+    def __new__(
+        cls, entries: Sequence[str], unanchored: Sequence[str] = (), *, setting: str = ...
+    ) -> Self: ...
+    def on_entry(self, method: str, path: str) -> bool:
+        """Whether a request is left out as it enters."""
+    def template(self, template: str) -> bool:
+        """Whether requests of this route template (``{param}`` form) are left out."""
+    def __bool__(self) -> bool: ...
+
+@final
 class Recorder:
     """One application's recording settings (constant labels, buckets, limits, route syntax).
 
@@ -146,7 +176,27 @@ class Recorder:
         native_schema: int = 3,
         native_max_buckets: int = 160,
         native_zero_threshold: float = 2.938735877055719e-39,
-    ) -> Self: ...
+        exclude: Exclusions | None = None,
+        labels: Sequence[tuple[str, str]] = (),
+        header_label: tuple[str, str] | None = None,
+        header_label_values: Sequence[str] | None = None,
+        header_label_max: int = 10,
+        group_status: bool = False,
+    ) -> Self:
+        """`exclude`: requests left out of every family; `labels`: constant labels added to
+        every family after the seed's; `header_label`: ``(label, header)`` read from each
+        request into the duration family, bounded by `header_label_values` (an allow-list) or
+        `header_label_max`, ``_other`` past it; `group_status`: ``status`` is ``2xx``, ....
+
+        Raises:
+            MetricsError: the same constant labels already in use with another header label or
+                status grouping.
+        """
+    def excluded(self, method: str, path: str) -> bool:
+        """Whether ``exclude`` leaves a request out as it enters (method or raw path)."""
+    @property
+    def excluding(self) -> bool:
+        """Whether any request can be left out as it enters."""
     def register_routes(self, templates: list[str]) -> None:
         """Gives the route templates the app's router knows (framework syntax) their slots
         before any request; does nothing for an app without a router."""
@@ -376,6 +426,8 @@ class RemoteWriter:
         timeout: float = 10.0,
         ca_file: str | PathLike[str] | None = None,
         native_histograms: bool = False,
+        headers: Sequence[tuple[str, str]] = (),
+        labels: Sequence[tuple[str, str]] = (),
     ) -> Self: ...
     def flush(self, timeout: float = 5.0) -> bool:
         """Takes a snapshot now and waits up to ``timeout`` seconds until the queue is sent.
@@ -429,3 +481,19 @@ def route_template(template: str, syntax: str) -> str:
     ``syntax`` is one of "angle", "angle_name_first", "brace", "regex" or "django" (a Django
     ``ResolverMatch.route``: path() and re_path() parts, given a leading ``/``).
     """
+
+def start_runtime_metrics(
+    gc_stats: list[tuple[int, int, int]],
+    python_info: list[tuple[str, str]],
+    service_version: str,
+) -> None:
+    """Starts the runtime families of the global registry's scrapes: the GC counters from
+    ``gc.get_stats()`` (collections, collected, uncollectable per generation), ``python_info``'s
+    labels and the app's version (``last9_info``)."""
+
+def gc_callback(phase: str, info: dict[str, int]) -> None:
+    """A ``gc.callbacks`` hook: counts each finished collection."""
+
+def set_prometheus_client_source(render: Callable[[bool], bytes] | None) -> None:
+    """Sets the callable that renders prometheus_client's families (``render(openmetrics)``,
+    without ``# EOF``) for the global registry's scrapes; None removes it."""

@@ -19,6 +19,7 @@ from last9._core import Registry, WsgiMiddleware
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+from last9.views import is_excluded
 
 
 def adapt(app: Any) -> Adapter | None:
@@ -47,6 +48,9 @@ def adapt(app: Any) -> Adapter | None:
         route_syntax="angle_name_first",
         route_getter=route_of,
         route_at=lambda path: _route_at(root, path, bottle),
+        excluded_views=lambda: [
+            prefixes[route.app] + route.rule for route in root.routes if is_excluded(route.callback)
+        ],
     )
 
 
@@ -132,8 +136,11 @@ class Plugin:
         self.app: Any = None
 
     def setup(self, app: Any) -> None:
+        from last9.setup import switched_off
         from last9.wsgi.middleware import RedMiddleware
 
+        if switched_off(dict(self.options)):
+            return  # the app's WSGI entry and routes stay as they were
         self.app = app
         app.wsgi = RedMiddleware(app.wsgi, registry=self.registry, **self.options)
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import socket
 import sys
-from collections.abc import Sequence
+import urllib.parse
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypedDict, TypeVar
 
-from last9._core import MetricsError, Recorder, Registry
+from last9._core import Exclusions, MetricsError, Recorder, Registry
 
 #: Names that say which server or interpreter runs the app, not which app it is.
 _LAUNCHERS = frozenset(
@@ -67,6 +69,26 @@ class Settings:
     classic_histograms: bool = True
     #: The shape of native (sparse exponential) buckets, or None to keep none.
     native_histograms: NativeHistograms | None = None
+    #: Whether the app's own metrics path also answers ``<metrics_path>/ui`` with the live page
+    #: (the dedicated server always does).
+    ui: bool = False
+    #: What ``exclude`` leaves out: templates, ``^`` regular expressions, methods (checked).
+    exclude: tuple[str, ...] = ()
+    #: OpenTelemetry's excluded-URL patterns, searched anywhere in the raw path.
+    exclude_patterns: tuple[str, ...] = ()
+    #: Constant labels added to every family after the seed's labels, in the order given.
+    labels: tuple[tuple[str, str], ...] = ()
+    #: A label of the duration family read from a request header: (label, header), or None.
+    header_label: tuple[str, str] | None = None
+    #: Its allow-list (None: values admitted up to `header_label_max`).
+    header_label_values: tuple[str, ...] | None = None
+    header_label_max: int = 10
+    #: Whether ``status`` is the class (``2xx``) rather than the code.
+    group_status: bool = False
+    #: Family names: the seed's (``last9``), OpenTelemetry's (``otel``) or both (``dup``).
+    semconv: str = "last9"
+    #: Whether the global registry's scrapes also carry prometheus_client's families.
+    serve_prometheus_client: bool = True
 
 
 @dataclass(frozen=True)
@@ -132,6 +154,16 @@ class Options(TypedDict, total=False):
     native_schema: int | None
     native_max_buckets: int | None
     native_zero_threshold: float | None
+    ui: bool | None
+    enabled: bool | None
+    exclude: Sequence[str] | str | None
+    labels: Mapping[str, str] | str | None
+    header_label: tuple[str, str] | str | None
+    header_label_values: Sequence[str] | str | None
+    header_label_max: int | None
+    group_status: bool | None
+    semconv: str | None
+    serve_prometheus_client: bool | None
 
 
 #: The names :class:`Options` holds.
@@ -171,10 +203,25 @@ def resolve(
     native_schema: int | None = None,
     native_max_buckets: int | None = None,
     native_zero_threshold: float | None = None,
+    ui: bool | None = None,
+    exclude: Sequence[str] | str | None = None,
+    enabled: bool | None = None,
+    labels: Mapping[str, str] | str | None = None,
+    header_label: tuple[str, str] | str | None = None,
+    header_label_values: Sequence[str] | str | None = None,
+    header_label_max: int | None = None,
+    group_status: bool | None = None,
+    semconv: str | None = None,
+    framework: str | None = None,
+    serve_prometheus_client: bool | None = None,
     environ: dict[str, str] | None = None,
 ) -> Settings:
-    """Resolves settings; `program_hint` is the name the framework gives the app, if any."""
+    """Resolves settings; `program_hint` is the name the framework gives the app, if any, and
+    `framework` its name as OpenTelemetry spells it in ``OTEL_PYTHON_<FRAMEWORK>_EXCLUDED_URLS``.
+    `enabled` is checked here too, but entry points ask :func:`enabled` before anything else."""
     env = os.environ if environ is None else environ
+    _switch(enabled, env)  # checked only: a switched-off entry point never resolves settings
+    excluded, patterns = _exclude(env, exclude, framework)
     path_setting = "metrics_path"
     if metrics_path is UNSET:
         path_setting = "LAST9_METRICS_PATH"
@@ -187,11 +234,21 @@ def resolve(
         metrics_path = None
     if metrics_path is not None and not metrics_path.startswith("/"):
         raise MetricsError(f"{path_setting} must start with '/': {metrics_path!r}")
+    resource = _resource_attributes(env)
+    constant_labels = _labels(env, labels)
+    request_label = _header_label(env, header_label, {name for name, _ in constant_labels})
     return Settings(
-        program=program or env.get("LAST9_PROGRAM") or default_program(program_hint),
+        program=program
+        or env.get("LAST9_PROGRAM")
+        or env.get("OTEL_SERVICE_NAME")
+        or default_program(program_hint),
         hostname=hostname or env.get("LAST9_HOSTNAME") or socket.gethostname(),
-        tenant=tenant if tenant is not None else env.get("LAST9_TENANT", ""),
-        cluster=cluster if cluster is not None else env.get("LAST9_CLUSTER", ""),
+        tenant=tenant
+        if tenant is not None
+        else env.get("LAST9_TENANT", resource.get("service.namespace", "")),
+        cluster=cluster
+        if cluster is not None
+        else env.get("LAST9_CLUSTER", resource.get("k8s.cluster.name", "")),
         buckets=_checked_buckets("buckets", buckets) if buckets is not None else _env_buckets(env),
         metrics_path=metrics_path,
         max_routes=_checked_count("max_routes", max_routes)
@@ -207,6 +264,18 @@ def resolve(
         metrics_tls=_metrics_tls(
             env, metrics_tls_cert_file, metrics_tls_key_file, metrics_tls_client_ca_file
         ),
+        ui=_ui(env, ui),
+        exclude=excluded,
+        exclude_patterns=patterns,
+        labels=constant_labels,
+        header_label=request_label,
+        header_label_values=_header_label_values(env, header_label_values, request_label),
+        header_label_max=_header_label_max(env, header_label_max),
+        group_status=_flag(env, group_status, "group_status", "LAST9_GROUP_STATUS"),
+        semconv=_semconv(env, semconv),
+        serve_prometheus_client=serve_prometheus_client
+        if serve_prometheus_client is not None
+        else _env_bool(env, "LAST9_PROMETHEUS_CLIENT", True),
         **_histogram_kinds(
             env,
             classic_histograms,
@@ -216,6 +285,241 @@ def resolve(
             native_zero_threshold,
         ),
     )
+
+
+SEMCONV_MODES = ("last9", "otel", "dup")
+
+
+def _semconv(env: Mapping[str, str], semconv: str | None) -> str:
+    setting = "semconv (LAST9_SEMCONV)"
+    if semconv is None:
+        setting, semconv = "LAST9_SEMCONV", env.get("LAST9_SEMCONV", "").strip() or "last9"
+    if semconv not in SEMCONV_MODES:
+        raise MetricsError(f"{setting} must be 'last9', 'otel' or 'dup', not {semconv!r}")
+    return semconv
+
+
+#: Label names the families already have (or Prometheus reserves): not for constant labels.
+RESERVED_LABELS = frozenset(
+    {"per", "hostname", "domain", "method", "program", "status", "tenant", "cluster"}
+    | {"le", "quantile", "upstream", "caller", "job", "instance"}
+    # OpenTelemetry's names (LAST9_SEMCONV=otel/dup)
+    | {"http_route", "http_request_method", "http_response_status_code", "server_address"}
+    | {"error_type"}
+)
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+#: Constant labels at most, and the longest value: they are on every series.
+MAX_LABELS = 16
+MAX_LABEL_VALUE = 256
+
+
+def _labels(
+    env: Mapping[str, str], labels: Mapping[str, str] | str | None
+) -> tuple[tuple[str, str], ...]:
+    """Constant labels: the keyword (a mapping, or ``name=value,...``), else LAST9_LABELS."""
+    setting = "labels (LAST9_LABELS)"
+    if labels is None:
+        labels, setting = env.get("LAST9_LABELS", ""), "LAST9_LABELS"
+    if isinstance(labels, str):
+        pairs = []
+        for item in labels.split(","):
+            if not item.strip():
+                continue
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise MetricsError(f"{setting} must be name=value pairs, not {item.strip()!r}")
+            pairs.append((name.strip(), value.strip()))
+    elif isinstance(labels, Mapping):
+        pairs = list(labels.items())
+    else:
+        raise MetricsError(f"{setting} must be a dict of label names to values, not {labels!r}")
+    seen: set[str] = set()
+    for name, value in pairs:
+        if not isinstance(name, str) or not _LABEL_NAME.match(name) or name.startswith("__"):
+            raise MetricsError(f"{setting}: {name!r} is not a Prometheus label name")
+        if name in RESERVED_LABELS:
+            raise MetricsError(f"{setting}: {name!r} is a label last9 sets itself")
+        if name in seen:
+            raise MetricsError(f"{setting}: {name!r} is given twice")
+        if not isinstance(value, str) or len(value) > MAX_LABEL_VALUE:
+            raise MetricsError(
+                f"{setting}: the value of {name!r} must be a string of at most "
+                f"{MAX_LABEL_VALUE} characters, not {value!r}"
+            )
+        seen.add(name)
+    if len(pairs) > MAX_LABELS:
+        raise MetricsError(f"{setting}: at most {MAX_LABELS} constant labels, not {len(pairs)}")
+    return tuple(pairs)
+
+
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+\Z")
+
+
+def _header_label(
+    env: Mapping[str, str], header_label: tuple[str, str] | str | None, taken: set[str]
+) -> tuple[str, str] | None:
+    """The label read from a request header: the keyword (``("tier", "X-Tier")`` or
+    ``"tier=X-Tier"``), else LAST9_HEADER_LABEL."""
+    setting = "header_label (LAST9_HEADER_LABEL)"
+    if header_label is None:
+        header_label, setting = (
+            env.get("LAST9_HEADER_LABEL", "").strip() or None,
+            "LAST9_HEADER_LABEL",
+        )
+        if header_label is None:
+            return None
+    if isinstance(header_label, str):
+        name, sep, header = header_label.partition("=")
+        if not sep:
+            raise MetricsError(f"{setting} must be label=Header-Name, not {header_label!r}")
+    elif isinstance(header_label, tuple | list) and len(header_label) == 2:
+        name, header = header_label
+    else:
+        raise MetricsError(f"{setting} must be (label, header name), not {header_label!r}")
+    name, header = str(name).strip(), str(header).strip()
+    if not _LABEL_NAME.match(name) or name.startswith("__"):
+        raise MetricsError(f"{setting}: {name!r} is not a Prometheus label name")
+    if name in RESERVED_LABELS or name in taken:
+        raise MetricsError(f"{setting}: {name!r} is a label already set")
+    if not _HEADER_NAME.match(header):
+        raise MetricsError(f"{setting}: {header!r} is not an HTTP header name")
+    return name, header
+
+
+def _header_label_values(
+    env: Mapping[str, str],
+    values: Sequence[str] | str | None,
+    header_label: tuple[str, str] | None,
+) -> tuple[str, ...] | None:
+    setting = "header_label_values (LAST9_HEADER_LABEL_VALUES)"
+    if values is None:
+        values, setting = (
+            env.get("LAST9_HEADER_LABEL_VALUES", "").strip() or None,
+            "LAST9_HEADER_LABEL_VALUES",
+        )
+        if values is None:
+            return None
+    if isinstance(values, str):
+        values = values.split(",")
+    listed = tuple(v.strip() for v in values if isinstance(v, str) and v.strip())
+    if not listed or len(listed) > MAX_HEADER_VALUES:
+        raise MetricsError(f"{setting} must list 1 to {MAX_HEADER_VALUES} values, not {values!r}")
+    if header_label is None:
+        raise MetricsError(f"{setting} needs LAST9_HEADER_LABEL (header_label)")
+    return listed
+
+
+#: Most values a header label may take (its allow-list, or its cap).
+MAX_HEADER_VALUES = 1000
+
+
+def _header_label_max(env: Mapping[str, str], value: int | None) -> int:
+    if value is None:
+        value = _env_int(env, "LAST9_HEADER_LABEL_MAX", 10)  # type: ignore[arg-type]
+        setting = "LAST9_HEADER_LABEL_MAX"
+    else:
+        setting = "header_label_max"
+        if isinstance(value, str) and value.strip().isdigit():  # Pyramid's .ini settings
+            value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_HEADER_VALUES:
+        raise MetricsError(
+            f"{setting} must be a whole number from 1 to {MAX_HEADER_VALUES}, not {value!r}"
+        )
+    return value
+
+
+def _resource_attributes(env: Mapping[str, str]) -> dict[str, str]:
+    """OpenTelemetry's ``OTEL_RESOURCE_ATTRIBUTES`` (``key=value,...``, values percent-encoded);
+    entries that are no pair are skipped, as OpenTelemetry's SDK does."""
+    attributes: dict[str, str] = {}
+    for item in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip():
+            attributes[key.strip()] = urllib.parse.unquote(value.strip())
+    return attributes
+
+
+#: Values of LAST9_DISABLED that switch last9 off, and that leave it on.
+_YES = frozenset({"1", "true", "yes", "on"})
+_NO = frozenset({"", "0", "false", "no", "off"})
+
+
+def enabled(enabled: bool | None = None, environ: Mapping[str, str] | None = None) -> bool:
+    """The kill switch: False when ``enabled=False`` is given, or, without the keyword, when
+    ``LAST9_DISABLED`` is 1/true/yes/on. Every entry point asks this first and, when False,
+    hands the app back untouched: no wrapper, no thread, no file, no port."""
+    return _switch(enabled, os.environ if environ is None else environ)
+
+
+def _flag(env: Mapping[str, str], value: bool | None, keyword: str, variable: str) -> bool:
+    """A yes/no setting: the keyword (a bool), else the variable (1/true/yes/on, 0/false/no/off)."""
+    if isinstance(value, str):  # Pyramid's .ini settings are strings
+        env, value, variable = {keyword: value}, None, keyword
+    if value is not None:
+        if not isinstance(value, bool):
+            raise MetricsError(f"{keyword} must be True or False, not {value!r}")
+        return value
+    raw = env.get(variable, "").strip().lower()
+    if raw in _YES:
+        return True
+    if raw in _NO:
+        return False
+    raise MetricsError(f"{variable} must be 1, true, yes or on (or 0, false, no, off), not {raw!r}")
+
+
+def _switch(enabled: bool | str | None, env: Mapping[str, str]) -> bool:
+    if isinstance(enabled, str):  # Pyramid's .ini settings are strings
+        return _flag({"last9.enabled": enabled}, None, "enabled", "last9.enabled")
+    if enabled is not None:
+        if not isinstance(enabled, bool):
+            raise MetricsError(f"enabled must be True or False, not {enabled!r}")
+        return enabled
+    raw = env.get("LAST9_DISABLED", "").strip().lower()
+    if raw in _YES:
+        return False
+    if raw in _NO:
+        return True
+    raise MetricsError(
+        f"LAST9_DISABLED must be 1, true, yes or on (or 0, false, no, off), not {raw!r}"
+    )
+
+
+def _exclude(
+    env: Mapping[str, str], exclude: Sequence[str] | str | None, framework: str | None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The ``exclude`` entries and OpenTelemetry's patterns, checked by compiling them once."""
+    setting = "exclude (LAST9_EXCLUDE)"
+    if exclude is None:
+        exclude = env.get("LAST9_EXCLUDE", "")
+        setting = "LAST9_EXCLUDE"
+    if isinstance(exclude, str):
+        exclude = exclude.split(",")
+    entries = tuple(e.strip() for e in exclude if isinstance(e, str) and e.strip())
+    if len(entries) != len([e for e in exclude if not isinstance(e, str) or e.strip()]):
+        raise MetricsError(f"{setting} must list strings, not {exclude!r}")
+    otel = "OTEL_PYTHON_EXCLUDED_URLS"
+    if framework:
+        specific = f"OTEL_PYTHON_{framework.upper()}_EXCLUDED_URLS"
+        if env.get(specific, "").strip():
+            otel = specific
+    patterns = tuple(p.strip() for p in env.get(otel, "").split(",") if p.strip())
+    Exclusions(list(entries), setting=setting)
+    Exclusions([], list(patterns), setting=otel)
+    return entries, patterns
+
+
+def _ui(env: os._Environ[str] | dict[str, str], ui: object) -> bool:
+    """``ui`` (a bool), else ``LAST9_UI`` (1/true/yes/on or 0/false/no/off/empty), else off."""
+    if ui is not None:
+        if not isinstance(ui, bool):
+            raise MetricsError(f"ui must be True or False, not {ui!r}")
+        return ui
+    raw = env.get("LAST9_UI", "").strip().lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    raise MetricsError(f"LAST9_UI must be 1 or 0 (true/false, yes/no, on/off), not {raw!r}")
 
 
 def _histogram_kinds(
@@ -265,21 +569,6 @@ def _histogram_kinds(
         )
     shape = NativeHistograms(schema, max_buckets, float(zero_threshold)) if native else None
     return {"classic_histograms": bool(classic), "native_histograms": shape}
-
-
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-
-
-def _env_bool(env: os._Environ[str] | dict[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    raise MetricsError(f"{name} must be one of 1/0, true/false, yes/no, on/off, not {raw!r}")
 
 
 def _env_number(
@@ -371,6 +660,17 @@ def _checked_count(name: str, value: object) -> int:
     if not 1 <= value <= 0xFFFF_FFFF:
         raise MetricsError(f"{name} must be between 1 and 4294967295, not {value}")
     return value
+
+
+def _env_bool(env: os._Environ[str] | dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise MetricsError(f"{name} must be 1/true/yes/on or 0/false/no/off, not {raw!r}")
 
 
 def _domains(

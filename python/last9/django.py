@@ -31,13 +31,14 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, MiddlewareNotUsed
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
-from last9 import config, scrape
+from last9 import config, lineage, scrape
 from last9._adapter import Adapter
 from last9.asgi.middleware import CLIENT_CLOSED_REQUEST
-from last9.setup import instrument_app
+from last9.setup import instrument_app, switched_off
+from last9.views import is_excluded
 
 __all__ = ["RedMiddleware"]
 
@@ -78,10 +79,21 @@ class RedMiddleware:
             raise ImproperlyConfigured(
                 f"settings.LAST9 has unknown keys {sorted(unknown)}; known: {sorted(_OPTIONS)}"
             )
-        app_setup = instrument_app(route_syntax="django", program_hint=program_hint(), **options)
+        if switched_off(options):
+            raise MiddlewareNotUsed("last9 is switched off (LAST9_DISABLED / enabled=False)")
+        app_setup = instrument_app(
+            route_syntax="django",
+            program_hint=program_hint(),
+            excluded_views=excluded_views,
+            framework="django",
+            **options,
+        )
         self.registry, self.recorder = app_setup.registry, app_setup.recorder
+        self.excluding = self.recorder.excluding
         self.metrics = app_setup.metrics
         self.metrics_path = app_setup.settings.metrics_path
+        #: Whether `<metrics_path>/ui` answers with the live page (``ui``, ``LAST9_UI``).
+        self.ui = self.metrics is not None and app_setup.settings.ui
         scrape.warn_if_shadowed(self.metrics, route_at)
 
     def __call__(self, request: HttpRequest) -> Any:
@@ -89,60 +101,96 @@ class RedMiddleware:
             return self._acall(request)
         if getattr(request, RECORDED_BY_HANDLER, False):
             return self.get_response(request)  # the handler's RedMiddleware records this one
+        if self.excluding and self.recorder.excluded(request.method, request.path):
+            return self.get_response(request)
         if request.path_info == self.metrics_path and request.method in _SCRAPE_METHODS:
             return _response(self.metrics.respond(*_scrape_headers(request)))
+        if self.ui and (ui := self._ui_request(request)) is not None:
+            return _response(self.metrics.respond_ui(*ui))
         started = _now()
+        token = lineage.begin(self, request, self.recorder, request.method)
         try:
             response = self.get_response(request)
         except BaseException:
             # Only reached with DEBUG_PROPAGATE_EXCEPTIONS: recorded, then re-raised as it was.
-            self._record(request, 500, started)
+            self._record(request, 500, started, token)
             raise
         if response.streaming:
-            self._record_when_closed(request, response, started)
+            self._record_when_closed(request, response, started, token)
         else:
-            self._record(request, response.status_code, started)
+            self._record(request, response.status_code, started, token)
         return response
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
         get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
         if getattr(request, RECORDED_BY_HANDLER, False):
             return await get_response(request)
+        if self.excluding and self.recorder.excluded(request.method, request.path):
+            return await get_response(request)
         if request.path_info == self.metrics_path and request.method in _SCRAPE_METHODS:
             return _response(await scrape.respond_async(self.metrics, *_scrape_headers(request)))
+        if self.ui and (ui := self._ui_request(request)) is not None:
+            return _response(await scrape.respond_ui_async(self.metrics, *ui))
         started = _now()
+        token = lineage.begin(self, request, self.recorder, request.method)
         try:
             response = await get_response(request)
         except asyncio.CancelledError:
-            self._record(request, CLIENT_CLOSED_REQUEST, started)  # the client went away
+            # The client went away.
+            self._record(request, CLIENT_CLOSED_REQUEST, started, token)
             raise
         except BaseException:
-            self._record(request, 500, started)
+            self._record(request, 500, started, token)
             raise
         if response.streaming:
-            self._record_when_closed(request, response, started)
+            self._record_when_closed(request, response, started, token)
         else:
-            self._record(request, response.status_code, started)
+            self._record(request, response.status_code, started, token)
         return response
 
+    def _ui_request(self, request: HttpRequest) -> tuple[str | None, bool, bool] | None:
+        """``respond_ui``'s arguments when the request asks for the live page or its data."""
+        if request.method not in _SCRAPE_METHODS:
+            return None
+        data = self.metrics.ui_route(request.path_info)
+        if data is None:
+            return None
+        return request.META.get("HTTP_AUTHORIZATION"), data, request.method == "HEAD"
+
     def _record_when_closed(
-        self, request: HttpRequest, response: HttpResponseBase, started: int
+        self, request: HttpRequest, response: HttpResponseBase, started: int, token: int
     ) -> None:
         """A streamed body is timed until the server closes the response, as Django's handlers
         do for their own clean-up (`_resource_closers` is how they attach it)."""
 
         def record() -> None:
-            self._record(request, response.status_code, started)
+            self._record(request, response.status_code, started, token)
 
         response._resource_closers.append(record)
 
-    def _record(self, request: HttpRequest, status: int, started: int) -> None:
+    def _record(self, request: HttpRequest, status: int, started: int, token: int) -> None:
         elapsed = _now() - started
-        match = request.resolver_match
+        route = _route(request)
         # META is the WSGI environ, or under ASGI a dict with the same keys.
-        self.recorder.observe_environ(
-            None if match is None else match.route, request.META, status, elapsed
-        )
+        meta = request.META
+        lineage.end(self.recorder, token, route, _caller(meta))
+        self.recorder.observe_environ(route, meta, status, elapsed)
+
+    def observe_client(
+        self, request: HttpRequest, upstream: str, method: str, status: str, duration_ns: int
+    ) -> None:
+        """An outbound call made while `request` runs (lineage; called by `last9.lineage`)."""
+        self.recorder.observe_client(_route(request), upstream, method, status, duration_ns)
+
+
+def _route(request: HttpRequest) -> str | None:
+    match = request.resolver_match
+    return None if match is None else match.route
+
+
+def _caller(meta: dict[str, Any]) -> str | None:
+    """Who called: an instrumented client's ``x-last9-caller``, else Envoy's header."""
+    return meta.get("HTTP_X_LAST9_CALLER") or meta.get("HTTP_X_ENVOY_DOWNSTREAM_SERVICE_CLUSTER")
 
 
 def _scrape_headers(request: HttpRequest) -> tuple[str | None, str | None, str | None, bool]:
@@ -178,6 +226,7 @@ def adapt(app: Any) -> Adapter | None:
         route_source=(ROUTE_KEY, ()),  # environ[ROUTE_KEY] itself, read in Rust
         program_hint=program_hint(),
         route_at=route_at,
+        excluded_views=excluded_views,
         # Rendered when returned (streaming responses are other classes): no body wrapper.
         complete_bodies=(sys.modules["django.http"].HttpResponse,),
     )
@@ -194,6 +243,7 @@ def adapt_asgi(app: Any) -> Adapter | None:
         route_getter=_read_route,
         program_hint=program_hint(),
         route_at=route_at,
+        excluded_views=excluded_views,
     )
 
 
@@ -218,6 +268,26 @@ def _capture_routes(handler: Any, carrier: Any) -> None:
         "__qualname__": base.__qualname__,
     }
     handler.request_class = type(base.__name__, (base,), namespace)
+
+
+def excluded_views() -> list[str]:
+    """The routes (``resolver_match.route`` spelling) whose view carries ``@last9.exclude``."""
+    from django.urls import URLPattern, URLResolver, get_resolver
+
+    found: list[str] = []
+
+    def walk(patterns: Any, prefix: str, depth: int) -> None:
+        for entry in patterns:
+            route = str(entry.pattern)
+            # As Django joins them in `route`: a nested regex's leading "^" is dropped.
+            joined = prefix + (route[1:] if prefix and route.startswith("^") else route)
+            if isinstance(entry, URLPattern) and is_excluded(entry.callback):
+                found.append(joined)
+            elif isinstance(entry, URLResolver) and depth < 32:
+                walk(entry.url_patterns, joined, depth + 1)
+
+    walk(get_resolver().url_patterns, "", 0)
+    return found
 
 
 def program_hint() -> str | None:

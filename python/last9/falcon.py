@@ -19,22 +19,27 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from last9 import config, scrape
+from last9 import config, lineage, scrape
 from last9._adapter import Adapter
 from last9._core import Registry, route_template
-from last9.setup import instrument_app
+from last9.setup import instrument_app, switched_off
+from last9.views import is_excluded
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 #: Environ (WSGI) or scope (ASGI) key the template is left under (``RedMiddleware(app)``).
 ROUTE_KEY = "last9.falcon.route"
-#: Environ (WSGI) or scope (ASGI) key the start of a request is kept under.
+#: Environ (WSGI) or scope (ASGI) key the start of a request and its in-flight token are kept
+#: under.
 _STARTED_KEY = "last9.falcon.started"
 
 
 class Middleware:
     """A Falcon middleware component, for WSGI and ASGI apps alike.
+
+    Switched off (``LAST9_DISABLED=1``, ``enabled=False``) it is a component that does nothing:
+    Falcon needs at least one method, so a WSGI app calls an empty ``process_request``.
 
     List it first: a request that an earlier component answers or refuses in its
     ``process_request`` never reaches this one's, and is not counted. It times from
@@ -43,6 +48,11 @@ class Middleware:
     see the app; ``RedMiddleware(app)`` has none of these limits. Keyword arguments are those
     of :class:`last9.wsgi.middleware.RedMiddleware`.
     """
+
+    def __new__(cls, *, registry: Registry | None = None, **options: Unpack[config.Options]) -> Any:
+        if switched_off(dict(options)):
+            return _SwitchedOff()
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -53,43 +63,80 @@ class Middleware:
         app_setup = instrument_app(
             route_syntax="brace",
             registry=registry,
+            framework="falcon",
             **options,
         )
         self.registry, self.recorder = app_setup.registry, app_setup.recorder
+        self.excluding = self.recorder.excluding
         self.metrics = app_setup.metrics
         self.metrics_path = app_setup.settings.metrics_path
+        #: Whether `<metrics_path>/ui` answers with the live page (``ui``, ``LAST9_UI``).
+        self.ui = self.metrics is not None and app_setup.settings.ui
 
     def process_request(self, req: Any, resp: Any) -> None:
         if req.path == self.metrics_path and req.method in ("GET", "HEAD"):
             _answer(resp, self.metrics.respond(*_scrape_headers(req)))
-        else:
-            req.env[_STARTED_KEY] = time.perf_counter_ns()
+        elif self.ui and (ui := _ui_request(self.metrics, req)) is not None:
+            _answer(resp, self.metrics.respond_ui(*ui))
+        elif not (self.excluding and self.recorder.excluded(req.method, req.path)):
+            token = lineage.begin(self, req, self.recorder, req.method)
+            req.env[_STARTED_KEY] = (time.perf_counter_ns(), token)
 
     def process_response(self, req: Any, resp: Any, resource: Any, req_succeeded: bool) -> None:
         env = req.env
-        started = env.pop(_STARTED_KEY, None)
-        if started is not None:
+        entered = env.pop(_STARTED_KEY, None)
+        if entered is not None:
+            started, token = entered
             host = env.get("HTTP_HOST") or env.get("SERVER_NAME")
             status = _status_code(resp.status)
             elapsed = time.perf_counter_ns() - started
+            caller = env.get("HTTP_X_LAST9_CALLER") or env.get(
+                "HTTP_X_ENVOY_DOWNSTREAM_SERVICE_CLUSTER"
+            )
+            lineage.end(self.recorder, token, req.uri_template, caller)
             self.recorder.observe(req.uri_template, "", host, req.method, status, elapsed)
 
     async def process_request_async(self, req: Any, resp: Any) -> None:
         if req.path == self.metrics_path and req.method in ("GET", "HEAD"):
             # Rendered in a worker thread: the event loop goes on serving meanwhile.
             _answer(resp, await scrape.respond_async(self.metrics, *_scrape_headers(req)))
-        else:
-            req.scope[_STARTED_KEY] = time.perf_counter_ns()
+        elif self.ui and (ui := _ui_request(self.metrics, req)) is not None:
+            _answer(resp, await scrape.respond_ui_async(self.metrics, *ui))
+        elif not (self.excluding and self.recorder.excluded(req.method, req.path)):
+            token = lineage.begin(self, req, self.recorder, req.method)
+            req.scope[_STARTED_KEY] = (time.perf_counter_ns(), token)
 
     async def process_response_async(
         self, req: Any, resp: Any, resource: Any, req_succeeded: bool
     ) -> None:
         scope = req.scope
-        started = scope.pop(_STARTED_KEY, None)
-        if started is not None:
+        entered = scope.pop(_STARTED_KEY, None)
+        if entered is not None:
+            started, token = entered
             status = _status_code(resp.status)
             elapsed = time.perf_counter_ns() - started
+            caller = req.get_header("X-Last9-Caller") or req.get_header(
+                "X-Envoy-Downstream-Service-Cluster"
+            )
+            lineage.end(self.recorder, token, req.uri_template, caller)
             self.recorder.observe_scope(req.uri_template, scope, status, elapsed)
+
+    def observe_client(
+        self, req: Any, upstream: str, method: str, status: str, duration_ns: int
+    ) -> None:
+        """An outbound call made while `req` runs (lineage; called by `last9.lineage`)."""
+        self.recorder.observe_client(req.uri_template, upstream, method, status, duration_ns)
+
+
+class _SwitchedOff:
+    """What ``Middleware()`` is when last9 is switched off: Falcon refuses a component without
+    methods, so this one has an empty ``process_request``."""
+
+    def process_request(self, req: Any, resp: Any) -> None:
+        pass
+
+    async def process_request_async(self, req: Any, resp: Any) -> None:
+        pass
 
 
 def _scrape_headers(req: Any) -> tuple[str | None, str | None, str | None]:
@@ -99,6 +146,16 @@ def _scrape_headers(req: Any) -> tuple[str | None, str | None, str | None]:
         req.get_header("Accept"),
         req.get_header("Accept-Encoding"),
     )
+
+
+def _ui_request(metrics: Any, req: Any) -> tuple[str | None, bool, bool] | None:
+    """``respond_ui``'s arguments when the request asks for the live page or its data."""
+    if req.method not in ("GET", "HEAD"):
+        return None
+    data = metrics.ui_route(req.path)
+    if data is None:
+        return None
+    return req.get_header("Authorization"), data, req.method == "HEAD"
 
 
 def _answer(resp: Any, answer: tuple[int, list[tuple[str, str]], bytes]) -> None:
@@ -160,7 +217,21 @@ def _adapter(app: Any, where: str) -> Adapter:
         route_syntax="brace",
         route_getter=operator.methodcaller("get", ROUTE_KEY),
         route_at=lambda path: _route_at(app, path),
+        excluded_views=lambda: _excluded_views(app),
     )
+
+
+def _excluded_views(app: Any) -> list[str]:
+    """Templates of the compiled router whose resource (or its class) is ``@last9.exclude``."""
+    found: list[str] = []
+    nodes = list(getattr(app._router, "_roots", ()))
+    while nodes and len(found) < 10_000:
+        node = nodes.pop()
+        resource = getattr(node, "resource", None)
+        if resource is not None and (is_excluded(resource) or is_excluded(type(resource))):
+            found.append(node.uri_template)
+        nodes.extend(getattr(node, "children", ()))
+    return found
 
 
 def _route_at(app: Any, path: str) -> str | None:

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from last9._adapter import Adapter
+from last9.views import is_excluded
 
 #: Environ key the capturing request class stores itself under.
 REQUEST_KEY = "last9.flask.request"
@@ -52,6 +53,11 @@ def adapt(app: Any) -> Adapter | None:
         program_hint=flask_app.name,
         route_at=lambda path: _route_at(flask_app, path),
         route_templates=lambda: [rule.rule for rule in flask_app.url_map.iter_rules()],
+        excluded_views=lambda: [
+            rule.rule
+            for rule in flask_app.url_map.iter_rules()
+            if is_excluded(flask_app.view_functions.get(rule.endpoint))
+        ],
     )
 
 

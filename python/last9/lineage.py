@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from last9._core import enable_lineage
+from last9._core import Recorder, enable_lineage, lineage_enabled
 
 #: Header that instrumented clients send, naming the calling program.
 CALLER_HEADER = "x-last9-caller"
@@ -39,6 +39,26 @@ _patched: set[str] = set()
 _program: list[str] = []
 
 
+def begin(owner: Any, request: Any, recorder: Recorder, method: str | None) -> int:
+    """For a framework's own hook (Django's MIDDLEWARE entry, Falcon's component), as the WSGI
+    and ASGI wrappers do in Rust: counts the request in ``http_requests_in_flight`` and, with
+    lineage on, publishes it to outbound clients (``owner.observe_client(request, ...)``).
+    Returns the token :func:`end` takes."""
+    token = recorder.enter(method or "")
+    if lineage_enabled():
+        _inbound.set((owner, request))
+    return token
+
+
+def end(recorder: Recorder, token: int, per: str | None, caller: str | None) -> None:
+    """The request of :func:`begin` is over: out of flight, and (lineage on) its caller counted
+    under its route ``per`` (framework syntax; None: unmatched)."""
+    recorder.leave(token)
+    if lineage_enabled():
+        _inbound.set(None)
+        recorder.count_caller(per, caller)
+
+
 def note_program(program: str) -> None:
     """Called by middlewares: the program outbound calls name when outside a request."""
     _program[:] = [program]
@@ -51,7 +71,12 @@ def instrument_from_env() -> None:
 
 
 def instrument_http_clients() -> list[str]:
-    """Patches the installed HTTP clients (idempotent); returns the ones patched so far."""
+    """Patches the installed HTTP clients (idempotent); returns the ones patched so far.
+    With ``LAST9_DISABLED=1`` nothing is patched."""
+    from last9 import config
+
+    if not config.enabled():
+        return []
     enable_lineage()
     for name, patch in (
         ("urllib3", _patch_urllib3),

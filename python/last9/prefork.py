@@ -6,8 +6,9 @@ a directory shared by the server's processes, and any scrape sums them (see the 
 
 - ``LAST9_MULTIPROC_DIR`` set: that directory, always.
 - uWSGI with more than one process or a master; a gunicorn worker, or a gunicorn master loading
-  the app before forking (``--preload``); a worker of ``uvicorn --workers``: the directory of that
-  server instance, keyed by its root process.
+  the app before forking (``--preload``); a worker of ``uvicorn --workers``, ``granian --workers``
+  (WSGI or ASGI) or ``hypercorn --workers``: the directory of that server instance, keyed by its
+  root process.
 - Otherwise the process stays single-process; should it fork after loading last9, the child
   switches on its own (see ``last9._core``'s fork handlers).
 """
@@ -58,7 +59,7 @@ def active() -> bool:
 
 def server_root() -> int | None:
     """The pid of the process at the root of this pre-fork server, or None if there is none."""
-    for find in (_uwsgi_root, _gunicorn_root, _uvicorn_root):
+    for find in (_uwsgi_root, _gunicorn_root, _supervised_root):
         root = find()
         if root is not None:
             return root
@@ -98,11 +99,16 @@ def _gunicorn_root() -> int | None:
     return None
 
 
-def _uvicorn_root() -> int | None:
-    if "uvicorn" not in sys.modules:
+#: Servers that run the app in `multiprocessing` children of a supervisor: uvicorn --workers
+#: (and --reload) and hypercorn spawn them; granian forks them (spawns on Python 3.14), and
+#: always, even for one worker.
+_SUPERVISED = ("uvicorn", "granian", "hypercorn")
+
+
+def _supervised_root() -> int | None:
+    if not any(server in sys.modules for server in _SUPERVISED):
         return None
     import multiprocessing
 
     parent = multiprocessing.parent_process()
-    # `uvicorn --workers N` (and --reload) runs the app in spawned children of its supervisor.
     return parent.pid if parent is not None and parent.pid is not None else None

@@ -32,6 +32,15 @@ SETTINGS = (
     "metrics_username",
     "metrics_password",
     "metrics_bearer_token",
+    "ui",
+    "enabled",
+    "exclude",
+    "labels",
+    "header_label",
+    "header_label_values",
+    "header_label_max",
+    "group_status",
+    "semconv",
 )
 
 
@@ -79,14 +88,44 @@ def _capturing(handle: Any) -> Any:
     return capture
 
 
+def excluded_views(registry: Any) -> list[str]:
+    """Patterns of the routes whose view callable carries ``@last9.exclude``."""
+    from pyramid.interfaces import IRoutesMapper
+
+    from last9.views import is_excluded
+
+    mapper = registry.queryUtility(IRoutesMapper)
+    introspector = getattr(registry, "introspector", None)
+    if mapper is None or introspector is None:
+        return []
+    found = []
+    for view in introspector.get_category("views"):
+        intr = view["introspectable"]
+        route_name = intr.get("route_name")
+        if route_name and is_excluded(intr.get("callable")):
+            route = mapper.get_route(route_name)
+            if route is not None:
+                found.append(route.pattern)
+    return found
+
+
 def includeme(config: Any) -> None:
-    """``config.include("last9.pyramid")``: instrument with the tween."""
+    """``config.include("last9.pyramid")``: instrument with the tween (none when switched off)."""
     from pyramid.tweens import INGRESS
+
+    from last9.setup import switched_off
+
+    if switched_off({"enabled": config.get_settings().get("last9.enabled")}):
+        return
 
     config.add_tween(TWEEN, under=INGRESS)
 
 
-def tween_factory(handler: Any, registry: Any) -> Tween:
+def tween_factory(handler: Any, registry: Any) -> Any:
+    from last9.setup import switched_off
+
+    if switched_off({"enabled": registry.settings.get("last9.enabled")}):
+        return handler  # listed in pyramid.tweens, but switched off: the handler itself
     tween = Tween(handler, registry)
     registry[TWEEN] = tween  # found by adapt() if RedMiddleware wraps the app after all
     return tween
@@ -102,15 +141,27 @@ class Tween:
         given = {name: registry.settings.get(f"last9.{name}") for name in SETTINGS}
         if given["metrics_path"] is None:
             given["metrics_path"] = config.UNSET
+        if isinstance(given["ui"], str):  # from an .ini file
+            from pyramid.settings import asbool
+
+            given["ui"] = asbool(given["ui"])
         package = getattr(registry, "package_name", None) or ""
+        given = {name: value for name, value in given.items() if value is not None}
         app_setup = instrument_app(
-            route_syntax="brace", program_hint=package.partition(".")[0] or None, **given
+            route_syntax="brace",
+            program_hint=package.partition(".")[0] or None,
+            excluded_views=lambda: excluded_views(registry),
+            framework="pyramid",
+            **given,
         )
         self.handler = handler
         self.metrics = app_setup.metrics
         self.metrics_path = app_setup.settings.metrics_path
+        #: Whether `<metrics_path>/ui` answers with the live page (``last9.ui``, ``LAST9_UI``).
+        self.ui = self.metrics is not None and app_setup.settings.ui
         scrape.warn_if_shadowed(self.metrics, lambda path: route_at(registry, path))
         self.recorder: Any = app_setup.recorder
+        self.excluding = self.recorder.excluding
         self.capture = _capturing(handler)
 
     def __call__(self, request: Any) -> Any:
@@ -120,6 +171,12 @@ class Tween:
         environ = request.environ
         if environ["PATH_INFO"] == self.metrics_path and request.method in ("GET", "HEAD"):
             return self._metrics(request)
+        if self.ui and request.method in ("GET", "HEAD"):
+            data = self.metrics.ui_route(environ["PATH_INFO"])
+            if data is not None:
+                return self._ui(request, data)
+        if self.excluding and recorder.excluded(request.method, request.path):
+            return self.handler(request)
         started = time.perf_counter_ns()
         status = 500  # recorded if the handler raises, which is then re-raised as it was
         try:
@@ -136,6 +193,17 @@ class Tween:
                 status,
                 time.perf_counter_ns() - started,
             )
+
+    def _ui(self, request: Any, data: bool) -> Any:
+        from pyramid.response import Response
+
+        authorization = request.headers.get("Authorization")
+        status, response_headers, body = self.metrics.respond_ui(authorization, data)
+        response = Response(body=body, status=status)
+        for name, value in response_headers:
+            if name != "Content-Length":  # WebOb counts the body itself
+                response.headers[name] = value
+        return response
 
     def _metrics(self, request: Any) -> Any:
         from pyramid.response import Response

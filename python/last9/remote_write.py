@@ -46,6 +46,8 @@ def start_remote_write(
     ca_file: str | os.PathLike[str] | None = None,
     exit_timeout: float = EXIT_TIMEOUT,
     native_histograms: bool = False,
+    headers: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> RemoteWriter:
     """Pushes the metrics of ``registry`` (the global one by default) to a remote-write receiver.
 
@@ -58,6 +60,9 @@ def start_remote_write(
     sent, waiting at most ``exit_timeout`` seconds. ``native_histograms`` pushes native
     histograms (and their exemplars) too: only for a receiver that takes them (Prometheus with
     ``--enable-feature=native-histograms``; without it, it refuses the whole request).
+    ``headers`` go with every request (e.g.
+    ``{"X-Scope-OrgID": "team-a"}`` for Mimir or Cortex); ``labels`` are added to every series
+    that lacks them (e.g. ``{"job": "api", "instance": "web-1"}``, what a scrape would add).
 
     Raises ``MetricsError`` for settings that cannot work.
     """
@@ -76,6 +81,8 @@ def start_remote_write(
         timeout=timeout,
         ca_file=ca_file,
         native_histograms=native_histograms,
+        headers=list((headers or {}).items()),
+        labels=list((labels or {}).items()),
     )
     atexit.register(writer.stop, exit_timeout)
     return writer
@@ -111,6 +118,8 @@ def start_from_env(
                     timeout=_seconds(env, "LAST9_REMOTE_WRITE_TIMEOUT", DEFAULT_TIMEOUT),
                     ca_file=env.get("LAST9_REMOTE_WRITE_CA_FILE") or None,
                     native_histograms=_flag(env, "LAST9_REMOTE_WRITE_NATIVE_HISTOGRAMS"),
+                    headers=_pairs(env, "LAST9_REMOTE_WRITE_HEADERS"),
+                    labels=_pairs(env, "LAST9_REMOTE_WRITE_LABELS"),
                     registry=registry,
                 )
             except MetricsError as err:
@@ -156,6 +165,19 @@ def lead_when_possible(lock_path: Path, lead: Callable[[], object], retry: float
         lead()
 
     threading.Thread(target=stand_by, name="last9-remote-write-standby", daemon=True).start()
+
+
+def _pairs(env: Mapping[str, str], name: str) -> dict[str, str]:
+    """``Name=value,Name=value`` (spaces around each part ignored) as a dict."""
+    pairs: dict[str, str] = {}
+    for part in env.get(name, "").split(","):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise MetricsError(f"{name} must be Name=value pairs separated by commas, not {part!r}")
+        pairs[key.strip()] = value.strip()
+    return pairs
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:

@@ -37,6 +37,7 @@ def endpoint(settings: Settings, registry: Registry) -> MetricsEndpoint | None:
         username=auth.username,
         password=auth.password,
         bearer_token=auth.bearer_token,
+        ui=settings.ui,
     )
 
 
@@ -57,6 +58,17 @@ async def respond_async(
     except RuntimeError:
         return metrics.respond(authorization, accept, accept_encoding, head)
     return await asyncio.to_thread(metrics.respond, authorization, accept, accept_encoding, head)
+
+
+async def respond_ui_async(
+    metrics: MetricsEndpoint, authorization: str | None, data: bool, head: bool = False
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """``metrics.respond_ui(...)`` (the live page, or its data) in a worker thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return metrics.respond_ui(authorization, data, head)
+    return await asyncio.to_thread(metrics.respond_ui, authorization, data, head)
 
 
 def warn_if_shadowed(metrics: MetricsEndpoint | None, route_at: RouteAt | None) -> None:

@@ -15,8 +15,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from last9 import config, lineage, prefork, remote_write, scrape, server
-from last9._core import MetricsEndpoint, Recorder, Registry, global_registry
+from last9 import config, lineage, prefork, promclient, remote_write, runtime, scrape, server
+from last9._core import (
+    Exclusions,
+    MetricsEndpoint,
+    Recorder,
+    Registry,
+    global_registry,
+    route_template,
+)
 
 
 @dataclass(frozen=True)
@@ -36,20 +43,27 @@ def instrument_app(
     program_hint: str | None = None,
     registry: Registry | None = None,
     route_templates: Callable[[], Iterable[str]] | None = None,
+    excluded_views: Callable[[], Iterable[str]] | None = None,
+    framework: str | None = None,
     **options: Any,
 ) -> Instrumented:
-    """Sets up recording for one app; `options` are the settings (:class:`config.Options`), and
-    `route_templates` lists the templates the app's router knows (they get their slots first).
+    """Sets up recording for one app; `options` are the settings (:class:`config.Options`),
+    `route_templates` lists the templates the app's router knows (they get their slots first),
+    `excluded_views` those whose view carries ``@last9.exclude``, and `framework` names the
+    framework as OpenTelemetry's ``OTEL_PYTHON_<FRAMEWORK>_EXCLUDED_URLS`` does.
+    Entry points ask :func:`switched_off` before calling this.
 
     Raises:
         TypeError: a keyword that is no setting.
         MetricsError: a setting that cannot work (bad buckets, a bad ``LAST9_*`` value).
     """
     config.check_options(options)
-    settings = config.resolve(program_hint=program_hint, **options)
+    settings = config.resolve(program_hint=program_hint, framework=framework, **options)
     if registry is None:
         prefork.activate()  # usually done at import; the app may have imported last9 early
         registry = global_registry()
+        runtime.install()
+        promclient.serve(settings.serve_prometheus_client)
     recorder = Recorder(
         registry,
         hostname=settings.hostname,
@@ -62,6 +76,15 @@ def instrument_app(
         route_syntax=route_syntax,
         domains=settings.domains,
         **_histogram_options(settings),
+        exclude=_exclusions(settings, route_syntax, excluded_views),
+        labels=list(settings.labels),
+        header_label=settings.header_label,
+        header_label_values=list(settings.header_label_values)
+        if settings.header_label_values is not None
+        else None,
+        header_label_max=settings.header_label_max,
+        group_status=settings.group_status,
+        semconv=settings.semconv,
     )
     if route_templates is not None:
         _register_routes(recorder, route_templates)
@@ -78,6 +101,31 @@ def instrument_app(
     lineage.note_program(recorder.program)
     lineage.instrument_from_env()
     return Instrumented(settings, registry, recorder, metrics)
+
+
+def switched_off(options: dict[str, Any]) -> bool:
+    """The kill switch (``enabled=False``, ``LAST9_DISABLED=1``), asked by every entry point
+    before it touches the app: when on, the app is handed back as it was."""
+    return not config.enabled(options.get("enabled"))
+
+
+def _exclusions(
+    settings: config.Settings,
+    route_syntax: str | None,
+    excluded_views: Callable[[], Iterable[str]] | None,
+) -> Exclusions | None:
+    """The ``exclude`` setting with the templates of views marked ``@last9.exclude``."""
+    entries = list(settings.exclude)
+    if excluded_views is not None and route_syntax is not None:
+        try:
+            views = [t for t in excluded_views() if isinstance(t, str)]
+        except Exception:  # a router of a shape we do not know: its views are recorded
+            logging.getLogger("last9").debug("cannot list the app's views", exc_info=True)
+            views = []
+        entries += [route_template(t, route_syntax) for t in views]
+    if not entries and not settings.exclude_patterns:
+        return None
+    return Exclusions(entries, list(settings.exclude_patterns))
 
 
 def _werkzeug_reloader_parent() -> bool:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from last9._adapter import Adapter
+from last9.views import is_excluded
 
 #: Keys remembered at most: route objects come from the app's code, so they are few.
 MAX_REMEMBERED = 10_000
@@ -37,7 +38,12 @@ def adapt_asgi(app: Any) -> Adapter | None:
         route_syntax="brace",
         route_getter=_route_getter(router, routing),
         route_at=lambda path: _route_at(router, routing, path),
-        route_templates=lambda: list(_templates(router.routes, "", routing)),
+        route_templates=lambda: [t for t, _ in _templates(router.routes, "", routing)],
+        excluded_views=lambda: [
+            t
+            for t, route in _templates(router.routes, "", routing)
+            if is_excluded(getattr(route, "endpoint", None))
+        ],
     )
 
 
@@ -154,8 +160,8 @@ def _answer(route: Any, scope: dict[str, Any], prefix: str, routing: Any) -> str
     return None if path is None else prefix + path
 
 
-def _templates(routes: Any, prefix: str, routing: Any) -> Iterator[str]:
-    """Every template of the route tree, as ``_answer`` would name it."""
+def _templates(routes: Any, prefix: str, routing: Any) -> Iterator[tuple[str, Any]]:
+    """Every template of the route tree, as ``_answer`` would name it, with its route."""
     for route, _ in _unfold(routes):
         if isinstance(route, routing.Host):
             yield from _templates(route.routes, prefix, routing)
@@ -164,9 +170,9 @@ def _templates(routes: Any, prefix: str, routing: Any) -> Iterator[str]:
             if inner:
                 yield from _templates(inner, prefix + route.path, routing)
             else:
-                yield f"{prefix}{route.path}/{{path}}"
+                yield f"{prefix}{route.path}/{{path}}", route
         elif isinstance(getattr(route, "path", None), str):
-            yield prefix + route.path
+            yield prefix + route.path, route
 
 
 def _occurrences(routes: Any, key: Any, routing: Any) -> int:

@@ -29,7 +29,8 @@ from tornado.routing import Matcher, Rule
 
 from last9 import config, scrape
 from last9._core import MetricsEndpoint, Recorder, Registry
-from last9.setup import instrument_app
+from last9.setup import instrument_app, switched_off
+from last9.views import is_excluded
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -75,6 +76,46 @@ class MetricsHandler(tornado.web.RequestHandler):
     head = get
 
 
+class LivePageHandler(tornado.web.RequestHandler):
+    """``<metrics_path>/ui`` and ``<metrics_path>/ui/data.json``: the live page (``ui``),
+    protected like the metrics, computed in a worker thread."""
+
+    SUPPORTED_METHODS = _SCRAPE_METHODS
+
+    def initialize(self, metrics: MetricsEndpoint) -> None:
+        self.metrics = metrics
+
+    def compute_etag(self) -> None:
+        return None
+
+    async def get(self) -> None:
+        data = self.metrics.ui_route(self.request.path)
+        status, response_headers, body = await scrape.respond_ui_async(
+            self.metrics,
+            self.request.headers.get("Authorization"),
+            bool(data),
+            head=self.request.method == "HEAD",
+        )
+        self.set_status(status)
+        for name, value in response_headers:
+            self.set_header(name, value)
+        self.write(body)
+
+    head = get
+
+
+class _LivePageMatches(Matcher):
+    """A GET or HEAD of the live page or its data under the metrics path."""
+
+    def __init__(self, metrics: MetricsEndpoint) -> None:
+        self.metrics = metrics
+
+    def match(self, request: Any) -> dict[str, Any] | None:
+        if request.method in _SCRAPE_METHODS and self.metrics.ui_route(request.path) is not None:
+            return {}
+        return None
+
+
 class _ScrapeMatches(Matcher):
     """A GET or HEAD of exactly the metrics path; anything else goes on to the app's rules."""
 
@@ -99,19 +140,27 @@ def instrument(
     :class:`last9.wsgi.middleware.RedMiddleware`. Instrumenting an app again replaces the
     earlier instrumentation.
     """
+    if switched_off(dict(options)):
+        return app
     module = type(app).__module__.partition(".")[0]
     app_setup = instrument_app(
         route_syntax=ROUTE_SYNTAX,
         program_hint=None if module in ("tornado", "last9") else module,
         registry=registry,
+        excluded_views=lambda: _excluded_views(app),
+        framework="tornado",
         **options,
     )
     recorder, metrics = app_setup.recorder, app_setup.metrics
     scrape.warn_if_shadowed(metrics, lambda path: route_at(app, path))
     rules = app.default_router.rules
-    rules[:] = [r for r in rules if not isinstance(r.matcher, _ScrapeMatches)]
+    ours = (_ScrapeMatches, _LivePageMatches)
+    rules[:] = [r for r in rules if not isinstance(r.matcher, ours)]
     if metrics is not None:
         rules.insert(0, Rule(_ScrapeMatches(metrics.path), MetricsHandler, {"metrics": metrics}))
+        if app_setup.settings.ui:
+            live = Rule(_LivePageMatches(metrics), LivePageHandler, {"metrics": metrics})
+            rules.insert(1, live)
 
     def hook(target: tornado.web.Application) -> None:
         # Wraps the app's own log_request, not an earlier instrument()'s hook.
@@ -119,10 +168,17 @@ def instrument(
         target._last9_log_request = log  # type: ignore[attr-defined]
         target.log_request = _log_request(log, recorder, table)  # type: ignore[method-assign]
 
-    table = RouteTable(app, frozenset({MetricsHandler}), on_app=hook)
+    table = RouteTable(app, frozenset({MetricsHandler, LivePageHandler}), on_app=hook)
     table.rebuild()
     hook(app)
     return app
+
+
+def _excluded_views(app: tornado.web.Application) -> list[str]:
+    """Templates of the handlers (classes) that carry ``@last9.exclude``."""
+    table = RouteTable(app, frozenset({MetricsHandler}))
+    table.rebuild()
+    return [template for handler, template in table.unique.items() if is_excluded(handler)]
 
 
 def _log_request(log: Any, recorder: Recorder, table: RouteTable) -> Any:
@@ -130,13 +186,15 @@ def _log_request(log: Any, recorder: Recorder, table: RouteTable) -> Any:
     observe = recorder.observe_tornado
     unique = table.unique
     route_of = table.route_of
+    excluding, excluded = recorder.excluding, recorder.excluded
 
     def log_request(handler: tornado.web.RequestHandler) -> None:
         try:
             route = unique.get(handler.__class__)
             if route is None:
                 route = route_of(handler)
-            if route is not SKIP:
+            request = handler.request
+            if route is not SKIP and not (excluding and excluded(request.method, request.path)):
                 observe(route, handler)
         except Exception:
             _log_failure_once()

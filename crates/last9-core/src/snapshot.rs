@@ -9,6 +9,7 @@ use crate::model::exemplar::Exemplar;
 use crate::model::histogram::Buckets;
 use crate::model::native::NativeBuckets;
 use crate::model::registry::{Registry, DOMAIN_OVERFLOW, ROUTE_OVERFLOW};
+use crate::runtime::{self, RuntimeSnapshot};
 
 /// Where the global registry's series of every process come from in multi-process mode: the
 /// store layer installs it (see `store::Registry::global`), so a snapshot needs no file.
@@ -18,6 +19,8 @@ pub struct SharedSource {
     pub snapshot: fn() -> Option<Snapshot>,
     /// Whether this process's scrapes are known to be partial (`last9_store_degraded`).
     pub degraded: fn() -> Option<bool>,
+    /// The runtime families of every live worker and the master; None in single-process mode.
+    pub runtime: fn() -> Option<RuntimeSnapshot>,
 }
 
 static SHARED_SOURCE: OnceLock<SharedSource> = OnceLock::new();
@@ -62,12 +65,50 @@ pub struct Snapshot {
     /// `last9_store_degraded`, for a worker of a pre-fork server: whether these sums are known
     /// to be partial (see `store::degraded`).
     pub store_degraded: Option<bool>,
+    /// The runtime families and the host's own (prometheus_client's), for the global registry
+    /// once the binding started runtime metrics.
+    extra: Option<Arc<Extra>>,
+}
+
+/// What a scrape of the global registry adds after last9's own families.
+#[derive(Debug, Default)]
+struct Extra {
+    runtime: RuntimeSnapshot,
+    /// The host's families as text 0.0.4 and as OpenMetrics, each asked for once (the encoder
+    /// sizes, then writes: both passes must see the same bytes).
+    foreign: [OnceLock<Vec<u8>>; 2],
 }
 
 impl Snapshot {
     /// Every series of a registry, recorders in creation order, series in creation order. For
     /// the global registry in multi-process mode: every process's series, summed by label set.
     pub fn of(registry: &Registry) -> Snapshot {
+        let mut snapshot = Snapshot::of_series(registry);
+        if registry.is_shared() && runtime::started() {
+            let runtime = shared_source()
+                .and_then(|source| (source.runtime)())
+                .unwrap_or_else(RuntimeSnapshot::single);
+            snapshot.extra = Some(Arc::new(Extra {
+                runtime,
+                foreign: Default::default(),
+            }));
+        }
+        snapshot
+    }
+
+    /// The runtime families, when this snapshot has them.
+    pub fn runtime(&self) -> Option<&RuntimeSnapshot> {
+        self.extra.as_ref().map(|extra| &extra.runtime)
+    }
+
+    /// The host's own families (prometheus_client's) in this format, asked for at the first
+    /// call for each format; empty without them.
+    pub fn foreign_text(&self, openmetrics: bool) -> &[u8] {
+        let Some(extra) = &self.extra else { return &[] };
+        extra.foreign[openmetrics as usize].get_or_init(|| runtime::foreign(openmetrics))
+    }
+
+    fn of_series(registry: &Registry) -> Snapshot {
         if registry.is_shared() {
             if let Some(mut snapshot) = shared_source().and_then(|source| (source.snapshot)()) {
                 snapshot.add_lineage(&registry.recorders());

@@ -28,10 +28,10 @@ const LAYERS: [&[&str]; 7] = [
         "RouteId",
         "RouteTemplates",
     ],
-    &["snapshot"],
+    &["snapshot", "runtime"],
     &["store"],
     &["encoding", "exposition", "Format"],
-    &["delivery", "access", "remote_write", "scrape", "server"],
+    &["delivery", "access", "live", "remote_write", "scrape", "server"],
 ];
 
 const LAYER_NAMES: [&str; 7] = [

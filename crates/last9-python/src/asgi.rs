@@ -97,14 +97,28 @@ impl AsgiMiddleware {
             {
                 return slf.call_method1(intern!(py, "_serve_metrics"), (scope, send));
             }
+            if metrics.get().has_ui() {
+                // `<metrics path>/ui`: the live page, only when the app turned it on.
+                let path = scope_dict.get_item(intern!(py, "path")).ok().flatten();
+                let path = path.as_ref().and_then(|p| p.cast::<PyString>().ok());
+                let ui = path.and_then(|p| metrics.get().ui_target(p.to_str().ok()?));
+                if let Some(data) = ui {
+                    if text_is(scope_dict, method, get, "GET") || text_is(scope_dict, method, head, "HEAD") {
+                        return slf.call_method1(intern!(py, "_serve_ui"), (scope, send, data));
+                    }
+                }
+            }
         }
         let started = Instant::now();
         let method = scope_dict.get_item(intern!(py, "method")).ok().flatten();
         let method = method.as_ref().and_then(|m| m.cast::<PyString>().ok());
-        let token = this
-            .recorder
-            .get()
-            .enter(method.and_then(|m| m.to_str().ok()).unwrap_or(""));
+        let method = method.and_then(|m| m.to_str().ok()).unwrap_or("");
+        let recorder = this.recorder.get();
+        if recorder.excludes_on_entry() && excluded_on_entry(recorder, scope_dict, method) {
+            // Left out by the `exclude` setting: the app's own call, nothing else.
+            return app.call1((scope, receive, send));
+        }
+        let token = recorder.enter(method);
         let exchange = Bound::new(
             py,
             Exchange {
@@ -237,6 +251,25 @@ impl AsgiMiddleware {
             .and_then(|t| t.cast::<PyString>().ok())
             .and_then(|t| t.to_str().ok());
         recorder.scope_route(template, scope)
+    }
+}
+
+/// Whether the `exclude` setting leaves a request out as it enters: by its method, or its raw
+/// path (`root_path` and `path`; servers that already put `root_path` in `path` are not doubled).
+fn excluded_on_entry(recorder: &Recorder, scope: &Bound<'_, PyDict>, method: &str) -> bool {
+    let py = scope.py();
+    let text = |key| {
+        let value = scope.get_item(key).ok().flatten()?;
+        value.cast_into::<PyString>().ok()
+    };
+    let path = text(intern!(py, "path"));
+    let path = path.as_ref().and_then(|p| p.to_str().ok()).unwrap_or("");
+    let root = text(intern!(py, "root_path"));
+    match root.as_ref().and_then(|r| r.to_str().ok()) {
+        Some(root) if !root.is_empty() && !path.starts_with(root) => {
+            recorder.excluded_on_entry(method, &format!("{root}{path}"))
+        }
+        _ => recorder.excluded_on_entry(method, path),
     }
 }
 

@@ -9,12 +9,14 @@ use pyo3::prelude::*;
 mod asgi;
 mod endpoint;
 mod errors;
+mod exclude;
 mod lineage;
 mod recorder;
 mod registry;
 mod remote_write;
 mod render;
 mod request;
+mod runtime;
 mod server;
 mod trace;
 mod wsgi;
@@ -25,6 +27,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MetricsError", m.py().get_type::<errors::MetricsError>())?;
     m.add_class::<registry::Registry>()?;
     m.add_class::<recorder::Recorder>()?;
+    m.add_class::<exclude::Exclusions>()?;
     m.add_class::<endpoint::MetricsEndpoint>()?;
     m.add_class::<wsgi::WsgiMiddleware>()?;
     m.add_class::<wsgi::StartResponse>()?;
@@ -42,5 +45,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(recorder::route_template, m)?)?;
     m.add_function(wrap_pyfunction!(lineage::enable_lineage, m)?)?;
     m.add_function(wrap_pyfunction!(lineage::lineage_enabled, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::start_runtime_metrics, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::gc_callback, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::set_prometheus_client_source, m)?)?;
     Ok(())
 }

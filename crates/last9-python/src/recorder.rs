@@ -3,17 +3,20 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use last9_core::model::semconv::{self, Semconv, OTEL_BOUNDS_MS};
 use last9_core::native::NativeSpec;
 use last9_core::normalize::{self, RouteSyntax};
+use last9_core::registry::RequestLabel;
 use last9_core::{Buckets, ConstLabels, Limits, Request, RouteId, RouteTemplates};
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::{PyBytes, PyDict, PyString};
 
 use crate::errors::{to_py, MetricsError};
+use crate::exclude::Exclusions;
 use crate::registry::Registry;
-use crate::request::{environ_text, scope_header, scope_text, server_host};
+use crate::request::{environ_text, scope_header, scope_text, server_host, with_raw_path};
 
 /// How a request's route is found: from the framework's template, or from the raw path.
 enum Routing {
@@ -25,6 +28,11 @@ enum Routing {
 pub struct Recorder {
     core: Arc<last9_core::Recorder>,
     routing: Routing,
+    /// The `exclude` setting; None when it leaves nothing out.
+    exclusions: Option<Arc<last9_core::exclude::Exclusions>>,
+    /// The header the request label is read from: its WSGI environ key (`HTTP_X_TIER`) and its
+    /// lower-case ASGI name (`x-tier`).
+    label_header: Option<(Py<PyString>, Vec<u8>)>,
 }
 
 pub(crate) fn parse_syntax(name: &str) -> PyResult<RouteSyntax> {
@@ -43,6 +51,19 @@ pub(crate) fn parse_syntax(name: &str) -> PyResult<RouteSyntax> {
 }
 
 impl Recorder {
+    /// Whether a request is left out as it enters (by method or raw path): it is then neither
+    /// timed nor counted in flight.
+    #[inline]
+    pub(crate) fn excluded_on_entry(&self, method: &str, path: &str) -> bool {
+        self.exclusions.as_ref().is_some_and(|e| e.on_entry(method, path))
+    }
+
+    /// Whether any request can be left out as it enters.
+    #[inline]
+    pub(crate) fn excludes_on_entry(&self) -> bool {
+        self.exclusions.is_some()
+    }
+
     /// The route of a request from what the framework said (`template`) and its path.
     pub(crate) fn route(&self, template: Option<&str>, path: &str) -> RouteId {
         match (&self.routing, template) {
@@ -54,24 +75,7 @@ impl Recorder {
 
     /// The route of an app without a router, from SCRIPT_NAME + PATH_INFO as the client sent them.
     pub(crate) fn environ_raw_path_route(&self, environ: &Bound<'_, PyDict>) -> RouteId {
-        let py = environ.py();
-        let script = environ_text(environ, intern!(py, "SCRIPT_NAME"));
-        let path = environ_text(environ, intern!(py, "PATH_INFO"));
-        let script = script.as_ref().and_then(|s| s.to_str().ok()).unwrap_or("");
-        let path = path.as_ref().and_then(|s| s.to_str().ok()).unwrap_or("");
-        if script.is_empty() && path.is_ascii() {
-            return self.raw_path_route(path);
-        }
-        let joined = format!("{script}{path}");
-        // WSGI hands paths over as latin-1 decoded bytes: turn non-ASCII ones back into UTF-8.
-        match joined
-            .chars()
-            .map(|c| u8::try_from(u32::from(c)).ok())
-            .collect::<Option<Vec<u8>>>()
-        {
-            Some(bytes) => self.raw_path_route(&String::from_utf8_lossy(&bytes)),
-            None => self.raw_path_route(&joined),
-        }
+        with_raw_path(environ, |path| self.raw_path_route(path))
     }
 
     /// The route of a request to an app without a router.
@@ -87,17 +91,20 @@ impl Recorder {
         status: u16,
         elapsed: Duration,
     ) {
-        self.record_traced(route, host, method, status, elapsed, None);
+        self.record_full(route, host, method, status, elapsed, None, None);
     }
 
-    /// [`Self::record`] of a request with a trace context, which becomes an exemplar.
-    pub(crate) fn record_traced(
+    /// [`Self::record`] with the value of the request label's header and the request's trace
+    /// context (which becomes an exemplar).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn record_full(
         &self,
         route: RouteId,
         host: Option<&str>,
         method: &str,
         status: u16,
         elapsed: Duration,
+        label: Option<&str>,
         trace: Option<crate::trace::TraceIds>,
     ) {
         let duration_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
@@ -108,7 +115,21 @@ impl Recorder {
             status,
             duration_ns,
         };
-        self.core.observe_traced(&request, trace);
+        self.core.observe_full(&request, label, trace);
+    }
+
+    /// The request label's header in a WSGI environ (None: no label, or no such header).
+    #[inline]
+    pub(crate) fn environ_label<'py>(&self, environ: &Bound<'py, PyDict>) -> Option<Bound<'py, PyString>> {
+        let (key, _) = self.label_header.as_ref()?;
+        environ_text(environ, key.bind(environ.py()))
+    }
+
+    /// The request label's header in an ASGI scope.
+    #[inline]
+    fn scope_label<'py>(&self, scope: &Bound<'py, PyDict>) -> Option<Bound<'py, PyBytes>> {
+        let (_, name) = self.label_header.as_ref()?;
+        scope_header(scope, name)
     }
 
     pub(crate) fn count_caller_route(&self, route: RouteId, caller: Option<&str>) {
@@ -172,17 +193,21 @@ impl Recorder {
                 .as_ref()
                 .and_then(|t| std::str::from_utf8(t.as_bytes()).ok()),
         );
+        let label = self.scope_label(scope);
+        let label = label
+            .as_ref()
+            .and_then(|l| std::str::from_utf8(l.as_bytes()).ok());
         match scope_header(scope, b"host") {
             Some(host) => match std::str::from_utf8(host.as_bytes()) {
-                Ok(host) => self.record_traced(route, Some(host), method, status, elapsed, trace),
+                Ok(host) => self.record_full(route, Some(host), method, status, elapsed, label, trace),
                 Err(_) => {
                     let host = String::from_utf8_lossy(host.as_bytes());
-                    self.record_traced(route, Some(&host), method, status, elapsed, trace);
+                    self.record_full(route, Some(&host), method, status, elapsed, label, trace);
                 }
             },
             None => {
                 let server = server_host(scope);
-                self.record_traced(route, server.as_deref(), method, status, elapsed, trace);
+                self.record_full(route, server.as_deref(), method, status, elapsed, label, trace);
             }
         }
     }
@@ -193,6 +218,7 @@ fn histogram_layout(
     bounds: Option<Vec<f64>>,
     classic: bool,
     native: Option<(i32, u32, f64)>,
+    naming: Semconv,
 ) -> PyResult<Buckets> {
     if !classic && native.is_none() {
         return Err(MetricsError::new_err(
@@ -203,7 +229,13 @@ fn histogram_layout(
     let buckets = match (classic, bounds) {
         (false, _) => Buckets::none(),
         (true, Some(bounds)) => Buckets::new(&bounds).map_err(to_py)?,
+        (true, None) if naming == Semconv::Otel => Buckets::new(&OTEL_BOUNDS_MS).map_err(to_py)?,
         (true, None) => Buckets::last9_default(),
+    };
+    // OpenTelemetry's families are read from the same cells: they need its bounds.
+    let buckets = match naming {
+        Semconv::Last9 => buckets,
+        _ => buckets.with_bounds(&OTEL_BOUNDS_MS).map_err(to_py)?,
     };
     let Some((schema, max_buckets, zero_threshold)) = native else {
         return Ok(buckets);
@@ -239,7 +271,9 @@ impl Recorder {
     #[new]
     #[pyo3(signature = (
         registry, *, hostname, program, tenant = String::new(), cluster = String::new(), buckets = None,
-        max_routes = 500, max_domains = 100, route_syntax = None, domains = None,
+        max_routes = 500, max_domains = 100, route_syntax = None, domains = None, exclude = None,
+        labels = Vec::new(), header_label = None, header_label_values = None, header_label_max = 10,
+        group_status = false, semconv = "last9",
         classic_histograms = true, native_histograms = true,
         native_schema = last9_core::native::DEFAULT_SCHEMA as i32,
         native_max_buckets = last9_core::native::DEFAULT_MAX_BUCKETS,
@@ -247,6 +281,7 @@ impl Recorder {
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         registry: &Registry,
         hostname: String,
         program: String,
@@ -257,22 +292,37 @@ impl Recorder {
         max_domains: usize,
         route_syntax: Option<&str>,
         domains: Option<Vec<String>>,
+        exclude: Option<&Exclusions>,
+        labels: Vec<(String, String)>,
+        header_label: Option<(String, String)>,
+        header_label_values: Option<Vec<String>>,
+        header_label_max: usize,
+        group_status: bool,
+        semconv: &str,
         classic_histograms: bool,
         native_histograms: bool,
         native_schema: i32,
         native_max_buckets: u32,
         native_zero_threshold: f64,
     ) -> PyResult<Recorder> {
+        let naming = Semconv::parse(semconv).ok_or_else(|| {
+            MetricsError::new_err(format!(
+                "LAST9_SEMCONV (semconv) must be 'last9', 'otel' or 'dup', not {semconv:?}"
+            ))
+        })?;
         let buckets = histogram_layout(
             buckets,
             classic_histograms,
             native_histograms.then_some((native_schema, native_max_buckets, native_zero_threshold)),
+            naming,
         )?;
+        semconv::set(naming);
         let consts = ConstLabels {
             hostname,
             program,
             tenant,
             cluster,
+            extra: labels,
         };
         let limits = Limits {
             max_routes,
@@ -296,11 +346,43 @@ impl Recorder {
                 )));
             }
         }
+        if !core.set_status_classes(group_status) {
+            return Err(MetricsError::new_err(format!(
+                "program {:?} already records status {}; one label set cannot have both",
+                core.consts().program,
+                if group_status { "codes" } else { "classes" }
+            )));
+        }
+        let mut label_header = None;
+        if let Some((name, header)) = &header_label {
+            let allowed = header_label_values.as_deref();
+            let max = allowed.map_or(header_label_max, <[String]>::len);
+            if !core.set_request_label(RequestLabel::new(name, allowed, max)) {
+                return Err(MetricsError::new_err(format!(
+                    "program {:?} already records with another header label; one label set \
+                     cannot have two",
+                    core.consts().program
+                )));
+            }
+            let key = format!("HTTP_{}", header.to_ascii_uppercase().replace('-', "_"));
+            label_header = Some((
+                PyString::intern(py, &key).unbind(),
+                header.to_ascii_lowercase().into_bytes(),
+            ));
+        }
+        let exclusions = exclude.map(|e| e.inner.clone()).filter(|e| !e.is_empty());
         let routing = match route_syntax {
-            Some(name) => Routing::Templates(RouteTemplates::new(core.clone(), parse_syntax(name)?)),
+            Some(name) => Routing::Templates(
+                RouteTemplates::new(core.clone(), parse_syntax(name)?).with_exclusions(exclusions.clone()),
+            ),
             None => Routing::RawPath,
         };
-        Ok(Recorder { core, routing })
+        Ok(Recorder {
+            core,
+            routing,
+            exclusions,
+            label_header,
+        })
     }
 
     /// Gives the route templates the app's router knows (framework syntax) their slots before
@@ -347,12 +429,15 @@ impl Recorder {
         let host = environ_text(environ, intern!(py, "HTTP_HOST"))
             .or_else(|| environ_text(environ, intern!(py, "SERVER_NAME")));
         let method = environ_text(environ, intern!(py, "REQUEST_METHOD"));
-        self.record(
+        let label = self.environ_label(environ);
+        self.record_full(
             route,
             host.as_ref().and_then(|h| h.to_str().ok()),
             method.as_ref().and_then(|m| m.to_str().ok()).unwrap_or(""),
             status,
             Duration::from_nanos(duration_ns),
+            label.as_ref().and_then(|l| l.to_str().ok()),
+            None,
         );
     }
 
@@ -428,6 +513,18 @@ impl Recorder {
     fn count_caller(&self, per: Option<&str>, caller: Option<&str>) {
         let route = self.route(per, per.unwrap_or(""));
         self.core.count_caller(route, caller);
+    }
+
+    /// Whether the `exclude` setting leaves a request out as it enters (its method, or its raw
+    /// path): the frameworks' hooks ask this first.
+    fn excluded(&self, method: &str, path: &str) -> bool {
+        self.excluded_on_entry(method, path)
+    }
+
+    /// Whether some request can be left out as it enters (else hooks need not ask).
+    #[getter]
+    fn excluding(&self) -> bool {
+        self.excludes_on_entry()
     }
 
     #[getter]

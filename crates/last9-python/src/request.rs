@@ -18,6 +18,28 @@ pub(crate) fn environ_text<'py>(
     environ.get_item(key).ok()??.cast_into::<PyString>().ok()
 }
 
+/// Calls `f` with SCRIPT_NAME + PATH_INFO as the client sent them.
+pub(crate) fn with_raw_path<R>(environ: &Bound<'_, PyDict>, f: impl FnOnce(&str) -> R) -> R {
+    let py = environ.py();
+    let script = environ_text(environ, intern!(py, "SCRIPT_NAME"));
+    let path = environ_text(environ, intern!(py, "PATH_INFO"));
+    let script = script.as_ref().and_then(|s| s.to_str().ok()).unwrap_or("");
+    let path = path.as_ref().and_then(|s| s.to_str().ok()).unwrap_or("");
+    if script.is_empty() && path.is_ascii() {
+        return f(path);
+    }
+    let joined = format!("{script}{path}");
+    // WSGI hands paths over as latin-1 decoded bytes: turn non-ASCII ones back into UTF-8.
+    match joined
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).ok())
+        .collect::<Option<Vec<u8>>>()
+    {
+        Some(bytes) => f(&String::from_utf8_lossy(&bytes)),
+        None => f(&joined),
+    }
+}
+
 /// A string value of a scope, if it is one.
 pub(crate) fn scope_text(scope: &Bound<'_, PyDict>, key: &Bound<'_, PyString>) -> Option<String> {
     let value = scope.get_item(key).ok()??;

@@ -20,7 +20,7 @@ use crate::endpoint::MetricsEndpoint;
 use crate::lineage::set_inbound;
 use crate::recorder::Recorder;
 use crate::registry::Registry;
-use crate::request::{environ_text, log_failure_once};
+use crate::request::{environ_text, log_failure_once, with_raw_path};
 
 #[pyclass(subclass, frozen, module = "last9._core")]
 pub struct WsgiMiddleware {
@@ -84,17 +84,35 @@ impl WsgiMiddleware {
         if let Some(metrics) = &this.metrics {
             let metrics = metrics.get();
             let path_info = environ_text(environ_dict, intern!(py, "PATH_INFO"));
-            if path_info.is_some_and(|p| p.to_str().ok() == Some(metrics.path_str())) {
+            if path_info
+                .as_ref()
+                .is_some_and(|p| p.to_str().ok() == Some(metrics.path_str()))
+            {
                 if let Some(answer) = serve_metrics(metrics, environ_dict, start_response)? {
                     return Ok(answer);
+                }
+            } else if metrics.has_ui() {
+                // `<metrics path>/ui`: the live page, only when the app turned it on.
+                let ui = path_info
+                    .as_ref()
+                    .and_then(|p| metrics.ui_target(p.to_str().ok()?));
+                if let Some(data) = ui {
+                    if let Some(answer) = metrics.serve_wsgi_ui(data, environ_dict, start_response)? {
+                        return Ok(answer);
+                    }
                 }
             }
         }
         let method = environ_text(environ_dict, intern!(py, "REQUEST_METHOD"));
-        let token = this
-            .recorder
-            .get()
-            .enter(method.as_ref().and_then(|m| m.to_str().ok()).unwrap_or(""));
+        let method = method.as_ref().and_then(|m| m.to_str().ok()).unwrap_or("");
+        let recorder = this.recorder.get();
+        if recorder.excludes_on_entry()
+            && with_raw_path(environ_dict, |path| recorder.excluded_on_entry(method, path))
+        {
+            // Left out by the `exclude` setting: the app's own call, nothing else.
+            return this.app.bind(py).call1((environ, start_response));
+        }
+        let token = recorder.enter(method);
         if last9_core::lineage::enabled() {
             // Only outbound calls' `per` depends on this: a failure must not reach the app.
             let _ = set_inbound(py, Some((slf.as_any(), environ)));
@@ -223,12 +241,14 @@ impl WsgiMiddleware {
         let method = METHODS[usize::from(request.token) % METHODS.len()];
         let traceparent = environ_text(environ, intern!(py, "HTTP_TRACEPARENT"));
         let trace = crate::trace::current(py, traceparent.as_ref().and_then(|t| t.to_str().ok()));
-        recorder.record_traced(
+        let label = recorder.environ_label(environ);
+        recorder.record_full(
             route,
             host.as_ref().and_then(|h| h.to_str().ok()),
             method,
             status,
             elapsed,
+            label.as_ref().and_then(|l| l.to_str().ok()),
             trace,
         );
     }

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from last9 import config, scrape
 from last9._adapter import detect_asgi
 from last9._core import AsgiMiddleware, Registry
-from last9.setup import instrument_app
+from last9.setup import instrument_app, switched_off
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -52,11 +52,15 @@ class RedMiddleware(AsgiMiddleware):
         registry: Registry | None = None,
         **options: Unpack[config.Options],
     ) -> RedMiddleware:
+        if switched_off(dict(options)):
+            return app  # type: ignore[no-any-return]
         adapter = detect_asgi(app)
         app_setup = instrument_app(
             route_syntax=adapter.route_syntax,
             program_hint=adapter.program_hint,
             route_templates=adapter.route_templates,
+            excluded_views=adapter.excluded_views,
+            framework=adapter.framework,
             registry=registry,
             **options,
         )
@@ -86,6 +90,22 @@ class RedMiddleware(AsgiMiddleware):
             _header(headers, b"accept"),
             _header(headers, b"accept-encoding"),
             head=scope["method"] == "HEAD",
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(n.lower().encode(), v.encode()) for n, v in response_headers],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def _serve_ui(self, scope: Scope, send: Send, data: bool) -> None:
+        """Answers ``<metrics_path>/ui`` (the live page) or its ``ui/data.json`` (called from
+        the Rust ``__call__`` when ``ui`` is on), computed in a worker thread."""
+        headers = {name.lower(): value for name, value in scope.get("headers", ())}
+        status, response_headers, body = await scrape.respond_ui_async(
+            self.metrics, _header(headers, b"authorization"), data, head=scope["method"] == "HEAD"
         )
         await send(
             {

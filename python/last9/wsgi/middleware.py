@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 from last9 import config, scrape
 from last9._adapter import detect_native, detect_wsgi
 from last9._core import Registry, WsgiMiddleware
-from last9.setup import instrument_app
+from last9.setup import instrument_app, switched_off
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -37,6 +38,8 @@ class RedMiddleware(WsgiMiddleware):
         registry: Registry | None = None,
         **options: Unpack[config.Options],
     ) -> RedMiddleware:
+        if switched_off(dict(options)):
+            return _untouched(app)  # type: ignore[no-any-return]
         instrument = detect_native(app)
         if instrument is not None:
             return instrument(app, registry=registry, **options)  # type: ignore[no-any-return]
@@ -45,6 +48,8 @@ class RedMiddleware(WsgiMiddleware):
             route_syntax=adapter.route_syntax,
             program_hint=adapter.program_hint,
             route_templates=adapter.route_templates,
+            excluded_views=adapter.excluded_views,
+            framework=adapter.framework,
             registry=registry,
             **options,
         )
@@ -63,3 +68,13 @@ class RedMiddleware(WsgiMiddleware):
 
     def __repr__(self) -> str:
         return f"RedMiddleware({self.app!r}, program={self.recorder.program!r})"
+
+
+def _untouched(app: Any) -> Any:
+    """What the seed's line gets back when last9 is switched off: the app itself, or for a Flask
+    app (``app.wsgi_app = RedMiddleware(app)``) its own ``wsgi_app``, which calling the app would
+    come back to."""
+    flask = sys.modules.get("flask")
+    if flask is not None and isinstance(app, flask.Flask):
+        return app.wsgi_app
+    return app

@@ -35,4 +35,5 @@ urlpatterns = [
     path("boom/", views.boom),
     path("slow/<int:ms>/", views.slow),
     path("stream/<int:chunks>/", views.stream),
+    path("ping/", views.ping),
 ]

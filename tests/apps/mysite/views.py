@@ -6,6 +6,8 @@ import time
 from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views import View
 
+import last9
+
 
 def index(request):
     return HttpResponse("home")
@@ -75,3 +77,9 @@ def stream(request, chunks):
     under_asgi = hasattr(request, "scope")
     content = agenerate() if under_asgi else generate()
     return StreamingHttpResponse(content, content_type="text/plain")
+
+
+@last9.exclude
+def ping(request):
+    """A probe the app leaves out of its metrics (``@last9.exclude``)."""
+    return HttpResponse("pong")

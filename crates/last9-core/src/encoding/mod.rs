@@ -5,8 +5,10 @@
 //! escaped when the series was made, and numbers go through `itoa`/`ryu`, so no sample allocates.
 
 mod negotiate;
+pub mod otel;
 pub mod protobuf;
 mod response;
+pub mod runtime;
 
 pub use negotiate::{
     accepts_gzip, Format, OPENMETRICS_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE, TEXT_CONTENT_TYPE,
@@ -16,6 +18,7 @@ pub use response::{respond, scrape, ScrapeResponse};
 use crate::model::exemplar::Exemplar;
 use crate::model::histogram::float_text;
 use crate::model::registry::Registry;
+use crate::model::semconv;
 use crate::snapshot::{Snapshot, SnapshotSeries};
 use std::sync::Arc;
 
@@ -92,6 +95,14 @@ pub enum Samples<'a> {
     Histogram(&'a Snapshot, &'a [SnapshotSeries]),
     Gauge(&'a [(Arc<str>, i64)]),
     Counter(&'a [(Arc<str>, u64)]),
+    /// Histogram series under OpenTelemetry's names, in seconds (see [`otel`]).
+    OtelHistogram(&'a Snapshot, &'a [SnapshotSeries], otel::Rename),
+    /// `http_requests_in_flight` as `http_server_active_requests`.
+    OtelGauge(&'a [(Arc<str>, i64)]),
+    /// The runtime families (`process_*`, `python_*`, `last9_info`, worker starts and exits).
+    Runtime(&'a crate::runtime::RuntimeSnapshot),
+    /// The host's own families (prometheus_client's), already in the scrape's format.
+    Foreign(&'a Snapshot),
 }
 
 /// One metric family to encode: its metadata and its samples.
@@ -115,23 +126,48 @@ impl<'a> Family<'a> {
     }
 
     /// Every family of a snapshot: request durations, requests in flight, the lineage families
-    /// when they have samples, and the overflow counter.
+    /// when they have samples, and the overflow counter; under the seed's names, OpenTelemetry's
+    /// or both (see [`semconv`]).
     pub fn all(snapshot: &'a Snapshot) -> Vec<Family<'a>> {
-        let mut families = vec![
-            Family::duration(snapshot),
-            Family {
+        let mode = semconv::get();
+        let mut families = Vec::with_capacity(9);
+        if mode.seed() {
+            families.push(Family::duration(snapshot));
+            families.push(Family {
                 name: IN_FLIGHT_NAME,
                 help: IN_FLIGHT_HELP,
                 unit: None,
                 samples: Samples::Gauge(snapshot.gauges()),
-            },
-        ];
-        if !snapshot.client_series().is_empty() {
+            });
+        }
+        if mode.otel() {
+            families.push(Family {
+                name: otel::SERVER_DURATION_NAME,
+                help: otel::SERVER_DURATION_HELP,
+                unit: Some("seconds"),
+                samples: Samples::OtelHistogram(snapshot, snapshot.series(), otel::Rename::Server),
+            });
+            families.push(Family {
+                name: otel::ACTIVE_NAME,
+                help: otel::ACTIVE_HELP,
+                unit: None,
+                samples: Samples::OtelGauge(snapshot.gauges()),
+            });
+        }
+        if !snapshot.client_series().is_empty() && mode.seed() {
             families.push(Family {
                 name: CLIENT_NAME,
                 help: CLIENT_HELP,
                 unit: Some("milliseconds"),
                 samples: Samples::Histogram(snapshot, snapshot.client_series()),
+            });
+        }
+        if !snapshot.client_series().is_empty() && mode.otel() {
+            families.push(Family {
+                name: otel::CLIENT_DURATION_NAME,
+                help: otel::CLIENT_DURATION_HELP,
+                unit: Some("seconds"),
+                samples: Samples::OtelHistogram(snapshot, snapshot.client_series(), otel::Rename::Client),
             });
         }
         if !snapshot.store_degraded().is_empty() {
@@ -156,6 +192,16 @@ impl<'a> Family<'a> {
             unit: None,
             samples: Samples::Counter(snapshot.overflow()),
         });
+        if let Some(runtime) = snapshot.runtime() {
+            for samples in [Samples::Runtime(runtime), Samples::Foreign(snapshot)] {
+                families.push(Family {
+                    name: "",
+                    help: "",
+                    unit: None,
+                    samples,
+                });
+            }
+        }
         families
     }
 }
@@ -165,11 +211,23 @@ fn write_families(sink: &mut impl Sink, families: &[Family<'_>], format: Format)
     let mut number = itoa::Buffer::new();
     let mut float = ryu::Buffer::new();
     for family in families {
+        match family.samples {
+            Samples::Runtime(runtime_families) => {
+                sink.put(&runtime::encode(runtime_families, openmetrics));
+                continue;
+            }
+            Samples::Foreign(snapshot) => {
+                sink.put(snapshot.foreign_text(openmetrics));
+                continue;
+            }
+            _ => {}
+        }
         let name = family.name.as_bytes();
         let (kind, suffix): (&[u8], &[u8]) = match family.samples {
-            Samples::Histogram(..) => (b"histogram", b""),
-            Samples::Gauge(_) => (b"gauge", b""),
+            Samples::Histogram(..) | Samples::OtelHistogram(..) => (b"histogram", b""),
+            Samples::Gauge(_) | Samples::OtelGauge(_) => (b"gauge", b""),
             Samples::Counter(_) => (b"counter", b"_total"),
+            Samples::Runtime(_) | Samples::Foreign(_) => continue,
         };
         // Text 0.0.4 names a counter's family with its samples' `_total`; OpenMetrics without.
         let family_suffix: &[u8] = if openmetrics { b"" } else { suffix };
@@ -205,6 +263,11 @@ fn write_families(sink: &mut impl Sink, families: &[Family<'_>], format: Format)
                     write_sample(sink, name, suffix, labels, number.format(*value));
                 }
             }
+            Samples::OtelHistogram(snapshot, series, rename) => {
+                otel::write_histograms(sink, name, snapshot, series, rename, openmetrics)
+            }
+            Samples::OtelGauge(samples) => otel::write_gauges(sink, name, samples),
+            Samples::Runtime(_) | Samples::Foreign(_) => {}
         }
     }
     if openmetrics {

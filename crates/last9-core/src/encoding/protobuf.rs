@@ -11,8 +11,10 @@
 
 use prost::Message;
 
-use super::{Family, Samples};
+use super::{otel, Family, Samples};
 use crate::model::exemplar::Exemplar;
+use crate::model::semconv::OTEL_BOUNDS_MS;
+use crate::runtime::Kind;
 use crate::snapshot::{Snapshot, SnapshotSeries};
 
 #[allow(clippy::all, missing_docs)]
@@ -39,64 +41,133 @@ pub fn encode_families(families: &[Family<'_>]) -> Vec<u8> {
                     encode_metric(&histogram(snapshot, s), &mut metrics);
                 }
             }
+            Samples::OtelHistogram(snapshot, series, rename) => {
+                for s in series {
+                    encode_metric(&otel_histogram(snapshot, s, rename), &mut metrics);
+                }
+            }
             Samples::Gauge(samples) => {
                 for (labels, value) in samples {
-                    let metric = Metric {
-                        label: label_pairs(labels),
-                        gauge: Some(proto::Gauge {
-                            value: Some(*value as f64),
-                        }),
-                        ..Metric::default()
-                    };
-                    encode_metric(&metric, &mut metrics);
+                    encode_metric(&gauge(label_pairs(labels), *value as f64), &mut metrics);
+                }
+            }
+            Samples::OtelGauge(samples) => {
+                for (labels, value) in samples {
+                    let labels = label_pairs(&otel::labels(labels, otel::Rename::Active));
+                    encode_metric(&gauge(labels, *value as f64), &mut metrics);
                 }
             }
             Samples::Counter(samples) => {
                 for (labels, value) in samples {
-                    let metric = Metric {
-                        label: label_pairs(labels),
-                        counter: Some(proto::Counter {
-                            value: Some(*value as f64),
-                            ..proto::Counter::default()
-                        }),
-                        ..Metric::default()
-                    };
-                    encode_metric(&metric, &mut metrics);
+                    encode_metric(&counter(label_pairs(labels), *value as f64), &mut metrics);
                 }
             }
+            Samples::Runtime(runtime) => {
+                for runtime_family in runtime.families() {
+                    metrics.clear();
+                    for (labels, value) in runtime_family.samples {
+                        let labels = label_pairs(labels);
+                        let metric = match runtime_family.kind {
+                            Kind::Counter => counter(labels, *value),
+                            Kind::Gauge => gauge(labels, *value),
+                        };
+                        encode_metric(&metric, &mut metrics);
+                    }
+                    let (kind, name) = match runtime_family.kind {
+                        Kind::Counter => (MetricType::Counter, format!("{}_total", runtime_family.name)),
+                        Kind::Gauge => (MetricType::Gauge, runtime_family.name.to_string()),
+                    };
+                    write_family(&mut out, name, runtime_family.help, kind, &metrics);
+                }
+                continue;
+            }
+            // prometheus_client's families are the host's text: the protobuf format cannot
+            // carry them (a scrape that needs them negotiates a text format).
+            Samples::Foreign(_) => continue,
         }
-        if metrics.is_empty() {
-            continue;
-        }
-        let head = family_head(family);
-        let len = head.encoded_len() + metrics.len();
-        prost::encoding::encode_varint(len as u64, &mut out);
-        head.encode(&mut out).expect("a Vec grows as needed");
-        out.extend_from_slice(&metrics);
+        let (kind, name) = match family.samples {
+            Samples::Histogram(..) | Samples::OtelHistogram(..) => {
+                (MetricType::Histogram, family.name.to_string())
+            }
+            Samples::Gauge(_) | Samples::OtelGauge(_) => (MetricType::Gauge, family.name.to_string()),
+            // The protobuf format names a counter by its samples, `_total` included.
+            Samples::Counter(_) => (MetricType::Counter, format!("{}_total", family.name)),
+            Samples::Runtime(_) | Samples::Foreign(_) => continue,
+        };
+        write_family(&mut out, name, family.help, kind, &metrics);
     }
     out
+}
+
+/// Appends one length-delimited `MetricFamily` of already encoded `metrics` (none: nothing).
+fn write_family(out: &mut Vec<u8>, name: String, help: &str, kind: MetricType, metrics: &[u8]) {
+    if metrics.is_empty() {
+        return;
+    }
+    let head = MetricFamily {
+        name: Some(name),
+        help: Some(help.to_string()),
+        r#type: Some(kind as i32),
+        metric: Vec::new(),
+        unit: None,
+    };
+    let len = head.encoded_len() + metrics.len();
+    prost::encoding::encode_varint(len as u64, out);
+    head.encode(out).expect("a Vec grows as needed");
+    out.extend_from_slice(metrics);
+}
+
+fn gauge(label: Vec<LabelPair>, value: f64) -> Metric {
+    Metric {
+        label,
+        gauge: Some(proto::Gauge { value: Some(value) }),
+        ..Metric::default()
+    }
+}
+
+fn counter(label: Vec<LabelPair>, value: f64) -> Metric {
+    Metric {
+        label,
+        counter: Some(proto::Counter {
+            value: Some(value),
+            ..proto::Counter::default()
+        }),
+        ..Metric::default()
+    }
+}
+
+/// A histogram under OpenTelemetry's names: seconds, OpenTelemetry's bounds, renamed labels
+/// (classic buckets only, as the text formats give it).
+fn otel_histogram(snapshot: &Snapshot, series: &SnapshotSeries, rename: otel::Rename) -> Metric {
+    let counts = snapshot.cumulative_counts(series);
+    let last = counts.len() - 1;
+    let bucket = series
+        .buckets
+        .bounds_ms()
+        .iter()
+        .enumerate()
+        .filter(|(_, bound)| OTEL_BOUNDS_MS.contains(bound))
+        .map(|(i, bound)| Bucket {
+            cumulative_count: Some(counts[i]),
+            upper_bound: Some(bound / 1000.0),
+            ..Bucket::default()
+        })
+        .collect();
+    Metric {
+        label: label_pairs(&otel::labels(&series.labels, rename)),
+        histogram: Some(proto::Histogram {
+            sample_count: Some(counts[last]),
+            sample_sum: Some(series.sum_ns as f64 / 1e9),
+            bucket,
+            ..proto::Histogram::default()
+        }),
+        ..Metric::default()
+    }
 }
 
 /// Appends `metric` as field 4 (`metric`) of a `MetricFamily`.
 fn encode_metric(metric: &Metric, out: &mut Vec<u8>) {
     prost::encoding::message::encode(4, metric, out);
-}
-
-/// A family's name, help and type, without its metrics.
-fn family_head(family: &Family<'_>) -> MetricFamily {
-    let (kind, name) = match family.samples {
-        Samples::Histogram(..) => (MetricType::Histogram, family.name.to_string()),
-        Samples::Gauge(_) => (MetricType::Gauge, family.name.to_string()),
-        // The protobuf format names a counter by its samples, `_total` included.
-        Samples::Counter(_) => (MetricType::Counter, format!("{}_total", family.name)),
-    };
-    MetricFamily {
-        name: Some(name),
-        help: Some(family.help.to_string()),
-        r#type: Some(kind as i32),
-        metric: Vec::new(),
-        unit: None,
-    }
 }
 
 fn histogram(snapshot: &Snapshot, series: &SnapshotSeries) -> Metric {

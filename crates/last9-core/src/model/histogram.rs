@@ -111,6 +111,14 @@ impl Buckets {
         self.cells() + 1 + self.native.as_ref().map_or(0, NativeSpec::inline_cells) + EXEMPLAR_CELLS
     }
 
+    /// These buckets with `extra` bounds (milliseconds) added where they are missing.
+    pub fn with_bounds(&self, extra: &[f64]) -> Result<Buckets, Error> {
+        let mut bounds: Vec<f64> = self.bounds_ms.iter().chain(extra).copied().collect();
+        bounds.sort_by(f64::total_cmp);
+        bounds.dedup();
+        Ok(Buckets::new(&bounds)?.with_native(self.native))
+    }
+
     /// Finite upper bounds in milliseconds.
     pub fn bounds_ms(&self) -> &[f64] {
         &self.bounds_ms

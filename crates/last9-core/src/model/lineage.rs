@@ -115,16 +115,19 @@ impl Lineage {
         let mut map = self.client.write();
         let (_, h) = map.entry(key).or_insert_with(|| {
             self.client_order.write().push(key);
-            let text = escaped_pairs(&[
+            let (upstream, status) = (self.upstreams.value(upstream), self.statuses.value(status));
+            let mut pairs = vec![
                 ("per", per.1),
-                ("hostname", &consts.hostname),
-                ("upstream", &self.upstreams.value(upstream)),
+                ("hostname", consts.hostname.as_str()),
+                ("upstream", &upstream),
                 ("method", METHODS[method as usize]),
                 ("program", &consts.program),
-                ("status", &self.statuses.value(status)),
+                ("status", &status),
                 ("tenant", &consts.tenant),
                 ("cluster", &consts.cluster),
-            ]);
+            ];
+            pairs.extend(consts.extra_pairs());
+            let text = escaped_pairs(&pairs);
             (text.into(), Histogram::new(buckets))
         });
         keep(h, h.observe(buckets, duration_ns));
@@ -148,14 +151,17 @@ impl Lineage {
         let mut map = self.callers.write();
         let (_, n) = map.entry(key).or_insert_with(|| {
             self.callers_order.write().push(key);
-            let text = escaped_pairs(&[
-                ("caller", &self.callers_seen.value(key.caller)),
+            let caller = self.callers_seen.value(key.caller);
+            let mut pairs = vec![
+                ("caller", &*caller),
                 ("per", per.1),
                 ("hostname", &consts.hostname),
                 ("program", &consts.program),
                 ("tenant", &consts.tenant),
                 ("cluster", &consts.cluster),
-            ]);
+            ];
+            pairs.extend(consts.extra_pairs());
+            let text = escaped_pairs(&pairs);
             (text.into(), AtomicU64::new(0))
         });
         n.fetch_add(1, Ordering::Relaxed);

@@ -11,3 +11,4 @@ pub mod histogram;
 pub mod lineage;
 pub mod native;
 pub mod registry;
+pub mod semconv;

@@ -12,7 +12,7 @@
 //! it from the interned ids.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ahash::AHashMap;
 use parking_lot::{Mutex, RwLock};
@@ -26,6 +26,7 @@ use crate::model::lineage::Lineage;
 use crate::model::native::NativeBuckets;
 use crate::process;
 use crate::values::escape::escape_label_value;
+use crate::values::exclude::Exclusions;
 use crate::values::labels::{BoundedInterner, ResolveCache, ValueId, MAX_VALUE_LEN, OVERFLOW};
 use crate::values::normalize::{
     method_index, normalize_host, normalize_path, route_template, RouteSyntax, METHODS,
@@ -48,6 +49,17 @@ pub struct ConstLabels {
     pub program: String,
     pub tenant: String,
     pub cluster: String,
+    /// The `labels` setting: more constant labels, added to every family after the seed's.
+    pub extra: Vec<(String, String)>,
+}
+
+impl ConstLabels {
+    /// The `labels` setting's pairs, in the order given.
+    pub fn extra_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.extra
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+    }
 }
 
 /// How many distinct values a label taken from requests may have.
@@ -83,6 +95,42 @@ struct SeriesKey {
     domain: ValueId,
     method: u8,
     status: u16,
+    /// The request label's value (0 when the recorder has none).
+    label: ValueId,
+}
+
+/// A label whose value each request brings (a header), bounded by an allow-list or a cap:
+/// values past it count as [`LABEL_OVERFLOW`], a request without one as the empty value.
+pub struct RequestLabel {
+    name: String,
+    values: BoundedInterner,
+}
+
+/// The value of a request label outside its allow-list or past its cap.
+pub const LABEL_OVERFLOW: &str = "_other";
+
+impl RequestLabel {
+    /// `name` takes at most `max_values` values from requests, or only `allowed` ones.
+    pub fn new(name: &str, allowed: Option<&[String]>, max_values: usize) -> RequestLabel {
+        let values = BoundedInterner::new(LABEL_OVERFLOW, max_values.max(1) + 1);
+        values.intern("");
+        if let Some(allowed) = allowed {
+            values.allow_only(allowed.iter().map(String::as_str));
+        }
+        RequestLabel {
+            name: name.to_string(),
+            values,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    #[inline]
+    fn id(&self, value: Option<&str>) -> ValueId {
+        self.values.intern_observed(value.unwrap_or(""))
+    }
 }
 
 #[derive(Default)]
@@ -115,6 +163,10 @@ pub struct Recorder {
     epoch: AtomicU64,
     bound_pid: AtomicU32,
     lineage: Lineage,
+    /// The request label, set once by the app that made this recorder.
+    request_label: OnceLock<RequestLabel>,
+    /// Whether `status` is the status class (`2xx`), set once by the app that made the recorder.
+    status_classes: OnceLock<bool>,
 }
 
 /// The parts of a request that become labels.
@@ -132,6 +184,17 @@ pub struct Request<'a> {
 /// A route value already interned in a recorder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RouteId(ValueId);
+
+impl RouteId {
+    /// The route of a request the `exclude` setting leaves out: no family records it.
+    pub const EXCLUDED: RouteId = RouteId(ValueId::MAX);
+
+    /// Whether this is [`RouteId::EXCLUDED`].
+    #[inline]
+    pub fn is_excluded(self) -> bool {
+        self == RouteId::EXCLUDED
+    }
+}
 
 impl Recorder {
     fn new(
@@ -155,6 +218,8 @@ impl Recorder {
             epoch: AtomicU64::new(process::epoch()),
             bound_pid: AtomicU32::new(process::pid()),
             lineage: Lineage::new(limits.max_domains),
+            request_label: OnceLock::new(),
+            status_classes: OnceLock::new(),
         }
     }
 
@@ -250,14 +315,52 @@ impl Recorder {
         id
     }
 
-    /// Records one request.
+    /// Records one request (none of an excluded route).
     pub fn observe(&self, request: &Request<'_>) {
-        self.observe_traced(request, None);
+        self.observe_full(request, None, None);
     }
 
     /// Records one request that carried a trace context (`trace_id`, `span_id`): it becomes the
     /// exemplar of its series.
     pub fn observe_traced(&self, request: &Request<'_>, trace: Option<([u8; 16], [u8; 8])>) {
+        self.observe_full(request, None, trace);
+    }
+
+    /// Gives this recorder's duration series a label taken from each request; false when it
+    /// has one already under another name.
+    pub fn set_request_label(&self, label: RequestLabel) -> bool {
+        let name = label.name.clone();
+        let set = self.request_label.get_or_init(|| label);
+        set.name == name
+    }
+
+    /// Makes `status` the status class (`2xx`, `3xx`, ...) rather than the code; false when the
+    /// recorder already records the other way.
+    pub fn set_status_classes(&self, classes: bool) -> bool {
+        *self.status_classes.get_or_init(|| classes) == classes
+    }
+
+    /// The request label, if the recorder has one.
+    pub fn request_label(&self) -> Option<&RequestLabel> {
+        self.request_label.get()
+    }
+
+    /// Records one request with the value its request label takes (None: the request has none).
+    pub fn observe_labelled(&self, request: &Request<'_>, label: Option<&str>) {
+        self.observe_full(request, label, None);
+    }
+
+    /// Records one request with the value its request label takes and its trace context (the
+    /// exemplar of its series), each when it has one.
+    pub fn observe_full(
+        &self,
+        request: &Request<'_>,
+        label: Option<&str>,
+        trace: Option<([u8; 16], [u8; 8])>,
+    ) {
+        if request.route.is_excluded() {
+            return;
+        }
         if let Some(cells) = self
             .shared
             .filter(|_| self.epoch.load(Ordering::Relaxed) != process::epoch())
@@ -265,16 +368,18 @@ impl Recorder {
             cells.sync();
         }
         let domain = self.domain(request.host);
-        let status = if (100..=999).contains(&request.status) {
-            request.status
-        } else {
-            0
+        let status = match request.status {
+            // A class is kept as its first code (200 for 2xx), and rendered as `2xx`.
+            code @ 100..=999 if self.status_classes.get() == Some(&true) => code / 100 * 100,
+            code @ 100..=999 => code,
+            _ => 0,
         };
         let key = SeriesKey {
             route: request.route.0,
             domain,
             method: method_index(request.method) as u8,
             status,
+            label: self.request_label.get().map_or(0, |l| l.id(label)),
         };
         // Every observation happens under the table lock, so moving the cells (see `rebind`)
         // never loses one.
@@ -341,7 +446,11 @@ impl Recorder {
         duration_ns: u64,
         trace: Option<([u8; 16], [u8; 8])>,
     ) {
-        let per = per.unwrap_or_else(|| self.unmatched()).0;
+        let per = per.unwrap_or_else(|| self.unmatched());
+        if per.is_excluded() {
+            return;
+        }
+        let per = per.0;
         let text = self.routes.value(per);
         self.lineage.observe_client(
             &self.consts,
@@ -357,6 +466,9 @@ impl Recorder {
 
     /// Counts one inbound request of `route` from `caller` (None: it named none).
     pub fn count_caller(&self, route: RouteId, caller: Option<&str>) {
+        if route.is_excluded() {
+            return;
+        }
         let text = self.routes.value(route.0);
         self.lineage.count_caller(&self.consts, (route.0, &text), caller);
     }
@@ -404,15 +516,17 @@ impl Recorder {
         self.with_gauge_pairs(method, |pairs| cells.gauge(pairs))
     }
 
-    fn with_gauge_pairs<R>(&self, method: usize, f: impl FnOnce(&[(&str, &str); 6]) -> R) -> R {
-        f(&[
+    fn with_gauge_pairs<R>(&self, method: usize, f: impl FnOnce(&[(&str, &str)]) -> R) -> R {
+        let mut pairs = vec![
             ("per", ALL_ROUTES),
-            ("hostname", &self.consts.hostname),
+            ("hostname", self.consts.hostname.as_str()),
             ("method", METHODS[method]),
             ("program", &self.consts.program),
             ("tenant", &self.consts.tenant),
             ("cluster", &self.consts.cluster),
-        ])
+        ];
+        pairs.extend(self.consts.extra_pairs());
+        f(&pairs)
     }
 
     /// Calls `f` with the escaped label text and value of each in-flight gauge made so far.
@@ -420,7 +534,7 @@ impl Recorder {
         let table = self.series.read();
         for (method, gauge) in table.in_flight.iter().enumerate() {
             if let Some(gauge) = gauge {
-                let text = self.with_gauge_pairs(method, |pairs| escaped_pairs(pairs));
+                let text = self.with_gauge_pairs(method, escaped_pairs);
                 f(text.into(), gauge.get());
             }
         }
@@ -468,20 +582,35 @@ impl Recorder {
     }
 
     /// Calls `f` with the label pairs of a series, in the contract's order.
-    fn with_pairs<R>(&self, key: &SeriesKey, f: impl FnOnce(&[(&str, &str); 8]) -> R) -> R {
+    fn with_pairs<R>(&self, key: &SeriesKey, f: impl FnOnce(&[(&str, &str)]) -> R) -> R {
         let route = self.routes.value(key.route);
         let domain = self.domains.value(key.domain);
         let mut status = itoa::Buffer::new();
-        let pairs: [(&str, &str); 8] = [
+        let class;
+        let status = if self.status_classes.get() == Some(&true) && key.status != 0 {
+            class = format!("{}xx", key.status / 100);
+            class.as_str()
+        } else {
+            status.format(key.status)
+        };
+        let mut pairs: Vec<(&str, &str)> = vec![
             ("per", &route),
             ("hostname", &self.consts.hostname),
             ("domain", &domain),
             ("method", METHODS[key.method as usize]),
             ("program", &self.consts.program),
-            ("status", status.format(key.status)),
+            ("status", status),
             ("tenant", &self.consts.tenant),
             ("cluster", &self.consts.cluster),
         ];
+        let label = self
+            .request_label
+            .get()
+            .map(|l| (l.name.as_str(), l.values.value(key.label)));
+        if let Some((name, value)) = &label {
+            pairs.push((name, value));
+        }
+        pairs.extend(self.consts.extra_pairs());
         f(&pairs)
     }
 
@@ -512,7 +641,7 @@ impl Recorder {
             (table.keys.clone(), counts, sums, extras)
         };
         for ((i, key), extras) in keys.iter().enumerate().zip(extras) {
-            let labels = self.with_pairs(key, |pairs| escaped_pairs(pairs));
+            let labels = self.with_pairs(key, escaped_pairs);
             f(&labels, &counts[i * width..(i + 1) * width], sums[i], extras);
         }
     }
@@ -554,6 +683,8 @@ pub struct RouteTemplates {
     recorder: Arc<Recorder>,
     syntax: RouteSyntax,
     cache: ResolveCache<RouteId>,
+    /// Templates the `exclude` setting leaves out: they resolve to [`RouteId::EXCLUDED`].
+    exclusions: Option<Arc<Exclusions>>,
 }
 
 impl RouteTemplates {
@@ -564,7 +695,14 @@ impl RouteTemplates {
             recorder,
             syntax,
             cache,
+            exclusions: None,
         }
+    }
+
+    /// Leaves out the requests of the templates `exclusions` names (checked once per template).
+    pub fn with_exclusions(mut self, exclusions: Option<Arc<Exclusions>>) -> RouteTemplates {
+        self.exclusions = exclusions.filter(|e| e.has_templates());
+        self
     }
 
     /// The route id of a template in the framework's own syntax (`/item/<int:id>`).
@@ -573,7 +711,11 @@ impl RouteTemplates {
         if let Some(route) = self.cache.get(raw) {
             return route;
         }
-        let route = self.recorder.route(&route_template(raw, self.syntax));
+        let template = route_template(raw, self.syntax);
+        let route = match &self.exclusions {
+            Some(exclusions) if exclusions.template(&template) => RouteId::EXCLUDED,
+            _ => self.recorder.route(&template),
+        };
         self.cache.remember(raw, route);
         route
     }
@@ -688,8 +830,7 @@ mod tests {
         ConstLabels {
             hostname: "box".into(),
             program: program.into(),
-            tenant: String::new(),
-            cluster: String::new(),
+            ..Default::default()
         }
     }
 
@@ -996,6 +1137,27 @@ mod tests {
             assert_eq!(count, status - 99);
             assert_eq!(sum_ns, (status - 99) * status * 1_000_000);
         }
+    }
+
+    #[test]
+    fn excluded_templates_leave_no_series_in_any_family() {
+        let rec = recorder(Limits::default());
+        let exclusions = Exclusions::new(["/static/{path}"], []).unwrap();
+        let flask =
+            RouteTemplates::new(rec.clone(), RouteSyntax::Angle).with_exclusions(Some(Arc::new(exclusions)));
+        let route = flask.route("/static/<path:filename>");
+        assert!(route.is_excluded());
+        rec.observe(&request(route, "h", 200));
+        rec.count_caller(route, Some("web"));
+        rec.observe_client(Some(route), "api:80", "GET", "200", 1);
+        assert!(rec.is_empty());
+        assert!(rec.lineage().callers().is_empty());
+        let mut outbound = 0;
+        rec.lineage().client_series(|_, _| outbound += 1);
+        assert_eq!(outbound, 0);
+        // Excluded templates take no route slot.
+        assert_eq!(rec.routes.len(), 1);
+        assert!(!flask.route("/name/<name>").is_excluded());
     }
 
     #[test]

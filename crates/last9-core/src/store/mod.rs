@@ -21,6 +21,7 @@ pub mod file;
 pub mod format;
 pub mod guard;
 pub mod merge;
+pub mod slots;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -126,6 +127,7 @@ pub fn enable(dir: Option<&Path>, root_pid: Option<u32>) -> io::Result<PathBuf> 
                 }
             },
         };
+        slots::claim_slot(&dir);
         state.dir = Some(dir);
         UNSHARED.store(false, Ordering::Relaxed);
         EPOCH.fetch_add(1, Ordering::SeqCst);
@@ -167,6 +169,9 @@ pub fn sync() {
                         merge::warn(&dir::runtime_base(), &format!("staying single-process: {e}"));
                     }
                 }
+            }
+            if let Some(dir) = &state.dir {
+                slots::claim_slot(dir); // a forked child takes a slot of its own
             }
             if let Some(new) = state.replacement.take() {
                 state.retiring = state.file.replace(new);
@@ -514,7 +519,12 @@ impl Registry {
         static GLOBAL: OnceLock<Registry> = OnceLock::new();
         GLOBAL.get_or_init(|| {
             install_fork_handlers();
-            snapshot::install_shared_source(SharedSource { snapshot, degraded });
+            snapshot::install_shared_source(SharedSource {
+                snapshot,
+                degraded,
+                runtime: || shared_dir().map(|dir| slots::shared_runtime(&dir)),
+            });
+            crate::runtime::install_gc_sink(slots::write_gc);
             Registry::with_shared_cells(&Store)
         })
     }
@@ -535,6 +545,7 @@ extern "C" fn before_fork() {
     // Same order as everywhere else: recorder tables, the store, the directory's lock file.
     Registry::global().lock_for_fork();
     std::mem::forget(STATE.lock());
+    slots::lock_for_fork();
     std::mem::forget(merge::DIR_IO.lock());
     FORKING_PID.store(pid(), Ordering::SeqCst);
 }
@@ -544,6 +555,7 @@ extern "C" fn after_fork_parent() {
     // SAFETY: locked by `before_fork` in this process.
     unsafe {
         merge::DIR_IO.force_unlock();
+        slots::unlock_after_fork();
         STATE.force_unlock();
         Registry::global().unlock_after_fork();
     }
@@ -563,6 +575,7 @@ extern "C" fn after_fork_child() {
     // SAFETY: locked by `before_fork` in the parent; the child has only this thread.
     unsafe {
         merge::DIR_IO.force_unlock();
+        slots::unlock_after_fork();
         STATE.force_unlock();
         Registry::global().unlock_after_fork();
     }
@@ -638,6 +651,10 @@ mod tests {
             .filter(|n| !n.starts_with('.'))
             .collect();
         names.sort();
+        // Worker slots: the parent's, and one that the three children took in turn.
+        let slot_files: Vec<String> = names.iter().filter(|n| n.starts_with("slot-")).cloned().collect();
+        assert_eq!(slot_files, ["slot-0.run", "slot-1.run"]);
+        names.retain(|n| !n.starts_with("slot-"));
         assert_eq!(names.len(), 2, "{names:?}");
         assert_eq!(names[0], merge::ARCHIVE);
         assert_eq!(count(&Snapshot::of(Registry::global()), "/x"), 36);

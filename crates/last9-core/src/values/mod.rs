@@ -3,5 +3,6 @@
 //! The bottom layer: it knows no series, no format, no file and no socket.
 
 pub mod escape;
+pub mod exclude;
 pub mod labels;
 pub mod normalize;

@@ -31,7 +31,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::encoding::DURATION_NAME;
 use crate::error::Error;
 use crate::model::registry::Registry;
 use crate::snapshot::Snapshot;
@@ -62,6 +61,10 @@ pub struct Config {
     /// one with an error, dropping its other series as well, unless its `native-histograms`
     /// feature is on.
     pub native_histograms: bool,
+    /// Extra HTTP headers of every request (`X-Scope-OrgID` for Mimir and Cortex).
+    pub headers: Vec<(String, String)>,
+    /// Labels added to every series that lacks them (`job`, `instance`: what a scrape adds).
+    pub external_labels: Vec<(String, String)>,
 }
 
 impl Config {
@@ -82,6 +85,8 @@ impl Config {
             max_samples_per_request: proto::DEFAULT_MAX_SAMPLES_PER_REQUEST,
             user_agent: concat!("last9/", env!("CARGO_PKG_VERSION")).to_string(),
             native_histograms: false,
+            headers: Vec::new(),
+            external_labels: Vec::new(),
         }
     }
 }
@@ -195,6 +200,8 @@ struct Shared {
     timeout: Duration,
     max_samples_per_request: usize,
     native_histograms: bool,
+    headers: Vec<(String, String)>,
+    external_labels: Vec<(String, String)>,
     agent: ureq::Agent,
     source: Source,
     state: Mutex<State>,
@@ -245,6 +252,8 @@ impl RemoteWriter {
         if config.max_samples_per_request == 0 {
             return Err(invalid("max_samples_per_request must be at least 1".into()));
         }
+        check_headers(&config.headers)?;
+        check_labels(&config.external_labels)?;
         let agent = build_agent(&config)?;
         let shared = Arc::new(Shared {
             endpoint,
@@ -253,6 +262,8 @@ impl RemoteWriter {
             timeout: config.timeout,
             max_samples_per_request: config.max_samples_per_request,
             native_histograms: config.native_histograms,
+            headers: config.headers,
+            external_labels: config.external_labels,
             agent,
             source,
             state: Mutex::new(State {
@@ -568,6 +579,56 @@ fn work(shared: &Shared) {
     }
 }
 
+/// Headers the protocol or the credentials set, which extra headers may not replace.
+const RESERVED_HEADERS: [&str; 7] = [
+    "authorization",
+    "content-encoding",
+    "content-length",
+    "content-type",
+    "host",
+    "user-agent",
+    "x-prometheus-remote-write-version",
+];
+
+/// Extra headers must be HTTP tokens with visible values, and not one the protocol sets.
+fn check_headers(headers: &[(String, String)]) -> Result<(), Error> {
+    for (name, value) in headers {
+        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        if name.is_empty() || !name.chars().all(token) {
+            return Err(Error::InvalidRemoteWrite(format!(
+                "header name {name:?} is not a valid HTTP header name"
+            )));
+        }
+        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(Error::InvalidRemoteWrite(format!(
+                "header {name} is set by last9 itself (use the credentials settings for Authorization)"
+            )));
+        }
+        if value.chars().any(|c| c.is_control() && c != '\t') {
+            return Err(Error::InvalidRemoteWrite(format!(
+                "header {name} has a control character in its value"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// External labels need Prometheus label names, not reserved (`__...`) ones.
+fn check_labels(labels: &[(String, String)]) -> Result<(), Error> {
+    for (name, _) in labels {
+        let mut chars = name.chars();
+        let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with("__");
+        if !valid {
+            return Err(Error::InvalidRemoteWrite(format!(
+                "label name {name:?} is not a valid Prometheus label name"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Takes a snapshot, encodes it and queues it, dropping the oldest snapshot past the bound.
 fn collect(shared: &Shared, answers: u64) {
     let snapshot = (shared.source)();
@@ -581,8 +642,8 @@ fn collect(shared: &Shared, answers: u64) {
     state.last_timestamp_ms = timestamp_ms;
     drop(state);
     let requests = proto::write_requests(
-        DURATION_NAME,
         &snapshot,
+        &shared.external_labels,
         timestamp_ms,
         shared.max_samples_per_request,
         shared.native_histograms,
@@ -640,6 +701,9 @@ fn send(shared: &Shared, body: &[u8], timeout: Duration) -> Attempt {
         .header(proto::VERSION_HEADER, proto::VERSION);
     if let Some(authorization) = &shared.endpoint.authorization {
         request = request.header("Authorization", authorization);
+    }
+    for (name, value) in &shared.headers {
+        request = request.header(name, value);
     }
     let request = request.config().timeout_global(Some(timeout)).build();
     match request.send(body) {
@@ -844,6 +908,10 @@ mod tests {
     }
 
     /// A registry with one series of one request, and the source that snapshots it.
+    /// Samples one snapshot of [`one_request_source`] pushes: the histogram's bucket, `+Inf`,
+    /// sum and count, and the overflow counter's two samples.
+    const SAMPLES: u64 = 4 + 2;
+
     fn one_request_source() -> (Arc<Registry>, Source) {
         let registry = Arc::new(Registry::new());
         let recorder = registry
@@ -945,14 +1013,14 @@ mod tests {
             rest = &tail[used + len..];
         }
         assert!(rest.is_empty());
-        assert_eq!(series, 4);
+        assert_eq!(series, SAMPLES);
         let contains = |needle: &[u8]| proto.windows(needle.len()).any(|w| w == needle);
         assert!(contains(b"http_requests_duration_milliseconds_count"));
         assert!(contains(b"/x"));
         let stats = writer.stats();
         assert_eq!(
             (stats.sent_requests, stats.sent_samples, stats.dropped_samples),
-            (1, 4, 0)
+            (1, SAMPLES, 0)
         );
         drop(registry);
     }
@@ -990,20 +1058,20 @@ mod tests {
         let stats = writer.stats();
         assert_eq!(
             (stats.failed_attempts, stats.sent_samples, stats.dropped_samples),
-            (2, 4, 0)
+            (2, SAMPLES, 0)
         );
         assert!(writer.flush(Duration::from_secs(10)));
         let stats = writer.stats();
         assert_eq!(
             (stats.failed_attempts, stats.sent_samples, stats.dropped_samples),
-            (2, 4, 4)
+            (2, SAMPLES, SAMPLES)
         );
         assert!(writer.stop(Duration::from_secs(10)));
         let bodies = server.join().unwrap();
         // Retries resend the same request.
         assert_eq!(bodies[0], bodies[1]);
         assert_eq!(bodies[1], bodies[2]);
-        assert_eq!(writer.stats().sent_samples, 8);
+        assert_eq!(writer.stats().sent_samples, 2 * SAMPLES);
         let logged = messages.lock().clone();
         assert!(
             logged
@@ -1054,7 +1122,7 @@ mod tests {
         let stats = writer.stats();
         assert_eq!(
             (stats.snapshots, stats.pending, stats.dropped_samples),
-            (5, 2, 3 * 4)
+            (5, 2, 3 * SAMPLES)
         );
         assert!(stats.failed_attempts >= 1);
         let logged = messages.lock().clone();
@@ -1072,7 +1140,7 @@ mod tests {
         let stats = writer.stats();
         assert_eq!(
             (stats.snapshots, stats.pending, stats.dropped_samples),
-            (6, 0, 6 * 4)
+            (6, 0, 6 * SAMPLES)
         );
     }
 }

@@ -563,6 +563,12 @@ fn from_handler(response: ScrapeResponse, head_only: bool) -> Response<Body> {
     }
     // The body depends on both, so caches must key on them (as the app's own path says too).
     headers.insert(header::VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
+    if response.content_type.starts_with("text/html") || response.content_type == "application/json" {
+        // The live page and its data (see `delivery::live`).
+        for (name, value) in crate::delivery::live::HEADERS {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+    }
     if head_only && status != StatusCode::NO_CONTENT {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     }
