@@ -153,6 +153,8 @@ class Recorder:
             buckets.
         MetricsError: a ``domains`` entry (the allow-list) that is no host name, or more of
             them than ``max_domains``.
+        MetricsError: both histogram kinds off, or a native schema outside -4..8, a bucket
+            limit outside 1..4096, a negative or non-finite zero threshold.
         ValueError: an unknown ``route_syntax``.
     """
 
@@ -169,6 +171,11 @@ class Recorder:
         max_domains: int = 100,
         route_syntax: str | None = None,
         domains: Sequence[str] | None = None,
+        classic_histograms: bool = True,
+        native_histograms: bool = True,
+        native_schema: int = 3,
+        native_max_buckets: int = 160,
+        native_zero_threshold: float = 2.938735877055719e-39,
         exclude: Exclusions | None = None,
         labels: Sequence[tuple[str, str]] = (),
         header_label: tuple[str, str] | None = None,
@@ -396,7 +403,10 @@ class RemoteWriter:
     Every ``interval`` seconds the registry is snapshotted into snappy-compressed protobuf write
     requests and queued (at most ``max_pending`` snapshots; past that the oldest is dropped). The
     queue is sent in order; 5xx, 429 and network errors are retried with exponential backoff,
-    other statuses are dropped. Messages go to the ``last9.remote_write`` logger.
+    other statuses are dropped. Messages go to the ``last9.remote_write`` logger. With
+    ``native_histograms``, a histogram that keeps native buckets is pushed as a native histogram
+    too, with its latest exemplar (the receiver must accept them: Prometheus needs its
+    ``native-histograms`` feature).
 
     Raises:
         MetricsError: a bad URL, half-given or conflicting credentials, a non-positive
@@ -415,6 +425,7 @@ class RemoteWriter:
         max_pending: int = 20,
         timeout: float = 10.0,
         ca_file: str | PathLike[str] | None = None,
+        native_histograms: bool = False,
         headers: Sequence[tuple[str, str]] = (),
         labels: Sequence[tuple[str, str]] = (),
     ) -> Self: ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
@@ -10,7 +11,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypedDict
+from typing import TypedDict, TypeVar
 
 from last9._core import Exclusions, MetricsError, Recorder, Registry
 
@@ -37,6 +38,8 @@ _LAUNCHERS = frozenset(
     }
 )
 
+T = TypeVar("T")
+
 #: `metrics_path` default: the seed's `/metrics`.
 DEFAULT_METRICS_PATH = "/metrics"
 
@@ -62,6 +65,10 @@ class Settings:
     metrics_auth: MetricsAuth
     #: TLS for the dedicated server only (the app's own path is served by the app's server).
     metrics_tls: MetricsTls | None
+    #: Whether histograms keep classic buckets (``le`` series).
+    classic_histograms: bool = True
+    #: The shape of native (sparse exponential) buckets, or None to keep none.
+    native_histograms: NativeHistograms | None = None
     #: Whether the app's own metrics path also answers ``<metrics_path>/ui`` with the live page
     #: (the dedicated server always does).
     ui: bool = False
@@ -82,6 +89,17 @@ class Settings:
     semconv: str = "last9"
     #: Whether the global registry's scrapes also carry prometheus_client's families.
     serve_prometheus_client: bool = True
+
+
+@dataclass(frozen=True)
+class NativeHistograms:
+    """The shape of native histograms: Prometheus's exponential schema (-4..8: each power of
+    two split into 2^schema buckets), the most buckets a series keeps before its resolution is
+    halved, and the zero bucket's width in milliseconds."""
+
+    schema: int = 3
+    max_buckets: int = 160
+    zero_threshold: float = 2.0**-128
 
 
 @dataclass(frozen=True)
@@ -131,6 +149,11 @@ class Options(TypedDict, total=False):
     metrics_tls_cert_file: str | None
     metrics_tls_key_file: str | None
     metrics_tls_client_ca_file: str | None
+    classic_histograms: bool | None
+    native_histograms: bool | None
+    native_schema: int | None
+    native_max_buckets: int | None
+    native_zero_threshold: float | None
     ui: bool | None
     enabled: bool | None
     exclude: Sequence[str] | str | None
@@ -175,6 +198,11 @@ def resolve(
     metrics_tls_cert_file: str | None = None,
     metrics_tls_key_file: str | None = None,
     metrics_tls_client_ca_file: str | None = None,
+    classic_histograms: bool | None = None,
+    native_histograms: bool | None = None,
+    native_schema: int | None = None,
+    native_max_buckets: int | None = None,
+    native_zero_threshold: float | None = None,
     ui: bool | None = None,
     exclude: Sequence[str] | str | None = None,
     enabled: bool | None = None,
@@ -248,6 +276,14 @@ def resolve(
         serve_prometheus_client=serve_prometheus_client
         if serve_prometheus_client is not None
         else _env_bool(env, "LAST9_PROMETHEUS_CLIENT", True),
+        **_histogram_kinds(
+            env,
+            classic_histograms,
+            native_histograms,
+            native_schema,
+            native_max_buckets,
+            native_zero_threshold,
+        ),
     )
 
 
@@ -484,6 +520,68 @@ def _ui(env: os._Environ[str] | dict[str, str], ui: object) -> bool:
     if raw in ("", "0", "false", "no", "off"):
         return False
     raise MetricsError(f"LAST9_UI must be 1 or 0 (true/false, yes/no, on/off), not {raw!r}")
+
+
+def _histogram_kinds(
+    env: os._Environ[str] | dict[str, str],
+    classic: bool | None,
+    native: bool | None,
+    schema: int | None,
+    max_buckets: int | None,
+    zero_threshold: float | None,
+) -> dict[str, object]:
+    """Which kinds of histogram buckets to keep (both by default), and the native shape."""
+    if classic is None:
+        classic = _env_bool(env, "LAST9_CLASSIC_HISTOGRAMS", True)
+    if native is None:
+        native = _env_bool(env, "LAST9_NATIVE_HISTOGRAMS", True)
+    if not (classic or native):
+        raise MetricsError(
+            "LAST9_CLASSIC_HISTOGRAMS (classic_histograms) and LAST9_NATIVE_HISTOGRAMS "
+            "(native_histograms) are both off: keep at least one kind of histogram"
+        )
+    if schema is None:
+        schema = _env_number(env, "LAST9_NATIVE_SCHEMA", int, 3)
+    if max_buckets is None:
+        max_buckets = _env_number(env, "LAST9_NATIVE_MAX_BUCKETS", int, 160)
+    if zero_threshold is None:
+        zero_threshold = _env_number(env, "LAST9_NATIVE_ZERO_THRESHOLD", float, 2.0**-128)
+    if isinstance(schema, bool) or not isinstance(schema, int) or not -4 <= schema <= 8:
+        raise MetricsError(f"LAST9_NATIVE_SCHEMA (native_schema) must be -4 to 8, not {schema!r}")
+    if isinstance(max_buckets, bool) or not isinstance(max_buckets, int):
+        raise MetricsError(
+            f"LAST9_NATIVE_MAX_BUCKETS (native_max_buckets) must be a whole number, "
+            f"not {max_buckets!r}"
+        )
+    if not 1 <= max_buckets <= 4096:
+        raise MetricsError(
+            f"LAST9_NATIVE_MAX_BUCKETS (native_max_buckets) must be 1 to 4096, not {max_buckets}"
+        )
+    if (
+        isinstance(zero_threshold, bool)
+        or not isinstance(zero_threshold, (int, float))
+        or not math.isfinite(zero_threshold)
+        or zero_threshold < 0
+    ):
+        raise MetricsError(
+            "LAST9_NATIVE_ZERO_THRESHOLD (native_zero_threshold) must be a finite number of "
+            f"milliseconds, at least 0, not {zero_threshold!r}"
+        )
+    shape = NativeHistograms(schema, max_buckets, float(zero_threshold)) if native else None
+    return {"classic_histograms": bool(classic), "native_histograms": shape}
+
+
+def _env_number(
+    env: os._Environ[str] | dict[str, str], name: str, kind: type[int] | type[float], default: T
+) -> int | float | T:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise MetricsError(f"{name} must be {what}, not {raw!r}") from None
 
 
 def _metrics_auth(

@@ -45,6 +45,7 @@ def start_remote_write(
     timeout: float = DEFAULT_TIMEOUT,
     ca_file: str | os.PathLike[str] | None = None,
     exit_timeout: float = EXIT_TIMEOUT,
+    native_histograms: bool = False,
     headers: Mapping[str, str] | None = None,
     labels: Mapping[str, str] | None = None,
 ) -> RemoteWriter:
@@ -56,7 +57,10 @@ def start_remote_write(
     snapshots wait while the receiver is unreachable, the oldest being dropped (and counted in
     ``dropped_samples``) past that. ``timeout`` bounds each HTTP request; ``ca_file`` is a PEM
     bundle to trust instead of the usual public roots. At interpreter exit a last snapshot is
-    sent, waiting at most ``exit_timeout`` seconds. ``headers`` go with every request (e.g.
+    sent, waiting at most ``exit_timeout`` seconds. ``native_histograms`` pushes native
+    histograms (and their exemplars) too: only for a receiver that takes them (Prometheus with
+    ``--enable-feature=native-histograms``; without it, it refuses the whole request).
+    ``headers`` go with every request (e.g.
     ``{"X-Scope-OrgID": "team-a"}`` for Mimir or Cortex); ``labels`` are added to every series
     that lacks them (e.g. ``{"job": "api", "instance": "web-1"}``, what a scrape would add).
 
@@ -76,6 +80,7 @@ def start_remote_write(
         max_pending=max_pending,
         timeout=timeout,
         ca_file=ca_file,
+        native_histograms=native_histograms,
         headers=list((headers or {}).items()),
         labels=list((labels or {}).items()),
     )
@@ -112,6 +117,7 @@ def start_from_env(
                     max_pending=_count(env, "LAST9_REMOTE_WRITE_MAX_PENDING", DEFAULT_MAX_PENDING),
                     timeout=_seconds(env, "LAST9_REMOTE_WRITE_TIMEOUT", DEFAULT_TIMEOUT),
                     ca_file=env.get("LAST9_REMOTE_WRITE_CA_FILE") or None,
+                    native_histograms=_flag(env, "LAST9_REMOTE_WRITE_NATIVE_HISTOGRAMS"),
                     headers=_pairs(env, "LAST9_REMOTE_WRITE_HEADERS"),
                     labels=_pairs(env, "LAST9_REMOTE_WRITE_LABELS"),
                     registry=registry,
@@ -198,3 +204,12 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 1:
         raise MetricsError(f"{name} must be at least 1, not {value}")
     return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise MetricsError(f"{name} must be one of 1/0, true/false, yes/no, on/off, not {raw!r}")

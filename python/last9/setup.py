@@ -75,6 +75,7 @@ def instrument_app(
         max_domains=settings.max_domains,
         route_syntax=route_syntax,
         domains=settings.domains,
+        **_histogram_options(settings),
         exclude=_exclusions(settings, route_syntax, excluded_views),
         labels=list(settings.labels),
         header_label=settings.header_label,
@@ -160,3 +161,17 @@ def _register_routes(recorder: Recorder, route_templates: Callable[[], Iterable[
         logging.getLogger("last9").debug("cannot list the app's routes", exc_info=True)
         return
     recorder.register_routes(templates)
+
+
+def _histogram_options(settings: config.Settings) -> dict[str, object]:
+    """The recorder's keywords for the kinds of histogram buckets the settings keep."""
+    native = settings.native_histograms
+    if native is None:
+        return {"classic_histograms": settings.classic_histograms, "native_histograms": False}
+    return {
+        "classic_histograms": settings.classic_histograms,
+        "native_histograms": True,
+        "native_schema": native.schema,
+        "native_max_buckets": native.max_buckets,
+        "native_zero_threshold": native.zero_threshold,
+    }

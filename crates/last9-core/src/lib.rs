@@ -9,7 +9,7 @@
 //! - [`runtime`]: the runtime families (`process_*` from `/proc`, the GC's counts, info);
 //! - [`snapshot`]: a consistent copy of the series, taken once per scrape or push;
 //! - [`store`]: the multi-process store (pre-fork servers: gunicorn, uWSGI, uvicorn workers);
-//! - [`encoding`]: Prometheus text and OpenMetrics, content negotiation, gzip (no socket);
+//! - [`encoding`]: Prometheus text, OpenMetrics and protobuf, content negotiation, gzip (no socket);
 //! - [`delivery`]: the metrics HTTP server, the scrape handler, the live page, remote write,
 //!   access control.
 //!
@@ -38,5 +38,5 @@ pub use encoding::Format;
 pub use error::Error;
 pub use model::histogram::Buckets;
 pub use model::registry::{ConstLabels, Limits, Recorder, Registry, Request, RouteId, RouteTemplates};
-pub use model::{gauge, histogram, lineage, registry};
+pub use model::{exemplar, gauge, histogram, lineage, native, registry};
 pub use values::{exclude, labels, normalize};

@@ -5,7 +5,9 @@
 
 use std::sync::{Arc, OnceLock};
 
+use crate::model::exemplar::Exemplar;
 use crate::model::histogram::Buckets;
+use crate::model::native::NativeBuckets;
 use crate::model::registry::{Registry, DOMAIN_OVERFLOW, ROUTE_OVERFLOW};
 use crate::runtime::{self, RuntimeSnapshot};
 
@@ -41,6 +43,10 @@ pub struct SnapshotSeries {
     /// Where this series' cumulative counts start in [`Snapshot::counts`].
     start: usize,
     pub sum_ns: u64,
+    /// The native buckets, when the layout keeps them.
+    pub native: Option<NativeBuckets>,
+    /// The latest exemplar of each classic bucket (`+Inf` last); empty when none was recorded.
+    pub exemplars: Box<[Option<Exemplar>]>,
 }
 
 /// Histogram series and their cumulative bucket counts.
@@ -114,8 +120,15 @@ impl Snapshot {
         let mut snapshot = Snapshot::default();
         for recorder in &recorders {
             let buckets = recorder.buckets_arc();
-            recorder.for_each_series(|labels, counts, sum_ns| {
-                snapshot.push(labels.into(), buckets.clone(), counts.iter().copied(), sum_ns);
+            recorder.for_each_series_full(|labels, counts, sum_ns, extras| {
+                snapshot.push_series(
+                    labels.into(),
+                    buckets.clone(),
+                    counts.iter().copied(),
+                    sum_ns,
+                    extras.native,
+                    extras.exemplars,
+                );
             });
             recorder.in_flight(|labels, value| snapshot.push_gauge(labels, value));
         }
@@ -190,6 +203,8 @@ impl Snapshot {
                     buckets: buckets.clone(),
                     start,
                     sum_ns: histogram.sum_ns(),
+                    native: histogram.native(&buckets),
+                    exemplars: histogram.exemplars(),
                 });
             });
             self.callers.extend(recorder.lineage().callers());
@@ -224,6 +239,19 @@ impl Snapshot {
         counts: impl IntoIterator<Item = u64>,
         sum_ns: u64,
     ) {
+        self.push_series(labels, buckets, counts, sum_ns, None, Box::new([]));
+    }
+
+    /// [`Self::push`] with native buckets and exemplars.
+    pub fn push_series(
+        &mut self,
+        labels: Arc<str>,
+        buckets: Arc<Buckets>,
+        counts: impl IntoIterator<Item = u64>,
+        sum_ns: u64,
+        native: Option<NativeBuckets>,
+        exemplars: Box<[Option<Exemplar>]>,
+    ) {
         let start = self.counts.len();
         let mut total = 0u64;
         self.counts.extend(counts.into_iter().map(|count| {
@@ -236,6 +264,8 @@ impl Snapshot {
             buckets,
             start,
             sum_ns,
+            native,
+            exemplars,
         });
     }
 
@@ -246,6 +276,11 @@ impl Snapshot {
     /// Cumulative counts of a series, `+Inf` (the series' count) last.
     pub fn cumulative_counts(&self, series: &SnapshotSeries) -> &[u64] {
         &self.counts[series.start..series.start + series.buckets.cells()]
+    }
+
+    /// The latest exemplar of each classic bucket of a series (empty when it has none).
+    pub fn exemplars<'a>(&self, series: &'a SnapshotSeries) -> &'a [Option<Exemplar>] {
+        &series.exemplars
     }
 
     pub fn len(&self) -> usize {

@@ -191,9 +191,16 @@ impl AsgiMiddleware {
         duration_ns: u64,
     ) {
         let route = self.route_id(scope);
+        let traceparent = crate::request::scope_header(scope, b"traceparent");
+        let trace = crate::trace::current(
+            scope.py(),
+            traceparent
+                .as_ref()
+                .and_then(|t| std::str::from_utf8(t.as_bytes()).ok()),
+        );
         self.recorder
             .get()
-            .observe_client_route(route, upstream, method, status, duration_ns);
+            .observe_client_route(route, upstream, method, status, duration_ns, trace);
     }
 
     #[getter]

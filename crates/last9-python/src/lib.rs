@@ -18,6 +18,7 @@ mod render;
 mod request;
 mod runtime;
 mod server;
+mod trace;
 mod wsgi;
 
 #[pymodule]

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use last9_core::model::semconv::{self, Semconv, OTEL_BOUNDS_MS};
+use last9_core::native::NativeSpec;
 use last9_core::normalize::{self, RouteSyntax};
 use last9_core::registry::RequestLabel;
 use last9_core::{Buckets, ConstLabels, Limits, Request, RouteId, RouteTemplates};
@@ -90,11 +91,13 @@ impl Recorder {
         status: u16,
         elapsed: Duration,
     ) {
-        self.record_labelled(route, host, method, status, elapsed, None);
+        self.record_full(route, host, method, status, elapsed, None, None);
     }
 
-    /// [`Self::record`] with the value of the request label's header.
-    pub(crate) fn record_labelled(
+    /// [`Self::record`] with the value of the request label's header and the request's trace
+    /// context (which becomes an exemplar).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn record_full(
         &self,
         route: RouteId,
         host: Option<&str>,
@@ -102,6 +105,7 @@ impl Recorder {
         status: u16,
         elapsed: Duration,
         label: Option<&str>,
+        trace: Option<crate::trace::TraceIds>,
     ) {
         let duration_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         let request = Request {
@@ -111,7 +115,7 @@ impl Recorder {
             status,
             duration_ns,
         };
-        self.core.observe_labelled(&request, label);
+        self.core.observe_full(&request, label, trace);
     }
 
     /// The request label's header in a WSGI environ (None: no label, or no such header).
@@ -139,9 +143,10 @@ impl Recorder {
         method: &str,
         status: &str,
         ns: u64,
+        trace: Option<crate::trace::TraceIds>,
     ) {
         self.core
-            .observe_client(Some(route), upstream, method, status, ns);
+            .observe_client_traced(Some(route), upstream, method, status, ns, trace);
     }
 
     pub(crate) fn routed(&self) -> bool {
@@ -181,24 +186,80 @@ impl Recorder {
             .and_then(|m| m.cast::<PyString>().ok())
             .and_then(|m| m.to_str().ok())
             .unwrap_or("");
+        let traceparent = scope_header(scope, b"traceparent");
+        let trace = crate::trace::current(
+            py,
+            traceparent
+                .as_ref()
+                .and_then(|t| std::str::from_utf8(t.as_bytes()).ok()),
+        );
         let label = self.scope_label(scope);
         let label = label
             .as_ref()
             .and_then(|l| std::str::from_utf8(l.as_bytes()).ok());
         match scope_header(scope, b"host") {
             Some(host) => match std::str::from_utf8(host.as_bytes()) {
-                Ok(host) => self.record_labelled(route, Some(host), method, status, elapsed, label),
+                Ok(host) => self.record_full(route, Some(host), method, status, elapsed, label, trace),
                 Err(_) => {
                     let host = String::from_utf8_lossy(host.as_bytes());
-                    self.record_labelled(route, Some(&host), method, status, elapsed, label);
+                    self.record_full(route, Some(&host), method, status, elapsed, label, trace);
                 }
             },
             None => {
                 let server = server_host(scope);
-                self.record_labelled(route, server.as_deref(), method, status, elapsed, label);
+                self.record_full(route, server.as_deref(), method, status, elapsed, label, trace);
             }
         }
     }
+}
+
+/// The classic buckets and native shape a recorder's histograms keep, from its settings.
+fn histogram_layout(
+    bounds: Option<Vec<f64>>,
+    classic: bool,
+    native: Option<(i32, u32, f64)>,
+    naming: Semconv,
+) -> PyResult<Buckets> {
+    if !classic && native.is_none() {
+        return Err(MetricsError::new_err(
+            "LAST9_CLASSIC_HISTOGRAMS (classic_histograms) and LAST9_NATIVE_HISTOGRAMS \
+             (native_histograms) are both off: keep at least one kind of histogram",
+        ));
+    }
+    let buckets = match (classic, bounds) {
+        (false, _) => Buckets::none(),
+        (true, Some(bounds)) => Buckets::new(&bounds).map_err(to_py)?,
+        (true, None) if naming == Semconv::Otel => Buckets::new(&OTEL_BOUNDS_MS).map_err(to_py)?,
+        (true, None) => Buckets::last9_default(),
+    };
+    // OpenTelemetry's families are read from the same cells: they need its bounds.
+    let buckets = match naming {
+        Semconv::Last9 => buckets,
+        _ => buckets.with_bounds(&OTEL_BOUNDS_MS).map_err(to_py)?,
+    };
+    let Some((schema, max_buckets, zero_threshold)) = native else {
+        return Ok(buckets);
+    };
+    let schema = i8::try_from(schema)
+        .ok()
+        .filter(|s| (last9_core::native::MIN_SCHEMA..=last9_core::native::MAX_SCHEMA).contains(s))
+        .ok_or_else(|| {
+            MetricsError::new_err(format!(
+                "LAST9_NATIVE_SCHEMA (native_schema) must be between -4 and 8, not {schema}"
+            ))
+        })?;
+    if !(1..=4096).contains(&max_buckets) {
+        return Err(MetricsError::new_err(format!(
+            "LAST9_NATIVE_MAX_BUCKETS (native_max_buckets) must be between 1 and 4096, not {max_buckets}"
+        )));
+    }
+    let spec = NativeSpec::new(schema, zero_threshold, max_buckets).map_err(|_| {
+        MetricsError::new_err(format!(
+            "LAST9_NATIVE_ZERO_THRESHOLD (native_zero_threshold) must be a finite number of \
+             milliseconds, at least 0, not {zero_threshold}"
+        ))
+    })?;
+    Ok(buckets.with_native(Some(spec)))
 }
 
 #[pymethods]
@@ -212,7 +273,11 @@ impl Recorder {
         registry, *, hostname, program, tenant = String::new(), cluster = String::new(), buckets = None,
         max_routes = 500, max_domains = 100, route_syntax = None, domains = None, exclude = None,
         labels = Vec::new(), header_label = None, header_label_values = None, header_label_max = 10,
-        group_status = false, semconv = "last9"
+        group_status = false, semconv = "last9",
+        classic_histograms = true, native_histograms = true,
+        native_schema = last9_core::native::DEFAULT_SCHEMA as i32,
+        native_max_buckets = last9_core::native::DEFAULT_MAX_BUCKETS,
+        native_zero_threshold = last9_core::native::DEFAULT_ZERO_THRESHOLD_MS
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -234,22 +299,23 @@ impl Recorder {
         header_label_max: usize,
         group_status: bool,
         semconv: &str,
+        classic_histograms: bool,
+        native_histograms: bool,
+        native_schema: i32,
+        native_max_buckets: u32,
+        native_zero_threshold: f64,
     ) -> PyResult<Recorder> {
         let naming = Semconv::parse(semconv).ok_or_else(|| {
             MetricsError::new_err(format!(
                 "LAST9_SEMCONV (semconv) must be 'last9', 'otel' or 'dup', not {semconv:?}"
             ))
         })?;
-        let buckets = match (buckets, naming) {
-            (Some(bounds), _) => Buckets::new(&bounds).map_err(to_py)?,
-            (None, Semconv::Otel) => Buckets::new(&OTEL_BOUNDS_MS).map_err(to_py)?,
-            (None, _) => Buckets::last9_default(),
-        };
-        // OpenTelemetry's families are read from the same cells: they need its bounds.
-        let buckets = match naming {
-            Semconv::Last9 => buckets,
-            _ => buckets.with_bounds(&OTEL_BOUNDS_MS).map_err(to_py)?,
-        };
+        let buckets = histogram_layout(
+            buckets,
+            classic_histograms,
+            native_histograms.then_some((native_schema, native_max_buckets, native_zero_threshold)),
+            naming,
+        )?;
         semconv::set(naming);
         let consts = ConstLabels {
             hostname,
@@ -364,13 +430,14 @@ impl Recorder {
             .or_else(|| environ_text(environ, intern!(py, "SERVER_NAME")));
         let method = environ_text(environ, intern!(py, "REQUEST_METHOD"));
         let label = self.environ_label(environ);
-        self.record_labelled(
+        self.record_full(
             route,
             host.as_ref().and_then(|h| h.to_str().ok()),
             method.as_ref().and_then(|m| m.to_str().ok()).unwrap_or(""),
             status,
             Duration::from_nanos(duration_ns),
             label.as_ref().and_then(|l| l.to_str().ok()),
+            None,
         );
     }
 

@@ -65,7 +65,8 @@ impl RemoteWriter {
     #[new]
     #[pyo3(signature = (
         registry, url, *, interval = 15.0, username = None, password = None, bearer_token = None,
-        max_pending = 20, timeout = 10.0, ca_file = None, headers = Vec::new(), labels = Vec::new()
+        max_pending = 20, timeout = 10.0, ca_file = None, native_histograms = false,
+        headers = Vec::new(), labels = Vec::new()
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -79,10 +80,12 @@ impl RemoteWriter {
         max_pending: usize,
         timeout: f64,
         ca_file: Option<PathBuf>,
+        native_histograms: bool,
         headers: Vec<(String, String)>,
         labels: Vec<(String, String)>,
     ) -> PyResult<RemoteWriter> {
         let mut config = Config::new(url);
+        config.native_histograms = native_histograms;
         config.headers = headers;
         config.external_labels = labels;
         config.interval = seconds("interval", interval)?;

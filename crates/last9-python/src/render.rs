@@ -17,7 +17,10 @@ pub(crate) fn render<'py>(
     accept_encoding: Option<&str>,
     head: bool,
 ) -> PyResult<(&'static str, Option<&'static str>, usize, Bound<'py, PyBytes>)> {
-    if exposition::accepts_gzip(accept_encoding) {
+    let format = Format::negotiate(accept);
+    // Compressed and protobuf bodies are built whole first (prost sizes as it writes), then
+    // copied once into the bytes object.
+    if exposition::accepts_gzip(accept_encoding) || format == Format::Protobuf {
         let response = py.detach(|| exposition::scrape(registry, accept, accept_encoding));
         let length = response.body.len();
         let body = if head {
@@ -30,7 +33,6 @@ pub(crate) fn render<'py>(
         };
         return Ok((response.content_type, response.content_encoding, length, body));
     }
-    let format = Format::negotiate(accept);
     let (snapshot, length) = py.detach(|| {
         let snapshot = Snapshot::of(registry);
         let length = exposition::encoded_len(&Family::all(&snapshot), format);

@@ -179,9 +179,12 @@ impl WsgiMiddleware {
         duration_ns: u64,
     ) {
         let route = self.route_of(environ, false);
+        let py = environ.py();
+        let traceparent = environ_text(environ, intern!(py, "HTTP_TRACEPARENT"));
+        let trace = crate::trace::current(py, traceparent.as_ref().and_then(|t| t.to_str().ok()));
         self.recorder
             .get()
-            .observe_client_route(route, upstream, method, status, duration_ns);
+            .observe_client_route(route, upstream, method, status, duration_ns, trace);
     }
 
     #[getter]
@@ -236,14 +239,17 @@ impl WsgiMiddleware {
             .or_else(|| environ_text(environ, intern!(py, "SERVER_NAME")));
         // The in-flight token is the method's label index, read once when the request entered.
         let method = METHODS[usize::from(request.token) % METHODS.len()];
+        let traceparent = environ_text(environ, intern!(py, "HTTP_TRACEPARENT"));
+        let trace = crate::trace::current(py, traceparent.as_ref().and_then(|t| t.to_str().ok()));
         let label = recorder.environ_label(environ);
-        recorder.record_labelled(
+        recorder.record_full(
             route,
             host.as_ref().and_then(|h| h.to_str().ok()),
             method,
             status,
             elapsed,
             label.as_ref().and_then(|l| l.to_str().ok()),
+            trace,
         );
     }
 

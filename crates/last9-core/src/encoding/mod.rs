@@ -1,17 +1,21 @@
-//! Rendering the registry for a scrape: Prometheus text 0.0.4 and OpenMetrics 1.0, optionally
-//! gzip-compressed, chosen from the scraper's `Accept` and `Accept-Encoding` headers.
+//! Rendering the registry for a scrape: Prometheus text 0.0.4, OpenMetrics 1.0 and the protobuf
+//! format (the one that carries native histograms, see [`protobuf`]), optionally gzip-compressed, chosen from the scraper's `Accept` and `Accept-Encoding` headers.
 //!
 //! Output is sized exactly, then written once into its final buffer: each series' label text was
 //! escaped when the series was made, and numbers go through `itoa`/`ryu`, so no sample allocates.
 
 mod negotiate;
 pub mod otel;
+pub mod protobuf;
 mod response;
 pub mod runtime;
 
-pub use negotiate::{accepts_gzip, Format, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
+pub use negotiate::{
+    accepts_gzip, Format, OPENMETRICS_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE, TEXT_CONTENT_TYPE,
+};
 pub use response::{respond, scrape, ScrapeResponse};
 
+use crate::model::exemplar::Exemplar;
 use crate::model::histogram::float_text;
 use crate::model::registry::Registry;
 use crate::model::semconv;
@@ -310,6 +314,9 @@ fn write_histograms(
             sink.put(le.as_bytes());
             sink.put(b"\"} ");
             sink.put(number.format(*count).as_bytes());
+            if let Some(Some(exemplar)) = series.exemplars.get(i).filter(|_| openmetrics) {
+                write_exemplar(sink, exemplar, float);
+            }
             sink.put(b"\n");
         }
         sink.put(name);
@@ -322,8 +329,24 @@ fn write_histograms(
     }
 }
 
+/// An OpenMetrics exemplar after a bucket's value: ` # {trace_id="…",span_id="…"} value time`
+/// (63 characters of labels, within the format's 128).
+fn write_exemplar(sink: &mut impl Sink, exemplar: &Exemplar, float: &mut ryu::Buffer) {
+    sink.put(b" # {trace_id=\"");
+    sink.put(exemplar.trace_id_hex().as_bytes());
+    sink.put(b"\",span_id=\"");
+    sink.put(exemplar.span_id_hex().as_bytes());
+    sink.put(b"\"} ");
+    sink.put(float_text(float, exemplar.value_ms, true).as_bytes());
+    sink.put(b" ");
+    sink.put(float_text(float, exemplar.timestamp, true).as_bytes());
+}
+
 /// Exact length of the encoding of `families`.
 pub fn encoded_len(families: &[Family<'_>], format: Format) -> usize {
+    if format == Format::Protobuf {
+        return protobuf::encode_families(families).len();
+    }
     let mut measure = Measure(0);
     write_families(&mut measure, families, format);
     measure.0
@@ -331,6 +354,10 @@ pub fn encoded_len(families: &[Family<'_>], format: Format) -> usize {
 
 /// Encodes `families` into `out`, which must be exactly [`encoded_len`] bytes long.
 pub fn encode_into(families: &[Family<'_>], format: Format, out: &mut [u8]) {
+    if format == Format::Protobuf {
+        out.copy_from_slice(&protobuf::encode_families(families));
+        return;
+    }
     let mut fill = Fill { out, at: 0 };
     write_families(&mut fill, families, format);
     assert_eq!(
@@ -342,6 +369,9 @@ pub fn encode_into(families: &[Family<'_>], format: Format, out: &mut [u8]) {
 
 /// Encodes `families` into a new buffer.
 pub fn encode_families(families: &[Family<'_>], format: Format) -> Vec<u8> {
+    if format == Format::Protobuf {
+        return protobuf::encode_families(families);
+    }
     let mut out = vec![0; encoded_len(families, format)];
     encode_into(families, format, &mut out);
     out
@@ -396,7 +426,7 @@ mod tests {
     fn overflow_family(format: Format) -> String {
         let name = match format {
             Format::Text => "last9_label_overflow_total",
-            Format::OpenMetrics => "last9_label_overflow",
+            Format::OpenMetrics | Format::Protobuf => "last9_label_overflow",
         };
         format!(
             "# HELP {name} HTTP requests counted under _other in a label (past its cap, not yet admitted, \
@@ -449,6 +479,42 @@ mod tests {
     }
 
     #[test]
+    fn openmetrics_carries_the_exemplar_on_its_bucket_and_text_does_not() {
+        let registry = Registry::new();
+        let recorder = registry
+            .recorder(
+                ConstLabels::default(),
+                Buckets::new(&[1.0, 2.5]).unwrap(),
+                Limits::default(),
+            )
+            .unwrap();
+        let request = Request {
+            route: recorder.route("/t"),
+            host: Some("example.com"),
+            method: "GET",
+            status: 200,
+            duration_ns: 2_000_000,
+        };
+        let mut trace_id = [0u8; 16];
+        trace_id[15] = 0x2a;
+        recorder.observe_traced(&request, Some((trace_id, [0xff; 8])));
+        let om = encode(&registry, Format::OpenMetrics);
+        let line = om.lines().find(|l| l.contains("le=\"2.5\"")).unwrap();
+        let (sample, exemplar) = line.split_once(" # ").unwrap();
+        assert!(sample.ends_with("} 1"), "{line}");
+        let (labels, rest) = exemplar.split_once("} ").unwrap();
+        assert_eq!(
+            labels,
+            "{trace_id=\"0000000000000000000000000000002a\",span_id=\"ffffffffffffffff\""
+        );
+        let (value, time) = rest.split_once(' ').unwrap();
+        assert_eq!(value, "2.0");
+        assert!(time.parse::<f64>().unwrap() > 1.6e9);
+        assert_eq!(om.matches(" # {").count(), 1, "only its bucket has it");
+        assert!(!encode(&registry, Format::Text).contains(" # {"));
+    }
+
+    #[test]
     fn openmetrics_format_is_exact() {
         let expected = format!(
             "# HELP http_requests_duration_milliseconds HTTP requests duration per path, in milliseconds.\n\
@@ -487,7 +553,7 @@ mod tests {
 
     #[test]
     fn negotiation_follows_the_prometheus_rule() {
-        use Format::{OpenMetrics as Om, Text};
+        use Format::{OpenMetrics as Om, Protobuf as Pb, Text};
         let cases: &[(Option<&str>, Format)] = &[
             (None, Text),
             (Some(""), Text),
@@ -517,7 +583,16 @@ mod tests {
             (Some("application/openmetrics-text; version=2.0.0"), Text),
             (Some("application/openmetrics-text; version=2.0.0, application/openmetrics-text; version=1.0.0;q=0.1"), Om),
             (Some("text/plain; version=1.0.0"), Text),
-            (Some("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"), Text),
+            // Protobuf: only the delimited MetricFamily stream.
+            (Some("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"), Pb),
+            // What Prometheus 2.42 sends with --enable-feature=native-histograms.
+            (
+                Some("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"),
+                Pb,
+            ),
+            (Some("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=text"), Text),
+            (Some("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily"), Text),
+            (Some("application/vnd.google.protobuf;encoding=delimited, application/openmetrics-text;q=0.1"), Om),
         ];
         for &(accept, expected) in cases {
             assert_eq!(Format::negotiate(accept), expected, "{accept:?}");

@@ -2,6 +2,8 @@
 
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const PROTOBUF_CONTENT_TYPE: &str =
+    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
 
 /// An exposition format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -10,15 +12,19 @@ pub enum Format {
     Text,
     /// OpenMetrics 1.0 text.
     OpenMetrics,
+    /// Length-delimited `io.prometheus.client.MetricFamily` protobuf messages: the format of
+    /// native histograms.
+    Protobuf,
 }
 
 impl Format {
     /// The format the `Accept` header prefers, by the rule Prometheus' own client libraries use
     /// (client_golang `expfmt.NegotiateAccept`): media ranges in order of their `q` (ties keep
     /// their order; `q=0` excludes), the first one we serve wins: `text/plain` with no version or
-    /// version 0.0.4, `application/openmetrics-text` with no version or version 1.0.0 or 0.0.1.
-    /// Anything else (another version, `*/*`, protobuf) is skipped; with nothing left, text 0.0.4,
-    /// which every scraper understands.
+    /// version 0.0.4, `application/openmetrics-text` with no version or version 1.0.0 or 0.0.1,
+    /// `application/vnd.google.protobuf` with `proto=io.prometheus.client.MetricFamily` and
+    /// `encoding=delimited`. Anything else (another version, `*/*`) is skipped; with nothing
+    /// left, text 0.0.4, which every scraper understands.
     pub fn negotiate(accept: Option<&str>) -> Format {
         let mut best: Option<(f64, Format)> = None;
         for range in accept.unwrap_or("").split(',') {
@@ -36,6 +42,7 @@ impl Format {
         match self {
             Format::Text => TEXT_CONTENT_TYPE,
             Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
+            Format::Protobuf => PROTOBUF_CONTENT_TYPE,
         }
     }
 }
@@ -60,17 +67,24 @@ pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
 fn served_range(range: &str) -> Option<(Format, f64)> {
     let mut parts = range.split(';').map(str::trim);
     let media = parts.next()?;
-    let (mut q, mut version) = (1.0, None);
+    let (mut q, mut version, mut proto, mut encoding) = (1.0, None, None, None);
     for param in parts {
         let (name, value) = param.split_once('=')?;
         let value = value.trim().trim_matches('"');
         match name.trim().to_ascii_lowercase().as_str() {
             "q" => q = value.parse::<f64>().ok().filter(|q| (0.0..=1.0).contains(q))?,
             "version" => version = Some(value),
+            "proto" => proto = Some(value),
+            "encoding" => encoding = Some(value),
             _ => {}
         }
     }
-    let format = if media.eq_ignore_ascii_case("text/plain") && matches!(version, None | Some("0.0.4")) {
+    let format = if media.eq_ignore_ascii_case("application/vnd.google.protobuf") {
+        if proto != Some("io.prometheus.client.MetricFamily") || encoding != Some("delimited") {
+            return None;
+        }
+        Format::Protobuf
+    } else if media.eq_ignore_ascii_case("text/plain") && matches!(version, None | Some("0.0.4")) {
         Format::Text
     } else if media.eq_ignore_ascii_case("application/openmetrics-text")
         && matches!(version, None | Some("1.0.0" | "0.0.1"))

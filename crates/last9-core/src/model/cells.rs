@@ -22,9 +22,10 @@ pub(crate) struct CellArena {
 }
 
 impl CellArena {
-    /// Zeroed cells for a new series: its bucket counts, then its sum.
+    /// Zeroed cells for a new series: its bucket counts, its sum, its inline native slots and
+    /// its exemplar.
     pub(crate) fn histogram(&mut self, buckets: &Buckets) -> Histogram {
-        let cells = buckets.cells() + 1;
+        let cells = buckets.heap_cells();
         let chunk = match &self.chunk {
             Some(chunk) if chunk.len() - self.used >= cells => chunk.clone(),
             _ => {
@@ -39,7 +40,7 @@ impl CellArena {
         self.used += cells;
         // SAFETY: `cells` zeroed atomics of `chunk` handed out once, which the histogram's clone
         // of `chunk` keeps alive.
-        unsafe { Histogram::in_place(buckets, first, chunk) }
+        unsafe { Histogram::on_heap(buckets, first, chunk) }
     }
 }
 

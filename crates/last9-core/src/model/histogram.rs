@@ -11,14 +11,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::error::Error;
+use crate::model::exemplar::{Exemplar, ExemplarCells, EXEMPLAR_CELLS};
+use crate::model::native::{Extension, NativeBuckets, NativeCells, NativeSpec};
 
-/// Upper bounds of a histogram in milliseconds, with the text of each `le` label rendered once.
+/// Upper bounds of a histogram in milliseconds, with the text of each `le` label rendered once,
+/// and the shape of its native buckets when it keeps them.
 #[derive(Debug)]
 pub struct Buckets {
     bounds_ns: Box<[f64]>,
     bounds_ms: Box<[f64]>,
     le_text: Box<[Box<str>]>,
     le_openmetrics: Box<[Box<str>]>,
+    native: Option<NativeSpec>,
 }
 
 impl Buckets {
@@ -58,7 +62,53 @@ impl Buckets {
             bounds_ms: bounds.into_boxed_slice(),
             le_text,
             le_openmetrics,
+            native: None,
         })
+    }
+
+    /// A layout without classic buckets: only `+Inf` (so the text formats still give `_count`,
+    /// `_sum` and one bucket), for histograms that keep native buckets only.
+    pub fn none() -> Buckets {
+        Buckets {
+            bounds_ns: Box::new([]),
+            bounds_ms: Box::new([]),
+            le_text: Box::new([]),
+            le_openmetrics: Box::new([]),
+            native: None,
+        }
+    }
+
+    /// The same layout, keeping native buckets of `spec` too (or not, with None).
+    pub fn with_native(mut self, spec: Option<NativeSpec>) -> Buckets {
+        self.native = spec;
+        self
+    }
+
+    /// The native buckets' shape, when this layout keeps them.
+    pub fn native(&self) -> Option<&NativeSpec> {
+        self.native.as_ref()
+    }
+
+    /// Whether this layout has classic buckets besides `+Inf`.
+    pub fn has_classic(&self) -> bool {
+        !self.bounds_ms.is_empty()
+    }
+
+    /// Cells of the native buckets (0 without them); they follow the classic cells and the sum.
+    pub fn native_cells(&self) -> usize {
+        self.native.as_ref().map_or(0, NativeSpec::cells)
+    }
+
+    /// Every cell a histogram of this layout needs: classic buckets, the sum, native buckets,
+    /// the latest exemplar (in a worker's file; see [`Self::heap_cells`]).
+    pub fn all_cells(&self) -> usize {
+        self.cells() + 1 + self.native_cells() + EXEMPLAR_CELLS
+    }
+
+    /// [`Self::all_cells`] of a histogram on the heap, whose native slots past the inline ones
+    /// are allocated when needed.
+    pub fn heap_cells(&self) -> usize {
+        self.cells() + 1 + self.native.as_ref().map_or(0, NativeSpec::inline_cells) + EXEMPLAR_CELLS
     }
 
     /// These buckets with `extra` bounds (milliseconds) added where they are missing.
@@ -66,7 +116,7 @@ impl Buckets {
         let mut bounds: Vec<f64> = self.bounds_ms.iter().chain(extra).copied().collect();
         bounds.sort_by(f64::total_cmp);
         bounds.dedup();
-        Buckets::new(&bounds)
+        Ok(Buckets::new(&bounds)?.with_native(self.native))
     }
 
     /// Finite upper bounds in milliseconds.
@@ -99,7 +149,7 @@ impl Buckets {
 
 impl PartialEq for Buckets {
     fn eq(&self, other: &Self) -> bool {
-        self.bounds_ms == other.bounds_ms
+        self.bounds_ms == other.bounds_ms && self.native == other.native
     }
 }
 
@@ -130,7 +180,9 @@ pub(crate) fn float_text(buf: &mut ryu::Buffer, value: f64, openmetrics: bool) -
 /// What keeps a histogram's cells alive: its own allocation, or a shared file mapping.
 type Keeper = Arc<dyn Any + Send + Sync>;
 
-/// Counts and sum of one label set: `cells` per-bucket counts, then the sum in nanoseconds.
+/// Counts and sum of one label set: `cells` per-bucket counts, then the sum in nanoseconds,
+/// then the native buckets' cells when the layout keeps them (see [`crate::model::native`]), then the
+/// latest exemplar (see [`crate::model::exemplar`]).
 ///
 /// The cells live on the heap in a single process, and inside a worker's mapped file in
 /// multi-process mode (see [`crate::store`]); recording is the same atomic add either way.
@@ -138,6 +190,10 @@ pub struct Histogram {
     cells: NonNull<AtomicU64>,
     /// Number of bucket cells (`+Inf` included); the sum cell follows them.
     buckets: usize,
+    /// Number of native cells after the sum.
+    native: usize,
+    /// Native slots past the inline ones (heap histograms only).
+    extension: Extension,
     _keeper: Keeper,
 }
 
@@ -147,15 +203,17 @@ unsafe impl Sync for Histogram {}
 
 impl Histogram {
     pub fn new(buckets: &Buckets) -> Histogram {
-        let cells: Arc<[AtomicU64]> = (0..=buckets.cells()).map(|_| AtomicU64::new(0)).collect();
+        let cells: Arc<[AtomicU64]> = (0..buckets.heap_cells()).map(|_| AtomicU64::new(0)).collect();
         Histogram {
             cells: NonNull::from(&cells[0]),
             buckets: buckets.cells(),
+            native: buckets.native().map_or(0, NativeSpec::inline_cells),
+            extension: Extension::default(),
             _keeper: Arc::new(cells),
         }
     }
 
-    /// A histogram whose `buckets.cells() + 1` cells are at `cells`, kept alive by `keeper`.
+    /// A histogram whose `buckets.all_cells()` cells are at `cells`, kept alive by `keeper`.
     ///
     /// # Safety
     ///
@@ -165,6 +223,24 @@ impl Histogram {
         Histogram {
             cells,
             buckets: buckets.cells(),
+            native: buckets.native_cells(),
+            extension: Extension::default(),
+            _keeper: keeper,
+        }
+    }
+
+    /// A histogram on the heap whose `buckets.heap_cells()` cells are at `cells`, kept alive by
+    /// `keeper`: its native slots past the inline ones go to an extension when needed.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Self::in_place`].
+    pub(crate) unsafe fn on_heap(buckets: &Buckets, cells: NonNull<AtomicU64>, keeper: Keeper) -> Histogram {
+        Histogram {
+            cells,
+            buckets: buckets.cells(),
+            native: buckets.native().map_or(0, NativeSpec::inline_cells),
+            extension: Extension::default(),
             _keeper: keeper,
         }
     }
@@ -176,14 +252,69 @@ impl Histogram {
         unsafe { &*self.cells.as_ptr().add(i) }
     }
 
-    /// Records one duration. The sum is kept in whole nanoseconds so that it adds exactly.
+    /// The native cells, after the sum.
+    fn native_slice(&self) -> &[AtomicU64] {
+        // SAFETY: `in_place` and `new` guarantee `buckets + 1 + native` cells.
+        unsafe { std::slice::from_raw_parts(self.cells.as_ptr().add(self.buckets + 1), self.native) }
+    }
+
+    /// Records one duration, and returns its classic bucket (for an exemplar). The sum is kept in
+    /// whole nanoseconds so that it adds exactly.
     #[inline]
-    pub fn observe(&self, buckets: &Buckets, duration_ns: u64) {
+    pub fn observe(&self, buckets: &Buckets, duration_ns: u64) -> usize {
         let sum = self.cell(self.buckets);
         prefetch(sum);
-        self.cell(buckets.index_of(duration_ns))
-            .fetch_add(1, Ordering::Relaxed);
+        let bucket = buckets.index_of(duration_ns);
+        self.cell(bucket).fetch_add(1, Ordering::Relaxed);
         sum.fetch_add(duration_ns, Ordering::Relaxed);
+        if let Some(native) = self.native_cells_of(buckets) {
+            native.observe(duration_ns);
+        }
+        bucket
+    }
+
+    /// The native cells, when the layout keeps native buckets.
+    #[inline]
+    fn native_cells_of<'a>(&'a self, buckets: &'a Buckets) -> Option<NativeCells<'a>> {
+        let spec = buckets.native.as_ref()?;
+        if self.native == spec.cells() {
+            Some(NativeCells::new(spec, self.native_slice()))
+        } else if self.native == spec.inline_cells() {
+            Some(NativeCells::with_extension(
+                spec,
+                self.native_slice(),
+                &self.extension,
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// Keeps a traced observation that fell in classic bucket `bucket` as the exemplar.
+    #[cold]
+    pub fn keep_exemplar(&self, bucket: usize, trace_id: [u8; 16], span_id: [u8; 8], duration_ns: u64) {
+        ExemplarCells(self.exemplar_slice()).record(bucket, trace_id, span_id, duration_ns);
+    }
+
+    /// The latest exemplar per classic bucket (empty when there is none).
+    pub fn exemplars(&self) -> Box<[Option<Exemplar>]> {
+        let latest = ExemplarCells(self.exemplar_slice()).read();
+        crate::model::exemplar::latest_per_bucket(self.buckets, latest)
+    }
+
+    fn exemplar_slice(&self) -> &[AtomicU64] {
+        // SAFETY: `new` and `in_place` guarantee the exemplar cells after the native ones.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.cells.as_ptr().add(self.buckets + 1 + self.native),
+                EXEMPLAR_CELLS,
+            )
+        }
+    }
+
+    /// The native buckets, when the layout keeps them.
+    pub fn native(&self, buckets: &Buckets) -> Option<NativeBuckets> {
+        Some(self.native_cells_of(buckets)?.read())
     }
 
     /// Per-bucket counts (not cumulative), the last one being `+Inf`.
@@ -195,13 +326,20 @@ impl Histogram {
         self.cell(self.buckets).load(Ordering::Relaxed)
     }
 
-    /// Adds another histogram's counts and sum to this one (same layout).
-    pub(crate) fn add_from(&self, other: &Histogram) {
+    /// Adds another histogram's counts, sum and native buckets to this one (same layout), and
+    /// takes its exemplar.
+    pub(crate) fn add_from(&self, buckets: &Buckets, other: &Histogram) {
         for i in 0..=self.buckets.min(other.buckets) {
             let v = other.cell(i).load(Ordering::Relaxed);
             if v != 0 {
                 self.cell(i).fetch_add(v, Ordering::Relaxed);
             }
+        }
+        if let (Some(ours), Some(theirs)) = (self.native_cells_of(buckets), other.native(buckets)) {
+            ours.add(&theirs);
+        }
+        if let Some((bucket, exemplar)) = ExemplarCells(other.exemplar_slice()).read() {
+            ExemplarCells(self.exemplar_slice()).put(bucket, &exemplar);
         }
     }
 }
@@ -273,6 +411,24 @@ mod tests {
         assert!(Buckets::new(&[1.0, 1.0]).is_err());
         assert!(Buckets::new(&[f64::NAN]).is_err());
         assert!(Buckets::new(&[1.0, f64::INFINITY]).is_ok());
+    }
+
+    #[test]
+    fn moving_a_series_keeps_its_native_buckets_and_exemplar() {
+        let buckets = Buckets::new(&[1.0])
+            .unwrap()
+            .with_native(Some(NativeSpec::default_spec()));
+        let old = Histogram::new(&buckets);
+        for ms in [0.5, 2.0, 300.0] {
+            old.observe(&buckets, (ms * 1e6) as u64);
+        }
+        old.keep_exemplar(1, [3; 16], [4; 8], 2_000_000);
+        let moved = Histogram::new(&buckets);
+        moved.add_from(&buckets, &old);
+        assert_eq!(moved.native(&buckets), old.native(&buckets));
+        assert_eq!(moved.native(&buckets).unwrap().count(), 3);
+        assert_eq!(moved.exemplars()[1].unwrap().trace_id, [3; 16]);
+        assert_eq!(moved.counts().collect::<Vec<_>>(), vec![1, 2]);
     }
 
     #[test]

@@ -92,7 +92,13 @@ impl Lineage {
         method: &str,
         status: &str,
         duration_ns: u64,
+        trace: Option<([u8; 16], [u8; 8])>,
     ) {
+        let keep = |h: &Histogram, bucket: usize| {
+            if let Some((trace_id, span_id)) = trace {
+                h.keep_exemplar(bucket, trace_id, span_id, duration_ns);
+            }
+        };
         let upstream = self.upstreams.intern(&upstream.to_ascii_lowercase());
         let status = self.statuses.intern(status);
         let method = method_index(method) as u8;
@@ -103,7 +109,7 @@ impl Lineage {
             status,
         };
         if let Some((_, h)) = self.client.read().get(&key) {
-            h.observe(buckets, duration_ns);
+            keep(h, h.observe(buckets, duration_ns));
             return;
         }
         let mut map = self.client.write();
@@ -124,7 +130,7 @@ impl Lineage {
             let text = escaped_pairs(&pairs);
             (text.into(), Histogram::new(buckets))
         });
-        h.observe(buckets, duration_ns);
+        keep(h, h.observe(buckets, duration_ns));
     }
 
     /// Counts one inbound request from `caller` (None: it named none).

@@ -5,8 +5,10 @@
 //! store layer hands to the global registry.
 
 pub(crate) mod cells;
+pub mod exemplar;
 pub mod gauge;
 pub mod histogram;
 pub mod lineage;
+pub mod native;
 pub mod registry;
 pub mod semconv;

@@ -19,9 +19,11 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::error::Error;
 use crate::model::cells::CellArena;
+use crate::model::exemplar::Exemplar;
 use crate::model::gauge::Gauge;
 use crate::model::histogram::{Buckets, Histogram};
 use crate::model::lineage::Lineage;
+use crate::model::native::NativeBuckets;
 use crate::process;
 use crate::values::escape::escape_label_value;
 use crate::values::exclude::Exclusions;
@@ -315,7 +317,13 @@ impl Recorder {
 
     /// Records one request (none of an excluded route).
     pub fn observe(&self, request: &Request<'_>) {
-        self.observe_labelled(request, None);
+        self.observe_full(request, None, None);
+    }
+
+    /// Records one request that carried a trace context (`trace_id`, `span_id`): it becomes the
+    /// exemplar of its series.
+    pub fn observe_traced(&self, request: &Request<'_>, trace: Option<([u8; 16], [u8; 8])>) {
+        self.observe_full(request, None, trace);
     }
 
     /// Gives this recorder's duration series a label taken from each request; false when it
@@ -339,6 +347,17 @@ impl Recorder {
 
     /// Records one request with the value its request label takes (None: the request has none).
     pub fn observe_labelled(&self, request: &Request<'_>, label: Option<&str>) {
+        self.observe_full(request, label, None);
+    }
+
+    /// Records one request with the value its request label takes and its trace context (the
+    /// exemplar of its series), each when it has one.
+    pub fn observe_full(
+        &self,
+        request: &Request<'_>,
+        label: Option<&str>,
+        trace: Option<([u8; 16], [u8; 8])>,
+    ) {
         if request.route.is_excluded() {
             return;
         }
@@ -367,15 +386,19 @@ impl Recorder {
         {
             let table = self.series.read();
             if let Some(&i) = table.index.get(&key) {
-                table.cells[i as usize].observe(&self.buckets, request.duration_ns);
+                let histogram = &table.cells[i as usize];
+                let bucket = histogram.observe(&self.buckets, request.duration_ns);
+                if let Some((trace_id, span_id)) = trace {
+                    histogram.keep_exemplar(bucket, trace_id, span_id, request.duration_ns);
+                }
                 return;
             }
         }
-        self.observe_new(key, request.duration_ns);
+        self.observe_new(key, request.duration_ns, trace);
     }
 
     #[cold]
-    fn observe_new(&self, key: SeriesKey, duration_ns: u64) {
+    fn observe_new(&self, key: SeriesKey, duration_ns: u64, trace: Option<([u8; 16], [u8; 8])>) {
         let mut table = self.series.write();
         let table = &mut *table;
         let i = match table.index.get(&key) {
@@ -390,7 +413,10 @@ impl Recorder {
                 table.cells.len() - 1
             }
         };
-        table.cells[i].observe(&self.buckets, duration_ns);
+        let bucket = table.cells[i].observe(&self.buckets, duration_ns);
+        if let Some((trace_id, span_id)) = trace {
+            table.cells[i].keep_exemplar(bucket, trace_id, span_id, duration_ns);
+        }
     }
 
     /// The lineage series (outbound calls, callers) of this recorder.
@@ -407,6 +433,19 @@ impl Recorder {
         status: &str,
         duration_ns: u64,
     ) {
+        self.observe_client_traced(per, upstream, method, status, duration_ns, None);
+    }
+
+    /// [`Self::observe_client`] of a call made in a traced span, which becomes its exemplar.
+    pub fn observe_client_traced(
+        &self,
+        per: Option<RouteId>,
+        upstream: &str,
+        method: &str,
+        status: &str,
+        duration_ns: u64,
+        trace: Option<([u8; 16], [u8; 8])>,
+    ) {
         let per = per.unwrap_or_else(|| self.unmatched());
         if per.is_excluded() {
             return;
@@ -421,6 +460,7 @@ impl Recorder {
             method,
             status,
             duration_ns,
+            trace,
         );
     }
 
@@ -522,7 +562,7 @@ impl Recorder {
         for (key, cells) in table.keys.iter().zip(table.cells.iter_mut()) {
             let histogram = self.histogram(&mut table.arena, key);
             if same_process {
-                histogram.add_from(cells);
+                histogram.add_from(&self.buckets, cells);
             }
             *cells = histogram;
         }
@@ -579,20 +619,30 @@ impl Recorder {
     /// copied under the table's read lock and the text is built after it, so a scrape never holds
     /// up the creation of a series for longer than a copy.
     pub fn for_each_series(&self, mut f: impl FnMut(&str, &[u64], u64)) {
+        self.for_each_series_full(|labels, counts, sum_ns, _| f(labels, counts, sum_ns));
+    }
+
+    /// [`Self::for_each_series`] with each series' native buckets and exemplars.
+    pub fn for_each_series_full(&self, mut f: impl FnMut(&str, &[u64], u64, SeriesExtras)) {
         let width = self.buckets.cells();
-        let (keys, counts, sums) = {
+        let (keys, counts, sums, extras) = {
             let table = self.series.read();
             let mut counts = Vec::with_capacity(table.cells.len() * width);
             let mut sums = Vec::with_capacity(table.cells.len());
+            let mut extras = Vec::with_capacity(table.cells.len());
             for histogram in &table.cells {
                 counts.extend(histogram.counts());
                 sums.push(histogram.sum_ns());
+                extras.push(SeriesExtras {
+                    native: histogram.native(&self.buckets),
+                    exemplars: histogram.exemplars(),
+                });
             }
-            (table.keys.clone(), counts, sums)
+            (table.keys.clone(), counts, sums, extras)
         };
-        for (i, key) in keys.iter().enumerate() {
+        for ((i, key), extras) in keys.iter().enumerate().zip(extras) {
             let labels = self.with_pairs(key, escaped_pairs);
-            f(&labels, &counts[i * width..(i + 1) * width], sums[i]);
+            f(&labels, &counts[i * width..(i + 1) * width], sums[i], extras);
         }
     }
 
@@ -604,6 +654,13 @@ impl Recorder {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// What a series has beside its classic counts and sum.
+pub struct SeriesExtras {
+    pub native: Option<NativeBuckets>,
+    /// The latest exemplar of each classic bucket (empty when there is none).
+    pub exemplars: Box<[Option<Exemplar>]>,
 }
 
 /// `name="value",…` with values escaped.

@@ -11,8 +11,12 @@
 //!         16 used u64 (atomic: end of the published records) | 24 pid u32
 //!         28 flags u32 (atomic; bit 0: some series of the process are not in the file) | 32..64 zero
 //! LAYOUT   8 id u32 | 12 n_bounds u32 | 16 max_routes u32 | 20 max_domains u32 | 24 bounds f64 × n
+//!          | native u32 (1: native buckets kept) | schema i32 | max_buckets u32 | zero u32
+//!          | zero_threshold f64 (ms)
 //! HISTOGRAM 8 layout u32 | 12 n_labels u16 | 14 labels_len u16 | 16 labels, zero-padded to 8
 //!          | cells u64 × (n_bounds + 2): per-bucket counts with +Inf last, then the sum in ns
+//!          | the native buckets' cells when the layout keeps them (`crate::model::native`)
+//!          | the latest exemplar's cells (`crate::model::exemplar`)
 //! ABSORBED 8 name_len u32 | 12 name (archives only: a worker file already merged in)
 //! GAUGE    8 n_labels u16 | 10 labels_len u16 | 12 zero u32 | 16 labels, zero-padded to 8
 //!          | value i64 (worker files only: a gauge is the state of a live process, so readers
@@ -24,6 +28,9 @@
 //! file are then updated in place with atomic adds, and read with atomic loads.
 
 use std::sync::atomic::AtomicU64;
+
+use crate::model::exemplar::EXEMPLAR_CELLS;
+use crate::model::native::NativeSpec;
 
 pub const MAGIC: [u8; 4] = *b"L9MP";
 pub const BOM: u32 = 0x0102_0304;
@@ -79,9 +86,20 @@ fn pad8(out: &mut Vec<u8>) {
     out.resize(align8(out.len()), 0);
 }
 
-/// A LAYOUT record: the bucket bounds (ms) and label limits that histograms refer to by `id`.
-pub fn layout_record(out: &mut Vec<u8>, id: u32, bounds: &[f64], max_routes: u32, max_domains: u32) {
-    let len = 24 + 8 * bounds.len();
+/// Bytes of a LAYOUT record after its bounds: the native buckets' shape.
+const LAYOUT_NATIVE_LEN: usize = 24;
+
+/// A LAYOUT record: the bucket bounds (ms), native buckets and label limits that histograms refer
+/// to by `id`.
+pub fn layout_record(
+    out: &mut Vec<u8>,
+    id: u32,
+    bounds: &[f64],
+    native: Option<&NativeSpec>,
+    max_routes: u32,
+    max_domains: u32,
+) {
+    let len = 24 + 8 * bounds.len() + LAYOUT_NATIVE_LEN;
     record_start(out, RECORD_LAYOUT, len);
     for v in [id, bounds.len() as u32, max_routes, max_domains] {
         out.extend_from_slice(&v.to_ne_bytes());
@@ -89,6 +107,20 @@ pub fn layout_record(out: &mut Vec<u8>, id: u32, bounds: &[f64], max_routes: u32
     for b in bounds {
         out.extend_from_slice(&b.to_ne_bytes());
     }
+    let (kept, schema, max_buckets, zero) = match native {
+        Some(n) => (1u32, n.schema() as i32, n.max_buckets(), n.zero_threshold_ms()),
+        None => (0, 0, 0, 0.0),
+    };
+    out.extend_from_slice(&kept.to_ne_bytes());
+    out.extend_from_slice(&schema.to_ne_bytes());
+    out.extend_from_slice(&max_buckets.to_ne_bytes());
+    out.extend_from_slice(&0u32.to_ne_bytes());
+    out.extend_from_slice(&zero.to_ne_bytes());
+}
+
+/// Cells of a HISTOGRAM record of a layout with `n_bounds` bounds and `native` buckets.
+pub fn histogram_cells(n_bounds: usize, native: Option<&NativeSpec>) -> usize {
+    n_bounds + 2 + native.map_or(0, NativeSpec::cells) + EXEMPLAR_CELLS
 }
 
 /// Encodes label pairs into the labels block of a HISTOGRAM record. Names longer than 255 bytes
@@ -108,10 +140,10 @@ pub fn encode_labels<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) ->
     (n, block)
 }
 
-/// The size of a HISTOGRAM record and the offset of its cells within it.
-pub fn histogram_record_len(labels_len: usize, n_bounds: usize) -> (usize, usize) {
+/// The size of a HISTOGRAM record with `n_cells` cells and the offset of its cells within it.
+pub fn histogram_record_len(labels_len: usize, n_cells: usize) -> (usize, usize) {
     let cells_at = align8(16 + labels_len);
-    (cells_at + 8 * (n_bounds + 2), cells_at)
+    (cells_at + 8 * n_cells, cells_at)
 }
 
 /// The size of a GAUGE record and the offset of its value within it.
@@ -134,7 +166,7 @@ pub fn gauge_record(out: &mut Vec<u8>, n_labels: u16, labels: &[u8], value: i64)
 
 /// A HISTOGRAM record with the given cell values (zero for a new series).
 pub fn histogram_record(out: &mut Vec<u8>, layout: u32, n_labels: u16, labels: &[u8], cells: &[u64]) {
-    let (len, _) = histogram_record_len(labels.len(), cells.len() - 2);
+    let (len, _) = histogram_record_len(labels.len(), cells.len());
     record_start(out, RECORD_HISTOGRAM, len);
     out.extend_from_slice(&layout.to_ne_bytes());
     out.extend_from_slice(&n_labels.to_ne_bytes());
@@ -160,6 +192,7 @@ pub fn absorbed_record(out: &mut Vec<u8>, name: &str) {
 pub struct Layout {
     pub id: u32,
     pub bounds: Vec<f64>,
+    pub native: Option<NativeSpec>,
     pub max_routes: u32,
     pub max_domains: u32,
 }
@@ -171,7 +204,7 @@ pub enum Record<'a> {
         layout: u32,
         n_labels: u16,
         labels: &'a [u8],
-        /// `n_bounds + 2` cells, read with atomic loads (a live writer may be adding to them).
+        /// [`histogram_cells`] cells, read with atomic loads (a live writer may be adding to them).
         cells: &'a [AtomicU64],
     },
     Absorbed(&'a str),
@@ -294,10 +327,23 @@ impl<'a> Region<'a> {
             return Err(format!("short layout record at {at}"));
         }
         let n = field(12) as usize;
-        if n == 0 || n > MAX_BOUNDS || body.len() != 24 + 8 * n {
+        if n > MAX_BOUNDS || body.len() != 24 + 8 * n + LAYOUT_NATIVE_LEN {
             return Err(format!("bad layout record at {at}"));
         }
-        let bounds: Vec<f64> = body[24..]
+        let tail = 24 + 8 * n;
+        let native = match field(tail) {
+            0 => None,
+            1 => {
+                let schema = field(tail + 4) as i32;
+                let zero = f64::from_ne_bytes(body[tail + 16..tail + 24].try_into().unwrap());
+                let spec = i8::try_from(schema)
+                    .ok()
+                    .and_then(|schema| NativeSpec::new(schema, zero, field(tail + 8)).ok());
+                Some(spec.ok_or_else(|| format!("bad native buckets in layout record at {at}"))?)
+            }
+            _ => return Err(format!("bad layout record at {at}")),
+        };
+        let bounds: Vec<f64> = body[24..tail]
             .chunks_exact(8)
             .map(|c| f64::from_ne_bytes(c.try_into().unwrap()))
             .collect();
@@ -307,6 +353,7 @@ impl<'a> Region<'a> {
         Ok(Layout {
             id: field(8),
             bounds,
+            native,
             max_routes: field(16),
             max_domains: field(20),
         })
@@ -471,7 +518,8 @@ mod tests {
     #[test]
     fn records_round_trip() {
         let mut recs = Vec::new();
-        layout_record(&mut recs, 0, &[1.0, 2.5], 500, 100);
+        let spec = NativeSpec::new(2, 0.5, 10).unwrap();
+        layout_record(&mut recs, 0, &[1.0, 2.5], Some(&spec), 500, 100);
         let (n, labels) = encode_labels([("per", "/a"), ("status", "200"), ("domain", "")]);
         histogram_record(&mut recs, 0, n, &labels, &[1, 2, 3, 42]);
         absorbed_record(&mut recs, "w-12-34.db");
@@ -483,7 +531,10 @@ mod tests {
         let records = region.records(used).unwrap();
         assert_eq!(records.len(), 3);
         match &records[0] {
-            Record::Layout(l) => assert_eq!(l.bounds, vec![1.0, 2.5]),
+            Record::Layout(l) => {
+                assert_eq!(l.bounds, vec![1.0, 2.5]);
+                assert_eq!(l.native, Some(spec));
+            }
             _ => panic!("layout first"),
         }
         match &records[1] {
@@ -507,7 +558,7 @@ mod tests {
     #[test]
     fn damaged_files_are_errors_not_panics() {
         let mut recs = Vec::new();
-        layout_record(&mut recs, 0, &[1.0], 5, 5);
+        layout_record(&mut recs, 0, &[1.0], None, 5, 5);
         let (n, labels) = encode_labels([("per", "/a")]);
         histogram_record(&mut recs, 0, n, &labels, &[1, 2, 3]);
         let good = image(&recs);

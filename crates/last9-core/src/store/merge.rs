@@ -19,7 +19,9 @@ use super::file::{write_atomically, Fd, Mapping, WorkerFile};
 use super::format::{self, labels_iter, Layout, Record, Region};
 use std::sync::Arc;
 
+use crate::model::exemplar::{latest_per_bucket, Exemplar, ExemplarCells, EXEMPLAR_CELLS};
 use crate::model::histogram::Buckets;
+use crate::model::native::{NativeBuckets, NativeCells, NativeSpec};
 use crate::model::registry::{DOMAIN_OVERFLOW, ROUTE_OVERFLOW};
 use crate::snapshot::Snapshot;
 use crate::values::escape::escape_label_value;
@@ -50,6 +52,7 @@ pub fn notice(message: String) {
 
 struct MergedLayout {
     bounds: Vec<f64>,
+    native: Option<NativeSpec>,
     max_routes: u32,
     max_domains: u32,
     buckets: Arc<Buckets>,
@@ -66,6 +69,10 @@ struct MergedSeries {
     labels: Box<[u8]>,
     /// Per-bucket counts, `+Inf`, then the sum in nanoseconds.
     cells: Vec<u64>,
+    /// The native buckets, summed at the coarsest schema among the files.
+    native: Option<NativeBuckets>,
+    /// The latest exemplar of each file, with its classic bucket.
+    exemplars: Vec<(usize, Exemplar)>,
 }
 
 /// Series summed by label set over any number of files.
@@ -94,14 +101,24 @@ impl Merged {
     }
 
     fn layout_index(&mut self, layout: &Layout) -> usize {
-        if let Some(i) = self.layouts.iter().position(|l| l.bounds == layout.bounds) {
+        if let Some(i) = self
+            .layouts
+            .iter()
+            .position(|l| l.bounds == layout.bounds && l.native == layout.native)
+        {
             return i;
         }
+        let classic = if layout.bounds.is_empty() {
+            Buckets::none()
+        } else {
+            Buckets::new(&layout.bounds).expect("bounds were validated when read")
+        };
         self.layouts.push(MergedLayout {
             bounds: layout.bounds.clone(),
+            native: layout.native,
             max_routes: layout.max_routes,
             max_domains: layout.max_domains,
-            buckets: Arc::new(Buckets::new(&layout.bounds).expect("bounds were validated when read")),
+            buckets: Arc::new(classic.with_native(layout.native)),
             index: AHashMap::new(),
             routes: AHashSet::new(),
             domains: AHashSet::new(),
@@ -120,10 +137,10 @@ impl Merged {
         for record in &records {
             match record {
                 Record::Layout(l) => {
-                    checked_layouts.insert(l.id, l.bounds.len());
+                    checked_layouts.insert(l.id, format::histogram_cells(l.bounds.len(), l.native.as_ref()));
                 }
                 Record::Histogram { layout, cells, .. } => match checked_layouts.get(layout) {
-                    Some(&n) if cells.len() == n + 2 => {}
+                    Some(&n) if cells.len() == n => {}
                     _ => return Err("a histogram whose layout is missing or does not fit".into()),
                 },
                 Record::Absorbed(_) | Record::Gauge { .. } => {}
@@ -143,9 +160,16 @@ impl Merged {
                     labels,
                     cells,
                 } => {
+                    let layout = file_layouts[&layout];
+                    let classic = self.layouts[layout].bounds.len() + 2;
                     values.clear();
-                    values.extend(cells.iter().map(|c| c.load(Ordering::Relaxed)));
-                    self.add_series(file_layouts[&layout], n_labels, labels, &values);
+                    values.extend(cells[..classic].iter().map(|c| c.load(Ordering::Relaxed)));
+                    let native = self.layouts[layout]
+                        .native
+                        .as_ref()
+                        .map(|spec| NativeCells::new(spec, &cells[classic..classic + spec.cells()]).read());
+                    let exemplar = ExemplarCells(&cells[cells.len() - EXEMPLAR_CELLS..]).read();
+                    self.add_series(layout, n_labels, labels, &values, native, exemplar);
                 }
                 Record::Absorbed(name) => absorbed.push(name),
                 Record::Gauge {
@@ -168,7 +192,15 @@ impl Merged {
         Ok(absorbed)
     }
 
-    fn add_series(&mut self, layout: usize, n_labels: u16, labels: &[u8], values: &[u64]) {
+    fn add_series(
+        &mut self,
+        layout: usize,
+        n_labels: u16,
+        labels: &[u8],
+        values: &[u64],
+        native: Option<NativeBuckets>,
+        exemplar: Option<(usize, Exemplar)>,
+    ) {
         let folded;
         let labels = if self.capped {
             folded = self.fold(layout, n_labels, labels);
@@ -179,10 +211,16 @@ impl Merged {
         let merged_layout = &mut self.layouts[layout];
         match merged_layout.index.get(labels) {
             Some(&i) => {
-                let cells = &mut self.series[i].cells;
-                for (cell, v) in cells.iter_mut().zip(values) {
+                let series = &mut self.series[i];
+                for (cell, v) in series.cells.iter_mut().zip(values) {
                     *cell = cell.wrapping_add(*v);
                 }
+                match (&mut series.native, native) {
+                    (Some(sum), Some(more)) => sum.add(&more),
+                    (sum @ None, more) => *sum = more,
+                    _ => {}
+                }
+                series.exemplars.extend(exemplar);
             }
             None => {
                 let labels: Box<[u8]> = labels.into();
@@ -192,6 +230,8 @@ impl Merged {
                     n_labels,
                     labels,
                     cells: values.to_vec(),
+                    native,
+                    exemplars: exemplar.into_iter().collect(),
                 });
             }
         }
@@ -235,11 +275,17 @@ impl Merged {
             let layout = &self.layouts[series.layout];
             label_text(&mut text, &series.labels, series.n_labels);
             let n = series.cells.len() - 1;
-            snapshot.push(
+            let mut native = series.native.clone();
+            if let (Some(native), Some(spec)) = (&mut native, &layout.native) {
+                native.limit(spec.max_buckets());
+            }
+            snapshot.push_series(
                 text.as_str().into(),
                 layout.buckets.clone(),
                 series.cells[..n].iter().copied(),
                 series.cells[n],
+                native,
+                latest_per_bucket(n, series.exemplars.iter().copied()),
             );
         }
         for (n_labels, labels, value) in &self.gauges {
@@ -253,10 +299,18 @@ impl Merged {
     fn to_archive(&self, absorbed: &[String]) -> Vec<u8> {
         let mut out = format::header(format::FILE_ARCHIVE, std::process::id()).to_vec();
         for (id, l) in self.layouts.iter().enumerate() {
-            format::layout_record(&mut out, id as u32, &l.bounds, l.max_routes, l.max_domains);
+            format::layout_record(
+                &mut out,
+                id as u32,
+                &l.bounds,
+                l.native.as_ref(),
+                l.max_routes,
+                l.max_domains,
+            );
         }
         for s in &self.series {
-            format::histogram_record(&mut out, s.layout as u32, s.n_labels, &s.labels, &s.cells);
+            let cells = archive_cells(s, self.layouts[s.layout].native.as_ref());
+            format::histogram_record(&mut out, s.layout as u32, s.n_labels, &s.labels, &cells);
         }
         for name in absorbed {
             format::absorbed_record(&mut out, name);
@@ -265,6 +319,28 @@ impl Merged {
         out[format::USED_OFFSET..format::USED_OFFSET + 8].copy_from_slice(&used.to_ne_bytes());
         out
     }
+}
+
+/// The cells of a merged series as a HISTOGRAM record holds them: classic counts and sum, the
+/// native buckets rebuilt into a table of `native`'s shape, the latest exemplar.
+fn archive_cells(series: &MergedSeries, native: Option<&NativeSpec>) -> Vec<u64> {
+    let n_native = native.map_or(0, NativeSpec::cells);
+    let extra: Vec<std::sync::atomic::AtomicU64> = (0..n_native + EXEMPLAR_CELLS)
+        .map(|_| std::sync::atomic::AtomicU64::new(0))
+        .collect();
+    if let (Some(spec), Some(buckets)) = (native, &series.native) {
+        NativeCells::new(spec, &extra[..n_native]).add(buckets);
+    }
+    let latest = series
+        .exemplars
+        .iter()
+        .max_by(|a, b| a.1.timestamp.total_cmp(&b.1.timestamp));
+    if let Some((bucket, exemplar)) = latest {
+        ExemplarCells(&extra[n_native..]).put(*bucket, exemplar);
+    }
+    let mut cells = series.cells.clone();
+    cells.extend(extra.iter().map(|c| c.load(Ordering::Relaxed)));
+    cells
 }
 
 /// The escaped label text (`a="1",b="2"`) of a labels block, into `text`.
@@ -538,12 +614,14 @@ mod tests {
     fn worker(dir: &Path, routes: &[&str], count: u64) -> WorkerFile {
         let mut file = WorkerFile::create(dir, 4242).unwrap();
         let mut rec = Vec::new();
-        format::layout_record(&mut rec, 0, &[1.0, 2.0], 3, 3);
+        format::layout_record(&mut rec, 0, &[1.0, 2.0], None, 3, 3);
         file.append(&rec).unwrap();
         for route in routes {
             let (n, labels) = format::encode_labels([("per", *route), ("status", "200")]);
             let mut rec = Vec::new();
-            format::histogram_record(&mut rec, 0, n, &labels, &[count, 0, 0, count * 500_000]);
+            let mut cells = vec![count, 0, 0, count * 500_000];
+            cells.resize(format::histogram_cells(2, None), 0);
+            format::histogram_record(&mut rec, 0, n, &labels, &cells);
             file.append(&rec).unwrap();
         }
         file
@@ -582,6 +660,67 @@ mod tests {
         assert!(text
             .contains("http_requests_duration_milliseconds_bucket{per=\"/b\",status=\"200\",le=\"1\"} 5\n"));
         assert!(text.contains("http_requests_duration_milliseconds_sum{per=\"/b\",status=\"200\"} 2.5\n"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A worker file whose one series `/n` keeps native buckets (schema 3, at most `max_buckets`)
+    /// of `durations_ms`, and a traced exemplar of its last duration.
+    fn native_worker(dir: &Path, max_buckets: u32, durations_ms: &[f64], trace: u8) -> WorkerFile {
+        let spec = NativeSpec::new(3, 0.0, max_buckets).unwrap();
+        let buckets = Buckets::new(&[1.0, 2.0]).unwrap().with_native(Some(spec));
+        let mut file = WorkerFile::create(dir, 4242).unwrap();
+        let mut rec = Vec::new();
+        format::layout_record(&mut rec, 0, &[1.0, 2.0], Some(&spec), 3, 3);
+        file.append(&rec).unwrap();
+        let (n, labels) = format::encode_labels([("per", "/n")]);
+        let cells = vec![0u64; buckets.all_cells()];
+        let mut rec = Vec::new();
+        format::histogram_record(&mut rec, 0, n, &labels, &cells);
+        let at = file.append(&rec).unwrap();
+        let (_, cells_at) = format::histogram_record_len(labels.len(), cells.len());
+        let keeper: Arc<dyn std::any::Any + Send + Sync> = file.mapping().clone();
+        // SAFETY: the record's cells, in the mapping kept alive by `keeper`.
+        let histogram = unsafe {
+            crate::model::histogram::Histogram::in_place(&buckets, file.cell_ptr(at + cells_at), keeper)
+        };
+        for ms in durations_ms {
+            let ns = (ms * 1e6) as u64;
+            let bucket = histogram.observe(&buckets, ns);
+            histogram.keep_exemplar(bucket, [trace; 16], [trace; 8], ns);
+        }
+        file
+    }
+
+    #[test]
+    fn native_buckets_and_exemplars_merge_exactly_across_workers_and_the_archive() {
+        let dir = temp_dir("native");
+        // One worker within its bucket limit (schema 3); one past it (reduced to a coarser one).
+        drop(native_worker(&dir, 4, &[1.5, 1.5, 3.0], 1));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        drop(native_worker(&dir, 4, &[0.01, 0.1, 1.0, 10.0, 100.0, 1000.0], 2));
+        let check = |snapshot: &Snapshot| {
+            assert_eq!(snapshot.len(), 1);
+            let series = &snapshot.series()[0];
+            let native = series.native.as_ref().unwrap();
+            assert!(native.schema < 3, "mixed schemas reduce to the coarser");
+            assert_eq!(native.count(), 9);
+            assert_eq!(snapshot.cumulative_counts(series).last(), Some(&9));
+            // The latest exemplar of each bucket: 3 ms (worker 1, +Inf) was overtaken there by
+            // 1000 ms (worker 2, later).
+            let inf = series.exemplars[2].unwrap();
+            assert_eq!((inf.trace_id, inf.value_ms), ([2; 16], 1000.0));
+        };
+        let merged = collect(&dir, &[]).unwrap().merged;
+        check(&merged.snapshot());
+        let before = merged.snapshot().series()[0].native.clone();
+        assert!(compact(&dir).unwrap());
+        let after = collect(&dir, &[]).unwrap().merged.snapshot();
+        check(&after);
+        assert_eq!(
+            after.series()[0].native,
+            before,
+            "the archive keeps native buckets"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -696,11 +835,13 @@ mod tests {
     /// A valid worker file image: a layout and `n` histograms.
     fn image(n: usize) -> Vec<u8> {
         let mut out = format::header(format::FILE_WORKER, 7).to_vec();
-        format::layout_record(&mut out, 0, &[1.0, 2.0], 3, 3);
+        format::layout_record(&mut out, 0, &[1.0, 2.0], None, 3, 3);
         for i in 0..n {
             let route = format!("/r{i}");
             let (k, labels) = format::encode_labels([("per", route.as_str()), ("status", "200")]);
-            format::histogram_record(&mut out, 0, k, &labels, &[1, 2, 3, 4]);
+            let mut cells = vec![1, 2, 3, 4];
+            cells.resize(format::histogram_cells(2, None), 0);
+            format::histogram_record(&mut out, 0, k, &labels, &cells);
         }
         format::gauge_record(&mut out, 0, &[], 1);
         format::absorbed_record(&mut out, "w-1-1.db");

@@ -34,6 +34,7 @@ use parking_lot::Mutex;
 use self::file::{AppendError, Mapping, Stub, WorkerFile};
 use crate::model::gauge::Gauge;
 use crate::model::histogram::{Buckets, Histogram};
+use crate::model::native::NativeSpec;
 use crate::model::registry::SharedCells;
 use crate::model::registry::{Limits, Registry};
 pub use crate::process::{epoch, pid};
@@ -46,7 +47,7 @@ struct State {
     /// This process's file, made on its first series; dropped in a forked child.
     file: Option<WorkerFile>,
     /// The layouts written to `file`, by id.
-    layouts: Vec<(Vec<f64>, Limits)>,
+    layouts: Vec<(Vec<f64>, Option<NativeSpec>, Limits)>,
     /// The epoch `dir` and `file` were brought up to.
     epoch: u64,
     full_warned: bool,
@@ -316,10 +317,11 @@ pub(crate) fn histogram(buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)
         return Histogram::new(buckets);
     };
     let bounds = buckets.bounds_ms();
+    let native = buckets.native().copied();
     let layout = match state
         .layouts
         .iter()
-        .position(|(b, l)| b == bounds && *l == limits)
+        .position(|(b, n, l)| b == bounds && *n == native && *l == limits)
     {
         Some(i) => Ok(i),
         None => {
@@ -329,17 +331,18 @@ pub(crate) fn histogram(buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)
                 &mut record,
                 id,
                 bounds,
+                native.as_ref(),
                 limits.max_routes as u32,
                 limits.max_domains as u32,
             );
             file.append(&record).map(|_| {
-                state.layouts.push((bounds.to_vec(), limits));
+                state.layouts.push((bounds.to_vec(), native, limits));
                 id as usize
             })
         }
     };
     let (n_labels, labels) = format::encode_labels(pairs.iter().copied());
-    let cells = vec![0u64; buckets.cells() + 1];
+    let cells = vec![0u64; buckets.all_cells()];
     let mut record = Vec::with_capacity(64 + labels.len() + 8 * cells.len());
     let appended = layout.and_then(|layout| {
         format::histogram_record(&mut record, layout as u32, n_labels, &labels, &cells);
@@ -347,7 +350,7 @@ pub(crate) fn histogram(buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)
     });
     match appended {
         Ok(at) => {
-            let (_, cells_at) = format::histogram_record_len(labels.len(), bounds.len());
+            let (_, cells_at) = format::histogram_record_len(labels.len(), cells.len());
             let ptr = file.cell_ptr(at + cells_at);
             let keeper: Arc<dyn std::any::Any + Send + Sync> = file.mapping().clone();
             // SAFETY: the record's cells are in the mapping, aligned, and only used atomically.

@@ -57,6 +57,10 @@ pub struct Config {
     pub ca_pem: Option<Vec<u8>>,
     pub max_samples_per_request: usize,
     pub user_agent: String,
+    /// Push native histograms too. Off by default: Prometheus (2.42) answers a request holding
+    /// one with an error, dropping its other series as well, unless its `native-histograms`
+    /// feature is on.
+    pub native_histograms: bool,
     /// Extra HTTP headers of every request (`X-Scope-OrgID` for Mimir and Cortex).
     pub headers: Vec<(String, String)>,
     /// Labels added to every series that lacks them (`job`, `instance`: what a scrape adds).
@@ -80,6 +84,7 @@ impl Config {
             ca_pem: None,
             max_samples_per_request: proto::DEFAULT_MAX_SAMPLES_PER_REQUEST,
             user_agent: concat!("last9/", env!("CARGO_PKG_VERSION")).to_string(),
+            native_histograms: false,
             headers: Vec::new(),
             external_labels: Vec::new(),
         }
@@ -194,6 +199,7 @@ struct Shared {
     max_pending: usize,
     timeout: Duration,
     max_samples_per_request: usize,
+    native_histograms: bool,
     headers: Vec<(String, String)>,
     external_labels: Vec<(String, String)>,
     agent: ureq::Agent,
@@ -255,6 +261,7 @@ impl RemoteWriter {
             max_pending: config.max_pending,
             timeout: config.timeout,
             max_samples_per_request: config.max_samples_per_request,
+            native_histograms: config.native_histograms,
             headers: config.headers,
             external_labels: config.external_labels,
             agent,
@@ -639,6 +646,7 @@ fn collect(shared: &Shared, answers: u64) {
         &shared.external_labels,
         timestamp_ms,
         shared.max_samples_per_request,
+        shared.native_histograms,
     );
     shared.counters.snapshots.fetch_add(1, Ordering::Relaxed);
     let mut pending = Pending::new(0, requests);
