@@ -14,9 +14,9 @@ from typing import Any
 import requests
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard
-from test_prometheus import Prometheus, free_ports, wait_for
 
 from conftest import gunicorn, serve
+from receivers import Prometheus, free_ports, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAFANA = ROOT / "deploy" / "grafana"
