@@ -76,6 +76,13 @@ def gunicorn(app: str, port: int, *args: str) -> list[str]:
     return [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", *args, app]
 
 
+def uvicorn(app: str, port: int, *args: str) -> list[str]:
+    return [
+        *(sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port)),
+        *("--no-access-log", *args, app),
+    ]
+
+
 def parse(text: str | bytes) -> dict[tuple[tuple[str, str], ...], float]:
     """Samples of the duration histogram, keyed by (name, label pairs sorted)."""
     if isinstance(text, bytes):

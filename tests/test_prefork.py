@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
+import conftest
 from conftest import ROOT, counts_by, free_port, scrape, wait_for_port
 
 APP = "tests.apps.prefork_app:app"
@@ -65,7 +66,7 @@ def running(
 
 
 def gunicorn(port: int, *args: str) -> list[str]:
-    return [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", "4", *args, APP]
+    return conftest.gunicorn(APP, port, "-w", "4", *args)
 
 
 def uwsgi(port: int, *args: str) -> list[str]:
@@ -160,19 +161,7 @@ def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
 
 
 def uvicorn(port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "4",
-        "--no-access-log",
-        "tests.apps.prefork_asgi_app:app",
-    ]
+    return conftest.uvicorn("tests.apps.prefork_asgi_app:app", port, "--workers", "4")
 
 
 def granian(port: int, interface: str) -> list[str]:
