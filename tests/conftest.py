@@ -109,6 +109,13 @@ def counts_by(text: str | bytes, *labels: str, **where: str) -> dict[tuple[str, 
     return totals
 
 
+def increase(
+    before: dict[tuple[str, ...], float], after: dict[tuple[str, ...], float]
+) -> dict[tuple[str, ...], float]:
+    """What changed between two readings of the same counts, by key."""
+    return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+
+
 def eventually(check: Callable[[], T], timeout: float = 10.0) -> T:
     """Retries `check` until it stops raising AssertionError.
 

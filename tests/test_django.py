@@ -22,7 +22,7 @@ from auth_helpers import (
 )
 
 import last9
-from conftest import METRIC, ROOT, counts_by, free_port, gunicorn, parse, scrape, serve
+from conftest import METRIC, ROOT, counts_by, free_port, gunicorn, increase, parse, scrape, serve
 from wsgi_helpers import call, environ_for
 
 # The test project lives in tests/apps/mysite, imported as `mysite` like a project's package.
@@ -432,7 +432,7 @@ def test_real_http_traffic_is_counted_by_template(server):
     for n in range(5):
         assert send(server, f"/name/user{n}/").text == f"<p>Hello, user{n}!</p>"
     after = counts_by(scrape(server).text, "per", "status", "method")
-    delta = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+    delta = increase(before, after)
     assert delta == {**expected(TRAFFIC), ("/name/{name}/", "200", "GET"): 6}
 
 

@@ -14,11 +14,11 @@ from auth_helpers import (
 )
 
 import last9
-from conftest import counts_by, free_port, gunicorn, parse, scrape, serve
+from conftest import counts_by, free_port, gunicorn, parse, scrape, serve, uvicorn
 from last9.asgi.middleware import RedMiddleware as AsgiRedMiddleware
 from last9.falcon import Middleware
 from last9.wsgi.middleware import RedMiddleware
-from traffic import UUID, counted, counts, duration_sum, get, requests_to, uvicorn, waitress
+from traffic import UUID, counted, counts, duration_sum, get, requests_to, waitress
 from wsgi_helpers import call
 
 

@@ -29,12 +29,14 @@ from conftest import (
     eventually,
     free_port,
     gunicorn,
+    increase,
     parse,
     scrape,
     serve,
     wait_for_port,
 )
 from last9.wsgi.middleware import RedMiddleware
+from traffic import get
 from wsgi_helpers import call
 
 
@@ -138,10 +140,6 @@ def server():
         yield port
 
 
-def get(port: int, path: str, method: str = "GET") -> requests.Response:
-    return requests.request(method, f"http://127.0.0.1:{port}{path}", timeout=10)
-
-
 def test_real_http_traffic_is_counted_by_template(server):
     before = counts_by(scrape(server).text, "per", "status", "method")
     for n in range(10):
@@ -165,7 +163,7 @@ def test_real_http_traffic_is_counted_by_template(server):
 
     def delta_matches() -> None:
         after = counts_by(scrape(server).text, "per", "status", "method")
-        delta = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+        delta = increase(before, after)
         assert delta == expected
 
     eventually(delta_matches)

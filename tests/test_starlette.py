@@ -17,9 +17,9 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Host, Mount, Route, Router
 
 import last9
-from conftest import counts_by, free_port, parse, scrape, serve
+from conftest import counts_by, free_port, parse, scrape, serve, uvicorn
 from last9.asgi.middleware import RedMiddleware
-from traffic import UUID, counted, counts, duration_sum, get, requests_to, uvicorn
+from traffic import UUID, counted, counts, duration_sum, get, requests_to
 
 
 async def echo(request):
