@@ -186,6 +186,10 @@ SERVERS = {
     "uwsgi-master": lambda port: uwsgi(port, "--master"),
     "uwsgi": lambda port: uwsgi(port),
     "uvicorn": uvicorn,
+    # FastAPI's usual deployment: gunicorn managing uvicorn's ASGI workers.
+    "gunicorn-uvicorn-worker": lambda port: conftest.gunicorn(
+        "tests.apps.prefork_asgi_app:app", port, "-w", "4", "-k", "uvicorn.workers.UvicornWorker"
+    ),
     "granian-wsgi": lambda port: granian(port, "wsgi"),
     "granian-asgi": lambda port: granian(port, "asgi"),
     "hypercorn": hypercorn,
