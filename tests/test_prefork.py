@@ -183,6 +183,7 @@ SERVERS = {
     "gunicorn-sync": lambda port: gunicorn(port),
     "gunicorn-gthread": lambda port: gunicorn(port, "-k", "gthread", "--threads", "4"),
     "gunicorn-preload": lambda port: gunicorn(port, "--preload"),
+    "gunicorn-gevent": lambda port: gunicorn(port, "-k", "gevent", "--worker-connections", "100"),
     "uwsgi-master": lambda port: uwsgi(port, "--master"),
     "uwsgi": lambda port: uwsgi(port),
     "uvicorn": uvicorn,
