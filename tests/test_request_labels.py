@@ -167,6 +167,24 @@ def test_pyramid_views_set_the_label_through_the_tween():
     assert counts == {"gold": 1, "free": 1, "_other": 1}
 
 
+def test_falcon_responders_set_the_label_through_the_component(registry):
+    import falcon
+
+    from last9.falcon import Middleware
+
+    class Order:
+        def on_get(self, req, resp, tier):
+            last9.set_label("tier", tier)
+            resp.text = "ok"
+
+    app = falcon.App(middleware=[Middleware(registry=registry, request_labels={"tier": 2})])
+    app.add_route("/order/{tier}", Order())
+    for tier in ("gold",) * 3 + ("free",) * 3 + ("iron",) * 3:
+        assert call(app, f"/order/{tier}")[0] == "200 OK"
+    # A cap of 2: values are admitted on their third request, as header labels' are.
+    assert tiers(registry.render()) == {"gold": 1, "free": 1, "_other": 7}
+
+
 @pytest.mark.parametrize(
     ("options", "env", "why"),
     [

@@ -201,7 +201,8 @@ class Recorder:
         """
     def begin_request(self, carrier: dict[str, Any]) -> None:
         """Gives a request about to run its holder for ``last9.set_label`` (when the recorder
-        has an `app_label`): `carrier` is Django's ``request.META``."""
+        has an `app_label`): `carrier` is the dict the recording reads (Django's
+        ``request.META``, Falcon's ``req.env`` or ``req.scope``, Pyramid's environ)."""
     def excluded(self, method: str, path: str) -> bool:
         """Whether ``exclude`` leaves a request out as it enters (method or raw path)."""
     @property

@@ -600,7 +600,8 @@ impl Recorder {
     }
 
     /// Gives a request about to run a holder for `last9.set_label` (when the app sets a request
-    /// label): `carrier` is Django's `request.META`, where `observe_environ` finds it.
+    /// label): `carrier` is the dict `observe_environ` or `observe_scope` will read (Django's
+    /// `request.META`, Falcon's `req.env` or `req.scope`, Pyramid's environ).
     fn begin_request(&self, carrier: &Bound<'_, PyDict>) {
         self.open_label(carrier);
     }
