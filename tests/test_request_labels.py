@@ -185,6 +185,24 @@ def test_falcon_responders_set_the_label_through_the_component(registry):
     assert tiers(registry.render()) == {"gold": 1, "free": 1, "_other": 7}
 
 
+def test_falcon_asgi_responders_set_the_label_through_the_component(registry):
+    import falcon.asgi
+
+    from last9.falcon import Middleware
+    from traffic import requests_to
+
+    class Order:
+        async def on_get(self, req, resp, tier):
+            last9.set_label("tier", tier)
+            resp.text = "ok"
+
+    options = {"request_labels": {"tier": ["gold", "free"]}}
+    app = falcon.asgi.App(middleware=[Middleware(registry=registry, **options)])
+    app.add_route("/order/{tier}", Order())
+    assert requests_to(app, "/order/gold", "/order/free", "/order/iron") == [200, 200, 200]
+    assert tiers(registry.render()) == {"gold": 1, "free": 1, "_other": 1}
+
+
 @pytest.mark.parametrize(
     ("options", "env", "why"),
     [
