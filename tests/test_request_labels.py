@@ -203,6 +203,46 @@ def test_falcon_asgi_responders_set_the_label_through_the_component(registry):
     assert tiers(registry.render()) == {"gold": 1, "free": 1, "_other": 1}
 
 
+def test_pyramid_and_falcon_hooks_read_a_header_label_too(registry):
+    # They record through observe_environ, which reads the header label as RedMiddleware does.
+    import falcon
+    from pyramid.config import Configurator
+    from pyramid.response import Response
+
+    from last9.falcon import Middleware
+
+    class Item:
+        def on_get(self, req, resp):
+            resp.text = "ok"
+
+    falcon_app = falcon.App(
+        middleware=[
+            Middleware(
+                registry=registry,
+                header_label="tier=X-Tier",
+                header_label_values=["gold"],
+                program="f",
+            )
+        ]
+    )
+    falcon_app.add_route("/item", Item())
+    settings = {
+        "last9.program": "pyramid-header",
+        "last9.header_label": "tier=X-Tier",
+        "last9.header_label_values": "gold",
+    }
+    config = Configurator(settings=settings)
+    config.add_route("item", "/item")
+    config.add_view(lambda request: Response("ok"), route_name="item")
+    config.include("last9.pyramid")
+    pyramid_app = config.make_wsgi_app()
+    for app in (falcon_app, pyramid_app):
+        assert call(app, "/item", HTTP_X_TIER="gold")[0] == "200 OK"
+        assert call(app, "/item")[0] == "200 OK"
+    assert tiers(registry.render(), program="f") == {"gold": 1, "": 1}
+    assert tiers(last9.REGISTRY.render(), program="pyramid-header") == {"gold": 1, "": 1}
+
+
 @pytest.mark.parametrize(
     ("options", "env", "why"),
     [
