@@ -3,6 +3,7 @@
 import os
 import pathlib
 from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
+from contextvars import ContextVar
 from os import PathLike
 from typing import Any, Final, Self, final
 
@@ -182,16 +183,26 @@ class Recorder:
         header_label_values: Sequence[str] | None = None,
         header_label_max: int = 10,
         group_status: bool = False,
+        semconv: str = "last9",
+        app_label: tuple[str, Sequence[str] | None, int, ContextVar[list[str | None]]]
+        | None = None,
     ) -> Self:
         """`exclude`: requests left out of every family; `labels`: constant labels added to
         every family after the seed's; `header_label`: ``(label, header)`` read from each
         request into the duration family, bounded by `header_label_values` (an allow-list) or
-        `header_label_max`, ``_other`` past it; `group_status`: ``status`` is ``2xx``, ....
+        `header_label_max`, ``_other`` past it; `app_label`: ``(label, allow-list or None, cap,
+        context variable)``, a label the app sets with ``last9.set_label`` (each request gets a
+        ``[label, None]`` holder in its environ or scope and in the context variable);
+        `group_status`: ``status`` is ``2xx``, ...; `semconv`: ``last9``, ``otel`` or ``dup``.
 
         Raises:
-            MetricsError: the same constant labels already in use with another header label or
-                status grouping.
+            MetricsError: the same constant labels already in use with another request label or
+                status grouping; both `header_label` and `app_label`.
         """
+    def begin_request(self, carrier: dict[str, Any]) -> None:
+        """Gives a request about to run its holder for ``last9.set_label`` (when the recorder
+        has an `app_label`): `carrier` is the dict the recording reads (Django's
+        ``request.META``, Falcon's ``req.env`` or ``req.scope``, Pyramid's environ)."""
     def excluded(self, method: str, path: str) -> bool:
         """Whether ``exclude`` leaves a request out as it enters (method or raw path)."""
     @property

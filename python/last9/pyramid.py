@@ -39,6 +39,7 @@ SETTINGS = (
     "header_label",
     "header_label_values",
     "header_label_max",
+    "request_labels",
     "group_status",
     "semconv",
 )
@@ -162,6 +163,8 @@ class Tween:
         scrape.warn_if_shadowed(self.metrics, lambda path: route_at(registry, path))
         self.recorder: Any = app_setup.recorder
         self.excluding = self.recorder.excluding
+        #: Whether views set a request label (``last9.request_labels``): each request gets a holder.
+        self.labelled = app_setup.settings.request_label is not None
         self.capture = _capturing(handler)
 
     def __call__(self, request: Any) -> Any:
@@ -177,6 +180,8 @@ class Tween:
                 return self._ui(request, data)
         if self.excluding and recorder.excluded(request.method, request.path):
             return self.handler(request)
+        if self.labelled:
+            recorder.begin_request(environ)
         started = time.perf_counter_ns()
         status = 500  # recorded if the handler raises, which is then re-raised as it was
         try:
@@ -185,11 +190,10 @@ class Tween:
             return response
         finally:
             route = request.matched_route
-            recorder.observe(
+            # Host, method and the request label are read from the environ, in Rust.
+            recorder.observe_environ(
                 None if route is None else route.pattern,
-                "",
-                environ.get("HTTP_HOST") or environ.get("SERVER_NAME"),
-                environ["REQUEST_METHOD"],
+                environ,
                 status,
                 time.perf_counter_ns() - started,
             )

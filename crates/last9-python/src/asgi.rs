@@ -119,6 +119,7 @@ impl AsgiMiddleware {
             return app.call1((scope, receive, send));
         }
         let token = recorder.enter(method);
+        recorder.open_label(scope_dict);
         let exchange = Bound::new(
             py,
             Exchange {

@@ -113,6 +113,7 @@ impl WsgiMiddleware {
             return this.app.bind(py).call1((environ, start_response));
         }
         let token = recorder.enter(method);
+        recorder.open_label(environ_dict);
         if last9_core::lineage::enabled() {
             // Only outbound calls' `per` depends on this: a failure must not reach the app.
             let _ = set_inbound(py, Some((slf.as_any(), environ)));
