@@ -18,7 +18,17 @@ from conftest import counts_by, free_port, gunicorn, parse, scrape, serve
 from last9.asgi.middleware import RedMiddleware as AsgiRedMiddleware
 from last9.falcon import Middleware
 from last9.wsgi.middleware import RedMiddleware
-from traffic import UUID, counted, counts, duration_sum, get, requests_to, uvicorn, waitress
+from traffic import (
+    UUID,
+    counted,
+    counts,
+    duration_sum,
+    family,
+    get,
+    requests_to,
+    uvicorn,
+    waitress,
+)
 from wsgi_helpers import call
 
 
@@ -325,15 +335,6 @@ def test_the_middleware_serves_the_live_page_when_ui_is_on(registry, static_dir)
     assert call(off, "/metrics/ui")[0].startswith("404")
 
 
-def lineage_samples(registry: last9.Registry, name: str) -> dict[tuple[str, ...], float]:
-    found = {}
-    for key, value in parse(registry.render()).items():
-        labels = dict(key)
-        if labels.pop("__name__") == name:
-            found[tuple(sorted(labels.items()))] = value
-    return found
-
-
 @pytest.mark.parametrize("kind", ["wsgi", "asgi"])
 def test_the_component_keeps_in_flight_and_lineage(kind, registry, monkeypatch):
     import contextlib
@@ -351,7 +352,7 @@ def test_the_component_keeps_in_flight_and_lineage(kind, registry, monkeypatch):
     seen: list[float] = []
 
     def in_flight() -> float:
-        return sum(lineage_samples(registry, "http_requests_in_flight").values())
+        return sum(family(registry.render(), "http_requests_in_flight").values())
 
     def work() -> None:
         seen.append(in_flight())
@@ -376,9 +377,9 @@ def test_the_component_keeps_in_flight_and_lineage(kind, registry, monkeypatch):
     client.simulate_get("/items/2")
     assert seen == [1, 1]
     assert in_flight() == 0
-    calls = lineage_samples(registry, "http_client_requests_duration_milliseconds_count")
+    calls = family(registry.render(), "http_client_requests_duration_milliseconds_count")
     assert [(dict(k)["per"], dict(k)["upstream"], v) for k, v in calls.items()] == [
         ("/items/{item_id}", "127.0.0.1:9", 2)
     ]
-    callers = lineage_samples(registry, "http_requests_callers_total")
+    callers = family(registry.render(), "http_requests_callers_total")
     assert {dict(k)["caller"]: v for k, v in callers.items()} == {"web": 1, "unknown": 1}

@@ -7,7 +7,10 @@
 (``RedMiddleware(app)`` from ``last9.wsgi.middleware`` does the same), or build the app as a
 ``RedApplication``. Each request is recorded from ``Application.log_request``, which Tornado
 calls once per response, just after writing its end: the status sent, the time since the
-request's headers arrived, and the template of the rule that routed it. ``/metrics`` is answered
+request's headers arrived, and the template of the rule that routed it. The route is resolved as
+Tornado routes the request (``Application.get_handler_delegate``), so the request is counted in
+``http_requests_in_flight`` while its handler runs and, with lineage on, outbound calls made
+meanwhile go under its route, as with the WSGI and ASGI middlewares. ``/metrics`` is answered
 by a rule put in front of the app's own (GET and HEAD only); scrapes are not counted.
 
 Routing leaves no trace on the handler, so the rule tree is read once: a handler class that one
@@ -27,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 import tornado.web
 from tornado.routing import Matcher, Rule
 
-from last9 import config, scrape
-from last9._core import MetricsEndpoint, Recorder, Registry
+from last9 import config, lineage, scrape
+from last9._core import MetricsEndpoint, Recorder, Registry, lineage_enabled
 from last9.setup import instrument_app, switched_off
 from last9.views import is_excluded
 
@@ -46,10 +49,9 @@ SKIP = object()
 Chain = tuple[tuple[Any, ...], str]
 
 
-class MetricsHandler(tornado.web.RequestHandler):
-    """Answers a scrape with the registry's exposition (format and gzip from the headers),
-    rendered in a worker thread so the IOLoop goes on serving meanwhile; 401 to a scrape
-    without the credentials the endpoint asks for."""
+class _ScrapeHandler(tornado.web.RequestHandler):
+    """What the metrics and live page handlers share: GET and HEAD only, no ETag, and a reply
+    made in a worker thread so the IOLoop goes on serving meanwhile."""
 
     SUPPORTED_METHODS = _SCRAPE_METHODS
 
@@ -59,47 +61,46 @@ class MetricsHandler(tornado.web.RequestHandler):
     def compute_etag(self) -> None:
         return None
 
-    async def get(self) -> None:
-        headers = self.request.headers
-        status, response_headers, body = await scrape.respond_async(
-            self.metrics,
-            headers.get("Authorization"),
-            headers.get("Accept"),
-            headers.get("Accept-Encoding"),
-            head=self.request.method == "HEAD",
-        )
+    def reply(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         self.set_status(status)
-        for name, value in response_headers:
+        for name, value in headers:
             self.set_header(name, value)
         self.write(body)
+
+
+class MetricsHandler(_ScrapeHandler):
+    """Answers a scrape with the registry's exposition (format and gzip from the headers); 401
+    to a scrape without the credentials the endpoint asks for."""
+
+    async def get(self) -> None:
+        headers = self.request.headers
+        self.reply(
+            *await scrape.respond_async(
+                self.metrics,
+                headers.get("Authorization"),
+                headers.get("Accept"),
+                headers.get("Accept-Encoding"),
+                head=self.request.method == "HEAD",
+            )
+        )
 
     head = get
 
 
-class LivePageHandler(tornado.web.RequestHandler):
+class LivePageHandler(_ScrapeHandler):
     """``<metrics_path>/ui`` and ``<metrics_path>/ui/data.json``: the live page (``ui``),
-    protected like the metrics, computed in a worker thread."""
-
-    SUPPORTED_METHODS = _SCRAPE_METHODS
-
-    def initialize(self, metrics: MetricsEndpoint) -> None:
-        self.metrics = metrics
-
-    def compute_etag(self) -> None:
-        return None
+    protected like the metrics."""
 
     async def get(self) -> None:
         data = self.metrics.ui_route(self.request.path)
-        status, response_headers, body = await scrape.respond_ui_async(
-            self.metrics,
-            self.request.headers.get("Authorization"),
-            bool(data),
-            head=self.request.method == "HEAD",
+        self.reply(
+            *await scrape.respond_ui_async(
+                self.metrics,
+                self.request.headers.get("Authorization"),
+                bool(data),
+                head=self.request.method == "HEAD",
+            )
         )
-        self.set_status(status)
-        for name, value in response_headers:
-            self.set_header(name, value)
-        self.write(body)
 
     head = get
 
@@ -162,11 +163,18 @@ def instrument(
             live = Rule(_LivePageMatches(metrics), LivePageHandler, {"metrics": metrics})
             rules.insert(1, live)
 
+    recording = _Recording(recorder)
+
     def hook(target: tornado.web.Application) -> None:
-        # Wraps the app's own log_request, not an earlier instrument()'s hook.
-        log = target.__dict__.get("_last9_log_request") or target.log_request
-        target._last9_log_request = log  # type: ignore[attr-defined]
-        target.log_request = _log_request(log, recorder, table)  # type: ignore[method-assign]
+        # Wraps the app's own methods, not an earlier instrument()'s hooks.
+        own = target.__dict__.get("_last9_own") or (
+            target.get_handler_delegate,
+            target.log_request,
+        )
+        target._last9_own = own  # type: ignore[attr-defined]
+        get_handler_delegate, log_request = own
+        target.get_handler_delegate = recording.delegating(get_handler_delegate, table)  # type: ignore[method-assign]
+        target.log_request = recording.logging(log_request, table)  # type: ignore[method-assign]
 
     table = RouteTable(app, frozenset({MetricsHandler, LivePageHandler}), on_app=hook)
     table.rebuild()
@@ -181,26 +189,130 @@ def _excluded_views(app: tornado.web.Application) -> list[str]:
     return [template for handler, template in table.unique.items() if is_excluded(handler)]
 
 
-def _log_request(log: Any, recorder: Recorder, table: RouteTable) -> Any:
-    """``Application.log_request`` that records the request, then logs it as before."""
-    observe = recorder.observe_tornado
-    unique = table.unique
-    route_of = table.route_of
-    excluding, excluded = recorder.excluding, recorder.excluded
+class _Flight:
+    """One request's route and, while it is in flight, its ``http_requests_in_flight`` token
+    (kept on the request under ``_FLIGHT``)."""
 
-    def log_request(handler: tornado.web.RequestHandler) -> None:
-        try:
-            route = unique.get(handler.__class__)
-            if route is None:
-                route = route_of(handler)
-            request = handler.request
-            if route is not SKIP and not (excluding and excluded(request.method, request.path)):
-                observe(route, handler)
-        except Exception:
-            _log_failure_once()
-        log(handler)
+    __slots__ = ("route", "token")
 
-    return log_request
+    def __init__(self, route: str | None) -> None:
+        self.route = route
+        self.token: int | None = None
+
+
+#: The attribute of a routed request that holds its :class:`_Flight`.
+_FLIGHT = "_last9_flight"
+
+
+class _Recording:
+    """The hooks one ``instrument()`` puts on each Application under it, and what
+    ``last9.lineage`` asks about the request running (``recorder``, ``observe_client``).
+
+    A request is routed (``get_handler_delegate``), its handler runs (the delegate's
+    ``execute``), then Tornado logs it (``log_request``) once the response has ended. It is in
+    flight from the start of its handler until it is logged or its client goes away; outbound
+    calls made meanwhile (lineage on) are recorded under its route.
+    """
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.observe_client = recorder.observe_client
+
+    def delegating(self, get_handler_delegate: Any, table: RouteTable) -> Any:
+        """``Application.get_handler_delegate`` that resolves the route and times the flight."""
+        recorder = self.recorder
+        excluding, excluded = recorder.excluding, recorder.excluded
+        unique, route_of = table.unique, table.route_of
+
+        def delegate_for(request: Any, target_class: Any, *args: Any, **kwargs: Any) -> Any:
+            delegate = get_handler_delegate(request, target_class, *args, **kwargs)
+            try:
+                route = unique.get(target_class)
+                if route is None:
+                    route = route_of(target_class, request)
+                if route is not SKIP and not (excluding and excluded(request.method, request.path)):
+                    flight = _Flight(route)
+                    setattr(request, _FLIGHT, flight)
+                    delegate.execute = self._in_flight(delegate, flight)
+            except Exception:
+                _log_failure_once()
+            return delegate
+
+        return delegate_for
+
+    def _in_flight(self, delegate: Any, flight: _Flight) -> Any:
+        """The delegate's ``execute``, which makes and starts the handler, counted in flight
+        and, with lineage on, run with the request published to outbound clients."""
+        execute, recorder = delegate.execute, self.recorder
+
+        def execute_in_flight() -> Any:
+            flight.token = recorder.enter(delegate.request.method)
+            # The handler's task copies this context as execute() creates it; the connection's
+            # own context is left as it was.
+            published = lineage.publish(self, flight.route)
+            try:
+                started = execute()
+            except BaseException:
+                self._land(flight)
+                raise
+            finally:
+                lineage.unpublish(published)
+            self._land_if_client_leaves(delegate, flight)
+            return started
+
+        return execute_in_flight
+
+    def _land_if_client_leaves(self, delegate: Any, flight: _Flight) -> None:
+        """A client that goes away ends the flight of a handler that may never finish: one
+        streaming the request body (the delegate hears of it), or any other (the connection's
+        close callback, which the handler set and ``finish()`` clears)."""
+        handler = delegate.handler
+
+        def client_left() -> None:
+            self._land(flight)
+            handler.on_connection_close()
+
+        if delegate.stream_request_body:
+            delegate.on_connection_close = client_left
+        connection = delegate.request.connection
+        if connection is not None and not handler._finished:
+            connection.set_close_callback(client_left)
+
+    def _land(self, flight: _Flight) -> None:
+        token, flight.token = flight.token, None
+        if token is not None:
+            self.recorder.leave(token)
+
+    def logging(self, log: Any, table: RouteTable) -> Any:
+        """``Application.log_request`` that records the request, then logs it as before."""
+        recorder = self.recorder
+        observe = recorder.observe_tornado
+        excluding, excluded = recorder.excluding, recorder.excluded
+
+        def log_request(handler: tornado.web.RequestHandler) -> None:
+            try:
+                request = handler.request
+                flight = request.__dict__.get(_FLIGHT)
+                if flight is not None:
+                    self._land(flight)
+                    observe(flight.route, handler)
+                    if lineage_enabled():
+                        headers = request.headers
+                        caller = headers.get(lineage.CALLER_HEADER) or headers.get(
+                            lineage.ENVOY_CALLER_HEADER
+                        )
+                        recorder.count_caller(flight.route, caller)
+                else:  # a handler this app's routing did not make, or a skipped request
+                    route = table.route_of(handler.__class__, request)
+                    if route is not SKIP and not (
+                        excluding and excluded(request.method, request.path)
+                    ):
+                        observe(route, handler)
+            except Exception:
+                _log_failure_once()
+            log(handler)
+
+        return log_request
 
 
 def route_at(app: tornado.web.Application, path: str) -> str | None:
@@ -312,9 +424,9 @@ class RouteTable:
         self.unique.update(unique)
         self.unrouted.clear()
 
-    def route_of(self, handler: Any) -> Any:
-        """The template (None: no rule matched, SKIP: not recorded) of a class not in ``unique``."""
-        cls = handler.__class__
+    def route_of(self, cls: type, request: Any) -> Any:
+        """The template (None: no rule matched, SKIP: not recorded) of a handler class not in
+        ``unique``, serving `request`."""
         chains = self.candidates.get(cls)
         if chains is None and cls not in self.unrouted:
             self.rebuild()  # routes may have been added since the table was built
@@ -327,7 +439,6 @@ class RouteTable:
             return SKIP
         if chains is None:
             return None
-        request = handler.request
         for matchers, template in chains:
             if all(matcher.match(request) is not None for matcher in matchers):
                 return template
