@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import requests
+import tornado.simple_httpclient
 import tornado.web
 import tornado.websocket
 from auth_helpers import BASIC, CREDENTIALS
@@ -770,13 +771,25 @@ def test_a_client_that_goes_away_ends_the_flight_of_a_handler_that_never_finishe
     assert in_flight(registry) == 0
 
 
-def test_calls_made_while_serving_are_under_the_handlers_route_and_callers_counted(registry):
+def test_calls_made_while_serving_are_under_the_handlers_route_and_callers_counted(
+    registry, monkeypatch
+):
     """Lineage over Tornado's own server: an httpx call made by a handler goes under that
     handler's route and names the app to the service it calls (here the same app), which counts
     it in http_requests_callers_total beside the callers its other requests named."""
     import httpx
 
-    last9.instrument_http_clients()
+    from last9 import lineage
+
+    # httpx patched, and the program outbound calls name, for this test only.
+    for transport, method in (
+        (httpx.HTTPTransport, "handle_request"),
+        (httpx.AsyncHTTPTransport, "handle_async_request"),
+    ):
+        monkeypatch.setattr(transport, method, getattr(transport, method))
+    monkeypatch.setattr(lineage, "_program", [])
+    last9._core.enable_lineage()
+    lineage._patch_httpx()
 
     class Order(tornado.web.RequestHandler):
         async def get(self, order_id: str) -> None:
@@ -807,3 +820,28 @@ def test_calls_made_while_serving_are_under_the_handlers_route_and_callers_count
         ("shop", "/stock/{item}"): 2,
     }
     assert in_flight(registry) == 0
+
+
+def test_a_handler_that_cannot_be_made_leaves_no_request_in_flight(registry):
+    class Broken(tornado.web.RequestHandler):
+        def initialize(self) -> None:
+            raise RuntimeError("a handler's own bug")
+
+    app = instrument(
+        tornado.web.Application([(r"/broken", Broken), (r"/a", Ok)]), registry=registry
+    )
+
+    async def go() -> int:
+        server, port = listen(app)
+        client = AsyncHTTPClient(force_instance=True)
+        try:
+            with pytest.raises(tornado.simple_httpclient.HTTPStreamClosedError):
+                await client.fetch(f"http://127.0.0.1:{port}/broken")  # Tornado drops it
+            return (await client.fetch(f"http://127.0.0.1:{port}/a")).code
+        finally:
+            client.close()
+            server.stop()
+
+    assert asyncio.run(go()) == 200
+    assert in_flight(registry) == 0
+    assert counted(registry) == {("/a", "200", "GET"): 1}

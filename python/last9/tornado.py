@@ -167,14 +167,11 @@ def instrument(
 
     def hook(target: tornado.web.Application) -> None:
         # Wraps the app's own methods, not an earlier instrument()'s hooks.
-        own = target.__dict__.get("_last9_own") or (
-            target.get_handler_delegate,
-            target.log_request,
-        )
-        target._last9_own = own  # type: ignore[attr-defined]
-        get_handler_delegate, log_request = own
-        target.get_handler_delegate = recording.delegating(get_handler_delegate, table)  # type: ignore[method-assign]
-        target.log_request = recording.logging(log_request, table)  # type: ignore[method-assign]
+        own = target.__dict__.get("_last9_own")
+        if own is None:
+            own = target._last9_own = (target.get_handler_delegate, target.log_request)  # type: ignore[attr-defined]
+        target.get_handler_delegate = recording.delegating(own[0], table)  # type: ignore[method-assign]
+        target.log_request = recording.logging(own[1], table)  # type: ignore[method-assign]
 
     table = RouteTable(app, frozenset({MetricsHandler, LivePageHandler}), on_app=hook)
     table.rebuild()
@@ -189,99 +186,53 @@ def _excluded_views(app: tornado.web.Application) -> list[str]:
     return [template for handler, template in table.unique.items() if is_excluded(handler)]
 
 
-class _Flight:
-    """One request's route and, while it is in flight, its ``http_requests_in_flight`` token
-    (kept on the request under ``_FLIGHT``)."""
-
-    __slots__ = ("route", "token")
-
-    def __init__(self, route: str | None) -> None:
-        self.route = route
-        self.token: int | None = None
-
-
-#: The attribute of a routed request that holds its :class:`_Flight`.
-_FLIGHT = "_last9_flight"
+#: Attributes a routed request carries: ``(recording, route)``, and its in-flight token while
+#: in flight.
+_FLIGHT, _TOKEN = "_last9_flight", "_last9_token"
 
 
 class _Recording:
     """The hooks one ``instrument()`` puts on each Application under it, and what
     ``last9.lineage`` asks about the request running (``recorder``, ``observe_client``).
 
-    A request is routed (``get_handler_delegate``), its handler runs (the delegate's
-    ``execute``), then Tornado logs it (``log_request``) once the response has ended. It is in
-    flight from the start of its handler until it is logged or its client goes away; outbound
-    calls made meanwhile (lineage on) are recorded under its route.
+    A request is routed (``get_handler_delegate``: its route is resolved), its handler runs
+    (the delegate's ``execute``), then Tornado logs it (``log_request``: it is recorded) once
+    the response has ended. It is in flight from the start of its handler until it is logged
+    or its client goes away; outbound calls made meanwhile (lineage on) go under its route.
     """
 
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
         self.observe_client = recorder.observe_client
+        _teach_tornados_delegate()
 
     def delegating(self, get_handler_delegate: Any, table: RouteTable) -> Any:
-        """``Application.get_handler_delegate`` that resolves the route and times the flight."""
-        recorder = self.recorder
-        excluding, excluded = recorder.excluding, recorder.excluded
+        """``Application.get_handler_delegate`` that resolves the request's route and leaves it,
+        with this recording, on the request for Tornado's delegate and ``log_request``."""
+        excluding, excluded = self.recorder.excluding, self.recorder.excluded
         unique, route_of = table.unique, table.route_of
 
-        def delegate_for(request: Any, target_class: Any, *args: Any, **kwargs: Any) -> Any:
-            delegate = get_handler_delegate(request, target_class, *args, **kwargs)
+        def get_handler_delegate_(
+            request: Any,
+            target_class: Any,
+            target_kwargs: Any = None,
+            path_args: Any = None,
+            path_kwargs: Any = None,
+        ) -> Any:
+            delegate = get_handler_delegate(
+                request, target_class, target_kwargs, path_args, path_kwargs
+            )
             try:
                 route = unique.get(target_class)
                 if route is None:
                     route = route_of(target_class, request)
                 if route is not SKIP and not (excluding and excluded(request.method, request.path)):
-                    flight = _Flight(route)
-                    setattr(request, _FLIGHT, flight)
-                    delegate.execute = self._in_flight(delegate, flight)
+                    request._last9_flight = (self, route)
             except Exception:
                 _log_failure_once()
             return delegate
 
-        return delegate_for
-
-    def _in_flight(self, delegate: Any, flight: _Flight) -> Any:
-        """The delegate's ``execute``, which makes and starts the handler, counted in flight
-        and, with lineage on, run with the request published to outbound clients."""
-        execute, recorder = delegate.execute, self.recorder
-
-        def execute_in_flight() -> Any:
-            flight.token = recorder.enter(delegate.request.method)
-            # The handler's task copies this context as execute() creates it; the connection's
-            # own context is left as it was.
-            published = lineage.publish(self, flight.route)
-            try:
-                started = execute()
-            except BaseException:
-                self._land(flight)
-                raise
-            finally:
-                lineage.unpublish(published)
-            self._land_if_client_leaves(delegate, flight)
-            return started
-
-        return execute_in_flight
-
-    def _land_if_client_leaves(self, delegate: Any, flight: _Flight) -> None:
-        """A client that goes away ends the flight of a handler that may never finish: one
-        streaming the request body (the delegate hears of it), or any other (the connection's
-        close callback, which the handler set and ``finish()`` clears)."""
-        handler = delegate.handler
-
-        def client_left() -> None:
-            self._land(flight)
-            handler.on_connection_close()
-
-        if delegate.stream_request_body:
-            delegate.on_connection_close = client_left
-        connection = delegate.request.connection
-        if connection is not None and not handler._finished:
-            connection.set_close_callback(client_left)
-
-    def _land(self, flight: _Flight) -> None:
-        token, flight.token = flight.token, None
-        if token is not None:
-            self.recorder.leave(token)
+        return get_handler_delegate_
 
     def logging(self, log: Any, table: RouteTable) -> Any:
         """``Application.log_request`` that records the request, then logs it as before."""
@@ -292,16 +243,20 @@ class _Recording:
         def log_request(handler: tornado.web.RequestHandler) -> None:
             try:
                 request = handler.request
-                flight = request.__dict__.get(_FLIGHT)
+                attributes = request.__dict__
+                flight = attributes.get(_FLIGHT)
                 if flight is not None:
-                    self._land(flight)
-                    observe(flight.route, handler)
+                    route = flight[1]
+                    token = attributes.pop(_TOKEN, None)
+                    if token is not None:
+                        flight[0].recorder.leave(token)
+                    observe(route, handler)
                     if lineage_enabled():
                         headers = request.headers
                         caller = headers.get(lineage.CALLER_HEADER) or headers.get(
                             lineage.ENVOY_CALLER_HEADER
                         )
-                        recorder.count_caller(flight.route, caller)
+                        recorder.count_caller(route, caller)
                 else:  # a handler this app's routing did not make, or a skipped request
                     route = table.route_of(handler.__class__, request)
                     if route is not SKIP and not (
@@ -313,6 +268,68 @@ class _Recording:
             log(handler)
 
         return log_request
+
+
+def _teach_tornados_delegate() -> None:
+    """Once per process, Tornado's delegate (``_HandlerDelegate``, which
+    ``Application.get_handler_delegate`` has made since Tornado 4.5) runs the handler of a
+    request an instrumented app routed in flight and, with lineage on, with the request
+    published to outbound clients; the handler's task copies the context as ``execute``
+    creates it, and the connection's own context is left as it was. Other requests cost it
+    one dict lookup. (Patched on the class: swapping each delegate's class, or wrapping its
+    method, costs more per request, and a wrapped method ties it in a reference cycle.)
+
+    A client that goes away ends the flight of a handler that may never finish: one streaming
+    the request body (``on_connection_close``), or any other (the connection's close callback,
+    which the handler set and ``finish()`` clears).
+    """
+    delegate_class = tornado.web._HandlerDelegate
+    if "_last9_client_left" in delegate_class.__dict__:
+        return
+    execute, on_connection_close = delegate_class.execute, delegate_class.on_connection_close
+
+    def execute_in_flight(self: Any) -> Any:
+        request = self.request
+        flight = request.__dict__.get(_FLIGHT)
+        if flight is None:
+            return execute(self)
+        recording, route = flight
+        request._last9_token = recording.recorder.enter(request.method)
+        published = lineage_enabled() and lineage.publish(recording, route)
+        try:
+            started = execute(self)
+        except BaseException:
+            _land(request)
+            raise
+        finally:
+            if published:
+                lineage.unpublish(published)
+        try:
+            if not self.handler._finished:
+                request.connection.set_close_callback(self._last9_client_left)
+        except Exception:
+            _log_failure_once()
+        return started
+
+    def on_connection_close_in_flight(self: Any) -> None:
+        _land(self.request)
+        on_connection_close(self)
+
+    def client_left(self: Any) -> None:
+        _land(self.request)
+        self.handler.on_connection_close()
+
+    delegate_class.execute = execute_in_flight
+    delegate_class.on_connection_close = on_connection_close_in_flight
+    delegate_class._last9_client_left = client_left
+
+
+def _land(request: Any) -> None:
+    """Out of flight, once however the request ends."""
+    attributes = request.__dict__
+    token = attributes.pop(_TOKEN, None)
+    if token is not None:
+        attributes[_FLIGHT][0].recorder.leave(token)
 
 
 def route_at(app: tornado.web.Application, path: str) -> str | None:
