@@ -8,10 +8,11 @@
 ``RedApplication``. Each request is recorded from ``Application.log_request``, which Tornado
 calls once per response, just after writing its end: the status sent, the time since the
 request's headers arrived, and the template of the rule that routed it. The route is resolved as
-Tornado routes the request (``Application.get_handler_delegate``), so the request is counted in
-``http_requests_in_flight`` while its handler runs and, with lineage on, outbound calls made
-meanwhile go under its route, as with the WSGI and ASGI middlewares. ``/metrics`` is answered
-by a rule put in front of the app's own (GET and HEAD only); scrapes are not counted.
+Tornado routes the request (``Application.get_handler_delegate``) and left on the request, and
+Tornado's delegate class, taught once per process, runs the handler of such a request in
+``http_requests_in_flight`` and, with lineage on, with outbound calls going under its route, as
+with the WSGI and ASGI middlewares. ``/metrics`` is answered by a rule put in front of the
+app's own (GET and HEAD only); scrapes are not counted.
 
 Routing leaves no trace on the handler, so the rule tree is read once: a handler class that one
 rule routes to gives its template by a dict lookup; a class several rules share (StaticFileHandler,
@@ -212,7 +213,7 @@ class _Recording:
         excluding, excluded = self.recorder.excluding, self.recorder.excluded
         unique, route_of = table.unique, table.route_of
 
-        def get_handler_delegate_(
+        def get_handler_delegate_routed(
             request: Any,
             target_class: Any,
             target_kwargs: Any = None,
@@ -232,7 +233,7 @@ class _Recording:
                 _log_failure_once()
             return delegate
 
-        return get_handler_delegate_
+        return get_handler_delegate_routed
 
     def logging(self, log: Any, table: RouteTable) -> Any:
         """``Application.log_request`` that records the request, then logs it as before."""
