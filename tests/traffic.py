@@ -60,3 +60,13 @@ def requests_to(app: Any, *calls: str, **headers: str) -> list[int]:
 
 def counts(registry: last9.Registry) -> dict[tuple[str, ...], float]:
     return counts_by(registry.render(), "per", "status", "method")
+
+
+def family(text: str | bytes, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """The samples named `name` in an exposition, keyed by their label pairs, sorted."""
+    found = {}
+    for key, value in parse(text).items():
+        labels = dict(key)
+        if labels.pop("__name__") == name:
+            found[tuple(sorted(labels.items()))] = value
+    return found
