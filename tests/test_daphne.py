@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from conftest import free_port, scrape, serve
-from traffic import counted, duration_sum, get, uvicorn
+from conftest import free_port, scrape, serve, uvicorn
+from traffic import counted, duration_sum, get
 
 APP = "tests.apps.lifespan_app:app"
 
