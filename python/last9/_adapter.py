@@ -32,9 +32,12 @@ class Adapter:
     route_syntax: str | None = None
     route_getter: RouteGetter | None = None
     #: WSGI only, the fast path: ``(key, attributes)`` such that ``environ[key].attr1.attr2…``
-    #: is the template, read in Rust without a Python call; the key is removed afterwards.
-    #: When a step gives None, ``route_getter`` is asked instead.
+    #: is the template, read in Rust without a Python call; a ``last9.`` key is removed
+    #: afterwards. When a step gives None, ``route_getter`` is asked instead.
     route_source: tuple[str, tuple[str, ...]] | None = None
+    #: WSGI only: read the route when the app calls ``start_response`` rather than once the
+    #: response is over (Flask lets go of its request before ``wsgi_app`` returns).
+    route_at_start: bool = False
     #: The framework's name for the app, used as the default ``program``.
     program_hint: str | None = None
     #: WSGI body types the app returns fully rendered (Django's ``HttpResponse``): recorded as

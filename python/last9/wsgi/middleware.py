@@ -64,6 +64,7 @@ class RedMiddleware(WsgiMiddleware):
             metrics,
             adapter.route_source,
             adapter.complete_bodies,
+            adapter.route_at_start,
         )
 
     def __repr__(self) -> str:
