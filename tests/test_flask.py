@@ -35,7 +35,7 @@ from conftest import (
     wait_for_port,
 )
 from last9.wsgi.middleware import RedMiddleware
-from wsgi_helpers import call
+from wsgi_helpers import call, environ_for
 
 
 def make_app(registry: last9.Registry) -> Flask:
@@ -142,6 +142,66 @@ def test_streamed_responses_keep_their_route(registry):
     assert response.data == b"ab7"
     response.close()
     assert counts_by(registry.render(), "per", "status") == {("/stream/{n}", "200"): 1}
+
+
+def served_count(registry: last9.Registry) -> int:
+    return sum(counts_by(registry.render(), "per").values())
+
+
+def test_rendered_responses_are_recorded_at_once_and_passed_on_unwrapped(registry):
+    from werkzeug.wsgi import ClosingIterator
+
+    app = make_app(registry)
+    closed = []
+
+    @app.route("/rendered/<n>")
+    def rendered(n):
+        response = app.response_class(f"n={n}")
+        response.call_on_close(lambda: closed.append(n))
+        return response
+
+    body = app.wsgi_app(environ_for("/rendered/4"), lambda status, headers, exc_info=None: None)
+    # Werkzeug's own iterable reaches the server: nothing of ours is left to iterate or close.
+    assert type(body) is ClosingIterator
+    assert counts_by(registry.render(), "per", "status") == {("/rendered/{n}", "200"): 1}
+    assert b"".join(body) == b"n=4"
+    body.close()
+    assert closed == ["4"]
+    assert served_count(registry) == 1
+
+
+def test_streamed_flask_bodies_are_timed_to_their_end(registry):
+    from werkzeug.wsgi import ClosingIterator
+
+    app = make_app(registry)
+
+    @app.route("/chunks")
+    def chunks():
+        return app.response_class(iter([b"a", b"b"]))
+
+    body = app.wsgi_app(environ_for("/chunks"), lambda status, headers, exc_info=None: None)
+    assert type(body) is not ClosingIterator  # wrapped: the end of the body is still to come
+    assert served_count(registry) == 0
+    assert b"".join(body) == b"ab"
+    assert counts_by(registry.render(), "per", "status") == {("/chunks", "200"): 1}
+    body.close()
+    assert served_count(registry) == 1
+
+
+def test_an_error_in_the_middle_of_a_flask_stream_is_a_500(registry):
+    app = make_app(registry)
+
+    @app.route("/broken")
+    def broken():
+        def parts():
+            yield b"first"
+            raise OSError("source went away")
+
+        return app.response_class(parts())
+
+    with pytest.raises(OSError, match="source went away"):
+        call(app, "/broken")
+    assert counts_by(registry.render(), "per", "status") == {("/broken", "500"): 1}
 
 
 def test_werkzeug_request_is_left_where_werkzeug_put_it(registry):

@@ -38,6 +38,10 @@ class Adapter:
     #: WSGI only: read the route when the app calls ``start_response`` rather than once the
     #: response is over (Flask lets go of its request before ``wsgi_app`` returns).
     route_at_start: bool = False
+    #: WSGI only: Werkzeug's ``(ClosingIterator, Response)`` types, for apps whose responses are
+    #: Werkzeug's: a body that is a ``ClosingIterator`` over a response rendered in full (a list
+    #: body, not a streamed one) is recorded at once and handed to the server unwrapped.
+    werkzeug: tuple[type, type] | None = None
     #: The framework's name for the app, used as the default ``program``.
     program_hint: str | None = None
     #: WSGI body types the app returns fully rendered (Django's ``HttpResponse``): recorded as

@@ -256,13 +256,16 @@ class WsgiMiddleware:
         route_source: tuple[str, tuple[str, ...]] | None = None,
         complete_bodies: tuple[type, ...] | None = None,
         route_at_start: bool = False,
+        werkzeug: tuple[type, type] | None = None,
     ) -> Self:
         """``route_source=(key, attrs)``: the template is ``environ[key].attr1.attr2…``, read
         without a Python call (a ``last9.`` key is then removed; a framework's is left);
         ``route_getter(environ)`` is asked
         when a step gives None. ``complete_bodies``: body types recorded at once and passed on
         unwrapped, like lists. ``route_at_start``: the route is read when the app calls
-        ``start_response`` (while the framework still holds its request)."""
+        ``start_response`` (while the framework still holds its request). ``werkzeug``:
+        ``(ClosingIterator, Response)``; a ``ClosingIterator`` body over a response rendered in
+        full is recorded at once and passed on unwrapped."""
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any: ...
     def observe_client(
         self, environ: dict[str, Any], upstream: str, method: str, status: str, duration_ns: int

@@ -8,6 +8,10 @@ response: the ``got_request_exception`` signal leaves the request under our own 
 an app's request class not leave itself in the environ, the request object is captured as it is
 made instead: the app's ``request_class`` gets a thin subclass that does (a Python call per
 request).
+
+A rendered response (a list body, what a view's string, dict or ``Response(data)`` becomes)
+reaches the server as Werkzeug's ``ClosingIterator``; the middleware recognises it, records at
+once and passes it on unwrapped. A streamed one (a generator body) is wrapped and timed to its end.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ def adapt(app: Any) -> Adapter | None:
         route_source=(WERKZEUG_REQUEST_KEY, ("url_rule", "rule")),
         route_getter=route_of,
         route_at_start=True,
+        werkzeug=_werkzeug_types(),
         program_hint=flask_app.name,
         route_at=lambda path: _route_at(flask_app, path),
         route_templates=lambda: [rule.rule for rule in flask_app.url_map.iter_rules()],
@@ -74,6 +79,14 @@ def adapt(app: Any) -> Adapter | None:
             if is_excluded(flask_app.view_functions.get(rule.endpoint))
         ],
     )
+
+
+def _werkzeug_types() -> tuple[type, type]:
+    """Werkzeug's ``ClosingIterator`` (what a response's ``__call__`` returns) and ``Response``."""
+    from werkzeug.wrappers import Response
+    from werkzeug.wsgi import ClosingIterator
+
+    return ClosingIterator, Response
 
 
 def _keep_request_on_exception(app: Any) -> None:

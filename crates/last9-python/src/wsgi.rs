@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyIterator, PyList, PyString, PyTuple};
+use pyo3::types::{PyDict, PyIterator, PyList, PyString, PyTuple, PyType};
 
 use last9_core::normalize::METHODS;
 use last9_core::RouteId;
@@ -45,6 +45,9 @@ pub struct WsgiMiddleware {
     /// Whether the route is read when the app calls `start_response`, while the framework still
     /// holds its request (Flask clears `environ["werkzeug.request"]` before it returns).
     route_at_start: bool,
+    /// Werkzeug's `ClosingIterator` and `Response` types, for apps whose responses are
+    /// Werkzeug's: see [`WsgiMiddleware::is_rendered_werkzeug`].
+    werkzeug: Option<(Py<PyType>, Py<PyType>)>,
 }
 
 #[pymethods]
@@ -52,7 +55,7 @@ impl WsgiMiddleware {
     #[new]
     #[pyo3(signature = (
         app, recorder, registry, route_getter = None, metrics = None, route_source = None,
-        complete_bodies = None, route_at_start = false
+        complete_bodies = None, route_at_start = false, werkzeug = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -65,6 +68,7 @@ impl WsgiMiddleware {
         route_source: Option<(Py<PyString>, Vec<Py<PyString>>)>,
         complete_bodies: Option<Py<PyTuple>>,
         route_at_start: bool,
+        werkzeug: Option<(Py<PyType>, Py<PyType>)>,
     ) -> WsgiMiddleware {
         let owns_source_key = route_source
             .as_ref()
@@ -79,6 +83,7 @@ impl WsgiMiddleware {
             metrics,
             complete_bodies: complete_bodies.filter(|types| !types.bind(py).is_empty()),
             route_at_start,
+            werkzeug,
         }
     }
 
@@ -154,7 +159,8 @@ impl WsgiMiddleware {
         if status != 0
             && (body.is_exact_instance_of::<PyList>()
                 || body.is_exact_instance_of::<PyTuple>()
-                || this.is_complete(&body))
+                || this.is_complete(&body)
+                || this.is_rendered_werkzeug(&body))
         {
             this.record(environ_dict, status, answered.route(), request);
             return Ok(body);
@@ -232,6 +238,33 @@ impl WsgiMiddleware {
 }
 
 impl WsgiMiddleware {
+    /// Whether the body is Werkzeug's `ClosingIterator` over a response rendered in full (a
+    /// list or tuple body; a streamed one is a generator): it is then recorded at once and
+    /// passed on unwrapped, as a list body is. Werkzeug wraps every response's body so, and its
+    /// last callback is the response's own `close`, which names the response.
+    fn is_rendered_werkzeug(&self, body: &Bound<'_, PyAny>) -> bool {
+        let Some((closing, response_type)) = &self.werkzeug else {
+            return false;
+        };
+        let py = body.py();
+        if !body.get_type().is(closing.bind(py)) {
+            return false;
+        }
+        let response = body
+            .getattr(intern!(py, "_callbacks"))
+            .ok()
+            .and_then(|callbacks| callbacks.cast_into::<PyList>().ok())
+            .and_then(|callbacks| callbacks.iter().next_back())
+            .and_then(|close| close.getattr(intern!(py, "__self__")).ok());
+        let Some(response) = response else {
+            return false;
+        };
+        response.is_instance(response_type.bind(py)).unwrap_or(false)
+            && response.getattr(intern!(py, "response")).is_ok_and(|rendered| {
+                rendered.is_exact_instance_of::<PyList>() || rendered.is_exact_instance_of::<PyTuple>()
+            })
+    }
+
     /// Whether the body is of a type the adapter declared fully rendered when returned.
     fn is_complete(&self, body: &Bound<'_, PyAny>) -> bool {
         self.complete_bodies

@@ -65,6 +65,7 @@ class RedMiddleware(WsgiMiddleware):
             adapter.route_source,
             adapter.complete_bodies,
             adapter.route_at_start,
+            adapter.werkzeug,
         )
 
     def __repr__(self) -> str:
