@@ -42,6 +42,10 @@ class Adapter:
     #: Werkzeug's: a body that is a ``ClosingIterator`` over a response rendered in full (a list
     #: body, not a streamed one) is recorded at once and handed to the server unwrapped.
     werkzeug: tuple[type, type] | None = None
+    #: ASGI only: the templates ``route_getter`` has learnt, by ``id()`` of the object the router
+    #: leaves in ``scope["route"]`` (else ``scope["endpoint"]``); a str value is read in Rust
+    #: without calling the getter, anything else asks it. The getter keeps those objects alive.
+    route_cache: dict[int, Any] | None = None
     #: The framework's name for the app, used as the default ``program``.
     program_hint: str | None = None
     #: WSGI body types the app returns fully rendered (Django's ``HttpResponse``): recorded as

@@ -314,7 +314,10 @@ class AsgiMiddleware:
         registry: Registry,
         route_getter: Callable[[dict[str, Any]], str | None] | None = None,
         metrics: MetricsEndpoint | None = None,
-    ) -> Self: ...
+        route_cache: dict[int, Any] | None = None,
+    ) -> Self:
+        """``route_cache``: templates by ``id()`` of ``scope["route"]`` (else
+        ``scope["endpoint"]``); a str there is used without calling ``route_getter``."""
     def __call__(
         self,
         scope: dict[str, Any],
