@@ -11,12 +11,12 @@ use last9_core::{Buckets, ConstLabels, Limits, Request, RouteId, RouteTemplates}
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
+use pyo3::types::{PyDict, PyString};
 
 use crate::errors::{to_py, MetricsError};
 use crate::exclude::Exclusions;
 use crate::registry::Registry;
-use crate::request::{environ_text, scope_header, scope_text, server_host, with_raw_path};
+use crate::request::{environ_text, scope_headers, scope_text, server_host, with_raw_path};
 
 /// How a request's route is found: from the framework's template, or from the raw path.
 enum Routing {
@@ -125,13 +125,6 @@ impl Recorder {
         environ_text(environ, key.bind(environ.py()))
     }
 
-    /// The request label's header in an ASGI scope.
-    #[inline]
-    fn scope_label<'py>(&self, scope: &Bound<'py, PyDict>) -> Option<Bound<'py, PyBytes>> {
-        let (_, name) = self.label_header.as_ref()?;
-        scope_header(scope, name)
-    }
-
     pub(crate) fn count_caller_route(&self, route: RouteId, caller: Option<&str>) {
         self.core.count_caller(route, caller);
     }
@@ -186,18 +179,19 @@ impl Recorder {
             .and_then(|m| m.cast::<PyString>().ok())
             .and_then(|m| m.to_str().ok())
             .unwrap_or("");
-        let traceparent = scope_header(scope, b"traceparent");
+        // One pass over the headers for all three.
+        let label_name = self.label_header.as_ref().map_or(&b""[..], |(_, name)| name);
+        let [host, traceparent, label] = scope_headers(scope, [b"host", b"traceparent", label_name]);
         let trace = crate::trace::current(
             py,
             traceparent
                 .as_ref()
                 .and_then(|t| std::str::from_utf8(t.as_bytes()).ok()),
         );
-        let label = self.scope_label(scope);
         let label = label
             .as_ref()
             .and_then(|l| std::str::from_utf8(l.as_bytes()).ok());
-        match scope_header(scope, b"host") {
+        match host {
             Some(host) => match std::str::from_utf8(host.as_bytes()) {
                 Ok(host) => self.record_full(route, Some(host), method, status, elapsed, label, trace),
                 Err(_) => {
