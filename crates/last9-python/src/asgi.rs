@@ -21,6 +21,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
+use last9_core::normalize::METHODS;
 use last9_core::RouteId;
 
 use crate::endpoint::MetricsEndpoint;
@@ -253,7 +254,9 @@ impl AsgiMiddleware {
             let caller = caller.as_ref().map(|c| String::from_utf8_lossy(c.as_bytes()));
             recorder.count_caller_route(route, caller.as_deref());
         }
-        recorder.record_scope(route, scope, status, elapsed);
+        // The in-flight token is the method's label index, read once when the request entered.
+        let method = METHODS[usize::from(token) % METHODS.len()];
+        recorder.record_scope(route, scope, Some(method), status, elapsed);
     }
 
     /// The request's route. A route getter that raises is logged once and counts as no route.

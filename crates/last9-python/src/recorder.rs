@@ -163,22 +163,28 @@ impl Recorder {
         self.raw_path_route(&full)
     }
 
-    /// Records one request of an ASGI app: the method and Host header are read from the scope
-    /// without copying.
+    /// Records one request of an ASGI app: the Host header (and the method, unless the caller
+    /// knows it already) are read from the scope without copying.
     pub(crate) fn record_scope(
         &self,
         route: RouteId,
         scope: &Bound<'_, PyDict>,
+        method: Option<&str>,
         status: u16,
         elapsed: Duration,
     ) {
         let py = scope.py();
-        let method = scope.get_item(intern!(py, "method")).ok().flatten();
-        let method = method
-            .as_ref()
-            .and_then(|m| m.cast::<PyString>().ok())
-            .and_then(|m| m.to_str().ok())
-            .unwrap_or("");
+        let from_scope = match method {
+            Some(_) => None,
+            None => scope.get_item(intern!(py, "method")).ok().flatten(),
+        };
+        let method = method.unwrap_or_else(|| {
+            from_scope
+                .as_ref()
+                .and_then(|m| m.cast::<PyString>().ok())
+                .and_then(|m| m.to_str().ok())
+                .unwrap_or("")
+        });
         // One pass over the headers for all three.
         let label_name = self.label_header.as_ref().map_or(&b""[..], |(_, name)| name);
         let [host, traceparent, label] = scope_headers(scope, [b"host", b"traceparent", label_name]);
@@ -440,7 +446,7 @@ impl Recorder {
     #[pyo3(signature = (route, scope, status, duration_ns))]
     fn observe_scope(&self, route: Option<&str>, scope: &Bound<'_, PyDict>, status: u16, duration_ns: u64) {
         let route = self.scope_route(route, scope);
-        self.record_scope(route, scope, status, Duration::from_nanos(duration_ns));
+        self.record_scope(route, scope, None, status, Duration::from_nanos(duration_ns));
     }
 
     /// Records one finished request of a Tornado app from its `RequestHandler`: the status set
