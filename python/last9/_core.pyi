@@ -266,11 +266,17 @@ class WsgiMiddleware:
         metrics: MetricsEndpoint | None = None,
         route_source: tuple[str, tuple[str, ...]] | None = None,
         complete_bodies: tuple[type, ...] | None = None,
+        route_at_start: bool = False,
+        werkzeug: tuple[type, type] | None = None,
     ) -> Self:
         """``route_source=(key, attrs)``: the template is ``environ[key].attr1.attr2…``, read
-        without a Python call (the key is then removed); ``route_getter(environ)`` is asked
+        without a Python call (a ``last9.`` key is then removed; a framework's is left);
+        ``route_getter(environ)`` is asked
         when a step gives None. ``complete_bodies``: body types recorded at once and passed on
-        unwrapped, like lists."""
+        unwrapped, like lists. ``route_at_start``: the route is read when the app calls
+        ``start_response`` (while the framework still holds its request). ``werkzeug``:
+        ``(ClosingIterator, Response)``; a ``ClosingIterator`` body over a response rendered in
+        full is recorded at once and passed on unwrapped."""
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any: ...
     def observe_client(
         self, environ: dict[str, Any], upstream: str, method: str, status: str, duration_ns: int
@@ -319,7 +325,10 @@ class AsgiMiddleware:
         registry: Registry,
         route_getter: Callable[[dict[str, Any]], str | None] | None = None,
         metrics: MetricsEndpoint | None = None,
-    ) -> Self: ...
+        route_cache: dict[int, Any] | None = None,
+    ) -> Self:
+        """``route_cache``: templates by ``id()`` of ``scope["route"]`` (else
+        ``scope["endpoint"]``); a str there is used without calling ``route_getter``."""
     def __call__(
         self,
         scope: dict[str, Any],

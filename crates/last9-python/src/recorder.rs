@@ -16,7 +16,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use crate::errors::{to_py, MetricsError};
 use crate::exclude::Exclusions;
 use crate::registry::Registry;
-use crate::request::{environ_text, scope_header, scope_text, server_host, with_raw_path};
+use crate::request::{environ_text, scope_headers, scope_text, server_host, with_raw_path};
 
 /// How a request's route is found: from the framework's template, or from the raw path.
 enum Routing {
@@ -150,17 +150,6 @@ impl Recorder {
         }
     }
 
-    /// The request label's value in an ASGI scope: a header's bytes, or the app's text.
-    fn scope_label<'py>(&self, scope: &Bound<'py, PyDict>) -> Option<Bound<'py, PyAny>> {
-        match self.label_source.as_ref()? {
-            LabelSource::Header(_, name) => scope_header(scope, name).map(Bound::into_any),
-            LabelSource::App(..) => {
-                let holder = scope.get_item(intern!(scope.py(), LABEL_KEY)).ok()?;
-                holder_value(holder).map(Bound::into_any)
-            }
-        }
-    }
-
     /// When the app sets the request label (`last9.set_label`): gives the request an empty
     /// holder, in `carrier` (environ or scope) for the recording and in the context variable
     /// for `set_label`. Called as a request enters; does nothing otherwise. A failure only
@@ -210,32 +199,48 @@ impl Recorder {
         self.raw_path_route(&full)
     }
 
-    /// Records one request of an ASGI app: the method and Host header are read from the scope
-    /// without copying.
+    /// Records one request of an ASGI app: the Host header (and the method, unless the caller
+    /// knows it already) are read from the scope without copying.
     pub(crate) fn record_scope(
         &self,
         route: RouteId,
         scope: &Bound<'_, PyDict>,
+        method: Option<&str>,
         status: u16,
         elapsed: Duration,
     ) {
         let py = scope.py();
-        let method = scope.get_item(intern!(py, "method")).ok().flatten();
-        let method = method
-            .as_ref()
-            .and_then(|m| m.cast::<PyString>().ok())
-            .and_then(|m| m.to_str().ok())
-            .unwrap_or("");
-        let traceparent = scope_header(scope, b"traceparent");
+        let from_scope = match method {
+            Some(_) => None,
+            None => scope.get_item(intern!(py, "method")).ok().flatten(),
+        };
+        let method = method.unwrap_or_else(|| {
+            from_scope
+                .as_ref()
+                .and_then(|m| m.cast::<PyString>().ok())
+                .and_then(|m| m.to_str().ok())
+                .unwrap_or("")
+        });
+        // One pass over the headers for all three.
+        let label_name = match self.label_source.as_ref() {
+            Some(LabelSource::Header(_, name)) => &name[..],
+            _ => &b""[..],
+        };
+        let [host, traceparent, header_label] = scope_headers(scope, [b"host", b"traceparent", label_name]);
         let trace = crate::trace::current(
             py,
             traceparent
                 .as_ref()
                 .and_then(|t| std::str::from_utf8(t.as_bytes()).ok()),
         );
-        let label = self.scope_label(scope);
+        let label = match self.label_source.as_ref() {
+            Some(LabelSource::App(..)) => {
+                holder_value(scope.get_item(intern!(py, LABEL_KEY)).ok().flatten()).map(Bound::into_any)
+            }
+            _ => header_label.map(Bound::into_any),
+        };
         let label = label.as_ref().and_then(label_text);
-        match scope_header(scope, b"host") {
+        match host {
             Some(host) => match std::str::from_utf8(host.as_bytes()) {
                 Ok(host) => self.record_full(route, Some(host), method, status, elapsed, label, trace),
                 Err(_) => {
@@ -524,7 +529,7 @@ impl Recorder {
     #[pyo3(signature = (route, scope, status, duration_ns))]
     fn observe_scope(&self, route: Option<&str>, scope: &Bound<'_, PyDict>, status: u16, duration_ns: u64) {
         let route = self.scope_route(route, scope);
-        self.record_scope(route, scope, status, Duration::from_nanos(duration_ns));
+        self.record_scope(route, scope, None, status, Duration::from_nanos(duration_ns));
     }
 
     /// Records one finished request of a Tornado app from its `RequestHandler`: the status set

@@ -7,11 +7,12 @@
 //! exception from the app is recorded as 500 and re-raised as it was.
 
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyIterator, PyList, PyString, PyTuple};
+use pyo3::types::{PyDict, PyIterator, PyList, PyString, PyTuple, PyType};
 
 use last9_core::normalize::METHODS;
 use last9_core::RouteId;
@@ -30,14 +31,23 @@ pub struct WsgiMiddleware {
     /// Called with the environ once the app has answered; returns the route template or None.
     route_getter: Option<Py<PyAny>>,
     /// `(environ key, attribute names)`: the template is `environ[key].attr1.attr2…`, read
-    /// without a Python call; the key is removed afterwards. When a step gives None, the
-    /// route getter is asked instead.
+    /// without a Python call. When a step gives None, the route getter is asked instead.
     route_source: Option<(Py<PyString>, Vec<Py<PyString>>)>,
+    /// Whether the route source's key is last9's own (`last9.…`), removed once the request is
+    /// over (its value may hold the request, which holds the environ). A framework's own key,
+    /// such as `werkzeug.request`, is left where the framework put it.
+    owns_source_key: bool,
     /// The app's own metrics path, answered instead of reaching the app.
     metrics: Option<Py<MetricsEndpoint>>,
     /// Types of bodies the app returns fully rendered (Django's `HttpResponse`): recorded as
     /// soon as the app returns and passed on unwrapped, as list and tuple bodies are.
     complete_bodies: Option<Py<PyTuple>>,
+    /// Whether the route is read when the app calls `start_response`, while the framework still
+    /// holds its request (Flask clears `environ["werkzeug.request"]` before it returns).
+    route_at_start: bool,
+    /// Werkzeug's `ClosingIterator` and `Response` types, for apps whose responses are
+    /// Werkzeug's: see [`WsgiMiddleware::is_rendered_werkzeug`].
+    werkzeug: Option<(Py<PyType>, Py<PyType>)>,
 }
 
 #[pymethods]
@@ -45,7 +55,7 @@ impl WsgiMiddleware {
     #[new]
     #[pyo3(signature = (
         app, recorder, registry, route_getter = None, metrics = None, route_source = None,
-        complete_bodies = None
+        complete_bodies = None, route_at_start = false, werkzeug = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -57,15 +67,23 @@ impl WsgiMiddleware {
         metrics: Option<Py<MetricsEndpoint>>,
         route_source: Option<(Py<PyString>, Vec<Py<PyString>>)>,
         complete_bodies: Option<Py<PyTuple>>,
+        route_at_start: bool,
+        werkzeug: Option<(Py<PyType>, Py<PyType>)>,
     ) -> WsgiMiddleware {
+        let owns_source_key = route_source
+            .as_ref()
+            .is_some_and(|(key, _)| key.bind(py).to_str().is_ok_and(|key| key.starts_with("last9.")));
         WsgiMiddleware {
             app,
             recorder,
             registry,
             route_getter,
             route_source,
+            owns_source_key,
             metrics,
             complete_bodies: complete_bodies.filter(|types| !types.bind(py).is_empty()),
+            route_at_start,
+            werkzeug,
         }
     }
 
@@ -124,33 +142,39 @@ impl WsgiMiddleware {
             StartResponse {
                 inner: start_response.clone().unbind(),
                 status: AtomicU16::new(0),
+                route: OnceLock::new(),
+                request: this
+                    .route_at_start
+                    .then(|| (slf.clone().unbind(), environ_dict.clone().unbind())),
             },
         )?;
         let body = match this.app.bind(py).call1((environ, &responder)) {
             Ok(body) => body,
             Err(err) => {
-                this.record(environ_dict, 500, request);
+                this.record(environ_dict, 500, responder.get().route(), request);
                 return Err(err);
             }
         };
-        let status = responder.get().status.load(Ordering::Relaxed);
+        let answered = responder.get();
+        let status = answered.status.load(Ordering::Relaxed);
         if status != 0
             && (body.is_exact_instance_of::<PyList>()
                 || body.is_exact_instance_of::<PyTuple>()
-                || this.is_complete(&body))
+                || this.is_complete(&body)
+                || this.is_rendered_werkzeug(&body))
         {
-            this.record(environ_dict, status, request);
+            this.record(environ_dict, status, answered.route(), request);
             return Ok(body);
         }
         if status != 0 && is_file_wrapper(environ_dict, &body) {
             // Kept as it is so the server can still use sendfile; timed up to here.
-            this.record(environ_dict, status, request);
+            this.record(environ_dict, status, answered.route(), request);
             return Ok(body);
         }
         let iterator = match body.try_iter() {
             Ok(iterator) => iterator.unbind(),
             Err(err) => {
-                this.record(environ_dict, 500, request);
+                this.record(environ_dict, 500, answered.route(), request);
                 return Err(err);
             }
         };
@@ -215,6 +239,33 @@ impl WsgiMiddleware {
 }
 
 impl WsgiMiddleware {
+    /// Whether the body is Werkzeug's `ClosingIterator` over a response rendered in full (a
+    /// list or tuple body; a streamed one is a generator): it is then recorded at once and
+    /// passed on unwrapped, as a list body is. Werkzeug wraps every response's body so, and its
+    /// last callback is the response's own `close`, which names the response.
+    fn is_rendered_werkzeug(&self, body: &Bound<'_, PyAny>) -> bool {
+        let Some((closing, response_type)) = &self.werkzeug else {
+            return false;
+        };
+        let py = body.py();
+        if !body.get_type().is(closing.bind(py)) {
+            return false;
+        }
+        let response = body
+            .getattr(intern!(py, "_callbacks"))
+            .ok()
+            .and_then(|callbacks| callbacks.cast_into::<PyList>().ok())
+            .and_then(|callbacks| callbacks.iter().next_back())
+            .and_then(|close| close.getattr(intern!(py, "__self__")).ok());
+        let Some(response) = response else {
+            return false;
+        };
+        response.is_instance(response_type.bind(py)).unwrap_or(false)
+            && response.getattr(intern!(py, "response")).is_ok_and(|rendered| {
+                rendered.is_exact_instance_of::<PyList>() || rendered.is_exact_instance_of::<PyTuple>()
+            })
+    }
+
     /// Whether the body is of a type the adapter declared fully rendered when returned.
     fn is_complete(&self, body: &Bound<'_, PyAny>) -> bool {
         self.complete_bodies
@@ -223,13 +274,14 @@ impl WsgiMiddleware {
     }
 
     /// Records a finished request, once: its duration, the end of its time in flight, and (with
-    /// lineage on) its caller. Never raises: a failure is logged once and dropped.
-    fn record(&self, environ: &Bound<'_, PyDict>, status: u16, request: Entered) {
+    /// lineage on) its caller. `route`: as read when the response started, if it was. Never
+    /// raises: a failure is logged once and dropped.
+    fn record(&self, environ: &Bound<'_, PyDict>, status: u16, route: Option<RouteId>, request: Entered) {
         let elapsed = request.started.elapsed();
         let py = environ.py();
         let recorder = self.recorder.get();
         recorder.leave(request.token);
-        let route = self.route_of(environ, true);
+        let route = route.unwrap_or_else(|| self.route_of(environ, true));
         if last9_core::lineage::enabled() {
             let _ = set_inbound(py, None);
             let caller = environ_text(environ, intern!(py, "HTTP_X_LAST9_CALLER"))
@@ -282,7 +334,7 @@ impl WsgiMiddleware {
                 })
             });
             if found.is_some() {
-                if done {
+                if done && self.owns_source_key {
                     let _ = environ.del_item(key);
                 }
                 return found;
@@ -295,7 +347,7 @@ impl WsgiMiddleware {
                 .inspect_err(|err| log_failure_once(py, err))
                 .ok()
         });
-        if let Some((key, _)) = source {
+        if let Some((key, _)) = source.filter(|_| self.owns_source_key) {
             // The source's value may hold the request, which holds the environ: drop the cycle.
             if environ.contains(key).unwrap_or(false) {
                 let _ = environ.del_item(key);
@@ -352,11 +404,22 @@ fn is_file_wrapper(environ: &Bound<'_, PyDict>, body: &Bound<'_, PyAny>) -> bool
         .is_ok_and(|class| body.is_instance(class).unwrap_or(false))
 }
 
-/// The `start_response` handed to the app: notes the status code, then calls the server's.
+/// The `start_response` handed to the app: notes the status code (and, for adapters that ask,
+/// the route), then calls the server's.
 #[pyclass(frozen, module = "last9._core")]
 pub struct StartResponse {
     inner: Py<PyAny>,
     status: AtomicU16,
+    /// The route, read at the first call when `request` is set.
+    route: OnceLock<RouteId>,
+    /// The middleware and environ to read the route from as the response starts.
+    request: Option<(Py<WsgiMiddleware>, Py<PyDict>)>,
+}
+
+impl StartResponse {
+    fn route(&self) -> Option<RouteId> {
+        self.route.get().copied()
+    }
 }
 
 #[pymethods]
@@ -376,6 +439,11 @@ impl StartResponse {
         });
         if let Some(code) = code {
             self.status.store(code, Ordering::Relaxed);
+        }
+        if let Some((middleware, environ)) = &self.request {
+            if self.route.get().is_none() {
+                let _ = self.route.set(middleware.get().route_of(environ.bind(py), false));
+            }
         }
         self.inner.bind(py).call(args, kwargs)
     }
@@ -406,14 +474,15 @@ struct Pending {
 
 impl Pending {
     fn finish(self, py: Python<'_>, failed: bool) {
+        let responder = self.responder.get();
         let status = if failed {
             500
         } else {
-            self.responder.get().status.load(Ordering::Relaxed)
+            responder.status.load(Ordering::Relaxed)
         };
         self.middleware
             .get()
-            .record(self.environ.bind(py), status, self.request);
+            .record(self.environ.bind(py), status, responder.route(), self.request);
     }
 }
 
