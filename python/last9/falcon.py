@@ -93,7 +93,7 @@ class Middleware:
             caller = env.get("HTTP_X_LAST9_CALLER") or env.get(
                 "HTTP_X_ENVOY_DOWNSTREAM_SERVICE_CLUSTER"
             )
-            lineage.end(self.recorder, token, req.uri_template, caller)
+            lineage.end(self.recorder, token, req.uri_template, caller, status)
             self.recorder.observe(req.uri_template, "", host, req.method, status, elapsed)
 
     async def process_request_async(self, req: Any, resp: Any) -> None:
@@ -118,7 +118,7 @@ class Middleware:
             caller = req.get_header("X-Last9-Caller") or req.get_header(
                 "X-Envoy-Downstream-Service-Cluster"
             )
-            lineage.end(self.recorder, token, req.uri_template, caller)
+            lineage.end(self.recorder, token, req.uri_template, caller, status)
             self.recorder.observe_scope(req.uri_template, scope, status, elapsed)
 
     def observe_client(

@@ -227,7 +227,7 @@ impl AsgiMiddleware {
             let caller = scope_header(scope, b"x-last9-caller")
                 .or_else(|| scope_header(scope, b"x-envoy-downstream-service-cluster"));
             let caller = caller.as_ref().map(|c| String::from_utf8_lossy(c.as_bytes()));
-            recorder.count_caller_route(route, caller.as_deref());
+            recorder.count_caller_route(route, caller.as_deref(), status);
         }
         recorder.record_scope(route, scope, status, elapsed);
     }

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use crate::model::exemplar::{latest_per_bucket, Exemplar, ExemplarCells, EXEMPLAR_CELLS};
 use crate::model::histogram::Buckets;
+use crate::model::lineage::{OVERFLOW_VALUE, UNKNOWN_CALLER};
 use crate::model::native::{NativeBuckets, NativeCells, NativeSpec};
 use crate::model::registry::{DOMAIN_OVERFLOW, ROUTE_OVERFLOW};
 use crate::snapshot::Snapshot;
@@ -56,14 +57,35 @@ struct MergedLayout {
     max_routes: u32,
     max_domains: u32,
     buckets: Arc<Buckets>,
-    /// Labels block → index in `Merged::series`.
-    index: AHashMap<Box<[u8]>, usize>,
+    /// Labels block → index in `Merged::series`, per [`Family`].
+    index: [AHashMap<Box<[u8]>, usize>; 2],
     /// Distinct `per` and `domain` values, tracked only when caps are applied (the archive).
     routes: AHashSet<Box<str>>,
     domains: AHashSet<Box<str>>,
+    /// Distinct `upstream` and `caller` values (lineage), tracked like `domains`.
+    upstreams: AHashSet<Box<str>>,
+    callers: AHashSet<Box<str>>,
+}
+
+/// Which histogram family a merged series belongs to.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Family {
+    /// `http_requests_duration_milliseconds` (HISTOGRAM records).
+    Duration = 0,
+    /// `http_client_requests_duration_milliseconds` (CLIENT records).
+    Client = 1,
+}
+
+/// A series of the callers counter, summed over files.
+struct MergedCounter {
+    layout: usize,
+    n_labels: u16,
+    labels: Box<[u8]>,
+    value: u64,
 }
 
 struct MergedSeries {
+    family: Family,
     layout: usize,
     n_labels: u16,
     labels: Box<[u8]>,
@@ -85,6 +107,9 @@ pub struct Merged {
     /// Gauges of live processes, summed by labels block (never archived).
     gauge_index: AHashMap<Box<[u8]>, usize>,
     gauges: Vec<(u16, Box<[u8]>, i64)>,
+    /// Callers counters, summed by labels block (live and dead processes, like histograms).
+    counter_index: AHashMap<Box<[u8]>, usize>,
+    counters: Vec<MergedCounter>,
 }
 
 impl Merged {
@@ -119,9 +144,11 @@ impl Merged {
             max_routes: layout.max_routes,
             max_domains: layout.max_domains,
             buckets: Arc::new(classic.with_native(layout.native)),
-            index: AHashMap::new(),
+            index: Default::default(),
             routes: AHashSet::new(),
             domains: AHashSet::new(),
+            upstreams: AHashSet::new(),
+            callers: AHashSet::new(),
         });
         self.layouts.len() - 1
     }
@@ -139,11 +166,16 @@ impl Merged {
                 Record::Layout(l) => {
                     checked_layouts.insert(l.id, format::histogram_cells(l.bounds.len(), l.native.as_ref()));
                 }
-                Record::Histogram { layout, cells, .. } => match checked_layouts.get(layout) {
-                    Some(&n) if cells.len() == n => {}
-                    _ => return Err("a histogram whose layout is missing or does not fit".into()),
-                },
-                Record::Absorbed(_) | Record::Gauge { .. } => {}
+                Record::Histogram { layout, cells, .. } | Record::Client { layout, cells, .. } => {
+                    match checked_layouts.get(layout) {
+                        Some(&n) if cells.len() == n => {}
+                        _ => return Err("a histogram whose layout is missing or does not fit".into()),
+                    }
+                }
+                Record::Counter { layout, .. } if !checked_layouts.contains_key(layout) => {
+                    return Err("a counter whose layout is missing".into());
+                }
+                Record::Absorbed(_) | Record::Gauge { .. } | Record::Counter { .. } => {}
             }
         }
         let mut absorbed = Vec::new();
@@ -159,18 +191,38 @@ impl Merged {
                     n_labels,
                     labels,
                     cells,
-                } => {
-                    let layout = file_layouts[&layout];
-                    let classic = self.layouts[layout].bounds.len() + 2;
-                    values.clear();
-                    values.extend(cells[..classic].iter().map(|c| c.load(Ordering::Relaxed)));
-                    let native = self.layouts[layout]
-                        .native
-                        .as_ref()
-                        .map(|spec| NativeCells::new(spec, &cells[classic..classic + spec.cells()]).read());
-                    let exemplar = ExemplarCells(&cells[cells.len() - EXEMPLAR_CELLS..]).read();
-                    self.add_series(layout, n_labels, labels, &values, native, exemplar);
-                }
+                } => self.add_cells(
+                    Family::Duration,
+                    file_layouts[&layout],
+                    n_labels,
+                    labels,
+                    cells,
+                    &mut values,
+                ),
+                Record::Client {
+                    layout,
+                    n_labels,
+                    labels,
+                    cells,
+                } => self.add_cells(
+                    Family::Client,
+                    file_layouts[&layout],
+                    n_labels,
+                    labels,
+                    cells,
+                    &mut values,
+                ),
+                Record::Counter {
+                    layout,
+                    n_labels,
+                    labels,
+                    value,
+                } => self.add_counter(
+                    file_layouts[&layout],
+                    n_labels,
+                    labels,
+                    value.load(Ordering::Relaxed),
+                ),
                 Record::Absorbed(name) => absorbed.push(name),
                 Record::Gauge {
                     n_labels,
@@ -192,8 +244,53 @@ impl Merged {
         Ok(absorbed)
     }
 
+    /// Adds the cells of one HISTOGRAM or CLIENT record (checked to fit its layout).
+    fn add_cells(
+        &mut self,
+        family: Family,
+        layout: usize,
+        n_labels: u16,
+        labels: &[u8],
+        cells: &[std::sync::atomic::AtomicU64],
+        values: &mut Vec<u64>,
+    ) {
+        let classic = self.layouts[layout].bounds.len() + 2;
+        values.clear();
+        values.extend(cells[..classic].iter().map(|c| c.load(Ordering::Relaxed)));
+        let native = self.layouts[layout]
+            .native
+            .as_ref()
+            .map(|spec| NativeCells::new(spec, &cells[classic..classic + spec.cells()]).read());
+        let exemplar = ExemplarCells(&cells[cells.len() - EXEMPLAR_CELLS..]).read();
+        self.add_series(family, layout, n_labels, labels, values, native, exemplar);
+    }
+
+    fn add_counter(&mut self, layout: usize, n_labels: u16, labels: &[u8], value: u64) {
+        let folded;
+        let labels = if self.capped {
+            folded = self.fold(layout, n_labels, labels);
+            folded.as_deref().unwrap_or(labels)
+        } else {
+            labels
+        };
+        match self.counter_index.get(labels) {
+            Some(&i) => self.counters[i].value = self.counters[i].value.wrapping_add(value),
+            None => {
+                self.counter_index.insert(labels.into(), self.counters.len());
+                self.counters.push(MergedCounter {
+                    layout,
+                    n_labels,
+                    labels: labels.into(),
+                    value,
+                });
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn add_series(
         &mut self,
+        family: Family,
         layout: usize,
         n_labels: u16,
         labels: &[u8],
@@ -209,7 +306,8 @@ impl Merged {
             labels
         };
         let merged_layout = &mut self.layouts[layout];
-        match merged_layout.index.get(labels) {
+        let index = &mut merged_layout.index[family as usize];
+        match index.get(labels) {
             Some(&i) => {
                 let series = &mut self.series[i];
                 for (cell, v) in series.cells.iter_mut().zip(values) {
@@ -224,8 +322,9 @@ impl Merged {
             }
             None => {
                 let labels: Box<[u8]> = labels.into();
-                merged_layout.index.insert(labels.clone(), self.series.len());
+                index.insert(labels.clone(), self.series.len());
                 self.series.push(MergedSeries {
+                    family,
                     layout,
                     n_labels,
                     labels,
@@ -249,12 +348,16 @@ impl Merged {
             let (seen, cap, overflow) = match name {
                 "per" => (&mut l.routes, l.max_routes, ROUTE_OVERFLOW),
                 "domain" => (&mut l.domains, l.max_domains, DOMAIN_OVERFLOW),
+                // Lineage's own caps (see `model::lineage`): upstreams and callers.
+                "upstream" => (&mut l.upstreams, l.max_domains, OVERFLOW_VALUE),
+                "caller" => (&mut l.callers, l.max_domains, OVERFLOW_VALUE),
                 _ => {
                     pairs.push((name, value));
                     continue;
                 }
             };
-            if value == overflow || seen.contains(value) {
+            let exempt = name == "caller" && value == UNKNOWN_CALLER;
+            if value == overflow || exempt || seen.contains(value) {
                 pairs.push((name, value));
             } else if seen.len() < cap as usize {
                 seen.insert(value.into());
@@ -279,14 +382,29 @@ impl Merged {
             if let (Some(native), Some(spec)) = (&mut native, &layout.native) {
                 native.limit(spec.max_buckets());
             }
-            snapshot.push_series(
+            let exemplars = latest_per_bucket(n, series.exemplars.iter().copied());
+            let (labels, counts, sum_ns) = (
                 text.as_str().into(),
-                layout.buckets.clone(),
                 series.cells[..n].iter().copied(),
                 series.cells[n],
-                native,
-                latest_per_bucket(n, series.exemplars.iter().copied()),
             );
+            match series.family {
+                Family::Duration => {
+                    snapshot.push_series(labels, layout.buckets.clone(), counts, sum_ns, native, exemplars)
+                }
+                Family::Client => snapshot.push_client_series(
+                    labels,
+                    layout.buckets.clone(),
+                    counts,
+                    sum_ns,
+                    native,
+                    exemplars,
+                ),
+            }
+        }
+        for counter in &self.counters {
+            label_text(&mut text, &counter.labels, counter.n_labels);
+            snapshot.push_caller(text.as_str().into(), counter.value);
         }
         for (n_labels, labels, value) in &self.gauges {
             label_text(&mut text, labels, *n_labels);
@@ -310,7 +428,14 @@ impl Merged {
         }
         for s in &self.series {
             let cells = archive_cells(s, self.layouts[s.layout].native.as_ref());
-            format::histogram_record(&mut out, s.layout as u32, s.n_labels, &s.labels, &cells);
+            let record = match s.family {
+                Family::Duration => format::histogram_record,
+                Family::Client => format::client_record,
+            };
+            record(&mut out, s.layout as u32, s.n_labels, &s.labels, &cells);
+        }
+        for c in &self.counters {
+            format::counter_record(&mut out, c.layout as u32, c.n_labels, &c.labels, c.value);
         }
         for name in absorbed {
             format::absorbed_record(&mut out, name);
