@@ -214,6 +214,20 @@ def check_queries(prom: Prometheus, families: set[str]) -> None:
             assert not result, title
     assert not empty, f"panels with no series although their families exist: {empty}"
     assert len(answered) >= 15, answered
+    # The service map's edges: their error ratio, from the callers counter's status class and
+    # the outbound calls' status. storefront reaches inventory, and fails to reach port 9; the
+    # shop, called by no named caller, fails on /boom.
+    (edge_errors,) = [
+        t["expr"]
+        for p in panels()
+        if p["type"] == "nodeGraph"
+        for t in p["targets"]
+        if t["refId"] == "edge_errors"
+    ]
+    ratios = prom.vector(substitute(edge_errors), "source", "target")
+    assert ratios[("storefront", "inventory")] == 0, ratios
+    assert ratios[("storefront", "127.0.0.1:9")] == 1, ratios
+    assert 0 < ratios[("unknown", "shop")] < 1, ratios
     for variable in dashboard()["templating"]["list"][1:]:
         match = re.fullmatch(r"label_values\((.*), (\w+)\)", variable["query"])
         assert match, variable["query"]
