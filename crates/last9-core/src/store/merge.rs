@@ -59,12 +59,44 @@ struct MergedLayout {
     buckets: Arc<Buckets>,
     /// Labels block → index in `Merged::series`, per [`Family`].
     index: [AHashMap<Box<[u8]>, usize>; 2],
-    /// Distinct `per` and `domain` values, tracked only when caps are applied (the archive).
+    /// The values admitted under the caps, per program (each recorder has caps of its own).
+    caps: AHashMap<Box<str>, Admitted>,
+}
+
+/// Distinct values of the capped labels, tracked only when caps are applied.
+#[derive(Default)]
+struct Admitted {
     routes: AHashSet<Box<str>>,
     domains: AHashSet<Box<str>>,
-    /// Distinct `upstream` and `caller` values (lineage), tracked like `domains`.
+    /// Lineage's `upstream` and `caller`, capped like `domain`.
     upstreams: AHashSet<Box<str>>,
     callers: AHashSet<Box<str>>,
+}
+
+impl Admitted {
+    /// Admits `value` of label `name` under the caps `(max_routes, max_domains)`: None when it
+    /// stays (a label without a cap, a value already in, or room left), else the overflow value
+    /// it becomes.
+    fn admit(&mut self, caps: (u32, u32), name: &str, value: &str) -> Option<&'static str> {
+        let (max_routes, max_domains) = caps;
+        let (seen, cap, overflow) = match name {
+            "per" => (&mut self.routes, max_routes, ROUTE_OVERFLOW),
+            "domain" => (&mut self.domains, max_domains, DOMAIN_OVERFLOW),
+            // Lineage's own caps (see `model::lineage`): upstreams and callers.
+            "upstream" => (&mut self.upstreams, max_domains, OVERFLOW_VALUE),
+            "caller" => (&mut self.callers, max_domains, OVERFLOW_VALUE),
+            _ => return None,
+        };
+        let exempt = name == "caller" && value == UNKNOWN_CALLER;
+        if value == overflow || exempt || seen.contains(value) {
+            None
+        } else if seen.len() < cap as usize {
+            seen.insert(value.into());
+            None
+        } else {
+            Some(overflow)
+        }
+    }
 }
 
 /// Which histogram family a merged series belongs to.
@@ -102,7 +134,8 @@ struct MergedSeries {
 pub struct Merged {
     layouts: Vec<MergedLayout>,
     series: Vec<MergedSeries>,
-    /// Apply the label caps of each layout (used for the archive, whose dead workers add up).
+    /// Apply the label caps of each layout: in the archive, whose dead workers add up, and in a
+    /// scrape, whose live workers each admitted up to the caps (see [`collect`]).
     capped: bool,
     /// Gauges of live processes, summed by labels block (never archived).
     gauge_index: AHashMap<Box<[u8]>, usize>,
@@ -145,10 +178,7 @@ impl Merged {
             max_domains: layout.max_domains,
             buckets: Arc::new(classic.with_native(layout.native)),
             index: Default::default(),
-            routes: AHashSet::new(),
-            domains: AHashSet::new(),
-            upstreams: AHashSet::new(),
-            callers: AHashSet::new(),
+            caps: AHashMap::new(),
         });
         self.layouts.len() - 1
     }
@@ -341,33 +371,30 @@ impl Merged {
     /// when something changed.
     fn fold(&mut self, layout: usize, n_labels: u16, labels: &[u8]) -> Option<Vec<u8>> {
         let l = &mut self.layouts[layout];
+        let caps = (l.max_routes, l.max_domains);
+        let program = labels_iter(labels, n_labels)
+            .map_while(Result::ok)
+            .find(|(name, _)| *name == "program")
+            .map_or("", |(_, value)| value);
+        if !l.caps.contains_key(program) {
+            l.caps.insert(program.into(), Admitted::default());
+        }
+        let admitted = l.caps.get_mut(program).expect("inserted above");
+        // A first pass admits values and allocates nothing unless a label must change (the
+        // common case, on every scrape); the second sees the same answers, since a value left
+        // out found its set full and sets only grow.
         let mut changed = false;
-        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(n_labels as usize);
         for pair in labels_iter(labels, n_labels) {
             let (name, value) = pair.ok()?;
-            let (seen, cap, overflow) = match name {
-                "per" => (&mut l.routes, l.max_routes, ROUTE_OVERFLOW),
-                "domain" => (&mut l.domains, l.max_domains, DOMAIN_OVERFLOW),
-                // Lineage's own caps (see `model::lineage`): upstreams and callers.
-                "upstream" => (&mut l.upstreams, l.max_domains, OVERFLOW_VALUE),
-                "caller" => (&mut l.callers, l.max_domains, OVERFLOW_VALUE),
-                _ => {
-                    pairs.push((name, value));
-                    continue;
-                }
-            };
-            let exempt = name == "caller" && value == UNKNOWN_CALLER;
-            if value == overflow || exempt || seen.contains(value) {
-                pairs.push((name, value));
-            } else if seen.len() < cap as usize {
-                seen.insert(value.into());
-                pairs.push((name, value));
-            } else {
-                changed = true;
-                pairs.push((name, overflow));
-            }
+            changed |= admitted.admit(caps, name, value).is_some();
         }
-        changed.then(|| format::encode_labels(pairs).1)
+        if !changed {
+            return None;
+        }
+        let pairs = labels_iter(labels, n_labels)
+            .map_while(Result::ok)
+            .map(|(name, value)| (name, admitted.admit(caps, name, value).unwrap_or(value)));
+        Some(format::encode_labels(pairs).1)
     }
 
     /// The merged series, in the order they were first seen, with their label text escaped.
@@ -488,14 +515,23 @@ fn lock_file(dir: &Path) -> io::Result<Fd> {
     Fd::open(&dir.join(LOCK), libc::O_RDWR | libc::O_CREAT)
 }
 
-/// Worker file names in a directory, sorted so merges are in a stable order.
+/// Worker file names in a directory, oldest first (by the birth time in `w-<pid>-<ns>.db`), so
+/// merges are in a stable order and a scrape's caps admit the values of the longest-lived
+/// workers first: a new worker never pushes a value out of the scrape.
 fn worker_files(dir: &Path) -> io::Result<Vec<String>> {
     let mut names: Vec<String> = fs::read_dir(dir)?
         .flatten()
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|n| format::is_worker_file_name(n))
         .collect();
-    names.sort();
+    let born = |name: &str| -> u64 {
+        let stem = name.strip_suffix(".db").unwrap_or(name);
+        stem.rsplit('-')
+            .next()
+            .and_then(|ns| ns.parse().ok())
+            .unwrap_or(0)
+    };
+    names.sort_by(|a, b| born(a).cmp(&born(b)).then_with(|| a.cmp(b)));
     Ok(names)
 }
 
@@ -516,12 +552,17 @@ pub struct Own<'a> {
     pub region: Option<Region<'a>>,
 }
 
-/// Sums the archive and every live or dead worker file of `dir`.
+/// Sums the archive and every live or dead worker file of `dir`. Each worker caps its labels
+/// on its own; the sum is capped again, the archive's values first and then the oldest
+/// workers', so a scrape holds at most the configured caps however many workers there are.
 pub fn collect(dir: &Path, own: &[Own<'_>]) -> io::Result<Collected> {
     let _io = DIR_IO.lock();
     let lock = lock_file(dir)?;
     lock.flock(libc::LOCK_SH)?;
-    let mut merged = Merged::new();
+    let mut merged = Merged {
+        capped: true,
+        ..Merged::default()
+    };
     let mut partial = false;
     let mut absorbed: AHashSet<String> = AHashSet::new();
     let archive_path = dir.join(ARCHIVE);
@@ -919,6 +960,35 @@ mod tests {
         assert_eq!(counts.len(), 4, "{counts:?}");
         assert_eq!(counts.iter().map(|(_, c)| c).sum::<u64>(), 30);
         assert!(counts.contains(&(ROUTE_OVERFLOW.to_string(), 27)));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_scrape_applies_the_label_caps_across_workers() {
+        let dir = temp_dir("scrape-caps");
+        // Caps of 3 routes; four workers each admitted 3 routes of their own, the first two
+        // share `/a`. A scrape holds 3 routes and `_other`, and every request.
+        let routes = [
+            ["/a", "/b", "/c"],
+            ["/a", "/d", "/e"],
+            ["/f", "/g", "/h"],
+            ["/i", "/j", "/k"],
+        ];
+        for routes in routes {
+            drop(worker(&dir, &routes, 1));
+            std::thread::sleep(std::time::Duration::from_millis(2)); // distinct birth times
+        }
+        let counts = counts(&dir);
+        assert_eq!(
+            counts,
+            vec![
+                (ROUTE_OVERFLOW.to_string(), 8),
+                ("/a".into(), 2),
+                ("/b".into(), 1),
+                ("/c".into(), 1),
+            ],
+            "the oldest worker's routes are kept"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 
