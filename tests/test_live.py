@@ -214,12 +214,14 @@ def test_the_json_gives_what_promql_gives(shop: dict[str, Any]) -> None:
     assert abs(flaky["error_ratio"] - 0.25) <= sampling_difference("1m", 60)
     # The lineage: the caller that named itself, and the upstream the shop calls.
     callers = {c["caller"]: c["windows"][0] for c in program["callers"]}
-    assert set(callers) == {"checkout", "unknown"}, callers
     check_callers_against_promql(
         callers, shop["prom"], report["now"], report["now"] - shop["since"]
     )
     assert abs(callers["checkout"]["error_ratio"] - 1 / 6) <= sampling_difference("1m", 60)
-    assert callers["unknown"]["error_ratio"] == 0, callers
+    # The other requests name no caller (`unknown`; or the program of an earlier test's app,
+    # when that test instrumented this process's HTTP clients): none of them fails.
+    others = [c for name, c in callers.items() if name != "checkout"]
+    assert len(others) == 1 and others[0]["error_ratio"] == 0, callers
     upstreams = {u["upstream"]: u["windows"][0] for u in program["upstreams"]}
     upstream = upstreams[f"127.0.0.1:{shop['api_port']}"]
     assert upstream["rate"] > 0 and upstream["error_ratio"] == 0, upstreams
