@@ -297,7 +297,8 @@ impl Merged {
 
     fn add_counter(&mut self, layout: usize, n_labels: u16, labels: &[u8], value: u64) {
         let folded;
-        let labels = if self.capped {
+        // A labels block already summed passed the caps as it is (see `add_series`).
+        let labels = if self.capped && !self.counter_index.contains_key(labels) {
             folded = self.fold(layout, n_labels, labels);
             folded.as_deref().unwrap_or(labels)
         } else {
@@ -329,7 +330,10 @@ impl Merged {
         exemplar: Option<(usize, Exemplar)>,
     ) {
         let folded;
-        let labels = if self.capped {
+        // A labels block already summed passed the caps as it is: its values were admitted, or
+        // are overflow values. So the caps cost only each distinct series' first file.
+        let seen = self.layouts[layout].index[family as usize].contains_key(labels);
+        let labels = if self.capped && !seen {
             folded = self.fold(layout, n_labels, labels);
             folded.as_deref().unwrap_or(labels)
         } else {
