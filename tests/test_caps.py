@@ -248,3 +248,21 @@ def test_huge_distinct_hosts_and_paths_cost_a_worker_no_memory():
     assert sum(counts_by(text, "per").values()) == 5500
     # Before byte bounds, each cache kept up to 4,096 keys of 60 KB: 240 MB per cache.
     assert after - before < 4096, f"the worker grew by {after - before} KiB"
+
+
+def test_a_scrape_holds_the_caps_whatever_the_number_of_workers(tmp_path: Path) -> None:
+    """gunicorn -w 4 recycling its workers every 25 requests, each worker admitting the first
+    scanned paths it sees (a tenth of the cap is first come): every scrape holds at most
+    `max_routes` routes (plus `/_other`), the archive's and the oldest workers' first, and still
+    counts every request."""
+    port, cap, sent = free_port(), 40, 600
+    env = {"LAST9_MAX_ROUTES": str(cap), "XDG_RUNTIME_DIR": str(tmp_path)}
+    recycling = ("-w", "4", "--max-requests", "25", "--max-requests-jitter", "0")
+    with serve(gunicorn(PLAIN_APP, port, *recycling), port, env):
+        for i in range(sent):
+            get(port, f"/scan-{i}", "shop.example")
+        for _ in range(5):
+            by_route = counts_by(scrape(port).text, "per")
+            assert sum(by_route.values()) == sent
+            routes = [per for (per,) in by_route if per != "/_other"]
+            assert len(routes) <= cap, routes

@@ -176,6 +176,14 @@ def check_rules(prom: Prometheus) -> None:
     } <= set(routes)
     callers = prom.vector("caller_program:http_requests_callers:rate5m", "caller", "program")
     assert ("storefront", "inventory") in callers
+    ratios = prom.vector(
+        "caller_program:http_requests_callers_error_ratio:rate5m", "caller", "program"
+    )
+    assert ratios[("storefront", "inventory")] == 0, ratios
+    # The shop's /boom; its caller is `unknown`, or an earlier test's app when that test
+    # instrumented this process's HTTP clients.
+    (shop,) = [v for (_, program), v in ratios.items() if program == "shop"]
+    assert 0 < shop < 1, ratios
     firing = wait_for(
         "the shop's availability page",
         lambda: firing_alerts(prom) if len(firing_alerts(prom)) >= 2 else None,
@@ -214,6 +222,21 @@ def check_queries(prom: Prometheus, families: set[str]) -> None:
             assert not result, title
     assert not empty, f"panels with no series although their families exist: {empty}"
     assert len(answered) >= 15, answered
+    # The service map's edges: their error ratio, from the callers counter's status class and
+    # the outbound calls' status. storefront reaches inventory, and fails to reach port 9; the
+    # shop, called by no named caller, fails on /boom.
+    (edge_errors,) = [
+        t["expr"]
+        for p in panels()
+        if p["type"] == "nodeGraph"
+        for t in p["targets"]
+        if t["refId"] == "edge_errors"
+    ]
+    ratios = prom.vector(substitute(edge_errors), "source", "target")
+    assert ratios[("storefront", "inventory")] == 0, ratios
+    assert ratios[("storefront", "127.0.0.1:9")] == 1, ratios
+    (shop,) = [v for (_, target), v in ratios.items() if target == "shop"]
+    assert 0 < shop < 1, ratios
     for variable in dashboard()["templating"]["list"][1:]:
         match = re.fullmatch(r"label_values\((.*), (\w+)\)", variable["query"])
         assert match, variable["query"]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,7 +15,7 @@ import pytest
 import requests
 
 import last9
-from conftest import free_port, gunicorn, parse, scrape, serve
+from conftest import eventually, free_port, gunicorn, parse, scrape, serve
 from last9.asgi.middleware import RedMiddleware as AsgiMiddleware
 from last9.wsgi.middleware import RedMiddleware
 
@@ -178,6 +180,57 @@ def test_two_services_show_the_edge_from_both_sides() -> None:
     web_callers = {s["caller"] for s, _ in samples(web, "http_requests_callers_total")}
     assert web_callers == {"unknown"}
     assert "# TYPE http_requests_in_flight gauge" in web
+
+
+def test_lineage_is_exact_over_every_worker_and_restart(tmp_path: Path) -> None:
+    """gunicorn -w 4 recycling its workers every 5 requests: every scrape, whichever worker
+    serves it, shows the outbound calls and the callers of all workers, live and gone."""
+    api_port, web_port = free_port(), free_port()
+    env = {
+        "LAST9_INSTRUMENT_HTTP_CLIENTS": "1",
+        "LAST9_TEST_API": f"http://127.0.0.1:{api_port}",
+        "XDG_RUNTIME_DIR": str(tmp_path),  # where the instance directory goes
+    }
+    api = [sys.executable, "-m", "uvicorn", "--port", str(api_port), "tests.apps.lineage_api:app"]
+    recycling = ("-w", "4", "--max-requests", "5", "--max-requests-jitter", "0")
+    web = gunicorn("tests.apps.lineage_web:app", web_port, *recycling)
+    with serve(api, api_port, env), serve(web, web_port, env):
+        base = f"http://127.0.0.1:{web_port}"
+        mobile = {"x-last9-caller": "mobile"}
+        for n in range(30):
+            assert requests.get(f"{base}/buy/{n}", headers=mobile, timeout=10).json() == {"id": n}
+        for _ in range(10):
+            assert requests.get(f"{base}/fail", headers=mobile, timeout=10).status_code == 503
+        for n in range(6):
+            assert httpx.get(f"{base}/look/{n}", timeout=10).json() == {"id": n}
+        upstream = f"127.0.0.1:{api_port}"
+
+        def exact() -> None:
+            text = scrape(web_port).text
+            calls = {
+                (s["per"], s["upstream"], s["status"]): v
+                for s, v in samples(text, "http_client_requests_duration_milliseconds_count")
+            }
+            assert calls == {("/buy/{n}", upstream, "200"): 30, ("/look/{n}", upstream, "200"): 6}
+            callers = {
+                (s["caller"], s["per"], s["status"]): v
+                for s, v in samples(text, "http_requests_callers_total")
+                if s["caller"] != "unknown"  # the scrapes themselves
+            }
+            assert callers == {("mobile", "/buy/{n}", "2xx"): 30, ("mobile", "/fail", "5xx"): 10}
+            looks = {
+                s["status"]: v
+                for s, v in samples(text, "http_requests_callers_total")
+                if s["per"] == "/look/{n}"
+            }
+            assert looks == {"2xx": 6}
+
+        # The last request is recorded as its worker closes it; then every scrape is exact.
+        eventually(exact)
+        for _ in range(12):
+            exact()
+        instance = next((tmp_path / f"last9-{os.getuid()}").iterdir())
+        assert (instance / "archive.db").exists(), "workers were recycled into the archive"
 
 
 def test_patching_is_idempotent_and_callers_come_from_headers(registry: last9.Registry) -> None:

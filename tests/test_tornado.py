@@ -815,9 +815,11 @@ def test_calls_made_while_serving_are_under_the_handlers_route_and_callers_count
         ("/orders/{order_id}", "200", 2)
     ]
     callers = family(registry.render(), "http_requests_callers_total")
-    assert {(dict(k)["caller"], dict(k)["per"]): v for k, v in callers.items()} == {
-        ("web", "/orders/{order_id}"): 2,
-        ("shop", "/stock/{item}"): 2,
+    assert {
+        (dict(k)["caller"], dict(k)["per"], dict(k)["status"]): v for k, v in callers.items()
+    } == {
+        ("web", "/orders/{order_id}", "2xx"): 2,
+        ("shop", "/stock/{item}", "2xx"): 2,
     }
     assert in_flight(registry) == 0
 

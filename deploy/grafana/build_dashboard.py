@@ -35,6 +35,8 @@ APP = f'{TENANT_CLUSTER}, program=~"$program"'
 ROUTE = f'{APP}, per=~"$per"'
 RATE = "[$__rate_interval]"
 CLIENT_ERRORS = 'status=~"5..|timeout|connection_error|error"'
+#: The callers counter's `status` is the class answered (`2xx`, `5xx`).
+CALLER_ERRORS = 'status=~"5.."'
 
 
 def query(expr: str, legend: str = "", ref: str = "A") -> prometheus.Dataquery:
@@ -107,9 +109,12 @@ def variable(name: str, label: str, expr: str) -> dashboard.QueryVariable:
 
 
 def service_map() -> nodegraph.Panel:
-    """Callers → the selected programs → their upstreams, from the lineage families."""
+    """Callers → the selected programs → their upstreams, from the lineage families: each edge
+    with its request rate and its error ratio."""
     callers = f"http_requests_callers_total{{{APP}}}"
     calls = f"{CLIENT}_count{{{APP}}}"
+    failed_callers = f"http_requests_callers_total{{{APP}, {CALLER_ERRORS}}}"
+    failed_calls = f"{CLIENT}_count{{{APP}, {CLIENT_ERRORS}}}"
     window = "[$__range]"
 
     def node(family: str, label: str) -> str:
@@ -118,10 +123,16 @@ def service_map() -> nodegraph.Panel:
             f' "id", "$1", "{label}", "(.*)"))'
         )
 
-    def edge(family: str, source: str, target: str) -> str:
+    def edge(family: str, source: str, target: str, failed: str | None = None) -> str:
+        """Per edge: the rate of `family`, or with `failed` the share of it that failed."""
+        total = f"sum by ({source}, {target}) (rate({family}{window}))"
+        value = total
+        if failed is not None:
+            errors = f"sum by ({source}, {target}) (rate({failed}{window}))"
+            value = f"({errors} or {total} * 0) / {total}"
         return (
             "sum by (id, source, target) (label_join(label_replace(label_replace(\n"
-            f"  sum by ({source}, {target}) (rate({family}{window})),\n"
+            f"  {value},\n"
             f'  "source", "$1", "{source}", "(.*)"), "target", "$1", "{target}", "(.*)"),\n'
             '  "id", "->", "source", "target"))'
         )
@@ -134,26 +145,42 @@ def service_map() -> nodegraph.Panel:
         ]
     )
     edges = f"{edge(callers, 'caller', 'program')}\nor\n{edge(calls, 'program', 'upstream')}"
+    edge_errors = (
+        f"{edge(callers, 'caller', 'program', failed_callers)}\nor\n"
+        f"{edge(calls, 'program', 'upstream', failed_calls)}"
+    )
     # Grafana's node graph reads a frame with id (nodes) and one with source and target (edges),
-    # each with a mainstat: the request rate, here.
+    # each with a mainstat (the request rate); an edge's secondarystat is its error ratio, a
+    # query of its own merged into the edges' frame by their labels.
+    merge_edges = model.DataTransformerConfig(
+        id_val="merge",
+        filter_val=model.MatcherConfig(id_val="byRefId", options="/^(?:edges|edge_errors)$/"),
+        options={},
+    )
     rename = model.DataTransformerConfig(
         id_val="organize",
         options={
             "excludeByName": {"Time": True},
-            "renameByName": {"Value #nodes": "mainstat", "Value #edges": "mainstat"},
+            "renameByName": {
+                "Value #nodes": "mainstat",
+                "Value #edges": "mainstat",
+                "Value #edge_errors": "secondarystat",
+            },
         },
     )
     return (
         nodegraph.Panel()
-        .title("Service map: callers → program → upstreams (requests per second)")
+        .title("Service map: callers → program → upstreams (requests per second, error ratio)")
         .datasource(DATASOURCE)
         .height(12)
         .span(24)
         .with_target(table(nodes, "nodes"))
         .with_target(table(edges, "edges"))
+        .with_target(table(edge_errors, "edge_errors"))
+        .with_transformation(merge_edges)
         .with_transformation(rename)
         .nodes(nodegraph.NodeOptions().main_stat_unit("reqps"))
-        .edges(nodegraph.EdgeOptions().main_stat_unit("reqps"))
+        .edges(nodegraph.EdgeOptions().main_stat_unit("reqps").secondary_stat_unit("percentunit"))
     )
 
 

@@ -241,8 +241,9 @@ class Recorder:
         self, per: str | None, upstream: str, method: str, status: str, duration_ns: int
     ) -> None:
         """Records one outbound call of the route ``per`` (framework syntax; None: unmatched)."""
-    def count_caller(self, per: str | None, caller: str | None) -> None:
-        """Counts one request of ``per`` from ``caller`` (None: ``unknown``)."""
+    def count_caller(self, per: str | None, caller: str | None, status: int = 0) -> None:
+        """Counts one request of ``per`` from ``caller`` (None: ``unknown``) answered with
+        ``status`` (0: none was sent); the counter keeps its class (``2xx``, ``5xx``)."""
     @property
     def program(self) -> str: ...
     @property

@@ -179,7 +179,7 @@ class RedMiddleware:
         route = _route(request)
         # META is the WSGI environ, or under ASGI a dict with the same keys.
         meta = request.META
-        lineage.end(self.recorder, token, route, _caller(meta))
+        lineage.end(self.recorder, token, route, _caller(meta), status)
         self.recorder.observe_environ(route, meta, status, elapsed)
 
     def observe_client(

@@ -96,7 +96,7 @@ class Middleware:
             caller = env.get("HTTP_X_LAST9_CALLER") or env.get(
                 "HTTP_X_ENVOY_DOWNSTREAM_SERVICE_CLUSTER"
             )
-            lineage.end(self.recorder, token, req.uri_template, caller)
+            lineage.end(self.recorder, token, req.uri_template, caller, status)
             # Host, method and the request label are read from the environ, in Rust.
             self.recorder.observe_environ(req.uri_template, env, status, elapsed)
 
@@ -124,7 +124,7 @@ class Middleware:
             caller = req.get_header("X-Last9-Caller") or req.get_header(
                 "X-Envoy-Downstream-Service-Cluster"
             )
-            lineage.end(self.recorder, token, req.uri_template, caller)
+            lineage.end(self.recorder, token, req.uri_template, caller, status)
             self.recorder.observe_scope(req.uri_template, scope, status, elapsed)
 
     def observe_client(

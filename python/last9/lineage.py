@@ -52,13 +52,15 @@ def begin(owner: Any, request: Any, recorder: Recorder, method: str | None) -> i
     return token
 
 
-def end(recorder: Recorder, token: int, per: str | None, caller: str | None) -> None:
+def end(
+    recorder: Recorder, token: int, per: str | None, caller: str | None, status: int = 0
+) -> None:
     """The request of :func:`begin` is over: out of flight, and (lineage on) its caller counted
-    under its route ``per`` (framework syntax; None: unmatched)."""
+    under its route ``per`` (framework syntax; None: unmatched) and the class of ``status``."""
     recorder.leave(token)
     if lineage_enabled():
         _inbound.set(None)
-        recorder.count_caller(per, caller)
+        recorder.count_caller(per, caller, status)
 
 
 def publish(owner: Any, request: Any) -> contextvars.Token[tuple[Any, Any] | None] | None:

@@ -257,7 +257,7 @@ class _Recording:
                         caller = headers.get(lineage.CALLER_HEADER) or headers.get(
                             lineage.ENVOY_CALLER_HEADER
                         )
-                        recorder.count_caller(route, caller)
+                        recorder.count_caller(route, caller, handler.get_status())
                 else:  # a handler this app's routing did not make, or a skipped request
                     route = table.route_of(handler.__class__, request)
                     if route is not SKIP and not (

@@ -25,6 +25,11 @@ def look(n: int) -> str:
         return client.get(f"{API}/items/{n}", timeout=5).text
 
 
+@app.route("/fail")
+def fail() -> tuple[str, int]:
+    return "failed", 503
+
+
 @app.route("/down")
 def down() -> str:
     try:

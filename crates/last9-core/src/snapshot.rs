@@ -110,8 +110,8 @@ impl Snapshot {
 
     fn of_series(registry: &Registry) -> Snapshot {
         if registry.is_shared() {
+            // The lineage families are in the store too: summed over processes like the rest.
             if let Some(mut snapshot) = shared_source().and_then(|source| (source.snapshot)()) {
-                snapshot.add_lineage(&registry.recorders());
                 snapshot.count_overflow();
                 return snapshot;
             }
@@ -187,7 +187,8 @@ impl Snapshot {
         }
     }
 
-    /// Adds the lineage series of these recorders (kept per process, also in multi-process mode).
+    /// Adds the lineage series of these recorders (this process's own; in multi-process mode
+    /// the store's merge gives every process's instead).
     pub fn add_lineage(&mut self, recorders: &[Arc<crate::model::registry::Recorder>]) {
         for recorder in recorders {
             let buckets = recorder.buckets_arc();
@@ -209,6 +210,26 @@ impl Snapshot {
             });
             self.callers.extend(recorder.lineage().callers());
         }
+    }
+
+    /// Adds an outbound-call series from its per-bucket counts (`+Inf` last).
+    pub fn push_client_series(
+        &mut self,
+        labels: Arc<str>,
+        buckets: Arc<Buckets>,
+        counts: impl IntoIterator<Item = u64>,
+        sum_ns: u64,
+        native: Option<NativeBuckets>,
+        exemplars: Box<[Option<Exemplar>]>,
+    ) {
+        self.push_series(labels, buckets, counts, sum_ns, native, exemplars);
+        let series = self.series.pop().expect("pushed just above");
+        self.client.push(series);
+    }
+
+    /// Adds a sample of the callers counter.
+    pub fn push_caller(&mut self, labels: Arc<str>, count: u64) {
+        self.callers.push((labels, count));
     }
 
     /// The outbound-call histogram's series.

@@ -253,7 +253,7 @@ impl AsgiMiddleware {
             let caller = scope_header(scope, b"x-last9-caller")
                 .or_else(|| scope_header(scope, b"x-envoy-downstream-service-cluster"));
             let caller = caller.as_ref().map(|c| String::from_utf8_lossy(c.as_bytes()));
-            recorder.count_caller_route(route, caller.as_deref());
+            recorder.count_caller_route(route, caller.as_deref(), status);
         }
         // The in-flight token is the method's label index, read once when the request entered.
         let method = METHODS[usize::from(token) % METHODS.len()];

@@ -161,8 +161,8 @@ impl Recorder {
         }
     }
 
-    pub(crate) fn count_caller_route(&self, route: RouteId, caller: Option<&str>) {
-        self.core.count_caller(route, caller);
+    pub(crate) fn count_caller_route(&self, route: RouteId, caller: Option<&str>, status: u16) {
+        self.core.count_caller(route, caller, status);
     }
 
     pub(crate) fn observe_client_route(
@@ -591,11 +591,11 @@ impl Recorder {
     }
 
     /// Counts one inbound request of the route `per` (framework syntax; None: unmatched) from
-    /// `caller` (None: it named none).
-    #[pyo3(signature = (per, caller))]
-    fn count_caller(&self, per: Option<&str>, caller: Option<&str>) {
+    /// `caller` (None: it named none), answered with `status` (0: none was sent).
+    #[pyo3(signature = (per, caller, status=0))]
+    fn count_caller(&self, per: Option<&str>, caller: Option<&str>, status: u16) {
         let route = self.route(per, per.unwrap_or(""));
-        self.core.count_caller(route, caller);
+        self.core.count_caller(route, caller, status);
     }
 
     /// Whether the `exclude` setting leaves a request out as it enters (its method, or its raw

@@ -286,7 +286,7 @@ impl WsgiMiddleware {
             let _ = set_inbound(py, None);
             let caller = environ_text(environ, intern!(py, "HTTP_X_LAST9_CALLER"))
                 .or_else(|| environ_text(environ, intern!(py, "HTTP_X_ENVOY_DOWNSTREAM_SERVICE_CLUSTER")));
-            recorder.count_caller_route(route, caller.as_ref().and_then(|c| c.to_str().ok()));
+            recorder.count_caller_route(route, caller.as_ref().and_then(|c| c.to_str().ok()), status);
         }
         let host = environ_text(environ, intern!(py, "HTTP_HOST"))
             .or_else(|| environ_text(environ, intern!(py, "SERVER_NAME")));

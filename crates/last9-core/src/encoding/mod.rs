@@ -450,11 +450,11 @@ mod tests {
         let registry = registry_with_one_request();
         let recorder = registry.recorders()[0].clone();
         recorder.observe_client(Some(recorder.route("/a")), "api:8000", "GET", "200", 2_000_000);
-        recorder.count_caller(recorder.route("/a"), Some("web"));
+        recorder.count_caller(recorder.route("/a"), Some("web"), 200);
         let text = encode(&registry, Format::Text);
         assert!(text.contains("# TYPE http_client_requests_duration_milliseconds histogram\n"));
         assert!(text.contains("http_client_requests_duration_milliseconds_count{per=\"/a\",hostname=\"box\",upstream=\"api:8000\",method=\"GET\",program=\"shop\",status=\"200\",tenant=\"\",cluster=\"\"} 1\n"), "{text}");
-        assert!(text.contains("# TYPE http_requests_callers_total counter\nhttp_requests_callers_total{caller=\"web\",per=\"/a\",hostname=\"box\",program=\"shop\",tenant=\"\",cluster=\"\"} 1\n"), "{text}");
+        assert!(text.contains("# TYPE http_requests_callers_total counter\nhttp_requests_callers_total{caller=\"web\",per=\"/a\",status=\"2xx\",hostname=\"box\",program=\"shop\",tenant=\"\",cluster=\"\"} 1\n"), "{text}");
         let om = encode(&registry, Format::OpenMetrics);
         assert!(
             om.contains("# TYPE http_requests_callers counter\nhttp_requests_callers_total{"),

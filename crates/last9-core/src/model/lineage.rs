@@ -2,21 +2,25 @@
 //!
 //! - `http_client_requests_duration_milliseconds{per, hostname, upstream, method, program,
 //!   status, tenant, cluster}`: outbound calls, by the inbound route that made them;
-//! - `http_requests_callers_total{caller, per, hostname, program, tenant, cluster}`: inbound
-//!   requests by the calling service (the `x-last9-caller` header that instrumented clients
-//!   send, else Envoy's `x-envoy-downstream-service-cluster`, else `unknown`).
+//! - `http_requests_callers_total{caller, per, status, hostname, program, tenant, cluster}`:
+//!   inbound requests by the calling service (the `x-last9-caller` header that instrumented
+//!   clients send, else Envoy's `x-envoy-downstream-service-cluster`, else `unknown`) and by
+//!   the class of the status answered (`2xx`, `5xx`, ...: at most 10 values, enough for each
+//!   edge's error ratio).
 //!
-//! Every value that comes from the network is bounded by an interner. These series live in the
-//! process's memory (in pre-fork servers a scrape shows them for the worker it reached).
+//! Every value that comes from the network is bounded by an interner. Like the duration
+//! histogram, the cells live in the process's store file in multi-process mode (the registry's
+//! [`SharedCells`]), so a scrape sums them over every worker, live or gone.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use ahash::AHashMap;
 use parking_lot::RwLock;
 
+use crate::model::gauge::Gauge;
 use crate::model::histogram::{Buckets, Histogram};
-use crate::model::registry::{escaped_pairs, ConstLabels};
+use crate::model::registry::{escaped_pairs, ConstLabels, Limits, SharedCells};
 use crate::values::labels::{BoundedInterner, ValueId};
 use crate::values::normalize::{method_index, METHODS};
 
@@ -26,6 +30,8 @@ pub const UNKNOWN_CALLER: &str = "unknown";
 pub const OVERFLOW_VALUE: &str = "_other";
 /// Distinct status values (codes and error kinds) an app's outbound calls may have.
 const MAX_STATUSES: usize = 64;
+/// The callers counter's `status`: the class of the code answered, `0` when none was sent.
+const STATUS_CLASSES: [&str; 10] = ["0", "1xx", "2xx", "3xx", "4xx", "5xx", "6xx", "7xx", "8xx", "9xx"];
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
@@ -37,6 +43,14 @@ pub fn enabled() -> bool {
 
 pub fn enable() {
     ENABLED.store(true, Ordering::Relaxed);
+}
+
+/// The index in [`STATUS_CLASSES`] of a status code.
+fn status_class(code: u16) -> u8 {
+    match code {
+        100..=999 => (code / 100) as u8,
+        _ => 0,
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -51,22 +65,69 @@ struct ClientKey {
 struct CallerKey {
     caller: ValueId,
     per: ValueId,
+    status: u8,
+}
+
+/// One lineage series: its label pairs (to place its cells again after a fork), their escaped
+/// text, and its cells.
+struct Series<C> {
+    pairs: Box<[(Box<str>, Box<str>)]>,
+    text: Arc<str>,
+    cells: C,
+}
+
+impl<C> Series<C> {
+    fn new(pairs: &[(&str, &str)], place: impl FnOnce(&[(&str, &str)]) -> C) -> Series<C> {
+        Series {
+            pairs: pairs
+                .iter()
+                .map(|(n, v)| (Box::from(*n), Box::from(*v)))
+                .collect(),
+            text: escaped_pairs(pairs).into(),
+            cells: place(pairs),
+        }
+    }
+
+    fn with_pairs<R>(&self, f: impl FnOnce(&[(&str, &str)]) -> R) -> R {
+        let pairs: Vec<(&str, &str)> = self.pairs.iter().map(|(n, v)| (&**n, &**v)).collect();
+        f(&pairs)
+    }
+}
+
+/// A table of lineage series in creation order (the order of a scrape).
+struct Table<K, C> {
+    index: AHashMap<K, usize>,
+    series: Vec<Series<C>>,
+}
+
+impl<K, C> Default for Table<K, C> {
+    fn default() -> Self {
+        Table {
+            index: AHashMap::new(),
+            series: Vec::new(),
+        }
+    }
 }
 
 /// The lineage series of one recorder (one set of constant labels).
 pub struct Lineage {
+    limits: Limits,
+    /// Where the cells live (the global registry's store); None: on the heap.
+    shared: Option<&'static dyn SharedCells>,
     upstreams: BoundedInterner,
     statuses: BoundedInterner,
     callers_seen: BoundedInterner,
-    client: RwLock<AHashMap<ClientKey, (Arc<str>, Histogram)>>,
-    client_order: RwLock<Vec<ClientKey>>,
-    callers: RwLock<AHashMap<CallerKey, (Arc<str>, AtomicU64)>>,
-    callers_order: RwLock<Vec<CallerKey>>,
+    client: RwLock<Table<ClientKey, Histogram>>,
+    callers: RwLock<Table<CallerKey, Gauge>>,
 }
 
 impl Lineage {
-    pub fn new(max_upstreams: usize) -> Lineage {
+    /// Upstreams and callers are capped at `limits.max_domains` each.
+    pub fn new(limits: Limits, shared: Option<&'static dyn SharedCells>) -> Lineage {
+        let max_upstreams = limits.max_domains;
         Lineage {
+            limits,
+            shared,
             upstreams: BoundedInterner::new(OVERFLOW_VALUE, max_upstreams),
             statuses: BoundedInterner::new(OVERFLOW_VALUE, MAX_STATUSES),
             callers_seen: {
@@ -74,10 +135,22 @@ impl Lineage {
                 callers.intern(UNKNOWN_CALLER);
                 callers
             },
-            client: RwLock::new(AHashMap::new()),
-            client_order: RwLock::new(Vec::new()),
-            callers: RwLock::new(AHashMap::new()),
-            callers_order: RwLock::new(Vec::new()),
+            client: RwLock::new(Table::default()),
+            callers: RwLock::new(Table::default()),
+        }
+    }
+
+    fn client_cells(&self, buckets: &Buckets, pairs: &[(&str, &str)]) -> Histogram {
+        match self.shared {
+            Some(shared) => shared.client_histogram(buckets, self.limits, pairs),
+            None => Histogram::new(buckets),
+        }
+    }
+
+    fn caller_cell(&self, buckets: &Buckets, pairs: &[(&str, &str)]) -> Gauge {
+        match self.shared {
+            Some(shared) => shared.counter(buckets, self.limits, pairs),
+            None => Gauge::new(),
         }
     }
 
@@ -108,13 +181,17 @@ impl Lineage {
             method,
             status,
         };
-        if let Some((_, h)) = self.client.read().get(&key) {
-            keep(h, h.observe(buckets, duration_ns));
-            return;
+        {
+            let table = self.client.read();
+            if let Some(&i) = table.index.get(&key) {
+                let h = &table.series[i].cells;
+                keep(h, h.observe(buckets, duration_ns));
+                return;
+            }
         }
-        let mut map = self.client.write();
-        let (_, h) = map.entry(key).or_insert_with(|| {
-            self.client_order.write().push(key);
+        let mut table = self.client.write();
+        let table = &mut *table;
+        let i = *table.index.entry(key).or_insert_with(|| {
             let (upstream, status) = (self.upstreams.value(upstream), self.statuses.value(status));
             let mut pairs = vec![
                 ("per", per.1),
@@ -127,14 +204,25 @@ impl Lineage {
                 ("cluster", &consts.cluster),
             ];
             pairs.extend(consts.extra_pairs());
-            let text = escaped_pairs(&pairs);
-            (text.into(), Histogram::new(buckets))
+            table
+                .series
+                .push(Series::new(&pairs, |pairs| self.client_cells(buckets, pairs)));
+            table.series.len() - 1
         });
+        let h = &table.series[i].cells;
         keep(h, h.observe(buckets, duration_ns));
     }
 
-    /// Counts one inbound request from `caller` (None: it named none).
-    pub fn count_caller(&self, consts: &ConstLabels, per: (ValueId, &str), caller: Option<&str>) {
+    /// Counts one inbound request from `caller` (None: it named none) answered with `status`
+    /// (0: none was sent).
+    pub fn count_caller(
+        &self,
+        consts: &ConstLabels,
+        buckets: &Buckets,
+        per: (ValueId, &str),
+        caller: Option<&str>,
+        status: u16,
+    ) {
         let caller = match caller.map(str::trim) {
             Some(c) if !c.is_empty() => c,
             _ => UNKNOWN_CALLER,
@@ -143,48 +231,88 @@ impl Lineage {
             // Named by the client: admitted by frequency, like every request-derived value.
             caller: self.callers_seen.intern_observed(caller),
             per: per.0,
+            status: status_class(status),
         };
-        if let Some((_, n)) = self.callers.read().get(&key) {
-            n.fetch_add(1, Ordering::Relaxed);
-            return;
+        {
+            let table = self.callers.read();
+            if let Some(&i) = table.index.get(&key) {
+                table.series[i].cells.add(1);
+                return;
+            }
         }
-        let mut map = self.callers.write();
-        let (_, n) = map.entry(key).or_insert_with(|| {
-            self.callers_order.write().push(key);
+        let mut table = self.callers.write();
+        let table = &mut *table;
+        let i = *table.index.entry(key).or_insert_with(|| {
             let caller = self.callers_seen.value(key.caller);
             let mut pairs = vec![
                 ("caller", &*caller),
                 ("per", per.1),
+                ("status", STATUS_CLASSES[key.status as usize]),
                 ("hostname", &consts.hostname),
                 ("program", &consts.program),
                 ("tenant", &consts.tenant),
                 ("cluster", &consts.cluster),
             ];
             pairs.extend(consts.extra_pairs());
-            let text = escaped_pairs(&pairs);
-            (text.into(), AtomicU64::new(0))
+            table
+                .series
+                .push(Series::new(&pairs, |pairs| self.caller_cell(buckets, pairs)));
+            table.series.len() - 1
         });
-        n.fetch_add(1, Ordering::Relaxed);
+        table.series[i].cells.add(1);
+    }
+
+    /// Moves every series to fresh cells placed by the store as it is now (see
+    /// `Recorder::rebind`): counts carry over within one process, a forked child starts at zero.
+    pub(crate) fn rebind(&self, buckets: &Buckets, same_process: bool) {
+        let mut client = self.client.write();
+        for series in client.series.iter_mut() {
+            let cells = series.with_pairs(|pairs| self.client_cells(buckets, pairs));
+            if same_process {
+                cells.add_from(buckets, &series.cells);
+            }
+            series.cells = cells;
+        }
+        let mut callers = self.callers.write();
+        for series in callers.series.iter_mut() {
+            let cell = series.with_pairs(|pairs| self.caller_cell(buckets, pairs));
+            if same_process {
+                cell.add(series.cells.get());
+            }
+            series.cells = cell;
+        }
+    }
+
+    /// Locks the tables for a fork (see `Registry::lock_for_fork`).
+    pub(crate) fn lock_for_fork(&self) {
+        std::mem::forget(self.client.write());
+        std::mem::forget(self.callers.write());
+    }
+
+    /// Undoes [`Self::lock_for_fork`].
+    ///
+    /// # Safety
+    ///
+    /// Only after `lock_for_fork`, once.
+    pub(crate) unsafe fn unlock_after_fork(&self) {
+        self.callers.force_unlock_write();
+        self.client.force_unlock_write();
     }
 
     /// Calls `f` with each outbound series, in creation order.
     pub fn client_series(&self, mut f: impl FnMut(Arc<str>, &Histogram)) {
-        let map = self.client.read();
-        for key in self.client_order.read().iter() {
-            if let Some((text, h)) = map.get(key) {
-                f(text.clone(), h);
-            }
+        for series in &self.client.read().series {
+            f(series.text.clone(), &series.cells);
         }
     }
 
     /// The callers counters, in creation order.
     pub fn callers(&self) -> Vec<(Arc<str>, u64)> {
-        let map = self.callers.read();
-        self.callers_order
+        self.callers
             .read()
+            .series
             .iter()
-            .filter_map(|key| map.get(key))
-            .map(|(text, n)| (text.clone(), n.load(Ordering::Relaxed)))
+            .map(|series| (series.text.clone(), series.cells.get() as u64))
             .collect()
     }
 }
@@ -195,8 +323,15 @@ mod tests {
 
     #[test]
     fn callers_are_bounded_and_missing_ones_are_unknown() {
-        let lineage = Lineage::new(2);
+        let lineage = Lineage::new(
+            Limits {
+                max_domains: 2,
+                ..Limits::default()
+            },
+            None,
+        );
         let consts = ConstLabels::default();
+        let buckets = Buckets::new(&[1.0]).unwrap();
         // `unknown` takes one of the two slots; `a` is admitted on its third request.
         for caller in [
             Some("a"),
@@ -208,7 +343,7 @@ mod tests {
             None,
             Some(" "),
         ] {
-            lineage.count_caller(&consts, (1, "/x"), caller);
+            lineage.count_caller(&consts, &buckets, (1, "/x"), caller, 200);
         }
         let callers: Vec<String> = lineage
             .callers()
@@ -218,7 +353,7 @@ mod tests {
         let count = |caller: &str| {
             callers
                 .iter()
-                .find(|c| c.starts_with(&format!("caller=\"{caller}\",per=\"/x\"")))
+                .find(|c| c.starts_with(&format!("caller=\"{caller}\",per=\"/x\",status=\"2xx\"")))
                 .map(|c| c.rsplit(' ').next().unwrap().to_string())
         };
         assert_eq!(count("a").as_deref(), Some("1"), "{callers:?}");

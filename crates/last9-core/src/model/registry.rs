@@ -217,7 +217,7 @@ impl Recorder {
             shared,
             epoch: AtomicU64::new(process::epoch()),
             bound_pid: AtomicU32::new(process::pid()),
-            lineage: Lineage::new(limits.max_domains),
+            lineage: Lineage::new(limits, shared),
             request_label: OnceLock::new(),
             status_classes: OnceLock::new(),
         }
@@ -450,6 +450,7 @@ impl Recorder {
         if per.is_excluded() {
             return;
         }
+        self.follow_store();
         let per = per.0;
         let text = self.routes.value(per);
         self.lineage.observe_client(
@@ -464,13 +465,27 @@ impl Recorder {
         );
     }
 
-    /// Counts one inbound request of `route` from `caller` (None: it named none).
-    pub fn count_caller(&self, route: RouteId, caller: Option<&str>) {
+    /// Counts one inbound request of `route` from `caller` (None: it named none), answered
+    /// with `status` (0: none was sent).
+    pub fn count_caller(&self, route: RouteId, caller: Option<&str>, status: u16) {
         if route.is_excluded() {
             return;
         }
+        self.follow_store();
         let text = self.routes.value(route.0);
-        self.lineage.count_caller(&self.consts, (route.0, &text), caller);
+        self.lineage
+            .count_caller(&self.consts, &self.buckets, (route.0, &text), caller, status);
+    }
+
+    /// Brings the cells up to the store after a fork or on entering multi-process mode.
+    #[inline]
+    fn follow_store(&self) {
+        if let Some(cells) = self
+            .shared
+            .filter(|_| self.epoch.load(Ordering::Relaxed) != process::epoch())
+        {
+            cells.sync();
+        }
     }
 
     /// A request entered the app: counts it in `http_requests_in_flight` until [`Self::leave`].
@@ -577,6 +592,7 @@ impl Recorder {
             }
             table.in_flight[method] = Some(gauge);
         }
+        self.lineage.rebind(&self.buckets, same_process);
         self.bound_pid.store(pid, Ordering::Relaxed);
         self.epoch.store(epoch, Ordering::Relaxed);
     }
@@ -738,6 +754,10 @@ pub trait SharedCells: Send + Sync {
     fn histogram(&self, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Histogram;
     /// The cell of a new in-flight gauge with these labels.
     fn gauge(&self, pairs: &[(&str, &str)]) -> Gauge;
+    /// The cells of a new outbound-call series (lineage) of a recorder with these buckets.
+    fn client_histogram(&self, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Histogram;
+    /// The cell of a new callers counter (lineage) of a recorder with these buckets.
+    fn counter(&self, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Gauge;
 }
 
 /// All recorders of a process (or of a test).
@@ -775,6 +795,7 @@ impl Registry {
         // SAFETY: the list is locked (just above) until `unlock_after_fork`.
         for recorder in unsafe { &*self.recorders.data_ptr() } {
             std::mem::forget(recorder.series.write());
+            recorder.lineage.lock_for_fork();
         }
     }
 
@@ -785,6 +806,7 @@ impl Registry {
     /// Only after `lock_for_fork`, once.
     pub(crate) unsafe fn unlock_after_fork(&self) {
         for recorder in &*self.recorders.data_ptr() {
+            recorder.lineage.unlock_after_fork();
             recorder.series.force_unlock_write();
         }
         self.recorders.force_unlock();
@@ -1148,7 +1170,7 @@ mod tests {
         let route = flask.route("/static/<path:filename>");
         assert!(route.is_excluded());
         rec.observe(&request(route, "h", 200));
-        rec.count_caller(route, Some("web"));
+        rec.count_caller(route, Some("web"), 200);
         rec.observe_client(Some(route), "api:80", "GET", "200", 1);
         assert!(rec.is_empty());
         assert!(rec.lineage().callers().is_empty());

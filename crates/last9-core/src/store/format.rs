@@ -21,6 +21,10 @@
 //! GAUGE    8 n_labels u16 | 10 labels_len u16 | 12 zero u32 | 16 labels, zero-padded to 8
 //!          | value i64 (worker files only: a gauge is the state of a live process, so readers
 //!          count it only while its writer holds its lock, and archives never keep it)
+//! CLIENT   as HISTOGRAM: a series of `http_client_requests_duration_milliseconds` (lineage)
+//! COUNTER  8 layout u32 | 12 n_labels u16 | 14 labels_len u16 | 16 labels, zero-padded to 8
+//!          | value u64: a series of `http_requests_callers_total` (lineage); the layout gives
+//!          the label caps the archive applies
 //! ```
 //!
 //! A label is `name_len u8, name, value_len u16, value`; names and values are UTF-8 strings.
@@ -51,6 +55,8 @@ pub const RECORD_LAYOUT: u16 = 1;
 pub const RECORD_HISTOGRAM: u16 = 2;
 pub const RECORD_ABSORBED: u16 = 3;
 pub const RECORD_GAUGE: u16 = 4;
+pub const RECORD_CLIENT: u16 = 5;
+pub const RECORD_COUNTER: u16 = 6;
 
 /// Label names are short identifiers; values were cut to 256 bytes by the interner.
 pub const MAX_NAME_LEN: usize = 255;
@@ -166,8 +172,23 @@ pub fn gauge_record(out: &mut Vec<u8>, n_labels: u16, labels: &[u8], value: i64)
 
 /// A HISTOGRAM record with the given cell values (zero for a new series).
 pub fn histogram_record(out: &mut Vec<u8>, layout: u32, n_labels: u16, labels: &[u8], cells: &[u64]) {
+    cells_record(out, RECORD_HISTOGRAM, layout, n_labels, labels, cells);
+}
+
+/// A CLIENT record (an outbound-call series; cells as in a HISTOGRAM record).
+pub fn client_record(out: &mut Vec<u8>, layout: u32, n_labels: u16, labels: &[u8], cells: &[u64]) {
+    cells_record(out, RECORD_CLIENT, layout, n_labels, labels, cells);
+}
+
+/// A COUNTER record (a callers series) with the given value; its value is at
+/// `histogram_record_len(labels.len(), 1).1`.
+pub fn counter_record(out: &mut Vec<u8>, layout: u32, n_labels: u16, labels: &[u8], value: u64) {
+    cells_record(out, RECORD_COUNTER, layout, n_labels, labels, &[value]);
+}
+
+fn cells_record(out: &mut Vec<u8>, kind: u16, layout: u32, n_labels: u16, labels: &[u8], cells: &[u64]) {
     let (len, _) = histogram_record_len(labels.len(), cells.len());
-    record_start(out, RECORD_HISTOGRAM, len);
+    record_start(out, kind, len);
     out.extend_from_slice(&layout.to_ne_bytes());
     out.extend_from_slice(&n_labels.to_ne_bytes());
     out.extend_from_slice(&(labels.len() as u16).to_ne_bytes());
@@ -208,6 +229,20 @@ pub enum Record<'a> {
         cells: &'a [AtomicU64],
     },
     Absorbed(&'a str),
+    /// An outbound-call series: the same shape as a histogram.
+    Client {
+        layout: u32,
+        n_labels: u16,
+        labels: &'a [u8],
+        cells: &'a [AtomicU64],
+    },
+    /// A callers series: one count, read with an atomic load.
+    Counter {
+        layout: u32,
+        n_labels: u16,
+        labels: &'a [u8],
+        value: &'a AtomicU64,
+    },
     Gauge {
         n_labels: u16,
         labels: &'a [u8],
@@ -314,6 +349,21 @@ impl<'a> Region<'a> {
                 RECORD_HISTOGRAM => records.push(self.histogram(body, at)?),
                 RECORD_ABSORBED => records.push(self.absorbed(body, at)?),
                 RECORD_GAUGE => records.push(self.gauge(body, at)?),
+                RECORD_CLIENT => match self.histogram(body, at)? {
+                    Record::Histogram {
+                        layout,
+                        n_labels,
+                        labels,
+                        cells,
+                    } => records.push(Record::Client {
+                        layout,
+                        n_labels,
+                        labels,
+                        cells,
+                    }),
+                    _ => unreachable!("`histogram` reads a histogram"),
+                },
+                RECORD_COUNTER => records.push(self.counter(body, at)?),
                 _ => {} // a kind from a later version of this format
             }
             at += len;
@@ -403,6 +453,31 @@ impl<'a> Region<'a> {
         // SAFETY: in bounds and 8-aligned (records and the mapping are); see `Region::new`.
         let value = unsafe { &*(body.as_ptr().add(value_at) as *const AtomicU64) };
         Ok(Record::Gauge {
+            n_labels,
+            labels,
+            value,
+        })
+    }
+
+    fn counter(&self, body: &'a [u8], at: usize) -> Result<Record<'a>, String> {
+        if body.len() < 24 {
+            return Err(format!("short counter record at {at}"));
+        }
+        let layout = u32::from_ne_bytes(body[8..12].try_into().unwrap());
+        let n_labels = u16::from_ne_bytes([body[12], body[13]]);
+        let labels_len = u16::from_ne_bytes([body[14], body[15]]) as usize;
+        let (len, value_at) = histogram_record_len(labels_len, 1);
+        if len != body.len() {
+            return Err(format!("bad counter record at {at}"));
+        }
+        let labels = &body[16..16 + labels_len];
+        if labels_iter(labels, n_labels).any(|l| l.is_err()) {
+            return Err(format!("bad labels in counter record at {at}"));
+        }
+        // SAFETY: in bounds and 8-aligned (records and the mapping are); see `Region::new`.
+        let value = unsafe { &*(body.as_ptr().add(value_at) as *const AtomicU64) };
+        Ok(Record::Counter {
+            layout,
             n_labels,
             labels,
             value,
@@ -553,6 +628,40 @@ mod tests {
             _ => panic!("histogram second"),
         }
         assert!(matches!(records[2], Record::Absorbed("w-12-34.db")));
+    }
+
+    #[test]
+    fn lineage_records_round_trip() {
+        let mut recs = Vec::new();
+        layout_record(&mut recs, 0, &[1.0], None, 5, 5);
+        let (n, labels) = encode_labels([("per", "/a"), ("upstream", "api")]);
+        client_record(&mut recs, 0, n, &labels, &[1, 2, 3]);
+        let (n, labels) = encode_labels([("caller", "web"), ("status", "5xx")]);
+        counter_record(&mut recs, 0, n, &labels, 7);
+        let words = image(&recs);
+        let region = unsafe { Region::new(as_bytes(&words)) };
+        let (_, used) = region.header().unwrap();
+        let records = region.records(used).unwrap();
+        match &records[1] {
+            Record::Client { layout: 0, cells, .. } => {
+                let values: Vec<u64> = cells.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+                assert_eq!(values, vec![1, 2, 3]);
+            }
+            _ => panic!("client second"),
+        }
+        match &records[2] {
+            Record::Counter {
+                layout: 0,
+                n_labels,
+                labels,
+                value,
+            } => {
+                let pairs: Vec<_> = labels_iter(labels, *n_labels).map(Result::unwrap).collect();
+                assert_eq!(pairs, vec![("caller", "web"), ("status", "5xx")]);
+                assert_eq!(value.load(Ordering::Relaxed), 7);
+            }
+            _ => panic!("counter third"),
+        }
     }
 
     #[test]

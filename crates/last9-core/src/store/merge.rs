@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use crate::model::exemplar::{latest_per_bucket, Exemplar, ExemplarCells, EXEMPLAR_CELLS};
 use crate::model::histogram::Buckets;
+use crate::model::lineage::{OVERFLOW_VALUE, UNKNOWN_CALLER};
 use crate::model::native::{NativeBuckets, NativeCells, NativeSpec};
 use crate::model::registry::{DOMAIN_OVERFLOW, ROUTE_OVERFLOW};
 use crate::snapshot::Snapshot;
@@ -56,14 +57,67 @@ struct MergedLayout {
     max_routes: u32,
     max_domains: u32,
     buckets: Arc<Buckets>,
-    /// Labels block → index in `Merged::series`.
-    index: AHashMap<Box<[u8]>, usize>,
-    /// Distinct `per` and `domain` values, tracked only when caps are applied (the archive).
+    /// Labels block → index in `Merged::series`, per [`Family`].
+    index: [AHashMap<Box<[u8]>, usize>; 2],
+    /// The values admitted under the caps, per program (each recorder has caps of its own).
+    caps: AHashMap<Box<str>, Admitted>,
+}
+
+/// Distinct values of the capped labels, tracked only when caps are applied.
+#[derive(Default)]
+struct Admitted {
     routes: AHashSet<Box<str>>,
     domains: AHashSet<Box<str>>,
+    /// Lineage's `upstream` and `caller`, capped like `domain`.
+    upstreams: AHashSet<Box<str>>,
+    callers: AHashSet<Box<str>>,
+}
+
+impl Admitted {
+    /// Admits `value` of label `name` under the caps `(max_routes, max_domains)`: None when it
+    /// stays (a label without a cap, a value already in, or room left), else the overflow value
+    /// it becomes.
+    fn admit(&mut self, caps: (u32, u32), name: &str, value: &str) -> Option<&'static str> {
+        let (max_routes, max_domains) = caps;
+        let (seen, cap, overflow) = match name {
+            "per" => (&mut self.routes, max_routes, ROUTE_OVERFLOW),
+            "domain" => (&mut self.domains, max_domains, DOMAIN_OVERFLOW),
+            // Lineage's own caps (see `model::lineage`): upstreams and callers.
+            "upstream" => (&mut self.upstreams, max_domains, OVERFLOW_VALUE),
+            "caller" => (&mut self.callers, max_domains, OVERFLOW_VALUE),
+            _ => return None,
+        };
+        let exempt = name == "caller" && value == UNKNOWN_CALLER;
+        if value == overflow || exempt || seen.contains(value) {
+            None
+        } else if seen.len() < cap as usize {
+            seen.insert(value.into());
+            None
+        } else {
+            Some(overflow)
+        }
+    }
+}
+
+/// Which histogram family a merged series belongs to.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Family {
+    /// `http_requests_duration_milliseconds` (HISTOGRAM records).
+    Duration = 0,
+    /// `http_client_requests_duration_milliseconds` (CLIENT records).
+    Client = 1,
+}
+
+/// A series of the callers counter, summed over files.
+struct MergedCounter {
+    layout: usize,
+    n_labels: u16,
+    labels: Box<[u8]>,
+    value: u64,
 }
 
 struct MergedSeries {
+    family: Family,
     layout: usize,
     n_labels: u16,
     labels: Box<[u8]>,
@@ -80,11 +134,15 @@ struct MergedSeries {
 pub struct Merged {
     layouts: Vec<MergedLayout>,
     series: Vec<MergedSeries>,
-    /// Apply the label caps of each layout (used for the archive, whose dead workers add up).
+    /// Apply the label caps of each layout: in the archive, whose dead workers add up, and in a
+    /// scrape, whose live workers each admitted up to the caps (see [`collect`]).
     capped: bool,
     /// Gauges of live processes, summed by labels block (never archived).
     gauge_index: AHashMap<Box<[u8]>, usize>,
     gauges: Vec<(u16, Box<[u8]>, i64)>,
+    /// Callers counters, summed by labels block (live and dead processes, like histograms).
+    counter_index: AHashMap<Box<[u8]>, usize>,
+    counters: Vec<MergedCounter>,
 }
 
 impl Merged {
@@ -119,9 +177,8 @@ impl Merged {
             max_routes: layout.max_routes,
             max_domains: layout.max_domains,
             buckets: Arc::new(classic.with_native(layout.native)),
-            index: AHashMap::new(),
-            routes: AHashSet::new(),
-            domains: AHashSet::new(),
+            index: Default::default(),
+            caps: AHashMap::new(),
         });
         self.layouts.len() - 1
     }
@@ -139,11 +196,16 @@ impl Merged {
                 Record::Layout(l) => {
                     checked_layouts.insert(l.id, format::histogram_cells(l.bounds.len(), l.native.as_ref()));
                 }
-                Record::Histogram { layout, cells, .. } => match checked_layouts.get(layout) {
-                    Some(&n) if cells.len() == n => {}
-                    _ => return Err("a histogram whose layout is missing or does not fit".into()),
-                },
-                Record::Absorbed(_) | Record::Gauge { .. } => {}
+                Record::Histogram { layout, cells, .. } | Record::Client { layout, cells, .. } => {
+                    match checked_layouts.get(layout) {
+                        Some(&n) if cells.len() == n => {}
+                        _ => return Err("a histogram whose layout is missing or does not fit".into()),
+                    }
+                }
+                Record::Counter { layout, .. } if !checked_layouts.contains_key(layout) => {
+                    return Err("a counter whose layout is missing".into());
+                }
+                Record::Absorbed(_) | Record::Gauge { .. } | Record::Counter { .. } => {}
             }
         }
         let mut absorbed = Vec::new();
@@ -159,18 +221,38 @@ impl Merged {
                     n_labels,
                     labels,
                     cells,
-                } => {
-                    let layout = file_layouts[&layout];
-                    let classic = self.layouts[layout].bounds.len() + 2;
-                    values.clear();
-                    values.extend(cells[..classic].iter().map(|c| c.load(Ordering::Relaxed)));
-                    let native = self.layouts[layout]
-                        .native
-                        .as_ref()
-                        .map(|spec| NativeCells::new(spec, &cells[classic..classic + spec.cells()]).read());
-                    let exemplar = ExemplarCells(&cells[cells.len() - EXEMPLAR_CELLS..]).read();
-                    self.add_series(layout, n_labels, labels, &values, native, exemplar);
-                }
+                } => self.add_cells(
+                    Family::Duration,
+                    file_layouts[&layout],
+                    n_labels,
+                    labels,
+                    cells,
+                    &mut values,
+                ),
+                Record::Client {
+                    layout,
+                    n_labels,
+                    labels,
+                    cells,
+                } => self.add_cells(
+                    Family::Client,
+                    file_layouts[&layout],
+                    n_labels,
+                    labels,
+                    cells,
+                    &mut values,
+                ),
+                Record::Counter {
+                    layout,
+                    n_labels,
+                    labels,
+                    value,
+                } => self.add_counter(
+                    file_layouts[&layout],
+                    n_labels,
+                    labels,
+                    value.load(Ordering::Relaxed),
+                ),
                 Record::Absorbed(name) => absorbed.push(name),
                 Record::Gauge {
                     n_labels,
@@ -192,8 +274,54 @@ impl Merged {
         Ok(absorbed)
     }
 
+    /// Adds the cells of one HISTOGRAM or CLIENT record (checked to fit its layout).
+    fn add_cells(
+        &mut self,
+        family: Family,
+        layout: usize,
+        n_labels: u16,
+        labels: &[u8],
+        cells: &[std::sync::atomic::AtomicU64],
+        values: &mut Vec<u64>,
+    ) {
+        let classic = self.layouts[layout].bounds.len() + 2;
+        values.clear();
+        values.extend(cells[..classic].iter().map(|c| c.load(Ordering::Relaxed)));
+        let native = self.layouts[layout]
+            .native
+            .as_ref()
+            .map(|spec| NativeCells::new(spec, &cells[classic..classic + spec.cells()]).read());
+        let exemplar = ExemplarCells(&cells[cells.len() - EXEMPLAR_CELLS..]).read();
+        self.add_series(family, layout, n_labels, labels, values, native, exemplar);
+    }
+
+    fn add_counter(&mut self, layout: usize, n_labels: u16, labels: &[u8], value: u64) {
+        let folded;
+        // A labels block already summed passed the caps as it is (see `add_series`).
+        let labels = if self.capped && !self.counter_index.contains_key(labels) {
+            folded = self.fold(layout, n_labels, labels);
+            folded.as_deref().unwrap_or(labels)
+        } else {
+            labels
+        };
+        match self.counter_index.get(labels) {
+            Some(&i) => self.counters[i].value = self.counters[i].value.wrapping_add(value),
+            None => {
+                self.counter_index.insert(labels.into(), self.counters.len());
+                self.counters.push(MergedCounter {
+                    layout,
+                    n_labels,
+                    labels: labels.into(),
+                    value,
+                });
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn add_series(
         &mut self,
+        family: Family,
         layout: usize,
         n_labels: u16,
         labels: &[u8],
@@ -202,14 +330,18 @@ impl Merged {
         exemplar: Option<(usize, Exemplar)>,
     ) {
         let folded;
-        let labels = if self.capped {
+        // A labels block already summed passed the caps as it is: its values were admitted, or
+        // are overflow values. So the caps cost only each distinct series' first file.
+        let seen = self.layouts[layout].index[family as usize].contains_key(labels);
+        let labels = if self.capped && !seen {
             folded = self.fold(layout, n_labels, labels);
             folded.as_deref().unwrap_or(labels)
         } else {
             labels
         };
         let merged_layout = &mut self.layouts[layout];
-        match merged_layout.index.get(labels) {
+        let index = &mut merged_layout.index[family as usize];
+        match index.get(labels) {
             Some(&i) => {
                 let series = &mut self.series[i];
                 for (cell, v) in series.cells.iter_mut().zip(values) {
@@ -224,8 +356,9 @@ impl Merged {
             }
             None => {
                 let labels: Box<[u8]> = labels.into();
-                merged_layout.index.insert(labels.clone(), self.series.len());
+                index.insert(labels.clone(), self.series.len());
                 self.series.push(MergedSeries {
+                    family,
                     layout,
                     n_labels,
                     labels,
@@ -242,29 +375,30 @@ impl Merged {
     /// when something changed.
     fn fold(&mut self, layout: usize, n_labels: u16, labels: &[u8]) -> Option<Vec<u8>> {
         let l = &mut self.layouts[layout];
+        let caps = (l.max_routes, l.max_domains);
+        let program = labels_iter(labels, n_labels)
+            .map_while(Result::ok)
+            .find(|(name, _)| *name == "program")
+            .map_or("", |(_, value)| value);
+        if !l.caps.contains_key(program) {
+            l.caps.insert(program.into(), Admitted::default());
+        }
+        let admitted = l.caps.get_mut(program).expect("inserted above");
+        // A first pass admits values and allocates nothing unless a label must change (the
+        // common case, on every scrape); the second sees the same answers, since a value left
+        // out found its set full and sets only grow.
         let mut changed = false;
-        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(n_labels as usize);
         for pair in labels_iter(labels, n_labels) {
             let (name, value) = pair.ok()?;
-            let (seen, cap, overflow) = match name {
-                "per" => (&mut l.routes, l.max_routes, ROUTE_OVERFLOW),
-                "domain" => (&mut l.domains, l.max_domains, DOMAIN_OVERFLOW),
-                _ => {
-                    pairs.push((name, value));
-                    continue;
-                }
-            };
-            if value == overflow || seen.contains(value) {
-                pairs.push((name, value));
-            } else if seen.len() < cap as usize {
-                seen.insert(value.into());
-                pairs.push((name, value));
-            } else {
-                changed = true;
-                pairs.push((name, overflow));
-            }
+            changed |= admitted.admit(caps, name, value).is_some();
         }
-        changed.then(|| format::encode_labels(pairs).1)
+        if !changed {
+            return None;
+        }
+        let pairs = labels_iter(labels, n_labels)
+            .map_while(Result::ok)
+            .map(|(name, value)| (name, admitted.admit(caps, name, value).unwrap_or(value)));
+        Some(format::encode_labels(pairs).1)
     }
 
     /// The merged series, in the order they were first seen, with their label text escaped.
@@ -279,14 +413,29 @@ impl Merged {
             if let (Some(native), Some(spec)) = (&mut native, &layout.native) {
                 native.limit(spec.max_buckets());
             }
-            snapshot.push_series(
+            let exemplars = latest_per_bucket(n, series.exemplars.iter().copied());
+            let (labels, counts, sum_ns) = (
                 text.as_str().into(),
-                layout.buckets.clone(),
                 series.cells[..n].iter().copied(),
                 series.cells[n],
-                native,
-                latest_per_bucket(n, series.exemplars.iter().copied()),
             );
+            match series.family {
+                Family::Duration => {
+                    snapshot.push_series(labels, layout.buckets.clone(), counts, sum_ns, native, exemplars)
+                }
+                Family::Client => snapshot.push_client_series(
+                    labels,
+                    layout.buckets.clone(),
+                    counts,
+                    sum_ns,
+                    native,
+                    exemplars,
+                ),
+            }
+        }
+        for counter in &self.counters {
+            label_text(&mut text, &counter.labels, counter.n_labels);
+            snapshot.push_caller(text.as_str().into(), counter.value);
         }
         for (n_labels, labels, value) in &self.gauges {
             label_text(&mut text, labels, *n_labels);
@@ -310,7 +459,14 @@ impl Merged {
         }
         for s in &self.series {
             let cells = archive_cells(s, self.layouts[s.layout].native.as_ref());
-            format::histogram_record(&mut out, s.layout as u32, s.n_labels, &s.labels, &cells);
+            let record = match s.family {
+                Family::Duration => format::histogram_record,
+                Family::Client => format::client_record,
+            };
+            record(&mut out, s.layout as u32, s.n_labels, &s.labels, &cells);
+        }
+        for c in &self.counters {
+            format::counter_record(&mut out, c.layout as u32, c.n_labels, &c.labels, c.value);
         }
         for name in absorbed {
             format::absorbed_record(&mut out, name);
@@ -363,14 +519,23 @@ fn lock_file(dir: &Path) -> io::Result<Fd> {
     Fd::open(&dir.join(LOCK), libc::O_RDWR | libc::O_CREAT)
 }
 
-/// Worker file names in a directory, sorted so merges are in a stable order.
+/// Worker file names in a directory, oldest first (by the birth time in `w-<pid>-<ns>.db`), so
+/// merges are in a stable order and a scrape's caps admit the values of the longest-lived
+/// workers first: a new worker never pushes a value out of the scrape.
 fn worker_files(dir: &Path) -> io::Result<Vec<String>> {
     let mut names: Vec<String> = fs::read_dir(dir)?
         .flatten()
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|n| format::is_worker_file_name(n))
         .collect();
-    names.sort();
+    let born = |name: &str| -> u64 {
+        let stem = name.strip_suffix(".db").unwrap_or(name);
+        stem.rsplit('-')
+            .next()
+            .and_then(|ns| ns.parse().ok())
+            .unwrap_or(0)
+    };
+    names.sort_by(|a, b| born(a).cmp(&born(b)).then_with(|| a.cmp(b)));
     Ok(names)
 }
 
@@ -391,12 +556,17 @@ pub struct Own<'a> {
     pub region: Option<Region<'a>>,
 }
 
-/// Sums the archive and every live or dead worker file of `dir`.
+/// Sums the archive and every live or dead worker file of `dir`. Each worker caps its labels
+/// on its own; the sum is capped again, the archive's values first and then the oldest
+/// workers', so a scrape holds at most the configured caps however many workers there are.
 pub fn collect(dir: &Path, own: &[Own<'_>]) -> io::Result<Collected> {
     let _io = DIR_IO.lock();
     let lock = lock_file(dir)?;
     lock.flock(libc::LOCK_SH)?;
-    let mut merged = Merged::new();
+    let mut merged = Merged {
+        capped: true,
+        ..Merged::default()
+    };
     let mut partial = false;
     let mut absorbed: AHashSet<String> = AHashSet::new();
     let archive_path = dir.join(ARCHIVE);
@@ -794,6 +964,35 @@ mod tests {
         assert_eq!(counts.len(), 4, "{counts:?}");
         assert_eq!(counts.iter().map(|(_, c)| c).sum::<u64>(), 30);
         assert!(counts.contains(&(ROUTE_OVERFLOW.to_string(), 27)));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_scrape_applies_the_label_caps_across_workers() {
+        let dir = temp_dir("scrape-caps");
+        // Caps of 3 routes; four workers each admitted 3 routes of their own, the first two
+        // share `/a`. A scrape holds 3 routes and `_other`, and every request.
+        let routes = [
+            ["/a", "/b", "/c"],
+            ["/a", "/d", "/e"],
+            ["/f", "/g", "/h"],
+            ["/i", "/j", "/k"],
+        ];
+        for routes in routes {
+            drop(worker(&dir, &routes, 1));
+            std::thread::sleep(std::time::Duration::from_millis(2)); // distinct birth times
+        }
+        let counts = counts(&dir);
+        assert_eq!(
+            counts,
+            vec![
+                (ROUTE_OVERFLOW.to_string(), 8),
+                ("/a".into(), 2),
+                ("/b".into(), 1),
+                ("/c".into(), 1),
+            ],
+            "the oldest worker's routes are kept"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 

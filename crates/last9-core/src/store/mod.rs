@@ -298,24 +298,38 @@ fn on_heap(state: &mut State, why: &str) {
     plan_replacement(state);
 }
 
-/// Cells for a new series of the global registry: in this process's file in multi-process
-/// mode, else on the heap. Never fails: when the file cannot take them (the disk is full, the
-/// reserve is used up), cells go on the heap (counted by this process's own scrapes only), a
-/// warning says so once, and the series move to a new file as soon as one can be made.
-pub(crate) fn histogram(buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Histogram {
+/// The kinds of series whose cells [`place`] puts in this process's file.
+#[derive(Clone, Copy)]
+enum Placed {
+    /// `http_requests_duration_milliseconds`: a HISTOGRAM record.
+    Duration,
+    /// `http_client_requests_duration_milliseconds` (lineage): a CLIENT record.
+    Client,
+    /// `http_requests_callers_total` (lineage): a COUNTER record, one cell.
+    Callers,
+}
+
+type Keeper = Arc<dyn std::any::Any + Send + Sync>;
+
+/// Appends the record of a new series of the global registry to this process's file, in
+/// multi-process mode; returns where its cells are. None: the cells go on the heap (single
+/// process, or the file cannot take them: the disk is full, the reserve is used up; then a
+/// warning says so once, and the series move to a new file as soon as one can be made).
+fn place(
+    kind: Placed,
+    buckets: &Buckets,
+    limits: Limits,
+    pairs: &[(&str, &str)],
+) -> Option<(std::ptr::NonNull<std::sync::atomic::AtomicU64>, Keeper)> {
     let mut state = STATE.lock();
     let state = &mut *state;
-    let Some(dir) = state.dir.as_ref() else {
-        return Histogram::new(buckets);
-    };
+    let dir = state.dir.as_ref()?;
     if !own_file(state, dir.clone()) {
         on_heap(state, "this process has no file");
-        return Histogram::new(buckets);
+        return None;
     }
     plan_replacement(state);
-    let Some(file) = state.file.as_mut() else {
-        return Histogram::new(buckets);
-    };
+    let file = state.file.as_mut()?;
     let bounds = buckets.bounds_ms();
     let native = buckets.native().copied();
     let layout = match state
@@ -342,24 +356,55 @@ pub(crate) fn histogram(buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)
         }
     };
     let (n_labels, labels) = format::encode_labels(pairs.iter().copied());
-    let cells = vec![0u64; buckets.all_cells()];
-    let mut record = Vec::with_capacity(64 + labels.len() + 8 * cells.len());
+    let n_cells = match kind {
+        Placed::Duration | Placed::Client => buckets.all_cells(),
+        Placed::Callers => 1,
+    };
+    let mut record = Vec::with_capacity(64 + labels.len() + 8 * n_cells);
     let appended = layout.and_then(|layout| {
-        format::histogram_record(&mut record, layout as u32, n_labels, &labels, &cells);
+        let layout = layout as u32;
+        match kind {
+            Placed::Duration => {
+                format::histogram_record(&mut record, layout, n_labels, &labels, &vec![0; n_cells])
+            }
+            Placed::Client => {
+                format::client_record(&mut record, layout, n_labels, &labels, &vec![0; n_cells])
+            }
+            Placed::Callers => format::counter_record(&mut record, layout, n_labels, &labels, 0),
+        }
         file.append(&record)
     });
     match appended {
         Ok(at) => {
-            let (_, cells_at) = format::histogram_record_len(labels.len(), cells.len());
-            let ptr = file.cell_ptr(at + cells_at);
-            let keeper: Arc<dyn std::any::Any + Send + Sync> = file.mapping().clone();
-            // SAFETY: the record's cells are in the mapping, aligned, and only used atomically.
-            unsafe { Histogram::in_place(buckets, ptr, keeper) }
+            let (_, cells_at) = format::histogram_record_len(labels.len(), n_cells);
+            let keeper: Keeper = file.mapping().clone();
+            Some((file.cell_ptr(at + cells_at), keeper))
         }
         Err(err) => {
             on_heap(state, &append_error(err));
-            Histogram::new(buckets)
+            None
         }
+    }
+}
+
+/// Cells for a new series of the global registry: in this process's file in multi-process
+/// mode, else on the heap (see [`place`]; on the heap, a series is counted by this process's own
+/// scrapes only). `kind` is [`Placed::Duration`] or [`Placed::Client`].
+fn histogram(kind: Placed, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Histogram {
+    match place(kind, buckets, limits, pairs) {
+        // SAFETY: the record's cells are in the mapping, aligned, and only used atomically.
+        Some((ptr, keeper)) => unsafe { Histogram::in_place(buckets, ptr, keeper) },
+        None => Histogram::new(buckets),
+    }
+}
+
+/// The cell of a new callers counter: in this process's file in multi-process mode, else on
+/// the heap (see [`place`]).
+fn counter(buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Gauge {
+    match place(Placed::Callers, buckets, limits, pairs) {
+        // SAFETY: the record's value is in the mapping, aligned, and only used atomically.
+        Some((ptr, keeper)) => unsafe { Gauge::in_place(ptr, keeper) },
+        None => Gauge::new(),
     }
 }
 
@@ -502,7 +547,15 @@ impl SharedCells for Store {
     }
 
     fn histogram(&self, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Histogram {
-        histogram(buckets, limits, pairs)
+        histogram(Placed::Duration, buckets, limits, pairs)
+    }
+
+    fn client_histogram(&self, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Histogram {
+        histogram(Placed::Client, buckets, limits, pairs)
+    }
+
+    fn counter(&self, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Gauge {
+        counter(buckets, limits, pairs)
     }
 
     fn gauge(&self, pairs: &[(&str, &str)]) -> Gauge {
@@ -622,11 +675,33 @@ mod tests {
                     status: 200,
                     duration_ns: 1,
                 });
+                // Lineage: an outbound call, and a caller answered with a 5xx.
+                recorder.observe_client(Some(route), "api:80", "GET", "200", 1);
+                recorder.count_caller(route, Some("web"), 503);
             }
+        };
+        let lineage = |snapshot: &Snapshot| {
+            let client: u64 = snapshot
+                .client_series()
+                .iter()
+                .map(|s| *snapshot.cumulative_counts(s).last().unwrap())
+                .sum();
+            let callers: Vec<String> = snapshot
+                .callers()
+                .iter()
+                .map(|(labels, n)| format!("{labels} {n}"))
+                .collect();
+            (client, callers)
+        };
+        let callers = |n: u64| {
+            vec![format!(
+                "caller=\"web\",per=\"/x\",status=\"5xx\",hostname=\"\",program=\"store-test\",tenant=\"\",cluster=\"\" {n}"
+            )]
         };
         observe(5); // in memory, single-process
         assert_eq!(enable(Some(&dir), None).unwrap(), dir);
         assert_eq!(count(&Snapshot::of(Registry::global()), "/x"), 5);
+        assert_eq!(lineage(&Snapshot::of(Registry::global())), (5, callers(5)));
         for _ in 0..3 {
             // SAFETY: the child only records and exits.
             let child = unsafe { libc::fork() };
@@ -642,6 +717,7 @@ mod tests {
         recorder.enter("GET");
         let snapshot = Snapshot::of(Registry::global());
         assert_eq!(count(&snapshot, "/x"), 36);
+        assert_eq!(lineage(&snapshot), (36, callers(36)), "lineage sums every worker");
         let in_flight: i64 = snapshot.gauges().iter().map(|(_, v)| v).sum();
         assert_eq!(in_flight, 1, "only the live parent's request is in flight");
         // That scrape archived the three dead workers: the parent's file and the archive remain.
@@ -658,6 +734,11 @@ mod tests {
         assert_eq!(names.len(), 2, "{names:?}");
         assert_eq!(names[0], merge::ARCHIVE);
         assert_eq!(count(&Snapshot::of(Registry::global()), "/x"), 36);
+        assert_eq!(
+            lineage(&Snapshot::of(Registry::global())),
+            (36, callers(36)),
+            "the archive keeps dead workers' lineage"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -269,19 +269,19 @@ fn numbers(out: &mut String, name: &str, values: impl Iterator<Item = Option<f64
     out.push(']');
 }
 
-/// RED of a row over one window: rate, and for histograms the error ratio and p50/p90/p99 (a
-/// caller's row has a rate only: the callers counter has no status).
+/// RED of a row over one window: rate and error ratio, and for histograms p50/p90/p99 (a
+/// caller's row is a counter: its errors are its `status="5xx"` series).
 fn red(out: &mut String, rates: &Rates, bounds: Option<&[f64]>) {
     let total = rates.cells.last().copied().flatten();
     out.push('{');
     number(out, "rate", total);
+    out.push(',');
+    let ratio = match (rates.errors, total) {
+        (Some(e), Some(t)) if t > 0.0 => Some(e / t),
+        _ => None,
+    };
+    number(out, "error_ratio", ratio);
     if let Some(bounds) = bounds {
-        out.push(',');
-        let ratio = match (rates.errors, total) {
-            (Some(e), Some(t)) if t > 0.0 => Some(e / t),
-            _ => None,
-        };
-        number(out, "error_ratio", ratio);
         let cumulative: Option<Vec<f64>> = rates.cells.iter().copied().collect();
         for (name, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)] {
             out.push(',');
@@ -485,6 +485,27 @@ mod tests {
         assert!(one_minute.contains("\"p90\":1.8,"), "{json}");
         assert!(json.contains("\"program\":\"shop\""), "{json}");
         assert!(json.contains("\"per\":\"/x\""), "{json}");
+    }
+
+    #[test]
+    fn a_callers_edge_has_its_error_ratio() {
+        let mut ring = Ring::default();
+        // Every 5 s the caller `web` makes 4 requests of /x: 3 answered 2xx, 1 answered 5xx.
+        for i in 0..=12u64 {
+            let mut snapshot = snapshot(0, 0, 0);
+            snapshot.push_caller(
+                r#"caller="web",per="/x",status="2xx",program="shop""#.into(),
+                3 * i,
+            );
+            snapshot.push_caller(r#"caller="web",per="/x",status="5xx",program="shop""#.into(), i);
+            ring.push(&snapshot, i as f64 * 5.0);
+        }
+        let json = report(&ring, 60.0);
+        let callers = json.split("\"callers\":[").nth(1).unwrap();
+        assert!(
+            callers.starts_with("{\"caller\":\"web\",\"windows\":[{\"rate\":0.8,\"error_ratio\":0.25}"),
+            "{json}"
+        );
     }
 
     #[test]

@@ -210,7 +210,9 @@ impl Ring {
                 program: labels.get("program").into(),
                 name: labels.get("caller").into(),
             };
-            add(self, key, None, &[*count], false);
+            // `status` is the class answered (`5xx`): the same rule as the routes'.
+            let error = labels.get("status").starts_with('5');
+            add(self, key, None, &[*count], error);
         }
         let mut in_flight: Vec<(Arc<str>, i64)> = Vec::new();
         for (text, value) in snapshot.gauges() {
