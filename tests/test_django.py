@@ -589,8 +589,8 @@ def test_real_http_middleware_entry_keeps_lineage(kind):
         ("/relay/{n}/", "200", f"127.0.0.1:{port}"): 3
     }
     assert family("http_requests_callers_total") == {
-        ("web", "/relay/{n}/"): 3,
-        ("mysite", "/name/{name}/"): 3,
+        ("web", "/relay/{n}/", "2xx"): 3,
+        ("mysite", "/name/{name}/", "2xx"): 3,
     }
     in_flight = [v for k, v in samples.items() if dict(k)["__name__"] == "http_requests_in_flight"]
     assert in_flight and sum(in_flight) == 0

@@ -400,8 +400,10 @@ def test_real_http_component_keeps_lineage(command):
         (dict(k)["per"], dict(k)["upstream"], dict(k)["status"]): v for k, v in calls.items()
     } == {("/relay/{n}", f"127.0.0.1:{port}", "200"): 3}
     callers = family(text, "http_requests_callers_total")
-    assert {(dict(k)["caller"], dict(k)["per"]): v for k, v in callers.items()} == {
-        ("web", "/relay/{n}"): 3,
-        ("shop-mw", "/name/{name}"): 3,
+    assert {
+        (dict(k)["caller"], dict(k)["per"], dict(k)["status"]): v for k, v in callers.items()
+    } == {
+        ("web", "/relay/{n}", "2xx"): 3,
+        ("shop-mw", "/name/{name}", "2xx"): 3,
     }
     assert sum(family(text, "http_requests_in_flight").values()) == 0
