@@ -1,4 +1,4 @@
-//! The on-disk format of the multi-process store, version 1.
+//! The on-disk format of the multi-process store, version 2.
 //!
 //! A file is a 64-byte header followed by records, each 8-byte aligned and starting with
 //! `kind: u16, flags: u16, len: u32` (`len` counts the whole record, a multiple of 8). Numbers are
@@ -15,9 +15,12 @@
 //!          | zero_threshold f64 (ms)
 //! HISTOGRAM 8 layout u32 | 12 n_labels u16 | 14 labels_len u16 | 16 labels, zero-padded to 8
 //!          | cells u64 × (n_bounds + 2): per-bucket counts with +Inf last, then the sum in ns
-//!          | the native buckets' cells when the layout keeps them (`crate::model::native`)
+//!          | the native buckets' cells when the layout keeps them (`crate::model::native`: a
+//!          fixed few; the one at `EXTENSION_AT` is the offset of the series' NATIVE record, or 0)
 //!          | the latest exemplar's cells (`crate::model::exemplar`)
 //! ABSORBED 8 name_len u32 | 12 name (archives only: a worker file already merged in)
+//! NATIVE   8 owner u64 (offset of its series' first native cell) | 16 slots u64 × n: the native
+//!          buckets of a series that spread past its inline slots, appended when it first does
 //! GAUGE    8 n_labels u16 | 10 labels_len u16 | 12 zero u32 | 16 labels, zero-padded to 8
 //!          | value i64 (worker files only: a gauge is the state of a live process, so readers
 //!          count it only while its writer holds its lock, and archives never keep it)
@@ -34,7 +37,8 @@ use crate::model::native::NativeSpec;
 
 pub const MAGIC: [u8; 4] = *b"L9MP";
 pub const BOM: u32 = 0x0102_0304;
-pub const VERSION: u16 = 1;
+/// 2: native buckets in a fixed few cells plus a NATIVE record on demand (1 reserved them all).
+pub const VERSION: u16 = 2;
 pub const HEADER_LEN: usize = 64;
 pub const USED_OFFSET: usize = 16;
 pub const FLAGS_OFFSET: usize = 28;
@@ -51,6 +55,7 @@ pub const RECORD_LAYOUT: u16 = 1;
 pub const RECORD_HISTOGRAM: u16 = 2;
 pub const RECORD_ABSORBED: u16 = 3;
 pub const RECORD_GAUGE: u16 = 4;
+pub const RECORD_NATIVE: u16 = 5;
 
 /// Label names are short identifiers; values were cut to 256 bytes by the interner.
 pub const MAX_NAME_LEN: usize = 255;
@@ -178,6 +183,22 @@ pub fn histogram_record(out: &mut Vec<u8>, layout: u32, n_labels: u16, labels: &
     }
 }
 
+/// The size of a NATIVE record of `n_slots` slots and the offset of its slots within it.
+pub fn native_record_len(n_slots: usize) -> (usize, usize) {
+    (16 + 8 * n_slots, 16)
+}
+
+/// A NATIVE record with the given slot words (zero for a new one), for the series whose first
+/// native cell is at offset `owner` of the same file.
+pub fn native_record(out: &mut Vec<u8>, owner: usize, slots: &[u64]) {
+    let (len, _) = native_record_len(slots.len());
+    record_start(out, RECORD_NATIVE, len);
+    out.extend_from_slice(&(owner as u64).to_ne_bytes());
+    for s in slots {
+        out.extend_from_slice(&s.to_ne_bytes());
+    }
+}
+
 /// An ABSORBED record: the file name of a worker file already merged into this archive.
 pub fn absorbed_record(out: &mut Vec<u8>, name: &str) {
     let len = align8(12 + name.len());
@@ -206,6 +227,8 @@ pub enum Record<'a> {
         labels: &'a [u8],
         /// [`histogram_cells`] cells, read with atomic loads (a live writer may be adding to them).
         cells: &'a [AtomicU64],
+        /// The offset of `cells` in the file.
+        cells_at: usize,
     },
     Absorbed(&'a str),
     Gauge {
@@ -314,6 +337,7 @@ impl<'a> Region<'a> {
                 RECORD_HISTOGRAM => records.push(self.histogram(body, at)?),
                 RECORD_ABSORBED => records.push(self.absorbed(body, at)?),
                 RECORD_GAUGE => records.push(self.gauge(body, at)?),
+                // NATIVE records are found from their series (see `native_slots`).
                 _ => {} // a kind from a later version of this format
             }
             at += len;
@@ -383,6 +407,28 @@ impl<'a> Region<'a> {
             n_labels,
             labels,
             cells,
+            cells_at: at + cells_at,
+        })
+    }
+
+    /// The `n_slots` slots of the NATIVE record at offset `at`, if there is one there, of that
+    /// size, for the series whose first native cell is at `owner`; None for anything else (a
+    /// record appended after this mapping was made, or a damaged file).
+    pub fn native_slots(&self, at: u64, owner: usize, n_slots: usize) -> Option<&'a [AtomicU64]> {
+        let at = usize::try_from(at).ok()?;
+        let (len, slots_at) = native_record_len(n_slots);
+        if at < HEADER_LEN || at % 8 != 0 || at.checked_add(len)? > self.bytes.len() {
+            return None;
+        }
+        let fits = self.u16_at(at) == RECORD_NATIVE
+            && self.u32_at(at + 4) as usize == len
+            && u64::from_ne_bytes(self.bytes[at + 8..at + 16].try_into().unwrap()) == owner as u64;
+        // SAFETY: in bounds and 8-aligned; see `Region::new`.
+        fits.then(|| unsafe {
+            std::slice::from_raw_parts(
+                self.bytes.as_ptr().add(at + slots_at) as *const AtomicU64,
+                n_slots,
+            )
         })
     }
 
@@ -543,6 +589,7 @@ mod tests {
                 n_labels,
                 labels,
                 cells,
+                ..
             } => {
                 assert_eq!(*layout, 0);
                 let pairs: Vec<_> = labels_iter(labels, *n_labels).map(Result::unwrap).collect();
@@ -553,6 +600,27 @@ mod tests {
             _ => panic!("histogram second"),
         }
         assert!(matches!(records[2], Record::Absorbed("w-12-34.db")));
+    }
+
+    #[test]
+    fn a_native_record_is_found_only_from_its_own_series() {
+        let mut recs = Vec::new();
+        let (n, labels) = encode_labels([("per", "/a")]);
+        histogram_record(&mut recs, 0, n, &labels, &[0; 4]);
+        let owner = HEADER_LEN + 24; // the record's first cell
+        let at = HEADER_LEN + recs.len();
+        native_record(&mut recs, owner, &[7, 8]);
+        let words = image(&recs);
+        let region = unsafe { Region::new(as_bytes(&words)) };
+        let slots = region.native_slots(at as u64, owner, 2).unwrap();
+        assert_eq!(slots[1].load(Ordering::Relaxed), 8);
+        // Another owner, size or place, or an offset outside the file: nothing.
+        assert!(region.native_slots(at as u64, owner + 8, 2).is_none());
+        assert!(region.native_slots(at as u64, owner, 3).is_none());
+        assert!(region.native_slots(HEADER_LEN as u64, owner, 2).is_none());
+        assert!(region.native_slots(at as u64 + 4, owner, 2).is_none());
+        assert!(region.native_slots(u64::MAX - 7, owner, 2).is_none());
+        assert!(region.native_slots(8, owner, 2).is_none());
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use crate::model::exemplar::{latest_per_bucket, Exemplar, ExemplarCells, EXEMPLAR_CELLS};
 use crate::model::histogram::Buckets;
-use crate::model::native::{NativeBuckets, NativeCells, NativeSpec};
+use crate::model::native::{Extension, NativeBuckets, NativeCells, NativeSpec, Overflow, EXTENSION_AT};
 use crate::model::registry::{DOMAIN_OVERFLOW, ROUTE_OVERFLOW};
 use crate::snapshot::Snapshot;
 use crate::values::escape::escape_label_value;
@@ -159,15 +159,24 @@ impl Merged {
                     n_labels,
                     labels,
                     cells,
+                    cells_at,
                 } => {
                     let layout = file_layouts[&layout];
                     let classic = self.layouts[layout].bounds.len() + 2;
                     values.clear();
                     values.extend(cells[..classic].iter().map(|c| c.load(Ordering::Relaxed)));
-                    let native = self.layouts[layout]
-                        .native
-                        .as_ref()
-                        .map(|spec| NativeCells::new(spec, &cells[classic..classic + spec.cells()]).read());
+                    let native = self.layouts[layout].native.as_ref().map(|spec| {
+                        let own = &cells[classic..classic + spec.cells()];
+                        let extension_at = own[EXTENSION_AT].load(Ordering::Acquire);
+                        let owner = cells_at + 8 * classic;
+                        let overflow = match extension_at {
+                            0 => Overflow::None,
+                            at => region
+                                .native_slots(at, owner, spec.extension_len())
+                                .map_or(Overflow::None, Overflow::Table),
+                        };
+                        NativeCells::new(spec, own, overflow).read()
+                    });
                     let exemplar = ExemplarCells(&cells[cells.len() - EXEMPLAR_CELLS..]).read();
                     self.add_series(layout, n_labels, labels, &values, native, exemplar);
                 }
@@ -309,8 +318,17 @@ impl Merged {
             );
         }
         for s in &self.series {
-            let cells = archive_cells(s, self.layouts[s.layout].native.as_ref());
+            let (mut cells, extension) = archive_cells(s, self.layouts[s.layout].native.as_ref());
+            let (len, cells_at) = format::histogram_record_len(s.labels.len(), cells.len());
+            let owner = out.len() + cells_at + 8 * (self.layouts[s.layout].bounds.len() + 2);
+            if extension.is_some() {
+                // The series' NATIVE record follows its HISTOGRAM record.
+                cells[self.layouts[s.layout].bounds.len() + 2 + EXTENSION_AT] = (out.len() + len) as u64;
+            }
             format::histogram_record(&mut out, s.layout as u32, s.n_labels, &s.labels, &cells);
+            if let Some(slots) = extension {
+                format::native_record(&mut out, owner, &slots);
+            }
         }
         for name in absorbed {
             format::absorbed_record(&mut out, name);
@@ -322,14 +340,16 @@ impl Merged {
 }
 
 /// The cells of a merged series as a HISTOGRAM record holds them: classic counts and sum, the
-/// native buckets rebuilt into a table of `native`'s shape, the latest exemplar.
-fn archive_cells(series: &MergedSeries, native: Option<&NativeSpec>) -> Vec<u64> {
+/// native buckets rebuilt in cells of `native`'s shape, the latest exemplar; and the slots of
+/// its NATIVE record when the buckets need one.
+fn archive_cells(series: &MergedSeries, native: Option<&NativeSpec>) -> (Vec<u64>, Option<Vec<u64>>) {
     let n_native = native.map_or(0, NativeSpec::cells);
     let extra: Vec<std::sync::atomic::AtomicU64> = (0..n_native + EXEMPLAR_CELLS)
         .map(|_| std::sync::atomic::AtomicU64::new(0))
         .collect();
+    let extension = Extension::default();
     if let (Some(spec), Some(buckets)) = (native, &series.native) {
-        NativeCells::new(spec, &extra[..n_native]).add(buckets);
+        NativeCells::new(spec, &extra[..n_native], Overflow::Grows(&extension)).add(buckets);
     }
     let latest = series
         .exemplars
@@ -340,7 +360,10 @@ fn archive_cells(series: &MergedSeries, native: Option<&NativeSpec>) -> Vec<u64>
     }
     let mut cells = series.cells.clone();
     cells.extend(extra.iter().map(|c| c.load(Ordering::Relaxed)));
-    cells
+    let slots = extension
+        .slots()
+        .map(|slots| slots.iter().map(|c| c.load(Ordering::Relaxed)).collect());
+    (cells, slots)
 }
 
 /// The escaped label text (`a="1",b="2"`) of a labels block, into `text`.
@@ -663,6 +686,19 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Extensions in a test's worker file.
+    struct InTestFile(parking_lot::Mutex<Option<WorkerFile>>);
+
+    impl crate::model::native::ExtensionPlace for InTestFile {
+        fn allocate(
+            &self,
+            owner: &[std::sync::atomic::AtomicU64],
+            len: usize,
+        ) -> Option<std::ptr::NonNull<std::sync::atomic::AtomicU64>> {
+            self.0.lock().as_mut()?.native_extension(owner, len)
+        }
+    }
+
     /// A worker file whose one series `/n` keeps native buckets (schema 3, at most `max_buckets`)
     /// of `durations_ms`, and a traced exemplar of its last duration.
     fn native_worker(dir: &Path, max_buckets: u32, durations_ms: &[f64], trace: u8) -> WorkerFile {
@@ -679,15 +715,18 @@ mod tests {
         let at = file.append(&rec).unwrap();
         let (_, cells_at) = format::histogram_record_len(labels.len(), cells.len());
         let keeper: Arc<dyn std::any::Any + Send + Sync> = file.mapping().clone();
+        let cells = file.cell_ptr(at + cells_at);
+        let place = Arc::new(InTestFile(parking_lot::Mutex::new(Some(file))));
+        let extension = crate::model::native::Extension::in_place(place.clone());
         // SAFETY: the record's cells, in the mapping kept alive by `keeper`.
-        let histogram = unsafe {
-            crate::model::histogram::Histogram::in_place(&buckets, file.cell_ptr(at + cells_at), keeper)
-        };
+        let histogram =
+            unsafe { crate::model::histogram::Histogram::in_place(&buckets, cells, keeper, extension) };
         for ms in durations_ms {
             let ns = (ms * 1e6) as u64;
             let bucket = histogram.observe(&buckets, ns);
             histogram.keep_exemplar(bucket, [trace; 16], [trace; 8], ns);
         }
+        let file = place.0.lock().take().unwrap();
         file
     }
 
@@ -720,6 +759,35 @@ mod tests {
             after.series()[0].native,
             before,
             "the archive keeps native buckets"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn wide_series_keep_their_native_records_across_workers_and_the_archive() {
+        let dir = temp_dir("wide");
+        // 0.5 ms to 2 s: about 96 buckets at schema 3, past the inline slots of a record.
+        let wide: Vec<f64> = (0..1000).map(|i| 0.5 * 4000f64.powf(i as f64 / 999.0)).collect();
+        drop(native_worker(&dir, 160, &wide, 1));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        drop(native_worker(&dir, 160, &wide[500..], 2));
+        let spec = NativeSpec::new(3, 0.0, 160).unwrap();
+        let buckets = Buckets::new(&[1.0, 2.0]).unwrap().with_native(Some(spec));
+        let one = crate::model::histogram::Histogram::new(&buckets);
+        for ms in wide.iter().chain(&wide[500..]) {
+            one.observe(&buckets, (ms * 1e6) as u64);
+        }
+        let expected = one.native(&buckets).unwrap();
+        assert_eq!(expected.schema, 3);
+        assert!(expected.buckets.len() > crate::model::native::INLINE_SLOTS);
+        let merged = collect(&dir, &[]).unwrap().merged.snapshot();
+        assert_eq!(merged.series()[0].native.as_ref(), Some(&expected));
+        assert!(compact(&dir).unwrap());
+        let archived = collect(&dir, &[]).unwrap().merged.snapshot();
+        assert_eq!(
+            archived.series()[0].native.as_ref(),
+            Some(&expected),
+            "the archive keeps them"
         );
         fs::remove_dir_all(&dir).unwrap();
     }

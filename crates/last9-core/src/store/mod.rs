@@ -34,7 +34,7 @@ use parking_lot::Mutex;
 use self::file::{AppendError, Mapping, Stub, WorkerFile};
 use crate::model::gauge::Gauge;
 use crate::model::histogram::{Buckets, Histogram};
-use crate::model::native::NativeSpec;
+use crate::model::native::{Extension, ExtensionPlace, NativeSpec};
 use crate::model::registry::SharedCells;
 use crate::model::registry::{Limits, Registry};
 pub use crate::process::{epoch, pid};
@@ -354,13 +354,34 @@ pub(crate) fn histogram(buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)
             let ptr = file.cell_ptr(at + cells_at);
             let keeper: Arc<dyn std::any::Any + Send + Sync> = file.mapping().clone();
             // SAFETY: the record's cells are in the mapping, aligned, and only used atomically.
-            unsafe { Histogram::in_place(buckets, ptr, keeper) }
+            unsafe { Histogram::in_place(buckets, ptr, keeper, Extension::in_place(in_file())) }
         }
         Err(err) => {
             on_heap(state, &append_error(err));
             Histogram::new(buckets)
         }
     }
+}
+
+/// Where the native buckets of this process's series grow past their inline slots: a NATIVE
+/// record in the file that holds the series (see [`WorkerFile::native_extension`]).
+struct InFile;
+
+impl ExtensionPlace for InFile {
+    fn allocate(
+        &self,
+        owner: &[std::sync::atomic::AtomicU64],
+        len: usize,
+    ) -> Option<std::ptr::NonNull<std::sync::atomic::AtomicU64>> {
+        let mut state = STATE.lock();
+        let file = state.file.as_mut().filter(|f| f.pid() == pid())?;
+        file.native_extension(owner, len)
+    }
+}
+
+fn in_file() -> Arc<dyn ExtensionPlace> {
+    static IN_FILE: OnceLock<Arc<InFile>> = OnceLock::new();
+    IN_FILE.get_or_init(|| Arc::new(InFile)).clone()
 }
 
 /// The cell of a new gauge of the global registry: in this process's file in multi-process
