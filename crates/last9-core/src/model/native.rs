@@ -10,7 +10,7 @@
 //! and a `fetch_add` on the bucket's slot; a bucket seen for the first time is claimed with one
 //! compare-and-swap. Keys never move and slots are never freed, so readers and writers need no
 //! lock, and the cells can live in a worker's mapped file like the classic ones. The home slot
-//! of index `i` is `i mod slots` (tables are powers of two): the buckets a series uses are a
+//! of index `i` is `i mod slots`: the buckets a series uses are a
 //! contiguous run, so they rarely collide.
 //!
 //! A series' own cells are small and fixed (see [`NativeSpec::cells`]): counters, the five
@@ -27,11 +27,9 @@
 //! schema -4 the five fixed buckets take everything. Series of different schemas (from several
 //! processes) are added at the coarser one, as Prometheus does.
 
+use crate::Error;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
-use std::sync::Arc;
-
-use crate::Error;
 
 /// Schemas the spec defines for exponential buckets.
 pub const MIN_SCHEMA: i8 = -4;
@@ -53,23 +51,25 @@ const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 
 /// The cells of a series, in order.
 const ZERO: usize = 0;
-/// Slots claimed, in both tables.
-const CLAIMS: usize = 1;
-/// Schema steps taken below the configured schema to stay within the bucket limit.
-const STEPS: usize = 2;
+/// Slots claimed in both tables (low 32 bits), and schema steps taken below the configured
+/// schema to stay within the bucket limit (high bits): one word, so that a claim at the
+/// configured schema checks both with one atomic add.
+const CLAIMS_STEPS: usize = 1;
+const ONE_STEP: u64 = 1 << 32;
+const CLAIMS_MASK: u64 = ONE_STEP - 1;
 /// Where the extension table is, for readers in other processes (a store's business: zero on
 /// the heap, a record's offset in a worker file).
-pub const EXTENSION_AT: usize = 3;
+pub const EXTENSION_AT: usize = 2;
 /// The buckets of schema -4, indexes -1..=3: a `u64` of nanoseconds is 2^-20..2^44 ms, inside
 /// (65536^-2, 65536^3], so these five counters hold any duration, with no claim.
-const COARSEST: usize = 4;
+const COARSEST: usize = 3;
 const COARSEST_INDEXES: std::ops::RangeInclusive<i32> = -1..=3;
 const SLOTS: usize = COARSEST + 5;
-/// Slots every series keeps in its own cells (a power of two).
-pub const INLINE_SLOTS: usize = 16;
+/// Slots every series keeps in its own cells.
+pub const INLINE_SLOTS: usize = 12;
 /// A key lives at most this far past its home slot in the inline table, so that a lookup of a
 /// bucket that is not there (it is in the extension) costs a few loads, not a scan.
-const INLINE_PROBES: usize = 4;
+const INLINE_PROBES: usize = 2;
 
 /// How a recorder's native histograms are shaped.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -157,7 +157,13 @@ impl NativeSpec {
         let (frac, exp) = frexp(value_ms);
         let index = if self.schema > 0 {
             let bounds = fraction_bounds(self.schema);
-            let j = bounds.partition_point(|b| *b < frac);
+            // Up to schema 4, counting the bounds below is branch-free (vectorised), faster than
+            // a binary search whose branches a spread of durations cannot predict.
+            let j = if bounds.len() <= 16 {
+                bounds.iter().map(|b| (*b < frac) as usize).sum()
+            } else {
+                bounds.partition_point(|b| *b < frac)
+            };
             j as i32 + (exp - 1) * bounds.len() as i32
         } else {
             let key = if frac == 0.5 { exp - 1 } else { exp };
@@ -203,60 +209,83 @@ fn home(key: u64) -> usize {
 /// Where extension tables are made when a series' cells are shared with other processes.
 pub trait ExtensionPlace: Send + Sync {
     /// `len` zeroed cells for the series whose native cells are `owner`, linked from
-    /// `owner[EXTENSION_AT]` so that other readers find them, valid while the place lives; the
-    /// same cells again if the series has them already. None when there is no room.
+    /// `owner[EXTENSION_AT]` so that other readers find them, valid while `owner` is; the same
+    /// cells again if the series has them already. None when there is no room.
     fn allocate(&self, owner: &[AtomicU64], len: usize) -> Option<NonNull<AtomicU64>>;
 }
 
-/// An extension table: where its cells are, and the allocation when they are on the heap.
+/// An extension table: where its cells are, and the allocation when they are on the heap; or,
+/// with no cells yet, where they will be made.
 struct Table {
     cells: NonNull<AtomicU64>,
     len: usize,
     _heap: Option<Box<[AtomicU64]>>,
+    place: Option<&'static dyn ExtensionPlace>,
+}
+
+// SAFETY: the cells are atomics; the rest is read-only once shared.
+unsafe impl Send for Table {}
+unsafe impl Sync for Table {}
+
+/// The extension tables of series whose cells live in `place` (a `static`, made once).
+pub struct Pending(Table);
+
+impl Pending {
+    pub const fn new(place: &'static dyn ExtensionPlace) -> Pending {
+        Pending(Table {
+            cells: NonNull::dangling(),
+            len: 0,
+            _heap: None,
+            place: Some(place),
+        })
+    }
 }
 
 /// The second table of a series, allocated when its inline slots are full (one
 /// compare-and-swap decides whose allocation stays), freed with the series. On the heap unless
-/// a [`ExtensionPlace`] says where.
+/// made with [`Extension::in_place`]. One pointer: a table, null, or a [`Pending`] place.
 #[derive(Default)]
 pub struct Extension {
     table: AtomicPtr<Table>,
-    place: Option<Arc<dyn ExtensionPlace>>,
 }
 
 impl Extension {
-    /// Extensions that `place` allocates.
-    pub fn in_place(place: Arc<dyn ExtensionPlace>) -> Extension {
+    /// Extensions that `pending`'s place allocates.
+    pub fn in_place(pending: &'static Pending) -> Extension {
         Extension {
-            table: AtomicPtr::default(),
-            place: Some(place),
+            table: AtomicPtr::new(&pending.0 as *const Table as *mut Table),
         }
     }
 
     /// The table, allocated with `len` slots if there is none yet; None if there is no room.
     fn get_or_alloc(&self, owner: &[AtomicU64], len: usize) -> Option<&[AtomicU64]> {
+        let now = self.table.load(Ordering::Acquire);
         if let Some(table) = self.get() {
             return Some(table);
         }
-        let table = match &self.place {
+        // SAFETY: null or a `Pending`'s table, which lives for ever.
+        let place = unsafe { now.as_ref() }.and_then(|pending| pending.place);
+        let table = match place {
             None => {
                 let heap: Box<[AtomicU64]> = (0..len).map(|_| AtomicU64::new(0)).collect();
                 Table {
                     cells: NonNull::from(&heap[0]),
                     len,
                     _heap: Some(heap),
+                    place: None,
                 }
             }
             Some(place) => Table {
                 cells: place.allocate(owner, len)?,
                 len,
                 _heap: None,
+                place: None,
             },
         };
         let fresh = Box::into_raw(Box::new(table));
         if self
             .table
-            .compare_exchange(std::ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(now, fresh, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
             // SAFETY: `fresh` was never shared: another thread's table won.
@@ -272,20 +301,19 @@ impl Extension {
 
     fn get(&self) -> Option<&[AtomicU64]> {
         let table = self.table.load(Ordering::Acquire);
-        // SAFETY: a non-null pointer is a table installed by `get_or_alloc`, freed only by
-        // drop; its cells are the heap box it owns or a place's cells, valid while it lives.
-        (!table.is_null()).then(|| unsafe {
-            let table = &*table;
-            std::slice::from_raw_parts(table.cells.as_ptr(), table.len)
-        })
+        // SAFETY: null, a `Pending`'s table (no cells) or a table installed by `get_or_alloc`,
+        // freed only by drop; its cells are its heap box or a place's, valid while it lives.
+        let table = unsafe { table.as_ref() }?;
+        (table.len != 0).then(|| unsafe { std::slice::from_raw_parts(table.cells.as_ptr(), table.len) })
     }
 }
 
 impl Drop for Extension {
     fn drop(&mut self) {
         let table = *self.table.get_mut();
-        if !table.is_null() {
-            // SAFETY: installed by `get_or_alloc` from `Box::into_raw`, and no reader is left.
+        // SAFETY: a table with cells was installed by `get_or_alloc` from `Box::into_raw`, and
+        // no reader is left; a `Pending`'s (no cells) is static.
+        if unsafe { table.as_ref() }.is_some_and(|t| t.len != 0) {
             drop(unsafe { Box::from_raw(table) });
         }
     }
@@ -341,7 +369,7 @@ impl<'a> NativeCells<'a> {
     }
 
     fn inline(&self) -> &[AtomicU64] {
-        &self.cells[SLOTS..]
+        &self.cells[SLOTS..SLOTS + INLINE_SLOTS]
     }
 
     /// The extension's slots, when there is one now.
@@ -356,7 +384,9 @@ impl<'a> NativeCells<'a> {
     /// Records one duration.
     #[inline]
     pub fn observe(&self, duration_ns: u64) {
-        let value_ms = duration_ns as f64 / 1e6;
+        // A multiplication, not a division (several times slower): it rounds whole powers of
+        // two of milliseconds, the only bucket bounds a duration can hit exactly, to themselves.
+        let value_ms = duration_ns as f64 * 1e-6;
         if value_ms <= self.spec.zero_threshold_ms {
             self.cells[ZERO].fetch_add(1, Ordering::Relaxed);
             return;
@@ -371,7 +401,11 @@ impl<'a> NativeCells<'a> {
     pub fn add(&self, other: &NativeBuckets) {
         self.cells[ZERO].fetch_add(other.zero_count, Ordering::Relaxed);
         let schema = other.schema.clamp(MIN_SCHEMA, self.spec.schema);
-        self.cells[STEPS].fetch_max((self.spec.schema - schema) as u64, Ordering::Relaxed);
+        let steps = (self.spec.schema - schema) as u64;
+        let word = &self.cells[CLAIMS_STEPS];
+        let _ = word.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+            (w / ONE_STEP < steps).then_some(steps * ONE_STEP | w & CLAIMS_MASK)
+        });
         for &(index, count) in &other.buckets {
             self.count_reduced(schema, index, count);
         }
@@ -379,7 +413,7 @@ impl<'a> NativeCells<'a> {
 
     fn steps(&self) -> u8 {
         let most = (self.spec.schema - MIN_SCHEMA) as u64;
-        self.cells[STEPS].load(Ordering::Relaxed).min(most) as u8
+        (self.cells[CLAIMS_STEPS].load(Ordering::Relaxed) / ONE_STEP).min(most) as u8
     }
 
     /// Counts bucket (schema, index) at the series' reduced schema: in any slot inside that
@@ -417,12 +451,9 @@ impl<'a> NativeCells<'a> {
             {
                 return;
             }
-            let _ = self.cells[STEPS].compare_exchange(
-                steps as u64,
-                steps as u64 + 1,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
+            let _ = self.cells[CLAIMS_STEPS].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                (w / ONE_STEP == steps as u64).then_some(w + ONE_STEP)
+            });
         }
     }
 
@@ -448,10 +479,17 @@ impl<'a> NativeCells<'a> {
     /// Adds `count` to the slot of `key` in one table, looking `reach` slots from its home.
     #[inline]
     fn probe(&self, table: &[AtomicU64], key: u64, reach: usize, count: u64, claim: Claim) -> Probe {
-        let mask = table.len().wrapping_sub(1);
+        let len = table.len();
         let home = home(key);
-        for probe in 0..reach.min(table.len()) {
-            let slot = &table[(home + probe) & mask];
+        for probe in 0..reach.min(len) {
+            let at = home.wrapping_add(probe);
+            // The inline table's length is a constant (the division is a multiplication); an
+            // extension's is a power of two.
+            let slot = &table[if len.is_power_of_two() {
+                at & (len - 1)
+            } else {
+                at % len
+            }];
             let mut word = slot.load(Ordering::Relaxed);
             if word == 0 {
                 if !self.reserve_claim(claim) {
@@ -465,7 +503,7 @@ impl<'a> NativeCells<'a> {
                 ) {
                     Ok(_) => return Probe::Counted,
                     Err(now) => {
-                        self.cells[CLAIMS].fetch_sub(1, Ordering::Relaxed);
+                        self.cells[CLAIMS_STEPS].fetch_sub(1, Ordering::Relaxed);
                         word = now;
                     }
                 }
@@ -482,14 +520,16 @@ impl<'a> NativeCells<'a> {
     fn reserve_claim(&self, claim: Claim) -> bool {
         let limit = match claim {
             Claim::No => return false,
-            Claim::Fine if self.cells[STEPS].load(Ordering::Relaxed) != 0 => return false,
             Claim::Fine => self.spec.max_buckets as u64,
             Claim::Reduced => self.spec.claim_limit(),
         };
-        if self.cells[CLAIMS].fetch_add(1, Ordering::Relaxed) < limit {
+        let word = self.cells[CLAIMS_STEPS].fetch_add(1, Ordering::Relaxed);
+        // A claim at the configured schema also needs the series not to have stepped down.
+        let steps_ok = claim == Claim::Reduced || word < ONE_STEP;
+        if steps_ok && word & CLAIMS_MASK < limit {
             return true;
         }
-        self.cells[CLAIMS].fetch_sub(1, Ordering::Relaxed);
+        self.cells[CLAIMS_STEPS].fetch_sub(1, Ordering::Relaxed);
         false
     }
 
@@ -871,9 +911,10 @@ mod tests {
                 None
             }
         }
+        static NO_ROOM: Pending = Pending::new(&NoRoom);
         let spec = NativeSpec::default_spec();
         let cells = table(&spec);
-        let extension = Extension::in_place(Arc::new(NoRoom));
+        let extension = Extension::in_place(&NO_ROOM);
         let native = NativeCells::new(&spec, &cells, Overflow::Grows(&extension));
         let values: Vec<f64> = (0..1000).map(|i| 0.5 * 4000f64.powf(i as f64 / 999.0)).collect();
         for value in &values {

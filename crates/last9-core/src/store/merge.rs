@@ -716,8 +716,9 @@ mod tests {
         let (_, cells_at) = format::histogram_record_len(labels.len(), cells.len());
         let keeper: Arc<dyn std::any::Any + Send + Sync> = file.mapping().clone();
         let cells = file.cell_ptr(at + cells_at);
-        let place = Arc::new(InTestFile(parking_lot::Mutex::new(Some(file))));
-        let extension = crate::model::native::Extension::in_place(place.clone());
+        let place: &'static InTestFile = Box::leak(Box::new(InTestFile(parking_lot::Mutex::new(Some(file)))));
+        let pending = Box::leak(Box::new(crate::model::native::Pending::new(place)));
+        let extension = crate::model::native::Extension::in_place(pending);
         // SAFETY: the record's cells, in the mapping kept alive by `keeper`.
         let histogram =
             unsafe { crate::model::histogram::Histogram::in_place(&buckets, cells, keeper, extension) };

@@ -34,7 +34,7 @@ use parking_lot::Mutex;
 use self::file::{AppendError, Mapping, Stub, WorkerFile};
 use crate::model::gauge::Gauge;
 use crate::model::histogram::{Buckets, Histogram};
-use crate::model::native::{Extension, ExtensionPlace, NativeSpec};
+use crate::model::native::{Extension, ExtensionPlace, NativeSpec, Pending};
 use crate::model::registry::SharedCells;
 use crate::model::registry::{Limits, Registry};
 pub use crate::process::{epoch, pid};
@@ -354,7 +354,7 @@ pub(crate) fn histogram(buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)
             let ptr = file.cell_ptr(at + cells_at);
             let keeper: Arc<dyn std::any::Any + Send + Sync> = file.mapping().clone();
             // SAFETY: the record's cells are in the mapping, aligned, and only used atomically.
-            unsafe { Histogram::in_place(buckets, ptr, keeper, Extension::in_place(in_file())) }
+            unsafe { Histogram::in_place(buckets, ptr, keeper, Extension::in_place(&IN_FILE)) }
         }
         Err(err) => {
             on_heap(state, &append_error(err));
@@ -379,10 +379,7 @@ impl ExtensionPlace for InFile {
     }
 }
 
-fn in_file() -> Arc<dyn ExtensionPlace> {
-    static IN_FILE: OnceLock<Arc<InFile>> = OnceLock::new();
-    IN_FILE.get_or_init(|| Arc::new(InFile)).clone()
-}
+static IN_FILE: Pending = Pending::new(&InFile);
 
 /// The cell of a new gauge of the global registry: in this process's file in multi-process
 /// mode, else on the heap (same fallbacks as [`histogram`]).
