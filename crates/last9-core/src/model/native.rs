@@ -70,6 +70,11 @@ pub const INLINE_SLOTS: usize = 12;
 /// A key lives at most this far past its home slot in the inline table, so that a lookup of a
 /// bucket that is not there (it is in the extension) costs a few loads, not a scan.
 const INLINE_PROBES: usize = 2;
+/// Slots of a series' first extension table (a spread of about 40 times at schema 3, inline
+/// slots included), and how far from home a key may live there; a wider series gets a second
+/// table with room for its whole bucket limit.
+pub const SMALL_EXTENSION_SLOTS: usize = 32;
+const SMALL_PROBES: usize = 4;
 
 /// How a recorder's native histograms are shaped.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -208,19 +213,20 @@ fn home(key: u64) -> usize {
 
 /// Where extension tables are made when a series' cells are shared with other processes.
 pub trait ExtensionPlace: Send + Sync {
-    /// `len` zeroed cells for the series whose native cells are `owner`, linked from
-    /// `owner[EXTENSION_AT]` so that other readers find them, valid while `owner` is; the same
-    /// cells again if the series has them already. None when there is no room.
-    fn allocate(&self, owner: &[AtomicU64], len: usize) -> Option<NonNull<AtomicU64>>;
+    /// `len + 1` zeroed cells (a link to a further table, then `len` slots), linked from `link`
+    /// so that other readers find them, valid while `link` is; the same cells again if `link`
+    /// has them already. None when there is no room.
+    fn allocate(&self, link: &AtomicU64, len: usize) -> Option<NonNull<AtomicU64>>;
 }
 
-/// An extension table: where its cells are, and the allocation when they are on the heap; or,
-/// with no cells yet, where they will be made.
+/// An extension table: its link cell and slots, the allocation when they are on the heap, and
+/// the next table; or, with no cells yet, where tables will be made.
 struct Table {
     cells: NonNull<AtomicU64>,
     len: usize,
     _heap: Option<Box<[AtomicU64]>>,
     place: Option<&'static dyn ExtensionPlace>,
+    next: Extension,
 }
 
 // SAFETY: the cells are atomics; the rest is read-only once shared.
@@ -237,11 +243,22 @@ impl Pending {
             len: 0,
             _heap: None,
             place: Some(place),
+            next: Extension {
+                table: AtomicPtr::new(std::ptr::null_mut()),
+            },
         })
     }
 }
 
-/// The second table of a series, allocated when its inline slots are full (one
+/// A table as its users see it.
+#[derive(Clone, Copy)]
+struct TableRef<'a> {
+    link: &'a AtomicU64,
+    slots: &'a [AtomicU64],
+    next: &'a Extension,
+}
+
+/// A further table of a series, allocated when the slots before it are full (one
 /// compare-and-swap decides whose allocation stays), freed with the series. On the heap unless
 /// made with [`Extension::in_place`]. One pointer: a table, null, or a [`Pending`] place.
 #[derive(Default)]
@@ -257,29 +274,34 @@ impl Extension {
         }
     }
 
-    /// The table, allocated with `len` slots if there is none yet; None if there is no room.
-    fn get_or_alloc(&self, owner: &[AtomicU64], len: usize) -> Option<&[AtomicU64]> {
-        let now = self.table.load(Ordering::Acquire);
+    /// The table, allocated with `len` slots (linked from `link`) if there is none yet; None if
+    /// there is no room.
+    fn get_or_alloc(&self, link: &AtomicU64, len: usize) -> Option<TableRef<'_>> {
         if let Some(table) = self.get() {
             return Some(table);
         }
+        let now = self.table.load(Ordering::Acquire);
         // SAFETY: null or a `Pending`'s table, which lives for ever.
         let place = unsafe { now.as_ref() }.and_then(|pending| pending.place);
-        let table = match place {
+        let (cells, heap) = match place {
             None => {
-                let heap: Box<[AtomicU64]> = (0..len).map(|_| AtomicU64::new(0)).collect();
-                Table {
-                    cells: NonNull::from(&heap[0]),
-                    len,
-                    _heap: Some(heap),
-                    place: None,
-                }
+                let heap: Box<[AtomicU64]> = (0..len + 1).map(|_| AtomicU64::new(0)).collect();
+                (NonNull::from(&heap[0]), Some(heap))
             }
-            Some(place) => Table {
-                cells: place.allocate(owner, len)?,
-                len,
-                _heap: None,
-                place: None,
+            Some(place) => (place.allocate(link, len)?, None),
+        };
+        let table = Table {
+            cells,
+            len,
+            _heap: heap,
+            place: None,
+            // A placed series' next table goes to the same place.
+            next: Extension {
+                table: AtomicPtr::new(if place.is_some() {
+                    now
+                } else {
+                    std::ptr::null_mut()
+                }),
             },
         };
         let fresh = Box::into_raw(Box::new(table));
@@ -294,17 +316,29 @@ impl Extension {
         self.get()
     }
 
-    /// The table's slots, when there is one.
-    pub fn slots(&self) -> Option<&[AtomicU64]> {
-        self.get()
+    /// The slots of this table and of the next one, as far as there are any.
+    pub fn slots(&self) -> [Option<&[AtomicU64]>; 2] {
+        let first = self.get();
+        [
+            first.map(|t| t.slots),
+            first.and_then(|t| t.next.get()).map(|t| t.slots),
+        ]
     }
 
-    fn get(&self) -> Option<&[AtomicU64]> {
+    fn get(&self) -> Option<TableRef<'_>> {
         let table = self.table.load(Ordering::Acquire);
         // SAFETY: null, a `Pending`'s table (no cells) or a table installed by `get_or_alloc`,
         // freed only by drop; its cells are its heap box or a place's, valid while it lives.
         let table = unsafe { table.as_ref() }?;
-        (table.len != 0).then(|| unsafe { std::slice::from_raw_parts(table.cells.as_ptr(), table.len) })
+        (table.len != 0).then(|| {
+            // SAFETY: `len + 1` cells, see `ExtensionPlace::allocate`.
+            let cells = unsafe { std::slice::from_raw_parts(table.cells.as_ptr(), table.len + 1) };
+            TableRef {
+                link: &cells[0],
+                slots: &cells[1..],
+                next: &table.next,
+            }
+        })
     }
 }
 
@@ -319,13 +353,11 @@ impl Drop for Extension {
     }
 }
 
-/// The extension table of a series, as far as its reader knows it.
+/// The extension tables of a series, as far as its reader knows them.
 #[derive(Clone, Copy)]
 pub enum Overflow<'a> {
-    /// None (a series read from a file that has none).
-    None,
-    /// Found (a series read from a file).
-    Table(&'a [AtomicU64]),
+    /// The slots of the tables found (a series read from a file).
+    Found([Option<&'a [AtomicU64]>; 2]),
     /// Made on first need (a recording series).
     Grows(&'a Extension),
 }
@@ -372,13 +404,16 @@ impl<'a> NativeCells<'a> {
         &self.cells[SLOTS..SLOTS + INLINE_SLOTS]
     }
 
-    /// The extension's slots, when there is one now.
-    fn extension(&self) -> Option<&[AtomicU64]> {
-        match self.overflow {
-            Overflow::None => None,
-            Overflow::Table(table) => Some(table),
-            Overflow::Grows(extension) => extension.get(),
-        }
+    /// Every slot: inline, then in the extension tables there are now.
+    fn all_slots(&self) -> impl Iterator<Item = &AtomicU64> {
+        let [small, large] = match self.overflow {
+            Overflow::Found(tables) => tables,
+            Overflow::Grows(extension) => extension.slots(),
+        };
+        self.inline()
+            .iter()
+            .chain(small.unwrap_or(&[]))
+            .chain(large.unwrap_or(&[]))
     }
 
     /// Records one duration.
@@ -404,7 +439,7 @@ impl<'a> NativeCells<'a> {
         let steps = (self.spec.schema - schema) as u64;
         let word = &self.cells[CLAIMS_STEPS];
         let _ = word.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
-            (w / ONE_STEP < steps).then_some(steps * ONE_STEP | w & CLAIMS_MASK)
+            (w / ONE_STEP < steps).then_some((steps * ONE_STEP) | (w & CLAIMS_MASK))
         });
         for &(index, count) in &other.buckets {
             self.count_reduced(schema, index, count);
@@ -431,7 +466,7 @@ impl<'a> NativeCells<'a> {
             }
             let bucket = coarser(index, by);
             let mut buckets: Vec<i32> = Vec::new();
-            for slot in self.inline().iter().chain(self.extension().unwrap_or(&[])) {
+            for slot in self.all_slots() {
                 let word = slot.load(Ordering::Relaxed);
                 let (slot_schema, slot_index) = unkey(word >> COUNT_BITS);
                 if word == 0 || slot_schema < reduced {
@@ -464,14 +499,33 @@ impl<'a> NativeCells<'a> {
         match self.probe(self.inline(), key, INLINE_PROBES, count, claim) {
             Probe::Counted => true,
             Probe::Refused => false,
+            Probe::Full => self.add_beyond_inline(key, count, claim),
+        }
+    }
+
+    /// [`Self::add_count`] past the inline slots: a small table, then one for the whole limit,
+    /// each made when first needed.
+    fn add_beyond_inline(&self, key: u64, count: u64, claim: Claim) -> bool {
+        let Overflow::Grows(extension) = self.overflow else {
+            return false; // read-only
+        };
+        let grow = claim != Claim::No;
+        let small = if grow {
+            extension.get_or_alloc(&self.cells[EXTENSION_AT], SMALL_EXTENSION_SLOTS)
+        } else {
+            extension.get()
+        };
+        let Some(small) = small else { return false };
+        match self.probe(small.slots, key, SMALL_PROBES, count, claim) {
+            Probe::Counted => true,
+            Probe::Refused => false,
             Probe::Full => {
-                let table = match self.overflow {
-                    Overflow::Grows(extension) if claim != Claim::No => {
-                        extension.get_or_alloc(self.cells, self.spec.extension_len())
-                    }
-                    _ => self.extension(),
+                let large = if grow {
+                    small.next.get_or_alloc(small.link, self.spec.extension_len())
+                } else {
+                    small.next.get()
                 };
-                table.is_some_and(|table| self.probe(table, key, table.len(), count, claim) == Probe::Counted)
+                large.is_some_and(|t| self.probe(t.slots, key, t.slots.len(), count, claim) == Probe::Counted)
             }
         }
     }
@@ -542,7 +596,7 @@ impl<'a> NativeCells<'a> {
             buckets: Vec::new(),
         };
         let mut entries: Vec<(i8, i32, u64)> = Vec::new();
-        for slot in self.inline().iter().chain(self.extension().unwrap_or(&[])) {
+        for slot in self.all_slots() {
             let word = slot.load(Ordering::Relaxed);
             let (schema, index) = unkey(word >> COUNT_BITS);
             // A key of a schema this spec never records comes from a damaged file: skip it.
@@ -896,7 +950,8 @@ mod tests {
         assert_eq!(read.count(), 40_000);
         assert_eq!(read.schema, 3, "no resolution lost: the limit is 160");
         assert!(read.buckets.len() > INLINE_SLOTS, "{}", read.buckets.len());
-        assert_eq!(series.extension.get().map(<[_]>::len), Some(512));
+        let lens = series.extension.slots().map(|t| t.map(<[_]>::len));
+        assert_eq!(lens, [Some(SMALL_EXTENSION_SLOTS), Some(512)]);
         // The same buckets added to a new series (a series moving) read the same.
         let moved = Series::new(spec);
         moved.cells().add(&read);
@@ -907,7 +962,7 @@ mod tests {
     fn without_room_for_an_extension_counts_stay_exact_at_a_coarser_schema() {
         struct NoRoom;
         impl ExtensionPlace for NoRoom {
-            fn allocate(&self, _: &[AtomicU64], _: usize) -> Option<NonNull<AtomicU64>> {
+            fn allocate(&self, _: &AtomicU64, _: usize) -> Option<NonNull<AtomicU64>> {
                 None
             }
         }

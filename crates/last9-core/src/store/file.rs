@@ -16,7 +16,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::format::{self, Region};
 use super::guard::Guard;
-use crate::model::native::EXTENSION_AT;
 
 /// Address space reserved for a worker file's mapping: the file grows inside it, so cells never
 /// move. 256 MiB holds about 600,000 series; it is virtual memory, not memory used.
@@ -381,23 +380,22 @@ impl WorkerFile {
         Ok(at)
     }
 
-    /// The NATIVE record's slots of the series whose native cells are `owner`, in this file:
-    /// the record it has, or a new one of `len` slots linked from `owner[EXTENSION_AT]`. None
-    /// when `owner` is not in this file or the file cannot take the record (the series then
-    /// keeps its counts, exactly, at a coarser schema).
-    pub fn native_extension(&mut self, owner: &[AtomicU64], len: usize) -> Option<NonNull<AtomicU64>> {
-        let owner_at = (owner.as_ptr() as usize).checked_sub(self.map.ptr.as_ptr() as usize)?;
-        if owner_at >= self.used || owner.len() <= EXTENSION_AT {
+    /// The cells (link, then `len` slots) of the NATIVE record that the cell `link` of this
+    /// file links to: the one there is, or a new one. None when `link` is not in this file or
+    /// the file cannot take the record (the series then keeps its counts, exactly, at a
+    /// coarser schema).
+    pub fn native_extension(&mut self, link: &AtomicU64, len: usize) -> Option<NonNull<AtomicU64>> {
+        let owner_at = (link as *const AtomicU64 as usize).checked_sub(self.map.ptr.as_ptr() as usize)?;
+        if owner_at >= self.used {
             return None;
         }
-        let link = &owner[EXTENSION_AT];
         let linked = link.load(Ordering::Acquire);
         if linked != 0 {
             let slots = self.region().native_slots(linked, owner_at, len)?;
             return Some(NonNull::from(&slots[0]));
         }
         let mut record = Vec::with_capacity(format::native_record_len(len).0);
-        format::native_record(&mut record, owner_at, &vec![0; len]);
+        format::native_record(&mut record, owner_at, &vec![0; len + 1]);
         let at = self.append(&record).ok()?;
         link.store(at as u64, Ordering::Release);
         Some(self.cell_ptr(at + format::native_record_len(len).1))

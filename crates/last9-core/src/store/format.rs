@@ -16,11 +16,12 @@
 //! HISTOGRAM 8 layout u32 | 12 n_labels u16 | 14 labels_len u16 | 16 labels, zero-padded to 8
 //!          | cells u64 × (n_bounds + 2): per-bucket counts with +Inf last, then the sum in ns
 //!          | the native buckets' cells when the layout keeps them (`crate::model::native`: a
-//!          fixed few; the one at `EXTENSION_AT` is the offset of the series' NATIVE record, or 0)
+//!          fixed few; the one at `EXTENSION_AT` links to the series' first NATIVE record, or 0)
 //!          | the latest exemplar's cells (`crate::model::exemplar`)
 //! ABSORBED 8 name_len u32 | 12 name (archives only: a worker file already merged in)
-//! NATIVE   8 owner u64 (offset of its series' first native cell) | 16 slots u64 × n: the native
-//!          buckets of a series that spread past its inline slots, appended when it first does
+//! NATIVE   8 owner u64 (offset of the cell that links to it) | 16 link u64 (to the next NATIVE
+//!          record, or 0) | 24 slots u64 × n: native buckets of a series that spread past the
+//!          slots before, appended when it first does (a small table, then a large one)
 //! GAUGE    8 n_labels u16 | 10 labels_len u16 | 12 zero u32 | 16 labels, zero-padded to 8
 //!          | value i64 (worker files only: a gauge is the state of a live process, so readers
 //!          count it only while its writer holds its lock, and archives never keep it)
@@ -183,15 +184,17 @@ pub fn histogram_record(out: &mut Vec<u8>, layout: u32, n_labels: u16, labels: &
     }
 }
 
-/// The size of a NATIVE record of `n_slots` slots and the offset of its slots within it.
+/// The size of a NATIVE record of `n_slots` slots and the offset of its cells (the link, then
+/// the slots) within it.
 pub fn native_record_len(n_slots: usize) -> (usize, usize) {
-    (16 + 8 * n_slots, 16)
+    (24 + 8 * n_slots, 16)
 }
 
-/// A NATIVE record with the given slot words (zero for a new one), for the series whose first
-/// native cell is at offset `owner` of the same file.
-pub fn native_record(out: &mut Vec<u8>, owner: usize, slots: &[u64]) {
-    let (len, _) = native_record_len(slots.len());
+/// A NATIVE record with the given cells (the link, then the slots; zero for a new one), linked
+/// from the cell at offset `owner` of the same file.
+pub fn native_record(out: &mut Vec<u8>, owner: usize, cells: &[u64]) {
+    let (len, _) = native_record_len(cells.len() - 1);
+    let slots = cells;
     record_start(out, RECORD_NATIVE, len);
     out.extend_from_slice(&(owner as u64).to_ne_bytes());
     for s in slots {
@@ -411,8 +414,8 @@ impl<'a> Region<'a> {
         })
     }
 
-    /// The `n_slots` slots of the NATIVE record at offset `at`, if there is one there, of that
-    /// size, for the series whose first native cell is at `owner`; None for anything else (a
+    /// The cells (link, then `n_slots` slots) of the NATIVE record at offset `at`, if there is
+    /// one there, of that size, linked from the cell at `owner`; None for anything else (a
     /// record appended after this mapping was made, or a damaged file).
     pub fn native_slots(&self, at: u64, owner: usize, n_slots: usize) -> Option<&'a [AtomicU64]> {
         let at = usize::try_from(at).ok()?;
@@ -427,7 +430,7 @@ impl<'a> Region<'a> {
         fits.then(|| unsafe {
             std::slice::from_raw_parts(
                 self.bytes.as_ptr().add(at + slots_at) as *const AtomicU64,
-                n_slots,
+                n_slots + 1,
             )
         })
     }
@@ -609,11 +612,11 @@ mod tests {
         histogram_record(&mut recs, 0, n, &labels, &[0; 4]);
         let owner = HEADER_LEN + 24; // the record's first cell
         let at = HEADER_LEN + recs.len();
-        native_record(&mut recs, owner, &[7, 8]);
+        native_record(&mut recs, owner, &[0, 7, 8]);
         let words = image(&recs);
         let region = unsafe { Region::new(as_bytes(&words)) };
         let slots = region.native_slots(at as u64, owner, 2).unwrap();
-        assert_eq!(slots[1].load(Ordering::Relaxed), 8);
+        assert_eq!(slots[2].load(Ordering::Relaxed), 8);
         // Another owner, size or place, or an offset outside the file: nothing.
         assert!(region.native_slots(at as u64, owner + 8, 2).is_none());
         assert!(region.native_slots(at as u64, owner, 3).is_none());

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use ahash::{AHashMap, AHashSet};
@@ -21,7 +21,9 @@ use std::sync::Arc;
 
 use crate::model::exemplar::{latest_per_bucket, Exemplar, ExemplarCells, EXEMPLAR_CELLS};
 use crate::model::histogram::Buckets;
-use crate::model::native::{Extension, NativeBuckets, NativeCells, NativeSpec, Overflow, EXTENSION_AT};
+use crate::model::native::{
+    Extension, NativeBuckets, NativeCells, NativeSpec, Overflow, EXTENSION_AT, SMALL_EXTENSION_SLOTS,
+};
 use crate::model::registry::{DOMAIN_OVERFLOW, ROUTE_OVERFLOW};
 use crate::snapshot::Snapshot;
 use crate::values::escape::escape_label_value;
@@ -167,15 +169,9 @@ impl Merged {
                     values.extend(cells[..classic].iter().map(|c| c.load(Ordering::Relaxed)));
                     let native = self.layouts[layout].native.as_ref().map(|spec| {
                         let own = &cells[classic..classic + spec.cells()];
-                        let extension_at = own[EXTENSION_AT].load(Ordering::Acquire);
-                        let owner = cells_at + 8 * classic;
-                        let overflow = match extension_at {
-                            0 => Overflow::None,
-                            at => region
-                                .native_slots(at, owner, spec.extension_len())
-                                .map_or(Overflow::None, Overflow::Table),
-                        };
-                        NativeCells::new(spec, own, overflow).read()
+                        let link_at = cells_at + 8 * (classic + EXTENSION_AT);
+                        let tables = native_tables(region, &own[EXTENSION_AT], link_at, spec);
+                        NativeCells::new(spec, own, Overflow::Found(tables)).read()
                     });
                     let exemplar = ExemplarCells(&cells[cells.len() - EXEMPLAR_CELLS..]).read();
                     self.add_series(layout, n_labels, labels, &values, native, exemplar);
@@ -318,16 +314,27 @@ impl Merged {
             );
         }
         for s in &self.series {
-            let (mut cells, extension) = archive_cells(s, self.layouts[s.layout].native.as_ref());
+            let (mut cells, tables) = archive_cells(s, self.layouts[s.layout].native.as_ref());
             let (len, cells_at) = format::histogram_record_len(s.labels.len(), cells.len());
-            let owner = out.len() + cells_at + 8 * (self.layouts[s.layout].bounds.len() + 2);
-            if extension.is_some() {
-                // The series' NATIVE record follows its HISTOGRAM record.
-                cells[self.layouts[s.layout].bounds.len() + 2 + EXTENSION_AT] = (out.len() + len) as u64;
+            // Each NATIVE record follows the record whose cell links to it.
+            let link = self.layouts[s.layout].bounds.len() + 2 + EXTENSION_AT;
+            let mut link_at = out.len() + cells_at + 8 * link;
+            let mut next_at = out.len() + len;
+            if tables.iter().any(Option::is_some) {
+                cells[link] = next_at as u64;
             }
             format::histogram_record(&mut out, s.layout as u32, s.n_labels, &s.labels, &cells);
-            if let Some(slots) = extension {
-                format::native_record(&mut out, owner, &slots);
+            for (i, table) in tables.iter().enumerate() {
+                let Some(slots) = table else { break };
+                let mut record = vec![0u64; slots.len() + 1];
+                record[1..].copy_from_slice(slots);
+                let (record_len, record_cells) = format::native_record_len(slots.len());
+                if tables.get(i + 1).is_some_and(Option::is_some) {
+                    record[0] = (next_at + record_len) as u64;
+                }
+                format::native_record(&mut out, link_at, &record);
+                link_at = next_at + record_cells;
+                next_at += record_len;
             }
         }
         for name in absorbed {
@@ -342,7 +349,7 @@ impl Merged {
 /// The cells of a merged series as a HISTOGRAM record holds them: classic counts and sum, the
 /// native buckets rebuilt in cells of `native`'s shape, the latest exemplar; and the slots of
 /// its NATIVE record when the buckets need one.
-fn archive_cells(series: &MergedSeries, native: Option<&NativeSpec>) -> (Vec<u64>, Option<Vec<u64>>) {
+fn archive_cells(series: &MergedSeries, native: Option<&NativeSpec>) -> (Vec<u64>, [Option<Vec<u64>>; 2]) {
     let n_native = native.map_or(0, NativeSpec::cells);
     let extra: Vec<std::sync::atomic::AtomicU64> = (0..n_native + EXEMPLAR_CELLS)
         .map(|_| std::sync::atomic::AtomicU64::new(0))
@@ -360,10 +367,28 @@ fn archive_cells(series: &MergedSeries, native: Option<&NativeSpec>) -> (Vec<u64
     }
     let mut cells = series.cells.clone();
     cells.extend(extra.iter().map(|c| c.load(Ordering::Relaxed)));
-    let slots = extension
+    let tables = extension
         .slots()
-        .map(|slots| slots.iter().map(|c| c.load(Ordering::Relaxed)).collect());
-    (cells, slots)
+        .map(|table| table.map(|slots| slots.iter().map(|c| c.load(Ordering::Relaxed)).collect()));
+    (cells, tables)
+}
+
+/// The slots of a series' NATIVE records in a file: the small table linked from `link` (at
+/// offset `link_at`), and the large one linked from the small one's link cell.
+fn native_tables<'a>(
+    region: &Region<'a>,
+    link: &AtomicU64,
+    link_at: usize,
+    spec: &NativeSpec,
+) -> [Option<&'a [AtomicU64]>; 2] {
+    let linked = |link: &AtomicU64, link_at: usize, len: usize| -> Option<(usize, &'a [AtomicU64])> {
+        let at = link.load(Ordering::Acquire);
+        let cells = region.native_slots(at, link_at, len)?;
+        Some((at as usize + format::native_record_len(len).1, cells))
+    };
+    let small = linked(link, link_at, SMALL_EXTENSION_SLOTS);
+    let large = small.and_then(|(at, cells)| linked(&cells[0], at, spec.extension_len()));
+    [small.map(|(_, c)| &c[1..]), large.map(|(_, c)| &c[1..])]
 }
 
 /// The escaped label text (`a="1",b="2"`) of a labels block, into `text`.
@@ -692,10 +717,10 @@ mod tests {
     impl crate::model::native::ExtensionPlace for InTestFile {
         fn allocate(
             &self,
-            owner: &[std::sync::atomic::AtomicU64],
+            link: &std::sync::atomic::AtomicU64,
             len: usize,
         ) -> Option<std::ptr::NonNull<std::sync::atomic::AtomicU64>> {
-            self.0.lock().as_mut()?.native_extension(owner, len)
+            self.0.lock().as_mut()?.native_extension(link, len)
         }
     }
 

@@ -370,12 +370,12 @@ struct InFile;
 impl ExtensionPlace for InFile {
     fn allocate(
         &self,
-        owner: &[std::sync::atomic::AtomicU64],
+        link: &std::sync::atomic::AtomicU64,
         len: usize,
     ) -> Option<std::ptr::NonNull<std::sync::atomic::AtomicU64>> {
         let mut state = STATE.lock();
         let file = state.file.as_mut().filter(|f| f.pid() == pid())?;
-        file.native_extension(owner, len)
+        file.native_extension(link, len)
     }
 }
 
