@@ -10,13 +10,15 @@
 //! and a `fetch_add` on the bucket's slot; a bucket seen for the first time is claimed with one
 //! compare-and-swap. Keys never move and slots are never freed, so readers and writers need no
 //! lock, and the cells can live in a worker's mapped file like the classic ones. The home slot
-//! of index `i` is `i mod slots`: the buckets a series uses are a
-//! contiguous run, so they rarely collide.
+//! of index `i` is `i mod slots`: the buckets a series uses are a contiguous run, so they
+//! rarely collide.
 //!
 //! A series' own cells are small and fixed (see [`NativeSpec::cells`]): counters, the five
 //! buckets of schema -4 (which hold any duration), and [`INLINE_SLOTS`] slots, enough for a
-//! route whose durations span a factor of about four. A series that spreads wider gets one
-//! [`Extension`] table, allocated once, on the heap or in the worker's file.
+//! route whose durations span a factor of about three. A series that spreads wider gets an
+//! [`Extension`]: a table of [`SMALL_EXTENSION_SLOTS`], then, only if that fills, one with room
+//! for its whole bucket limit; each allocated once, on the heap or (through an
+//! [`ExtensionPlace`]) in the worker's file, so memory and disk follow a series' spread.
 //!
 //! Bucket limit, as the spec's strategy says (reduce resolution rather than grow): a series
 //! keeps at most `max_buckets` buckets. When an observation needs one more, the series steps
