@@ -252,6 +252,19 @@ impl Pending {
     }
 }
 
+/// Where an extension points once its place had no room: never asked again (a full disk must
+/// not cost every observation a lock and a failed append); the series keeps reducing
+/// resolution instead, exactly.
+static NO_ROOM: Pending = Pending(Table {
+    cells: NonNull::dangling(),
+    len: 0,
+    _heap: None,
+    place: None,
+    next: Extension {
+        table: AtomicPtr::new(std::ptr::null_mut()),
+    },
+});
+
 /// A table as its users see it.
 #[derive(Clone, Copy)]
 struct TableRef<'a> {
@@ -283,6 +296,10 @@ impl Extension {
             return Some(table);
         }
         let now = self.table.load(Ordering::Acquire);
+        let no_room = &NO_ROOM.0 as *const Table as *mut Table;
+        if now == no_room {
+            return None;
+        }
         // SAFETY: null or a `Pending`'s table, which lives for ever.
         let place = unsafe { now.as_ref() }.and_then(|pending| pending.place);
         let (cells, heap) = match place {
@@ -290,7 +307,15 @@ impl Extension {
                 let heap: Box<[AtomicU64]> = (0..len + 1).map(|_| AtomicU64::new(0)).collect();
                 (NonNull::from(&heap[0]), Some(heap))
             }
-            Some(place) => (place.allocate(link, len)?, None),
+            Some(place) => match place.allocate(link, len) {
+                Some(cells) => (cells, None),
+                None => {
+                    let _ = self
+                        .table
+                        .compare_exchange(now, no_room, Ordering::AcqRel, Ordering::Acquire);
+                    return self.get();
+                }
+            },
         };
         let table = Table {
             cells,
@@ -962,16 +987,18 @@ mod tests {
 
     #[test]
     fn without_room_for_an_extension_counts_stay_exact_at_a_coarser_schema() {
+        static ASKED: AtomicU64 = AtomicU64::new(0);
         struct NoRoom;
         impl ExtensionPlace for NoRoom {
             fn allocate(&self, _: &AtomicU64, _: usize) -> Option<NonNull<AtomicU64>> {
+                ASKED.fetch_add(1, Ordering::Relaxed);
                 None
             }
         }
-        static NO_ROOM: Pending = Pending::new(&NoRoom);
+        static NOWHERE: Pending = Pending::new(&NoRoom);
         let spec = NativeSpec::default_spec();
         let cells = table(&spec);
-        let extension = Extension::in_place(&NO_ROOM);
+        let extension = Extension::in_place(&NOWHERE);
         let native = NativeCells::new(&spec, &cells, Overflow::Grows(&extension));
         let values: Vec<f64> = (0..1000).map(|i| 0.5 * 4000f64.powf(i as f64 / 999.0)).collect();
         for value in &values {
@@ -980,6 +1007,11 @@ mod tests {
         let read = native.read();
         assert_eq!(read.count(), 1000);
         assert!(read.schema < 3);
+        assert_eq!(
+            ASKED.load(Ordering::Relaxed),
+            1,
+            "a place without room is asked once"
+        );
         let mut expected = ideal(&spec, &values);
         expected.reduce_to(read.schema);
         assert_eq!(read, expected);
