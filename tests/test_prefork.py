@@ -405,7 +405,14 @@ def test_a_thousand_restarts_take_no_more_room_than_ten(tmp_path):
     assert counts_by(after_10["text"], "per").get(("/user/{id}",)) == 30
     assert counts_by(after_1000["text"], "per") == {("/user/{id}",): 3000, ("/before/fork",): 1}
     assert len(after_1000["files"]) <= len(after_10["files"]), (after_10, after_1000)
-    assert after_1000["bytes"] <= after_10["bytes"], (after_10["files"], after_1000["files"])
+    # Room does not grow with restarts. A series' native buckets take more room only as their
+    # spread grows, once: 3,000 requests spread wider than 30, and `/user/{id}` may have been
+    # given the table for its whole bucket limit (4 KiB, within two pages) since.
+    native_tables = 8 << 10
+    assert after_1000["bytes"] <= after_10["bytes"] + native_tables, (
+        after_10["files"],
+        after_1000["files"],
+    )
     # The parent's slot and one that every child took in turn.
     assert len(after_1000["slots"]) <= 2, after_1000["slots"]
 

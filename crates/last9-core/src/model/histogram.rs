@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::model::exemplar::{Exemplar, ExemplarCells, EXEMPLAR_CELLS};
-use crate::model::native::{Extension, NativeBuckets, NativeCells, NativeSpec};
+use crate::model::native::{Extension, NativeBuckets, NativeCells, NativeSpec, Overflow};
 
 /// Upper bounds of a histogram in milliseconds, with the text of each `le` label rendered once,
 /// and the shape of its native buckets when it keeps them.
@@ -100,15 +100,15 @@ impl Buckets {
     }
 
     /// Every cell a histogram of this layout needs: classic buckets, the sum, native buckets,
-    /// the latest exemplar (in a worker's file; see [`Self::heap_cells`]).
+    /// the latest exemplar.
     pub fn all_cells(&self) -> usize {
         self.cells() + 1 + self.native_cells() + EXEMPLAR_CELLS
     }
 
-    /// [`Self::all_cells`] of a histogram on the heap, whose native slots past the inline ones
-    /// are allocated when needed.
+    /// [`Self::all_cells`] of a histogram on the heap (the same: native slots past the inline
+    /// ones go to an extension, on the heap or in a worker's file, when needed).
     pub fn heap_cells(&self) -> usize {
-        self.cells() + 1 + self.native.as_ref().map_or(0, NativeSpec::inline_cells) + EXEMPLAR_CELLS
+        self.all_cells()
     }
 
     /// These buckets with `extra` bounds (milliseconds) added where they are missing.
@@ -207,24 +207,30 @@ impl Histogram {
         Histogram {
             cells: NonNull::from(&cells[0]),
             buckets: buckets.cells(),
-            native: buckets.native().map_or(0, NativeSpec::inline_cells),
+            native: buckets.native_cells(),
             extension: Extension::default(),
             _keeper: Arc::new(cells),
         }
     }
 
-    /// A histogram whose `buckets.all_cells()` cells are at `cells`, kept alive by `keeper`.
+    /// A histogram whose `buckets.all_cells()` cells are at `cells`, kept alive by `keeper`,
+    /// whose native buckets grow into `extension`.
     ///
     /// # Safety
     ///
     /// `cells` must point to that many aligned `u64`s that stay valid while `keeper` lives and
     /// that are only ever accessed atomically.
-    pub(crate) unsafe fn in_place(buckets: &Buckets, cells: NonNull<AtomicU64>, keeper: Keeper) -> Histogram {
+    pub(crate) unsafe fn in_place(
+        buckets: &Buckets,
+        cells: NonNull<AtomicU64>,
+        keeper: Keeper,
+        extension: Extension,
+    ) -> Histogram {
         Histogram {
             cells,
             buckets: buckets.cells(),
             native: buckets.native_cells(),
-            extension: Extension::default(),
+            extension,
             _keeper: keeper,
         }
     }
@@ -239,7 +245,7 @@ impl Histogram {
         Histogram {
             cells,
             buckets: buckets.cells(),
-            native: buckets.native().map_or(0, NativeSpec::inline_cells),
+            native: buckets.native_cells(),
             extension: Extension::default(),
             _keeper: keeper,
         }
@@ -277,17 +283,8 @@ impl Histogram {
     #[inline]
     fn native_cells_of<'a>(&'a self, buckets: &'a Buckets) -> Option<NativeCells<'a>> {
         let spec = buckets.native.as_ref()?;
-        if self.native == spec.cells() {
-            Some(NativeCells::new(spec, self.native_slice()))
-        } else if self.native == spec.inline_cells() {
-            Some(NativeCells::with_extension(
-                spec,
-                self.native_slice(),
-                &self.extension,
-            ))
-        } else {
-            None
-        }
+        (self.native == spec.cells())
+            .then(|| NativeCells::new(spec, self.native_slice(), Overflow::Grows(&self.extension)))
     }
 
     /// Keeps a traced observation that fell in classic bucket `bucket` as the exemplar.

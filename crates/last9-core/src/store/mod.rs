@@ -34,7 +34,7 @@ use parking_lot::Mutex;
 use self::file::{AppendError, Mapping, Stub, WorkerFile};
 use crate::model::gauge::Gauge;
 use crate::model::histogram::{Buckets, Histogram};
-use crate::model::native::NativeSpec;
+use crate::model::native::{Extension, ExtensionPlace, NativeSpec, Pending};
 use crate::model::registry::SharedCells;
 use crate::model::registry::{Limits, Registry};
 pub use crate::process::{epoch, pid};
@@ -393,7 +393,10 @@ fn place(
 fn histogram(kind: Placed, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Histogram {
     match place(kind, buckets, limits, pairs) {
         // SAFETY: the record's cells are in the mapping, aligned, and only used atomically.
-        Some((ptr, keeper)) => unsafe { Histogram::in_place(buckets, ptr, keeper) },
+        // Native buckets past the inline slots grow into NATIVE records of the same file.
+        Some((ptr, keeper)) => unsafe {
+            Histogram::in_place(buckets, ptr, keeper, Extension::in_place(&IN_FILE))
+        },
         None => Histogram::new(buckets),
     }
 }
@@ -407,6 +410,24 @@ fn counter(buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Gauge {
         None => Gauge::new(),
     }
 }
+
+/// Where the native buckets of this process's series grow past their inline slots: a NATIVE
+/// record in the file that holds the series (see [`WorkerFile::native_extension`]).
+struct InFile;
+
+impl ExtensionPlace for InFile {
+    fn allocate(
+        &self,
+        link: &std::sync::atomic::AtomicU64,
+        len: usize,
+    ) -> Option<std::ptr::NonNull<std::sync::atomic::AtomicU64>> {
+        let mut state = STATE.lock();
+        let file = state.file.as_mut().filter(|f| f.pid() == pid())?;
+        file.native_extension(link, len)
+    }
+}
+
+static IN_FILE: Pending = Pending::new(&InFile);
 
 /// The cell of a new gauge of the global registry: in this process's file in multi-process
 /// mode, else on the heap (same fallbacks as [`histogram`]).
