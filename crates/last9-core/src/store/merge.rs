@@ -226,7 +226,7 @@ impl Merged {
                     cells_at,
                 } => self.add_cells(
                     Family::Duration,
-                    &region,
+                    region,
                     file_layouts[&layout],
                     (n_labels, labels),
                     (cells, cells_at),
@@ -240,7 +240,7 @@ impl Merged {
                     cells_at,
                 } => self.add_cells(
                     Family::Client,
-                    &region,
+                    region,
                     file_layouts[&layout],
                     (n_labels, labels),
                     (cells, cells_at),
