@@ -602,10 +602,10 @@ impl Recorder {
 
     /// Fresh cells for a series: in the process's store file when there is one.
     fn histogram(&self, arena: &mut CellArena, key: &SeriesKey) -> Histogram {
-        let Some(cells) = self.shared else {
-            return arena.histogram(&self.buckets);
-        };
-        self.with_pairs(key, |pairs| cells.histogram(&self.buckets, self.limits, pairs))
+        let placed = self.shared.and_then(|cells| {
+            self.with_pairs(key, |pairs| cells.histogram(&self.buckets, self.limits, pairs))
+        });
+        placed.unwrap_or_else(|| arena.histogram(&self.buckets))
     }
 
     /// Moves every series to fresh cells placed by the store as it is now: a forked child
@@ -799,8 +799,9 @@ pub trait SharedCells: Send + Sync {
     /// Brings the cells up to the current [`process::epoch`] (after a fork, or on entering
     /// multi-process mode); called by a recorder that sees a new epoch.
     fn sync(&self);
-    /// The cells of a new histogram series with these labels.
-    fn histogram(&self, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Histogram;
+    /// The cells of a new histogram series with these labels, when they are to live outside the
+    /// heap (None: the recorder carves them from its own chunks).
+    fn histogram(&self, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Option<Histogram>;
     /// The cell of a new in-flight gauge with these labels.
     fn gauge(&self, pairs: &[(&str, &str)]) -> Gauge;
 }

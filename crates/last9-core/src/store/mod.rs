@@ -299,22 +299,22 @@ fn on_heap(state: &mut State, why: &str) {
 }
 
 /// Cells for a new series of the global registry: in this process's file in multi-process
-/// mode, else on the heap. Never fails: when the file cannot take them (the disk is full, the
-/// reserve is used up), cells go on the heap (counted by this process's own scrapes only), a
+/// mode, else None: the recorder keeps them on the heap. When the file cannot take them (the
+/// disk is full, the reserve is used up), cells go on the heap too (counted by this process's own scrapes only), a
 /// warning says so once, and the series move to a new file as soon as one can be made.
-pub(crate) fn histogram(buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Histogram {
+pub(crate) fn histogram(buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Option<Histogram> {
     let mut state = STATE.lock();
     let state = &mut *state;
     let Some(dir) = state.dir.as_ref() else {
-        return Histogram::new(buckets);
+        return None;
     };
     if !own_file(state, dir.clone()) {
         on_heap(state, "this process has no file");
-        return Histogram::new(buckets);
+        return None;
     }
     plan_replacement(state);
     let Some(file) = state.file.as_mut() else {
-        return Histogram::new(buckets);
+        return None;
     };
     let bounds = buckets.bounds_ms();
     let native = buckets.native().copied();
@@ -354,11 +354,11 @@ pub(crate) fn histogram(buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)
             let ptr = file.cell_ptr(at + cells_at);
             let keeper: Arc<dyn std::any::Any + Send + Sync> = file.mapping().clone();
             // SAFETY: the record's cells are in the mapping, aligned, and only used atomically.
-            unsafe { Histogram::in_place(buckets, ptr, keeper) }
+            Some(unsafe { Histogram::in_place(buckets, ptr, keeper) })
         }
         Err(err) => {
             on_heap(state, &append_error(err));
-            Histogram::new(buckets)
+            None
         }
     }
 }
@@ -501,7 +501,7 @@ impl SharedCells for Store {
         sync();
     }
 
-    fn histogram(&self, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Histogram {
+    fn histogram(&self, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Option<Histogram> {
         histogram(buckets, limits, pairs)
     }
 
