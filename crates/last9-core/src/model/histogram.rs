@@ -7,7 +7,7 @@
 use std::any::Any;
 use std::fmt;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::error::Error;
@@ -106,10 +106,10 @@ impl Buckets {
     }
 
     /// Cells of a compact histogram on the heap (see [`Histogram`]): the sum, the bucket counts
-    /// two to a cell, the inline native slots (the others are allocated when needed), the
-    /// exemplar.
+    /// two to a cell, the inline native slots (the others, and the exemplar, are allocated when
+    /// needed).
     pub fn heap_cells(&self) -> usize {
-        1 + self.cells().div_ceil(2) + self.inline_native_cells() + EXEMPLAR_CELLS
+        1 + self.cells().div_ceil(2) + self.inline_native_cells()
     }
 
     /// Cells of a wide histogram on the heap ([`Histogram::new`]).
@@ -205,18 +205,65 @@ pub(crate) const WIDEN_AT: u32 = 1 << 31;
 ///   makes its recorder move the series to wide cells, under its table's write lock, so no
 ///   count ever wraps and none is lost (see `Recorder::widen`).
 ///
-/// Either way the native buckets' cells follow (see [`crate::model::native`]), then the latest
-/// exemplar (see [`crate::model::exemplar`]). Recording is atomic adds, without a lock.
+/// Either way the native buckets' cells follow (see [`crate::model::native`]). The latest
+/// exemplar (see [`crate::model::exemplar`]) follows them in wide cells; compact ones allocate
+/// it with the first traced observation, so that series of untraced apps do not pay for it.
+/// Recording is atomic adds, without a lock.
 pub struct Histogram {
     cells: NonNull<AtomicU64>,
-    /// Number of buckets (`+Inf` included).
-    buckets: u32,
     /// Number of native cells after the counts and the sum.
     native: u32,
+    /// Number of buckets (`+Inf` included; at most 257).
+    buckets: u16,
     compact: bool,
     /// Native slots past the inline ones (heap histograms only).
     extension: Extension,
+    /// The exemplar cells of compact histograms.
+    exemplar: LazyExemplar,
     _keeper: Keeper,
+}
+
+/// The exemplar cells of a compact histogram, allocated by its first traced observation (one
+/// compare-and-swap decides whose allocation stays), freed with it.
+#[derive(Default)]
+struct LazyExemplar(AtomicPtr<[AtomicU64; EXEMPLAR_CELLS]>);
+
+impl LazyExemplar {
+    fn get(&self) -> Option<&[AtomicU64]> {
+        // SAFETY: null, or a table from `get_or_alloc` that lives as long as `self`.
+        unsafe { self.0.load(Ordering::Acquire).as_ref().map(|cells| &cells[..]) }
+    }
+
+    fn get_or_alloc(&self) -> &[AtomicU64] {
+        if let Some(cells) = self.get() {
+            return cells;
+        }
+        let fresh = Box::into_raw(Box::new(std::array::from_fn(|_| AtomicU64::new(0))));
+        let kept =
+            match self
+                .0
+                .compare_exchange(std::ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => fresh,
+                Err(theirs) => {
+                    // SAFETY: `fresh` was never shared: another thread's table won.
+                    drop(unsafe { Box::from_raw(fresh) });
+                    theirs
+                }
+            };
+        // SAFETY: the table kept lives as long as `self`.
+        unsafe { &(&*kept)[..] }
+    }
+}
+
+impl Drop for LazyExemplar {
+    fn drop(&mut self) {
+        let cells = *self.0.get_mut();
+        if !cells.is_null() {
+            // SAFETY: allocated by `get_or_alloc`, no longer used by anyone.
+            drop(unsafe { Box::from_raw(cells) });
+        }
+    }
 }
 
 // SAFETY: the cells are atomics, kept alive by `_keeper`.
@@ -238,6 +285,26 @@ impl ClassicCells {
     fn new(first: NonNull<AtomicU64>, compact: bool) -> ClassicCells {
         // Cells are 8-byte aligned, so the low bit is free.
         ClassicCells(first.map_addr(|addr| addr | usize::from(compact)))
+    }
+
+    /// Starts fetching the first lines of the native cells that follow the counts and the sum,
+    /// so that their miss overlaps the classic cells' one rather than following it.
+    #[inline]
+    pub(crate) fn prefetch_native(self, buckets: &Buckets) {
+        let compact = self.0.addr().get() & 1 == 1;
+        let first = self.0.as_ptr().map_addr(|addr| addr & !1);
+        let classic = if compact {
+            1 + buckets.cells().div_ceil(2)
+        } else {
+            buckets.cells() + 1
+        };
+        // SAFETY: the native cells follow the classic ones (the caller records into a layout
+        // with native buckets); a prefetch reads nothing and cannot fault.
+        unsafe {
+            let native = first.add(classic);
+            prefetch(&*native);
+            prefetch(&*native.add(8));
+        }
     }
 
     /// Adds one duration to its bucket and to the sum. Returns the bucket, and whether the
@@ -288,10 +355,11 @@ impl Histogram {
     pub(crate) unsafe fn in_place(buckets: &Buckets, cells: NonNull<AtomicU64>, keeper: Keeper) -> Histogram {
         Histogram {
             cells,
-            buckets: buckets.cells() as u32,
+            buckets: buckets.cells() as u16,
             native: buckets.native_cells() as u32,
             compact: false,
             extension: Extension::default(),
+            exemplar: LazyExemplar::default(),
             _keeper: keeper,
         }
     }
@@ -311,10 +379,11 @@ impl Histogram {
     ) -> Histogram {
         Histogram {
             cells,
-            buckets: buckets.cells() as u32,
+            buckets: buckets.cells() as u16,
             native: buckets.native().map_or(0, NativeSpec::inline_cells) as u32,
             compact,
             extension: Extension::default(),
+            exemplar: LazyExemplar::default(),
             _keeper: keeper,
         }
     }
@@ -421,17 +490,28 @@ impl Histogram {
     /// Keeps a traced observation that fell in classic bucket `bucket` as the exemplar.
     #[cold]
     pub fn keep_exemplar(&self, bucket: usize, trace_id: [u8; 16], span_id: [u8; 8], duration_ns: u64) {
-        ExemplarCells(self.exemplar_slice()).record(bucket, trace_id, span_id, duration_ns);
+        ExemplarCells(self.exemplar_cells()).record(bucket, trace_id, span_id, duration_ns);
     }
 
     /// The latest exemplar per classic bucket (empty when there is none).
     pub fn exemplars(&self) -> Box<[Option<Exemplar>]> {
-        let latest = ExemplarCells(self.exemplar_slice()).read();
-        crate::model::exemplar::latest_per_bucket(self.buckets as usize, latest)
+        crate::model::exemplar::latest_per_bucket(self.buckets as usize, self.latest_exemplar())
     }
 
-    fn exemplar_slice(&self) -> &[AtomicU64] {
-        // SAFETY: `in_place` and `on_heap` guarantee the exemplar cells after the native ones.
+    fn latest_exemplar(&self) -> Option<(usize, Exemplar)> {
+        if self.compact {
+            ExemplarCells(self.exemplar.get()?).read()
+        } else {
+            ExemplarCells(self.exemplar_cells()).read()
+        }
+    }
+
+    /// The exemplar's cells: after the native ones when wide, else allocated now if need be.
+    fn exemplar_cells(&self) -> &[AtomicU64] {
+        if self.compact {
+            return self.exemplar.get_or_alloc();
+        }
+        // SAFETY: `in_place` and `new` guarantee the exemplar cells after the native ones.
         unsafe {
             std::slice::from_raw_parts(
                 self.cells
@@ -501,8 +581,8 @@ impl Histogram {
         if let (Some(ours), Some(theirs)) = (self.native_cells_of(buckets), other.native(buckets)) {
             ours.add(&theirs);
         }
-        if let Some((bucket, exemplar)) = ExemplarCells(other.exemplar_slice()).read() {
-            ExemplarCells(self.exemplar_slice()).put(bucket, &exemplar);
+        if let Some((bucket, exemplar)) = other.latest_exemplar() {
+            ExemplarCells(self.exemplar_cells()).put(bucket, &exemplar);
         }
         true
     }
@@ -512,7 +592,7 @@ impl Histogram {
 /// lines, and an atomic add waits for its line before the next instruction's miss may start: a
 /// series not in cache would cost two memory latencies in a row instead of one.
 #[inline(always)]
-fn prefetch<T>(cell: &T) {
+pub(crate) fn prefetch<T>(cell: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is a hint; it reads nothing and cannot fault.
     unsafe {
@@ -609,6 +689,8 @@ mod tests {
             small.observe(&buckets, (ms * 1e6) as u64);
             wide.observe(&buckets, (ms * 1e6) as u64);
         }
+        assert!(small.exemplar.get().is_none(), "untraced: no exemplar cells");
+        assert!(small.exemplars().iter().all(Option::is_none));
         small.keep_exemplar(4, [1; 16], [2; 8], 1_000_000);
         wide.keep_exemplar(4, [1; 16], [2; 8], 1_000_000);
         assert_eq!(

@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::model::cells::CellArena;
 use crate::model::exemplar::Exemplar;
 use crate::model::gauge::Gauge;
-use crate::model::histogram::{Buckets, ClassicCells, Histogram};
+use crate::model::histogram::{prefetch, Buckets, ClassicCells, Histogram};
 use crate::model::lineage::Lineage;
 use crate::model::native::NativeBuckets;
 use crate::process;
@@ -417,6 +417,12 @@ impl Recorder {
         duration_ns: u64,
         trace: Option<([u8; 16], [u8; 8])>,
     ) -> bool {
+        if self.buckets.native().is_some() {
+            // The native cells and the histogram's handle to them: fetched beside the classic
+            // cells, not after them.
+            prefetch(&table.cells[slot.index as usize]);
+            slot.classic.prefetch_native(&self.buckets);
+        }
         // SAFETY: the table's lock keeps the series' histogram, and so its cells, alive.
         let (bucket, widen) = unsafe { slot.classic.observe(&self.buckets, duration_ns) };
         if self.buckets.native().is_some() || trace.is_some() {

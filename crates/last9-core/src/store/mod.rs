@@ -305,17 +305,13 @@ fn on_heap(state: &mut State, why: &str) {
 pub(crate) fn histogram(buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Option<Histogram> {
     let mut state = STATE.lock();
     let state = &mut *state;
-    let Some(dir) = state.dir.as_ref() else {
-        return None;
-    };
+    let dir = state.dir.as_ref()?;
     if !own_file(state, dir.clone()) {
         on_heap(state, "this process has no file");
         return None;
     }
     plan_replacement(state);
-    let Some(file) = state.file.as_mut() else {
-        return None;
-    };
+    let file = state.file.as_mut()?;
     let bounds = buckets.bounds_ms();
     let native = buckets.native().copied();
     let layout = match state
