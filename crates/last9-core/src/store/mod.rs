@@ -387,18 +387,14 @@ fn place(
     }
 }
 
-/// Cells for a new series of the global registry: in this process's file in multi-process
-/// mode, else on the heap (see [`place`]; on the heap, a series is counted by this process's own
-/// scrapes only). `kind` is [`Placed::Duration`] or [`Placed::Client`].
-fn histogram(kind: Placed, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Histogram {
-    match place(kind, buckets, limits, pairs) {
-        // SAFETY: the record's cells are in the mapping, aligned, and only used atomically.
-        // Native buckets past the inline slots grow into NATIVE records of the same file.
-        Some((ptr, keeper)) => unsafe {
-            Histogram::in_place(buckets, ptr, keeper, Extension::in_place(&IN_FILE))
-        },
-        None => Histogram::new(buckets),
-    }
+/// Cells for a new series of the global registry in this process's file, in multi-process
+/// mode (see [`place`]). None: the series goes on the heap, counted by this process's own
+/// scrapes only. `kind` is [`Placed::Duration`] or [`Placed::Client`].
+fn histogram(kind: Placed, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Option<Histogram> {
+    let (ptr, keeper) = place(kind, buckets, limits, pairs)?;
+    // SAFETY: the record's cells are in the mapping, aligned, and only used atomically.
+    // Native buckets past the inline slots grow into NATIVE records of the same file.
+    Some(unsafe { Histogram::in_place(buckets, ptr, keeper, Extension::in_place(&IN_FILE)) })
 }
 
 /// The cell of a new callers counter: in this process's file in multi-process mode, else on
@@ -567,12 +563,12 @@ impl SharedCells for Store {
         sync();
     }
 
-    fn histogram(&self, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Histogram {
+    fn histogram(&self, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Option<Histogram> {
         histogram(Placed::Duration, buckets, limits, pairs)
     }
 
     fn client_histogram(&self, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Histogram {
-        histogram(Placed::Client, buckets, limits, pairs)
+        histogram(Placed::Client, buckets, limits, pairs).unwrap_or_else(|| Histogram::new(buckets))
     }
 
     fn counter(&self, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Gauge {
