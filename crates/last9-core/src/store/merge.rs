@@ -1102,8 +1102,17 @@ mod tests {
             libc::pipe(ready.as_mut_ptr());
             libc::pipe(go.as_mut_ptr());
         }
+        // Other tests run in threads of this process: the fork handlers keep their lock files
+        // from being inherited mid-read, and the child closes their other files (worker files
+        // it would otherwise keep alive) before making its own.
+        crate::store::install_fork_handlers();
         let child = unsafe { libc::fork() };
         if child == 0 {
+            for fd in 3..4096 {
+                if fd != ready[1] && fd != go[0] {
+                    unsafe { libc::close(fd) };
+                }
+            }
             let file = worker(&dir, &["/live"], 1);
             let mut byte = 0u8;
             unsafe {
