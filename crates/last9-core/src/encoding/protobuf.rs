@@ -146,10 +146,10 @@ fn otel_histogram(snapshot: &Snapshot, series: &SnapshotSeries, rename: otel::Re
         .bounds_ms()
         .iter()
         .enumerate()
-        .filter(|(_, bound)| OTEL_BOUNDS_MS.contains(bound))
+        .filter(|(_, bound)| rename.bytes() || OTEL_BOUNDS_MS.contains(bound))
         .map(|(i, bound)| Bucket {
             cumulative_count: Some(counts[i]),
-            upper_bound: Some(bound / 1000.0),
+            upper_bound: Some(if rename.bytes() { *bound } else { bound / 1000.0 }),
             ..Bucket::default()
         })
         .collect();
@@ -157,7 +157,7 @@ fn otel_histogram(snapshot: &Snapshot, series: &SnapshotSeries, rename: otel::Re
         label: label_pairs(&otel::labels(&series.labels, rename)),
         histogram: Some(proto::Histogram {
             sample_count: Some(counts[last]),
-            sample_sum: Some(series.sum_ns as f64 / 1e9),
+            sample_sum: Some(series.sum_ns as f64 / if rename.bytes() { 1e6 } else { 1e9 }),
             bucket,
             ..proto::Histogram::default()
         }),

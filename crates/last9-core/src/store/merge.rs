@@ -19,6 +19,7 @@ use super::file::{write_atomically, Fd, Mapping, WorkerFile};
 use super::format::{self, labels_iter, Layout, Record, Region};
 use std::sync::Arc;
 
+use crate::model::body::Body;
 use crate::model::exemplar::{latest_per_bucket, Exemplar, ExemplarCells, EXEMPLAR_CELLS};
 use crate::model::histogram::Buckets;
 use crate::model::lineage::{OVERFLOW_VALUE, UNKNOWN_CALLER};
@@ -58,7 +59,7 @@ struct MergedLayout {
     max_domains: u32,
     buckets: Arc<Buckets>,
     /// Labels block → index in `Merged::series`, per [`Family`].
-    index: [AHashMap<Box<[u8]>, usize>; 2],
+    index: [AHashMap<Box<[u8]>, usize>; 4],
     /// The values admitted under the caps, per program (each recorder has caps of its own).
     caps: AHashMap<Box<str>, Admitted>,
 }
@@ -106,6 +107,19 @@ enum Family {
     Duration = 0,
     /// `http_client_requests_duration_milliseconds` (CLIENT records).
     Client = 1,
+    /// `http_request_body_size_bytes` (REQUEST_BODY records).
+    RequestBody = 2,
+    /// `http_response_body_size_bytes` (RESPONSE_BODY records).
+    ResponseBody = 3,
+}
+
+impl Family {
+    fn body(which: Body) -> Family {
+        match which {
+            Body::Request => Family::RequestBody,
+            Body::Response => Family::ResponseBody,
+        }
+    }
 }
 
 /// A series of the callers counter, summed over files.
@@ -196,12 +210,12 @@ impl Merged {
                 Record::Layout(l) => {
                     checked_layouts.insert(l.id, format::histogram_cells(l.bounds.len(), l.native.as_ref()));
                 }
-                Record::Histogram { layout, cells, .. } | Record::Client { layout, cells, .. } => {
-                    match checked_layouts.get(layout) {
-                        Some(&n) if cells.len() == n => {}
-                        _ => return Err("a histogram whose layout is missing or does not fit".into()),
-                    }
-                }
+                Record::Histogram { layout, cells, .. }
+                | Record::Client { layout, cells, .. }
+                | Record::Body { layout, cells, .. } => match checked_layouts.get(layout) {
+                    Some(&n) if cells.len() == n => {}
+                    _ => return Err("a histogram whose layout is missing or does not fit".into()),
+                },
                 Record::Counter { layout, .. } if !checked_layouts.contains_key(layout) => {
                     return Err("a counter whose layout is missing".into());
                 }
@@ -236,6 +250,20 @@ impl Merged {
                     cells,
                 } => self.add_cells(
                     Family::Client,
+                    file_layouts[&layout],
+                    n_labels,
+                    labels,
+                    cells,
+                    &mut values,
+                ),
+                Record::Body {
+                    which,
+                    layout,
+                    n_labels,
+                    labels,
+                    cells,
+                } => self.add_cells(
+                    Family::body(which),
                     file_layouts[&layout],
                     n_labels,
                     labels,
@@ -427,6 +455,17 @@ impl Merged {
                     native,
                     exemplars,
                 ),
+                Family::RequestBody | Family::ResponseBody => snapshot.push_body_series(
+                    if series.family == Family::RequestBody {
+                        Body::Request
+                    } else {
+                        Body::Response
+                    },
+                    labels,
+                    layout.buckets.clone(),
+                    counts,
+                    sum_ns,
+                ),
             }
         }
         for counter in &self.counters {
@@ -455,11 +494,17 @@ impl Merged {
         }
         for s in &self.series {
             let cells = archive_cells(s, self.layouts[s.layout].native.as_ref());
-            let record = match s.family {
-                Family::Duration => format::histogram_record,
-                Family::Client => format::client_record,
-            };
-            record(&mut out, s.layout as u32, s.n_labels, &s.labels, &cells);
+            let (layout, labels) = (s.layout as u32, &s.labels);
+            match s.family {
+                Family::Duration => format::histogram_record(&mut out, layout, s.n_labels, labels, &cells),
+                Family::Client => format::client_record(&mut out, layout, s.n_labels, labels, &cells),
+                Family::RequestBody => {
+                    format::body_record(&mut out, Body::Request, layout, s.n_labels, labels, &cells)
+                }
+                Family::ResponseBody => {
+                    format::body_record(&mut out, Body::Response, layout, s.n_labels, labels, &cells)
+                }
+            }
         }
         for c in &self.counters {
             format::counter_record(&mut out, c.layout as u32, c.n_labels, &c.labels, c.value);

@@ -23,8 +23,10 @@
 use std::borrow::Cow;
 
 use crate::encoding::{
-    CALLERS_NAME, CLIENT_NAME, DURATION_NAME, IN_FLIGHT_NAME, OVERFLOW_NAME, STORE_DEGRADED_NAME,
+    CALLERS_NAME, CLIENT_NAME, DURATION_NAME, IN_FLIGHT_NAME, OVERFLOW_NAME, REQUEST_BODY_NAME,
+    RESPONSE_BODY_NAME, STORE_DEGRADED_NAME,
 };
+use crate::model::body::Body;
 use crate::runtime::Kind;
 use crate::snapshot::{Snapshot, SnapshotSeries};
 
@@ -104,6 +106,17 @@ fn items(snapshot: &Snapshot) -> Vec<Item<'_>> {
             .iter()
             .map(|s| Item::Histogram(CLIENT_NAME, s)),
     );
+    for (which, name) in [
+        (Body::Request, REQUEST_BODY_NAME),
+        (Body::Response, RESPONSE_BODY_NAME),
+    ] {
+        items.extend(
+            snapshot
+                .body_series(which)
+                .iter()
+                .map(|s| Item::Histogram(name, s)),
+        );
+    }
     items.extend(
         snapshot
             .store_degraded()
