@@ -182,11 +182,15 @@ class Recorder:
         header_label_values: Sequence[str] | None = None,
         header_label_max: int = 10,
         group_status: bool = False,
+        semconv: str = "last9",
+        body_sizes: bool = False,
     ) -> Self:
         """`exclude`: requests left out of every family; `labels`: constant labels added to
         every family after the seed's; `header_label`: ``(label, header)`` read from each
         request into the duration family, bounded by `header_label_values` (an allow-list) or
         `header_label_max`, ``_other`` past it; `group_status`: ``status`` is ``2xx``, ....
+        `semconv`: family names (``last9``, ``otel``, ``dup``); `body_sizes`: the WSGI and ASGI
+        middlewares record request and response body sizes in bytes.
 
         Raises:
             MetricsError: the same constant labels already in use with another header label or
@@ -293,6 +297,18 @@ class Body:
     def __iter__(self) -> Iterator[bytes]: ...
     def __next__(self) -> bytes: ...
     def close(self) -> None: ...
+
+@final
+class CountingInput:
+    """``wsgi.input`` of a request without a Content-Length when ``body_sizes`` is on: the
+    server's stream, counting the bytes the app reads; other attributes are the stream's."""
+
+    def read(self, *args: Any, **kwargs: Any) -> bytes: ...
+    def readline(self, *args: Any, **kwargs: Any) -> bytes: ...
+    def readlines(self, *args: Any, **kwargs: Any) -> list[bytes]: ...
+    def __iter__(self) -> Iterator[bytes]: ...
+    def __next__(self) -> bytes: ...
+    def __getattr__(self, name: str) -> Any: ...
 
 class AsgiMiddleware:
     """The ASGI hot path; subclassed by ``last9.asgi.middleware.RedMiddleware``.

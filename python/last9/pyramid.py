@@ -41,6 +41,7 @@ SETTINGS = (
     "header_label_max",
     "group_status",
     "semconv",
+    "body_sizes",
 )
 
 

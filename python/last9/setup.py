@@ -85,6 +85,7 @@ def instrument_app(
         header_label_max=settings.header_label_max,
         group_status=settings.group_status,
         semconv=settings.semconv,
+        body_sizes=settings.body_sizes,
     )
     if route_templates is not None:
         _register_routes(recorder, route_templates)

@@ -23,6 +23,7 @@ use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
 use last9_core::RouteId;
 
+use crate::body_size::Sizes;
 use crate::endpoint::MetricsEndpoint;
 use crate::lineage::set_inbound;
 use crate::recorder::Recorder;
@@ -129,6 +130,7 @@ impl AsgiMiddleware {
                 token,
                 status: AtomicU16::new(0),
                 state: AtomicU8::new(0),
+                sizes: recorder.body_sizes().then(|| Sizes::asgi(scope_dict)),
             },
         )?;
         if last9_core::lineage::enabled() {
@@ -218,7 +220,14 @@ impl AsgiMiddleware {
 impl AsgiMiddleware {
     /// Records a finished request: its duration, the end of its time in flight, and (with
     /// lineage on) its caller. Never raises.
-    fn record(&self, scope: &Bound<'_, PyDict>, status: u16, started: Instant, token: u8) {
+    fn record(
+        &self,
+        scope: &Bound<'_, PyDict>,
+        status: u16,
+        started: Instant,
+        token: u8,
+        sizes: Option<(Option<u64>, Option<u64>)>,
+    ) {
         let elapsed = started.elapsed();
         let recorder = self.recorder.get();
         recorder.leave(token);
@@ -229,7 +238,7 @@ impl AsgiMiddleware {
             let caller = caller.as_ref().map(|c| String::from_utf8_lossy(c.as_bytes()));
             recorder.count_caller_route(route, caller.as_deref(), status);
         }
-        recorder.record_scope(route, scope, status, elapsed);
+        recorder.record_scope_sized(route, scope, status, elapsed, sizes);
     }
 
     /// The request's route. A route getter that raises is logged once and counts as no route.
@@ -323,6 +332,8 @@ pub struct Exchange {
     token: u8,
     status: AtomicU16,
     state: AtomicU8,
+    /// The body sizes so far, when `body_sizes` is on.
+    sizes: Option<Sizes>,
 }
 
 impl Drop for Exchange {
@@ -363,6 +374,9 @@ impl Exchange {
                 }
             }
             Ok("http.response.body") => {
+                if let (Some(sizes), Ok(Some(body))) = (&self.sizes, message.get_item(intern!(py, "body"))) {
+                    sizes.sent(&body);
+                }
                 let more = match message.get_item(intern!(py, "more_body")) {
                     Ok(Some(more)) => more.is_truthy().unwrap_or(false),
                     _ => false,
@@ -372,7 +386,12 @@ impl Exchange {
                 }
             }
             // The path-send extension ends a response in one message.
-            Ok("http.response.pathsend") => self.completed(py),
+            Ok("http.response.pathsend") => {
+                if let Some(sizes) = &self.sizes {
+                    sizes.response_unknown(); // the server sends the file: its size is not seen
+                }
+                self.completed(py)
+            }
             _ => {}
         }
     }
@@ -393,9 +412,10 @@ impl Exchange {
         if self.state.fetch_or(FINISHED, Ordering::Relaxed) & FINISHED != 0 {
             return;
         }
+        let sizes = self.sizes.as_ref().map(Sizes::totals);
         self.middleware
             .get()
-            .record(self.scope.bind(py), status, self.started, self.token);
+            .record(self.scope.bind(py), status, self.started, self.token, sizes);
     }
 
     fn disconnected(&self) -> bool {
@@ -556,6 +576,9 @@ impl Awaiting {
             (Role::App(exchange), Ok(_)) => exchange.get().returned(py),
             (Role::App(exchange), Err(())) => exchange.get().raised(py),
             (Role::Receive(exchange), Ok(message)) => {
+                if let Some(sizes) = &exchange.get().sizes {
+                    sizes.received_message(message);
+                }
                 if is_disconnect(message) {
                     exchange.get().state.fetch_or(DISCONNECTED, Ordering::Relaxed);
                 }

@@ -33,6 +33,8 @@ pub struct Recorder {
     /// The header the request label is read from: its WSGI environ key (`HTTP_X_TIER`) and its
     /// lower-case ASGI name (`x-tier`).
     label_header: Option<(Py<PyString>, Vec<u8>)>,
+    /// Whether the middlewares note body sizes (`body_sizes`).
+    body_sizes: bool,
 }
 
 pub(crate) fn parse_syntax(name: &str) -> PyResult<RouteSyntax> {
@@ -107,6 +109,23 @@ impl Recorder {
         label: Option<&str>,
         trace: Option<crate::trace::TraceIds>,
     ) {
+        self.record_sized(route, host, method, status, elapsed, label, trace, None);
+    }
+
+    /// [`Self::record_full`] with the request's body sizes in bytes, when `body_sizes` is on
+    /// (see [`crate::body_size::Sizes::totals`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn record_sized(
+        &self,
+        route: RouteId,
+        host: Option<&str>,
+        method: &str,
+        status: u16,
+        elapsed: Duration,
+        label: Option<&str>,
+        trace: Option<crate::trace::TraceIds>,
+        sizes: Option<(Option<u64>, Option<u64>)>,
+    ) {
         let duration_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         let request = Request {
             route,
@@ -116,6 +135,16 @@ impl Recorder {
             duration_ns,
         };
         self.core.observe_full(&request, label, trace);
+        if let Some((request_bytes, response_bytes)) = sizes {
+            self.core
+                .observe_body_sizes(&request, label, request_bytes, response_bytes);
+        }
+    }
+
+    /// Whether the middlewares note body sizes (`body_sizes`).
+    #[inline]
+    pub(crate) fn body_sizes(&self) -> bool {
+        self.body_sizes
     }
 
     /// The request label's header in a WSGI environ (None: no label, or no such header).
@@ -179,6 +208,18 @@ impl Recorder {
         status: u16,
         elapsed: Duration,
     ) {
+        self.record_scope_sized(route, scope, status, elapsed, None);
+    }
+
+    /// [`Self::record_scope`] with the request's body sizes (see [`Self::record_sized`]).
+    pub(crate) fn record_scope_sized(
+        &self,
+        route: RouteId,
+        scope: &Bound<'_, PyDict>,
+        status: u16,
+        elapsed: Duration,
+        sizes: Option<(Option<u64>, Option<u64>)>,
+    ) {
         let py = scope.py();
         let method = scope.get_item(intern!(py, "method")).ok().flatten();
         let method = method
@@ -199,15 +240,26 @@ impl Recorder {
             .and_then(|l| std::str::from_utf8(l.as_bytes()).ok());
         match scope_header(scope, b"host") {
             Some(host) => match std::str::from_utf8(host.as_bytes()) {
-                Ok(host) => self.record_full(route, Some(host), method, status, elapsed, label, trace),
+                Ok(host) => {
+                    self.record_sized(route, Some(host), method, status, elapsed, label, trace, sizes)
+                }
                 Err(_) => {
                     let host = String::from_utf8_lossy(host.as_bytes());
-                    self.record_full(route, Some(&host), method, status, elapsed, label, trace);
+                    self.record_sized(route, Some(&host), method, status, elapsed, label, trace, sizes);
                 }
             },
             None => {
                 let server = server_host(scope);
-                self.record_full(route, server.as_deref(), method, status, elapsed, label, trace);
+                self.record_sized(
+                    route,
+                    server.as_deref(),
+                    method,
+                    status,
+                    elapsed,
+                    label,
+                    trace,
+                    sizes,
+                );
             }
         }
     }
@@ -273,7 +325,7 @@ impl Recorder {
         registry, *, hostname, program, tenant = String::new(), cluster = String::new(), buckets = None,
         max_routes = 500, max_domains = 100, route_syntax = None, domains = None, exclude = None,
         labels = Vec::new(), header_label = None, header_label_values = None, header_label_max = 10,
-        group_status = false, semconv = "last9",
+        group_status = false, semconv = "last9", body_sizes = false,
         classic_histograms = true, native_histograms = true,
         native_schema = last9_core::native::DEFAULT_SCHEMA as i32,
         native_max_buckets = last9_core::native::DEFAULT_MAX_BUCKETS,
@@ -299,6 +351,7 @@ impl Recorder {
         header_label_max: usize,
         group_status: bool,
         semconv: &str,
+        body_sizes: bool,
         classic_histograms: bool,
         native_histograms: bool,
         native_schema: i32,
@@ -382,6 +435,7 @@ impl Recorder {
             routing,
             exclusions,
             label_header,
+            body_sizes,
         })
     }
 

@@ -7,6 +7,7 @@
 //! exception from the app is recorded as 500 and re-raised as it was.
 
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use pyo3::intern;
@@ -16,6 +17,7 @@ use pyo3::types::{PyDict, PyIterator, PyList, PyString, PyTuple};
 use last9_core::normalize::METHODS;
 use last9_core::RouteId;
 
+use crate::body_size::Sizes;
 use crate::endpoint::MetricsEndpoint;
 use crate::lineage::set_inbound;
 use crate::recorder::Recorder;
@@ -117,7 +119,11 @@ impl WsgiMiddleware {
             // Only outbound calls' `per` depends on this: a failure must not reach the app.
             let _ = set_inbound(py, Some((slf.as_any(), environ)));
         }
-        let request = Entered { started, token };
+        let request = Entered {
+            started,
+            token,
+            sizes: recorder.body_sizes().then(|| Sizes::wsgi(environ_dict)),
+        };
         let responder = Bound::new(
             py,
             StartResponse {
@@ -138,11 +144,17 @@ impl WsgiMiddleware {
                 || body.is_exact_instance_of::<PyTuple>()
                 || this.is_complete(&body))
         {
+            if let Some(sizes) = &request.sizes {
+                sizes.sent_all(&body);
+            }
             this.record(environ_dict, status, request);
             return Ok(body);
         }
         if status != 0 && is_file_wrapper(environ_dict, &body) {
             // Kept as it is so the server can still use sendfile; timed up to here.
+            if let Some(sizes) = &request.sizes {
+                sizes.response_unknown();
+            }
             this.record(environ_dict, status, request);
             return Ok(body);
         }
@@ -242,7 +254,7 @@ impl WsgiMiddleware {
         let traceparent = environ_text(environ, intern!(py, "HTTP_TRACEPARENT"));
         let trace = crate::trace::current(py, traceparent.as_ref().and_then(|t| t.to_str().ok()));
         let label = recorder.environ_label(environ);
-        recorder.record_full(
+        recorder.record_sized(
             route,
             host.as_ref().and_then(|h| h.to_str().ok()),
             method,
@@ -250,6 +262,7 @@ impl WsgiMiddleware {
             elapsed,
             label.as_ref().and_then(|l| l.to_str().ok()),
             trace,
+            request.sizes.map(|sizes| sizes.totals()),
         );
     }
 
@@ -394,6 +407,8 @@ fn status_code(status: &str) -> Option<u16> {
 struct Entered {
     started: Instant,
     token: u8,
+    /// The body sizes so far, when `body_sizes` is on.
+    sizes: Option<Arc<Sizes>>,
 }
 
 struct Pending {
@@ -434,7 +449,12 @@ impl Body {
     fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         let mut iterator = self.iterator.bind(py).clone();
         match iterator.next() {
-            Some(Ok(chunk)) => Ok(Some(chunk)),
+            Some(Ok(chunk)) => {
+                if let Some(sizes) = self.pending.as_ref().and_then(|p| p.request.sizes.as_ref()) {
+                    sizes.sent(&chunk);
+                }
+                Ok(Some(chunk))
+            }
             None => {
                 self.finish(py, false);
                 Ok(None)

@@ -1,0 +1,121 @@
+"""Body sizes (LAST9_BODY_SIZES=1) under pre-fork servers over real HTTP: known request bodies
+(with a Content-Length and chunked) and response bodies (whole and streamed) give exact sums and
+counts across workers, under the seed's and OpenTelemetry's names; off, the families are absent."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from conftest import free_port, parse, scrape
+from test_prefork import running, settle
+
+SEED = ("http_request_body_size_bytes", "http_response_body_size_bytes")
+OTEL = ("http_server_request_body_size_bytes", "http_server_response_body_size_bytes")
+SIZED = 5000  # a request body sent with a Content-Length
+CHUNKS = (b"x" * 1000, b"y" * 1500, b"z" * 500)  # one sent chunked: 3000 bytes
+
+
+def gunicorn(port: int) -> list[str]:
+    return [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", "2"]
+
+
+def uvicorn(port: int) -> list[str]:
+    command = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port)]
+    return [*command, "--workers", "2", "--no-access-log"]
+
+
+SERVERS = {
+    "gunicorn": (gunicorn, "tests.apps.body_app:app"),
+    "uvicorn": (uvicorn, "tests.apps.body_asgi_app:app"),
+}
+
+
+def send(port: int) -> set[int]:
+    """10 sized uploads, 10 chunked ones and 20 streamed answers; the workers' pids."""
+    url = f"http://127.0.0.1:{port}"
+
+    def chunked() -> Iterator[bytes]:
+        yield from CHUNKS  # a generator body: requests sends it chunked
+
+    def one(i: int) -> str:
+        if i % 4 == 0:
+            response = requests.post(f"{url}/upload", data=b"s" * SIZED, timeout=10)
+        elif i % 4 == 1:
+            response = requests.post(f"{url}/upload", data=chunked(), timeout=10)
+            assert "Content-Length" not in response.request.headers
+        else:
+            response = requests.get(f"{url}/stream", timeout=10)
+        assert response.status_code == 200, response.text
+        return response.headers["X-Pid"]
+
+    with ThreadPoolExecutor(4) as pool:
+        return {int(pid) for pid in pool.map(one, range(40))}
+
+
+def sums_and_counts(text: str, family: str, route_label: str) -> dict[str, tuple[float, float]]:
+    """(`_sum`, `_count`) of a family by route, summed over its series."""
+    found: dict[str, tuple[float, float]] = {}
+    for key, value in parse(text).items():
+        labels = dict(key)
+        name = labels.pop("__name__")
+        if name not in (f"{family}_sum", f"{family}_count"):
+            continue
+        total, count = found.get(labels[route_label], (0.0, 0.0))
+        if name.endswith("_sum"):
+            found[labels[route_label]] = (total + value, count)
+        else:
+            found[labels[route_label]] = (total, count + value)
+    return found
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_body_sizes_are_exact_across_workers(server: str):
+    command, app = SERVERS[server]
+    port = free_port()
+    env = {"LAST9_BODY_SIZES": "1", "LAST9_SEMCONV": "dup"}
+    with running([*command(port), app], port, env):
+        pids = send(port)
+        settle(port, 40)
+        text = scrape(port).text
+        openmetrics = scrape(port, Accept="application/openmetrics-text; version=1.0.0").text
+    assert len(pids) == 2, f"both workers answered: {pids}"
+    request_sizes = {
+        "/upload": (10 * SIZED + 10 * sum(map(len, CHUNKS)), 20),
+        "/stream": (0, 20),  # no body: counted as the 0 bytes the app read
+    }
+    response_sizes = {"/upload": (20 * 1000, 20), "/stream": (20 * 600, 20)}
+    for names, route_label in ((SEED, "per"), (OTEL, "http_route")):
+        request_family, response_family = names
+        assert sums_and_counts(text, request_family, route_label) == request_sizes, request_family
+        assert sums_and_counts(text, response_family, route_label) == response_sizes
+    # The 5000-byte uploads fall in `le="16384"`, not `le="4096"`; the 3000-byte ones in 4096.
+    le = {
+        dict(key)["le"]: value
+        for key, value in parse(text).items()
+        if dict(key)["__name__"] == "http_request_body_size_bytes_bucket"
+        and dict(key)["per"] == "/upload"
+    }
+    assert (le["1024"], le["4096"], le["16384"], le["+Inf"]) == (0, 10, 20, 20)
+    from test_exposition import promtool_findings
+
+    # promtool: the byte families are clean (only the seed's milliseconds get its advice).
+    findings = promtool_findings(text.encode())
+    assert all('base unit "seconds"' in line for line in findings), findings
+    for name in SEED + OTEL:
+        assert f"# UNIT {name} bytes\n" in openmetrics, name
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_without_the_setting_there_are_no_body_families(server: str):
+    command, app = SERVERS[server]
+    port = free_port()
+    with running([*command(port), app], port, {"LAST9_SEMCONV": "dup"}):
+        send(port)
+        settle(port, 40)
+        text = scrape(port).text
+    assert "body_size" not in text
