@@ -4,6 +4,7 @@ counts across workers, under the seed's and OpenTelemetry's names; off, the fami
 
 from __future__ import annotations
 
+import io
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -11,8 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+import last9
 from conftest import free_port, parse, scrape
+from last9 import config
+from last9.wsgi.middleware import RedMiddleware
 from test_prefork import running, settle
+from wsgi_helpers import call, environ_for
 
 SEED = ("http_request_body_size_bytes", "http_response_body_size_bytes")
 OTEL = ("http_server_request_body_size_bytes", "http_server_response_body_size_bytes")
@@ -73,6 +78,12 @@ def sums_and_counts(text: str, family: str, route_label: str) -> dict[str, tuple
     return found
 
 
+def families(text: str | bytes) -> set[str]:
+    """The histogram families of a scrape."""
+    names = {dict(key)["__name__"] for key in parse(text)}
+    return {name.removesuffix("_count") for name in names if name.endswith("_count")}
+
+
 @pytest.mark.parametrize("server", SERVERS)
 def test_body_sizes_are_exact_across_workers(server: str):
     command, app = SERVERS[server]
@@ -118,4 +129,56 @@ def test_without_the_setting_there_are_no_body_families(server: str):
         send(port)
         settle(port, 40)
         text = scrape(port).text
-    assert "body_size" not in text
+    assert not {name for name in families(text) if "body" in name}
+
+
+# In-process: the setting, and what it costs when off -------------------------------------------
+
+
+def echo_input(environ, start_response):
+    """Answers with the type of `wsgi.input` the app sees, after reading the body."""
+    environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [type(environ["wsgi.input"]).__name__.encode()]
+
+
+def chunked_environ(body: bytes) -> dict:
+    return environ_for(
+        "/in", "POST", HTTP_TRANSFER_ENCODING="chunked", **{"wsgi.input": io.BytesIO(body)}
+    )
+
+
+def test_off_the_app_sees_the_servers_own_input_and_no_family(registry):
+    app = RedMiddleware(echo_input, registry=registry)
+    assert call(app, environ=chunked_environ(b"12345"))[2] == b"BytesIO"
+    assert families(registry.render()) == {"http_requests_duration_milliseconds"}
+
+
+def test_on_a_chunked_body_counts_what_the_app_reads(registry):
+    app = RedMiddleware(echo_input, registry=registry, body_sizes=True)
+    assert call(app, environ=chunked_environ(b"12345"))[2] == b"CountingInput"
+    # Without a Content-Length nor a Transfer-Encoding there is no body: nothing is wrapped.
+    assert call(app, "/in")[2] == b"BytesIO"
+    sizes = sums_and_counts(registry.render().decode(), SEED[0], "per")
+    assert sizes == {"/in": (5, 2)}
+    assert sums_and_counts(registry.render().decode(), SEED[1], "per") == {
+        "/in": (len("CountingInput") + len("BytesIO"), 2)
+    }
+
+
+@pytest.mark.parametrize(
+    ("keyword", "variable", "named"),
+    [(None, "maybe", "LAST9_BODY_SIZES"), (1, "", "body_sizes"), ("sometimes", "", "body_sizes")],
+)
+def test_a_bad_value_names_the_setting(registry, monkeypatch, keyword, variable, named):
+    monkeypatch.setenv("LAST9_BODY_SIZES", variable)
+    with pytest.raises(last9.MetricsError, match=named):
+        RedMiddleware(echo_input, registry=registry, body_sizes=keyword)
+
+
+def test_the_variable_and_pyramids_string_turn_it_on(monkeypatch):
+    monkeypatch.setenv("LAST9_BODY_SIZES", "1")
+    assert config.resolve().body_sizes
+    monkeypatch.delenv("LAST9_BODY_SIZES")
+    assert not config.resolve().body_sizes
+    assert config.resolve(body_sizes="true").body_sizes  # `last9.body_sizes = true` in an .ini

@@ -27,11 +27,18 @@ pub(crate) struct Sizes {
 }
 
 impl Sizes {
-    /// Sizes for a WSGI request: its `CONTENT_LENGTH`, else `wsgi.input` wrapped to count reads.
+    /// Sizes for a WSGI request: its `CONTENT_LENGTH`, 0 without one nor a `Transfer-Encoding`,
+    /// else (a chunked body) `wsgi.input` wrapped to count the bytes the app reads.
     pub(crate) fn wsgi(environ: &Bound<'_, PyDict>) -> Arc<Sizes> {
         let py = environ.py();
         let content_length = environ_text(environ, intern!(py, "CONTENT_LENGTH"))
-            .and_then(|v| v.to_str().ok().and_then(parse_length));
+            .and_then(|v| v.to_str().ok().and_then(parse_length))
+            // Neither a length nor a chunked body (RFC 9112 6.3): the request has none to count.
+            .or_else(|| {
+                environ_text(environ, intern!(py, "HTTP_TRANSFER_ENCODING"))
+                    .is_none()
+                    .then_some(0)
+            });
         let sizes = Arc::new(Sizes {
             content_length,
             ..Sizes::default()
