@@ -90,16 +90,21 @@ def test_body_sizes_are_exact_across_workers(server: str):
     port = free_port()
     env = {"LAST9_BODY_SIZES": "1", "LAST9_SEMCONV": "dup"}
     with running([*command(port), app], port, env):
-        pids = send(port)
-        settle(port, 40)
+        pids: set[int] = set()
+        rounds = 0
+        while len(pids) < 2 and rounds < 20:  # until both workers have answered some
+            pids |= send(port)
+            rounds += 1
+        settle(port, 40 * rounds)
         text = scrape(port).text
         openmetrics = scrape(port, Accept="application/openmetrics-text; version=1.0.0").text
     assert len(pids) == 2, f"both workers answered: {pids}"
+    n = 10 * rounds  # requests of each kind
     request_sizes = {
-        "/upload": (10 * SIZED + 10 * sum(map(len, CHUNKS)), 20),
-        "/stream": (0, 20),  # no body: counted as the 0 bytes the app read
+        "/upload": (n * SIZED + n * sum(map(len, CHUNKS)), 2 * n),
+        "/stream": (0, 2 * n),  # no body: counted as the 0 bytes the app read
     }
-    response_sizes = {"/upload": (20 * 1000, 20), "/stream": (20 * 600, 20)}
+    response_sizes = {"/upload": (2 * n * 1000, 2 * n), "/stream": (2 * n * 600, 2 * n)}
     for names, route_label in ((SEED, "per"), (OTEL, "http_route")):
         request_family, response_family = names
         assert sums_and_counts(text, request_family, route_label) == request_sizes, request_family
@@ -111,7 +116,7 @@ def test_body_sizes_are_exact_across_workers(server: str):
         if dict(key)["__name__"] == "http_request_body_size_bytes_bucket"
         and dict(key)["per"] == "/upload"
     }
-    assert (le["1024"], le["4096"], le["16384"], le["+Inf"]) == (0, 10, 20, 20)
+    assert (le["1024"], le["4096"], le["16384"], le["+Inf"]) == (0, n, 2 * n, 2 * n)
     from test_exposition import promtool_findings
 
     # promtool: the byte families are clean (only the seed's milliseconds get its advice).
@@ -182,3 +187,39 @@ def test_the_variable_and_pyramids_string_turn_it_on(monkeypatch):
     monkeypatch.delenv("LAST9_BODY_SIZES")
     assert not config.resolve().body_sizes
     assert config.resolve(body_sizes="true").body_sizes  # `last9.body_sizes = true` in an .ini
+
+
+def test_django_last9_setting_records_rendered_bodies(registry):
+    from django.test import override_settings
+    from test_django import LAST9_ENTRY, wsgi_handler
+
+    with override_settings(LAST9={"registry": registry, "body_sizes": True}):
+        app = wsgi_handler(LAST9_ENTRY)
+    status, _, body = call(app, "/name/ada/")
+    assert status.startswith("200"), status
+    text = registry.render().decode()
+    assert sums_and_counts(text, SEED[0], "per") == {"/name/{name}/": (0, 1)}
+    assert sums_and_counts(text, SEED[1], "per") == {"/name/{name}/": (len(body), 1)}
+
+
+def test_pyramid_setting_records_declared_sizes():
+    from pyramid.config import Configurator
+    from pyramid.response import Response
+
+    config = Configurator(settings={"last9.program": "pyramid-bodies", "last9.body_sizes": "true"})
+    config.add_route("up", "/up")
+    config.add_view(lambda request: Response(b"o" * 300), route_name="up")
+    config.include("last9.pyramid")
+    app = config.make_wsgi_app()
+    body = {"CONTENT_LENGTH": "7", "wsgi.input": io.BytesIO(b"7 bytes")}
+    environ = environ_for("/up", "POST", **body)
+    assert call(app, environ=environ)[0] == "200 OK"
+    text = last9.REGISTRY.render().decode()
+    rows = {
+        dict(key)["__name__"]: value
+        for key, value in parse(text).items()
+        if dict(key).get("program") == "pyramid-bodies" and "body" in dict(key)["__name__"]
+    }
+    assert rows["http_request_body_size_bytes_sum"] == 7
+    assert rows["http_response_body_size_bytes_sum"] == 300
+    assert rows["http_response_body_size_bytes_count"] == 1

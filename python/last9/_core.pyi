@@ -212,13 +212,22 @@ class Recorder:
         method: str,
         status: int,
         duration_ns: int,
+        request_bytes: int | None = None,
+        response_bytes: int | None = None,
     ) -> None:
-        """Records one request; ``route`` is the framework's template, None when none matched."""
+        """Records one request; ``route`` is the framework's template, None when none matched.
+        With ``body_sizes`` on, the body sizes in bytes too (None: unknown)."""
     def observe_environ(
-        self, route: str | None, environ: dict[str, Any], status: int, duration_ns: int
+        self,
+        route: str | None,
+        environ: dict[str, Any],
+        status: int,
+        duration_ns: int,
+        response_bytes: int | None = None,
     ) -> None:
         """Records one request from a WSGI environ (or Django's ``request.META``): Host, method
-        and, without a router, the path are read from it."""
+        and, without a router, the path are read from it; with ``body_sizes`` on, the request's
+        declared size and ``response_bytes`` too."""
     def observe_scope(
         self, route: str | None, scope: dict[str, Any], status: int, duration_ns: int
     ) -> None:
@@ -237,6 +246,9 @@ class Recorder:
     def count_caller(self, per: str | None, caller: str | None, status: int = 0) -> None:
         """Counts one request of ``per`` from ``caller`` (None: ``unknown``) answered with
         ``status`` (0: none was sent); the counter keeps its class (``2xx``, ``5xx``)."""
+    @property
+    def body_sizes(self) -> bool:
+        """Whether body sizes are recorded (hooks that record themselves ask it)."""
     @property
     def program(self) -> str: ...
     @property

@@ -65,6 +65,15 @@ def adapt(app: Any) -> Adapter | None:
     )
 
 
+def _body_sizes(request: Any, response: Any) -> tuple[int | None, int | None]:
+    """(request, response) body sizes in bytes as declared (None: unknown, e.g. streamed)."""
+    sent = None if response is None else response.content_length
+    if request.content_length is not None:
+        return request.content_length, sent
+    chunked = "HTTP_TRANSFER_ENCODING" in request.environ
+    return (None if chunked else 0), sent
+
+
 def route_at(registry: Any, path: str) -> str | None:
     """The pattern of the app's own route that ``path`` matches, if any."""
     from pyramid.interfaces import IRoutesMapper
@@ -156,6 +165,8 @@ class Tween:
             **given,
         )
         self.handler = handler
+        #: Whether body sizes are passed on (``last9.body_sizes``, ``LAST9_BODY_SIZES``).
+        self.body_sizes = app_setup.settings.body_sizes
         self.metrics = app_setup.metrics
         self.metrics_path = app_setup.settings.metrics_path
         #: Whether `<metrics_path>/ui` answers with the live page (``last9.ui``, ``LAST9_UI``).
@@ -180,6 +191,7 @@ class Tween:
             return self.handler(request)
         started = time.perf_counter_ns()
         status = 500  # recorded if the handler raises, which is then re-raised as it was
+        response = None
         try:
             response = self.handler(request)
             status = response.status_int
@@ -193,6 +205,7 @@ class Tween:
                 environ["REQUEST_METHOD"],
                 status,
                 time.perf_counter_ns() - started,
+                *(_body_sizes(request, response) if self.body_sizes else ()),
             )
 
     def _ui(self, request: Any, data: bool) -> Any:

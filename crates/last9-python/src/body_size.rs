@@ -31,14 +31,7 @@ impl Sizes {
     /// else (a chunked body) `wsgi.input` wrapped to count the bytes the app reads.
     pub(crate) fn wsgi(environ: &Bound<'_, PyDict>) -> Arc<Sizes> {
         let py = environ.py();
-        let content_length = environ_text(environ, intern!(py, "CONTENT_LENGTH"))
-            .and_then(|v| v.to_str().ok().and_then(parse_length))
-            // Neither a length nor a chunked body (RFC 9112 6.3): the request has none to count.
-            .or_else(|| {
-                environ_text(environ, intern!(py, "HTTP_TRANSFER_ENCODING"))
-                    .is_none()
-                    .then_some(0)
-            });
+        let content_length = declared_length(environ);
         let sizes = Arc::new(Sizes {
             content_length,
             ..Sizes::default()
@@ -121,6 +114,19 @@ impl Sizes {
             (!self.unknown_response.load(Ordering::Relaxed)).then(|| self.sent.load(Ordering::Relaxed));
         (Some(request), response)
     }
+}
+
+/// The size a WSGI request declares: its `CONTENT_LENGTH`, else 0 without a
+/// `Transfer-Encoding` (RFC 9112 6.3: it has no body); None for a chunked body.
+pub(crate) fn declared_length(environ: &Bound<'_, PyDict>) -> Option<u64> {
+    let py = environ.py();
+    environ_text(environ, intern!(py, "CONTENT_LENGTH"))
+        .and_then(|v| v.to_str().ok().and_then(parse_length))
+        .or_else(|| {
+            environ_text(environ, intern!(py, "HTTP_TRANSFER_ENCODING"))
+                .is_none()
+                .then_some(0)
+        })
 }
 
 /// A `Content-Length` value: digits only (RFC 9110), else None.

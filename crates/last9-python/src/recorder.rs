@@ -448,8 +448,12 @@ impl Recorder {
     }
 
     /// Records one request. `route` is the framework's template (None: no route matched) and
-    /// `path` the raw path, used when the app has no router.
-    #[pyo3(signature = (route, path, host, method, status, duration_ns))]
+    /// `path` the raw path, used when the app has no router. With `body_sizes` on, the body
+    /// sizes in bytes are recorded too (None: unknown).
+    #[pyo3(signature = (
+        route, path, host, method, status, duration_ns, request_bytes = None, response_bytes = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn observe(
         &self,
         route: Option<&str>,
@@ -458,21 +462,27 @@ impl Recorder {
         method: &str,
         status: u16,
         duration_ns: u64,
+        request_bytes: Option<u64>,
+        response_bytes: Option<u64>,
     ) {
         let route = self.route(route, path);
-        self.record(route, host, method, status, Duration::from_nanos(duration_ns));
+        let elapsed = Duration::from_nanos(duration_ns);
+        let sizes = self.body_sizes.then_some((request_bytes, response_bytes));
+        self.record_sized(route, host, method, status, elapsed, None, None, sizes);
     }
 
     /// Records one request from a WSGI environ, or from Django's `request.META` (which has the
     /// same keys under ASGI too): Host, method and, for an app without a router, the path are
-    /// read here rather than in Python.
-    #[pyo3(signature = (route, environ, status, duration_ns))]
+    /// read here rather than in Python. With `body_sizes` on, the request's size is its
+    /// declared length (unknown for a chunked body) and `response_bytes` the response's.
+    #[pyo3(signature = (route, environ, status, duration_ns, response_bytes = None))]
     fn observe_environ(
         &self,
         route: Option<&str>,
         environ: &Bound<'_, PyDict>,
         status: u16,
         duration_ns: u64,
+        response_bytes: Option<u64>,
     ) {
         let py = environ.py();
         let route = if self.routed() {
@@ -484,7 +494,10 @@ impl Recorder {
             .or_else(|| environ_text(environ, intern!(py, "SERVER_NAME")));
         let method = environ_text(environ, intern!(py, "REQUEST_METHOD"));
         let label = self.environ_label(environ);
-        self.record_full(
+        let sizes = self
+            .body_sizes
+            .then(|| (crate::body_size::declared_length(environ), response_bytes));
+        self.record_sized(
             route,
             host.as_ref().and_then(|h| h.to_str().ok()),
             method.as_ref().and_then(|m| m.to_str().ok()).unwrap_or(""),
@@ -492,6 +505,7 @@ impl Recorder {
             Duration::from_nanos(duration_ns),
             label.as_ref().and_then(|l| l.to_str().ok()),
             None,
+            sizes,
         );
     }
 
@@ -579,6 +593,12 @@ impl Recorder {
     #[getter]
     fn excluding(&self) -> bool {
         self.excludes_on_entry()
+    }
+
+    /// Whether body sizes are recorded (`body_sizes`): hooks that record themselves ask it.
+    #[getter(body_sizes)]
+    fn body_sizes_py(&self) -> bool {
+        self.body_sizes
     }
 
     #[getter]
