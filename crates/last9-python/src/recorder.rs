@@ -134,10 +134,12 @@ impl Recorder {
             status,
             duration_ns,
         };
-        self.core.observe_full(&request, label, trace);
-        if let Some((request_bytes, response_bytes)) = sizes {
-            self.core
-                .observe_body_sizes(&request, label, request_bytes, response_bytes);
+        match sizes {
+            None => self.core.observe_full(&request, label, trace),
+            Some((request_bytes, response_bytes)) => {
+                self.core
+                    .observe_with_body_sizes(&request, label, trace, request_bytes, response_bytes)
+            }
         }
     }
 

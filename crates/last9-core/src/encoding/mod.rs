@@ -496,8 +496,8 @@ mod tests {
             status: 200,
             duration_ns: 2_000_000,
         };
-        recorder.observe_body_sizes(&request, None, Some(100), Some(70_000));
-        recorder.observe_body_sizes(&request, None, Some(0), None);
+        recorder.observe_with_body_sizes(&request, None, None, Some(100), Some(70_000));
+        recorder.observe_with_body_sizes(&request, None, None, Some(0), None);
         let text = encode(&registry, Format::Text);
         let has = |text: &str, line: String| assert!(text.contains(&line), "{line} not in {text}");
         has(&text, "# TYPE http_request_body_size_bytes histogram\n".into());

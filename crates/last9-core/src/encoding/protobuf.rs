@@ -385,7 +385,7 @@ mod tests {
             status: 200,
             duration_ns: 1,
         };
-        recorder.observe_body_sizes(&request, None, Some(300), Some(5));
+        recorder.observe_with_body_sizes(&request, None, None, Some(300), Some(5));
         let snapshot = Snapshot::of(&registry);
         let otel = Family {
             name: otel::REQUEST_BODY_NAME,

@@ -380,20 +380,46 @@ impl Recorder {
             cells.sync();
         }
         let key = self.series_key(request, label);
+        self.observe_key(key, request.duration_ns, trace);
+    }
+
+    /// [`Self::observe_full`] with the request's body sizes in bytes (`body_sizes` on; None: that
+    /// body's size is unknown), recorded under the same labels as its duration.
+    pub fn observe_with_body_sizes(
+        &self,
+        request: &Request<'_>,
+        label: Option<&str>,
+        trace: Option<([u8; 16], [u8; 8])>,
+        request_bytes: Option<u64>,
+        response_bytes: Option<u64>,
+    ) {
+        if request.route.is_excluded() {
+            return;
+        }
+        self.follow_store();
+        // One key for both: a host or label value not admitted yet is counted once.
+        let key = self.series_key(request, label);
+        self.observe_key(key, request.duration_ns, trace);
+        self.observe_body_sizes(key, request_bytes, response_bytes);
+    }
+
+    /// Records a duration in the series of `key`.
+    #[inline]
+    fn observe_key(&self, key: SeriesKey, duration_ns: u64, trace: Option<([u8; 16], [u8; 8])>) {
         // Every observation happens under the table lock, so moving the cells (see `rebind`)
         // never loses one.
         {
             let table = self.series.read();
             if let Some(&i) = table.index.get(&key) {
                 let histogram = &table.cells[i as usize];
-                let bucket = histogram.observe(&self.buckets, request.duration_ns);
+                let bucket = histogram.observe(&self.buckets, duration_ns);
                 if let Some((trace_id, span_id)) = trace {
-                    histogram.keep_exemplar(bucket, trace_id, span_id, request.duration_ns);
+                    histogram.keep_exemplar(bucket, trace_id, span_id, duration_ns);
                 }
                 return;
             }
         }
-        self.observe_new(key, request.duration_ns, trace);
+        self.observe_new(key, duration_ns, trace);
     }
 
     /// The key of a request's series (its labels as ids).
@@ -414,20 +440,8 @@ impl Recorder {
         }
     }
 
-    /// Records the body sizes of one request (`body_sizes` on), in bytes, under its duration
-    /// series' labels; None: that body's size is unknown.
-    pub fn observe_body_sizes(
-        &self,
-        request: &Request<'_>,
-        label: Option<&str>,
-        request_bytes: Option<u64>,
-        response_bytes: Option<u64>,
-    ) {
-        if request.route.is_excluded() {
-            return;
-        }
-        self.follow_store();
-        let key = self.series_key(request, label);
+    /// Records the body sizes of the request of series `key`.
+    fn observe_body_sizes(&self, key: SeriesKey, request_bytes: Option<u64>, response_bytes: Option<u64>) {
         let buckets = body::shared_buckets();
         let observe = |cells: &[Histogram; 2]| {
             for (histogram, bytes) in cells.iter().zip([request_bytes, response_bytes]) {

@@ -691,8 +691,7 @@ mod tests {
                     status: 200,
                     duration_ns: 1,
                 };
-                recorder.observe(&request);
-                recorder.observe_body_sizes(&request, None, Some(100), Some(1000));
+                recorder.observe_with_body_sizes(&request, None, None, Some(100), Some(1000));
                 // Lineage: an outbound call, and a caller answered with a 5xx.
                 recorder.observe_client(Some(route), "api:80", "GET", "200", 1);
                 recorder.count_caller(route, Some("web"), 503);
