@@ -76,6 +76,13 @@ def gunicorn(app: str, port: int, *args: str) -> list[str]:
     return [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", *args, app]
 
 
+def uvicorn(app: str, port: int, *args: str) -> list[str]:
+    return [
+        *(sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port)),
+        *("--no-access-log", *args, app),
+    ]
+
+
 def parse(text: str | bytes) -> dict[tuple[tuple[str, str], ...], float]:
     """Samples of the duration histogram, keyed by (name, label pairs sorted)."""
     if isinstance(text, bytes):
@@ -100,6 +107,13 @@ def counts_by(text: str | bytes, *labels: str, **where: str) -> dict[tuple[str, 
         group = tuple(pairs[label] for label in labels)
         totals[group] = totals.get(group, 0) + value
     return totals
+
+
+def increase(
+    before: dict[tuple[str, ...], float], after: dict[tuple[str, ...], float]
+) -> dict[tuple[str, ...], float]:
+    """What changed between two readings of the same counts, by key."""
+    return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
 
 
 def eventually(check: Callable[[], T], timeout: float = 10.0) -> T:

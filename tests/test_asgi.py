@@ -389,3 +389,24 @@ def test_under_uvicorn_a_client_that_left_is_499_only_if_the_app_heard_of_it():
             return counts
 
         assert eventually(both_recorded) == {("/listens", "499"): 1, ("/ignores", "200"): 1}
+
+
+def test_headers_are_read_in_one_pass_whatever_their_order_and_case(registry):
+    # Host, traceparent and the header label are picked up in a single walk over the headers;
+    # the label's header may even be one of the others.
+    app = middleware(
+        hello, registry, header_label=("site", "Host"), header_label_values=["shop.example"]
+    )
+    scope = http_scope(host=None)
+    scope["headers"] = [
+        (b"accept", b"*/*"),
+        (b"HOST", b"shop.example"),
+        (b"host", b"second.example"),  # only the first of a repeated header counts
+        (b"x-other", b"1"),
+    ]
+    run(app, scope)
+    run(app, http_scope(host=None))  # no Host: the server's address, and an empty label
+    assert counts_by(registry.render(), "domain", "site") == {
+        ("shop.example", "shop.example"): 1,
+        ("10.0.0.1", ""): 1,
+    }

@@ -171,6 +171,41 @@ def test_on_a_chunked_body_counts_what_the_app_reads(registry):
     }
 
 
+def test_rendered_flask_responses_pass_unwrapped_and_count_what_werkzeug_sends(registry):
+    """Werkzeug's rendered responses are recorded as the app returns them: their size is that of
+    the response's own list (strings as UTF-8), none for HEAD or a 204, and the server still
+    gets every byte of Werkzeug's own iterable."""
+    from flask import Flask, Response
+    from werkzeug.wsgi import ClosingIterator
+
+    app = Flask("rendered", static_folder=None)
+    app.wsgi_app = RedMiddleware(app, registry=registry, body_sizes=True)
+    app.add_url_rule("/text", "text", lambda: "caf\u00e9")  # 5 bytes as UTF-8
+    app.add_url_rule("/parts", "parts", lambda: Response(["ab", b"cde"]))
+    app.add_url_rule("/none", "none", lambda: ("", 204))
+
+    def start_response(status: str, headers: list, exc_info=None) -> None:
+        pass
+
+    sent = {}
+    for path, method in (("/text", "GET"), ("/parts", "GET"), ("/text", "HEAD"), ("/none", "GET")):
+        body = app.wsgi_app(environ_for(path, method), start_response)
+        assert type(body) is ClosingIterator, path  # not wrapped, and not used up by us
+        sent[path, method] = b"".join(body)
+        body.close()
+    assert sent == {
+        ("/text", "GET"): "caf\u00e9".encode(),
+        ("/parts", "GET"): b"abcde",
+        ("/text", "HEAD"): b"",
+        ("/none", "GET"): b"",
+    }
+    text = registry.render().decode()
+    responses = {"/text": (5, 2), "/parts": (5, 1), "/none": (0, 1)}
+    assert sums_and_counts(text, SEED[1], "per") == responses
+    requests_read = {"/text": (0, 2), "/parts": (0, 1), "/none": (0, 1)}
+    assert sums_and_counts(text, SEED[0], "per") == requests_read
+
+
 @pytest.mark.parametrize(
     ("keyword", "variable", "named"),
     [(None, "maybe", "LAST9_BODY_SIZES"), (1, "", "body_sizes"), ("sometimes", "", "body_sizes")],

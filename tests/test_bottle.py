@@ -3,17 +3,15 @@ the plugin)."""
 
 from __future__ import annotations
 
-import sys
-
 import bottle
 import pytest
-import requests
 from auth_helpers import BEARER, assert_only_the_right_credentials_scrape, wsgi_scraper
 
 import last9
-from conftest import METRIC, counts_by, free_port, gunicorn, parse, scrape, serve
+from conftest import METRIC, counts_by, free_port, gunicorn, increase, parse, scrape, serve
 from last9.bottle import Plugin
 from last9.wsgi.middleware import RedMiddleware
+from traffic import get, waitress
 from wsgi_helpers import call
 
 
@@ -150,15 +148,13 @@ def test_red_middleware_over_the_plugin_counts_once(registry):
 # --- Over real HTTP -----------------------------------------------------------------------
 
 
-def waitress(factory: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "waitress", "--listen", f"127.0.0.1:{port}", "--call", factory]
-
-
 SERVERS = {
     "red_middleware/gunicorn": lambda port: gunicorn(
         "tests.apps.bottle_app:application", port, "-w", "1", "--threads", "4"
     ),
-    "plugin/waitress": lambda port: waitress("tests.apps.bottle_app:make_plugin_app", port),
+    "plugin/waitress": lambda port: waitress(
+        "tests.apps.bottle_app:make_plugin_app", port, "--call"
+    ),
 }
 
 PROGRAMS = {"red_middleware/gunicorn": "shop", "plugin/waitress": "shop-plugin"}
@@ -174,10 +170,6 @@ def served(request):
 @pytest.fixture
 def server(served):
     return served[0]
-
-
-def get(port: int, path: str, method: str = "GET") -> requests.Response:
-    return requests.request(method, f"http://127.0.0.1:{port}{path}", timeout=10)
 
 
 def test_real_http_traffic_is_counted_by_rule(server):
@@ -198,7 +190,7 @@ def test_real_http_traffic_is_counted_by_rule(server):
     assert get(server, "/boom").status_code == 500
     assert get(server, "/stream/3").text == "chunk 0\nchunk 1\nchunk 2\n"
     after = counts_by(scrape(server).text, "per", "status", "method")
-    delta = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+    delta = increase(before, after)
     assert delta == {
         ("/name/{name}", "200", "GET"): 10,
         ("/item/{item_id}", "200", "GET"): 3,

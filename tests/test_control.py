@@ -13,6 +13,7 @@ import pytest
 import requests
 from flask import Flask
 
+import conftest
 import last9
 from conftest import ROOT, counts_by, free_port, parse, scrape
 from last9 import config
@@ -184,32 +185,11 @@ def send(port: int, path: str, n: int, method: str = "GET") -> None:
 
 
 def uvicorn(port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-        "--no-access-log",
-        "tests.apps.control_asgi_app:app",
-    ]
+    return conftest.uvicorn("tests.apps.control_asgi_app:app", port, "--workers", "2")
 
 
 def gunicorn(port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "-b",
-        f"127.0.0.1:{port}",
-        "-w",
-        "2",
-        "tests.apps.control_app:app",
-    ]
+    return conftest.gunicorn("tests.apps.control_app:app", port, "-w", "2")
 
 
 @pytest.mark.parametrize("server", [gunicorn, uvicorn], ids=["gunicorn", "uvicorn"])

@@ -22,7 +22,7 @@ from auth_helpers import (
 )
 
 import last9
-from conftest import METRIC, ROOT, counts_by, free_port, gunicorn, parse, scrape, serve
+from conftest import METRIC, ROOT, counts_by, free_port, gunicorn, increase, parse, scrape, serve
 from wsgi_helpers import call, environ_for
 
 # The test project lives in tests/apps/mysite, imported as `mysite` like a project's package.
@@ -432,7 +432,7 @@ def test_real_http_traffic_is_counted_by_template(server):
     for n in range(5):
         assert send(server, f"/name/user{n}/").text == f"<p>Hello, user{n}!</p>"
     after = counts_by(scrape(server).text, "per", "status", "method")
-    delta = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+    delta = increase(before, after)
     assert delta == {**expected(TRAFFIC), ("/name/{name}/", "200", "GET"): 6}
 
 
@@ -552,3 +552,45 @@ def test_middleware_entry_keeps_in_flight_and_counts_callers(registry):
         if dict(key)["__name__"] == "http_requests_callers_total"
     }
     assert callers == {("web", "/stream/{chunks}/"): 1, ("unknown", "/name/{name}/"): 1}
+
+
+@pytest.mark.parametrize("kind", ["wsgi-middleware", "asgi-middleware"])
+def test_real_http_middleware_entry_keeps_lineage(kind):
+    """Under gunicorn and uvicorn: a call the view makes goes under the view's route, and the
+    called view counts the project as its caller, as the WSGI and ASGI wrappers do."""
+    server, entry, _ = SERVERS[kind]
+    port = free_port()
+    if server == "gunicorn":
+        command = gunicorn(entry, port, "-w", "1", "--threads", "4")
+    else:
+        command = [sys.executable, "-m", "uvicorn", "--port", str(port), "--lifespan", "off", entry]
+    env = {
+        "PYTHONPATH": os.pathsep.join([APPS, str(ROOT)]),
+        "DJANGO_SETTINGS_MODULE": "mysite.settings_lineage",
+        "LAST9_INSTRUMENT_HTTP_CLIENTS": "1",
+        "LAST9_PROGRAM": "mysite",
+    }
+    with serve(command, port, env=env):
+        for n in range(3):
+            response = requests.get(
+                f"http://127.0.0.1:{port}/relay/{n}/", headers={"X-Last9-Caller": "web"}, timeout=10
+            )
+            assert response.text == "relayed 200"
+        samples = parse(scrape(port).text)
+
+    def family(name: str) -> dict[tuple[str, ...], float]:
+        return {
+            tuple(v for k, v in key if k in ("caller", "per", "status", "upstream")): value
+            for key, value in samples.items()
+            if dict(key)["__name__"] == name
+        }
+
+    assert family("http_client_requests_duration_milliseconds_count") == {
+        ("/relay/{n}/", "200", f"127.0.0.1:{port}"): 3
+    }
+    assert family("http_requests_callers_total") == {
+        ("web", "/relay/{n}/", "2xx"): 3,
+        ("mysite", "/name/{name}/", "2xx"): 3,
+    }
+    in_flight = [v for k, v in samples.items() if dict(k)["__name__"] == "http_requests_in_flight"]
+    assert in_flight and sum(in_flight) == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import falcon
 import falcon.asgi
 import pytest
+import requests
 from auth_helpers import (
     BASIC,
     BEARER,
@@ -14,11 +15,11 @@ from auth_helpers import (
 )
 
 import last9
-from conftest import counts_by, free_port, gunicorn, parse, scrape, serve
+from conftest import counts_by, free_port, gunicorn, parse, scrape, serve, uvicorn
 from last9.asgi.middleware import RedMiddleware as AsgiRedMiddleware
 from last9.falcon import Middleware
 from last9.wsgi.middleware import RedMiddleware
-from traffic import UUID, counted, counts, duration_sum, get, requests_to, uvicorn, waitress
+from traffic import UUID, counted, counts, duration_sum, family, get, requests_to, waitress
 from wsgi_helpers import call
 
 
@@ -325,20 +326,10 @@ def test_the_middleware_serves_the_live_page_when_ui_is_on(registry, static_dir)
     assert call(off, "/metrics/ui")[0].startswith("404")
 
 
-def lineage_samples(registry: last9.Registry, name: str) -> dict[tuple[str, ...], float]:
-    found = {}
-    for key, value in parse(registry.render()).items():
-        labels = dict(key)
-        if labels.pop("__name__") == name:
-            found[tuple(sorted(labels.items()))] = value
-    return found
-
-
 @pytest.mark.parametrize("kind", ["wsgi", "asgi"])
 def test_the_component_keeps_in_flight_and_lineage(kind, registry, monkeypatch):
     import contextlib
 
-    import requests
     from falcon import testing
     from urllib3.connectionpool import HTTPConnectionPool
 
@@ -351,7 +342,7 @@ def test_the_component_keeps_in_flight_and_lineage(kind, registry, monkeypatch):
     seen: list[float] = []
 
     def in_flight() -> float:
-        return sum(lineage_samples(registry, "http_requests_in_flight").values())
+        return sum(family(registry.render(), "http_requests_in_flight").values())
 
     def work() -> None:
         seen.append(in_flight())
@@ -376,9 +367,43 @@ def test_the_component_keeps_in_flight_and_lineage(kind, registry, monkeypatch):
     client.simulate_get("/items/2")
     assert seen == [1, 1]
     assert in_flight() == 0
-    calls = lineage_samples(registry, "http_client_requests_duration_milliseconds_count")
+    calls = family(registry.render(), "http_client_requests_duration_milliseconds_count")
     assert [(dict(k)["per"], dict(k)["upstream"], v) for k, v in calls.items()] == [
         ("/items/{item_id}", "127.0.0.1:9", 2)
     ]
-    callers = lineage_samples(registry, "http_requests_callers_total")
+    callers = family(registry.render(), "http_requests_callers_total")
     assert {dict(k)["caller"]: v for k, v in callers.items()} == {"web": 1, "unknown": 1}
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        lambda port: waitress("tests.apps.falcon_lineage_app:wsgi_app", port),
+        lambda port: uvicorn("tests.apps.falcon_lineage_app:asgi_app", port, "--lifespan", "off"),
+    ],
+    ids=["waitress", "uvicorn"],
+)
+def test_real_http_component_keeps_lineage(command):
+    """Under waitress and uvicorn: a call the resource makes goes under the resource's route,
+    and the called resource counts the app as its caller, as the WSGI and ASGI wrappers do."""
+    port = free_port()
+    with serve(command(port), port, env={"LAST9_INSTRUMENT_HTTP_CLIENTS": "1"}):
+        for n in range(3):
+            response = requests.get(
+                f"http://127.0.0.1:{port}/relay/{n}", headers={"X-Last9-Caller": "web"}, timeout=10
+            )
+            assert response.text == "relayed 200"
+        text = scrape(port).text
+
+    calls = family(text, "http_client_requests_duration_milliseconds_count")
+    assert {
+        (dict(k)["per"], dict(k)["upstream"], dict(k)["status"]): v for k, v in calls.items()
+    } == {("/relay/{n}", f"127.0.0.1:{port}", "200"): 3}
+    callers = family(text, "http_requests_callers_total")
+    assert {
+        (dict(k)["caller"], dict(k)["per"], dict(k)["status"]): v for k, v in callers.items()
+    } == {
+        ("web", "/relay/{n}", "2xx"): 3,
+        ("shop-mw", "/name/{name}", "2xx"): 3,
+    }
+    assert sum(family(text, "http_requests_in_flight").values()) == 0

@@ -6,9 +6,9 @@ import pytest
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from conftest import free_port, parse, scrape, serve
+from conftest import free_port, parse, scrape, serve, uvicorn
 from last9.asgi.middleware import RedMiddleware
-from traffic import UUID, counted, counts, duration_sum, get, requests_to, uvicorn
+from traffic import UUID, counted, counts, duration_sum, get, requests_to
 
 
 def shop() -> FastAPI:

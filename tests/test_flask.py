@@ -29,13 +29,15 @@ from conftest import (
     eventually,
     free_port,
     gunicorn,
+    increase,
     parse,
     scrape,
     serve,
     wait_for_port,
 )
 from last9.wsgi.middleware import RedMiddleware
-from wsgi_helpers import call
+from traffic import get
+from wsgi_helpers import call, environ_for
 
 
 def make_app(registry: last9.Registry) -> Flask:
@@ -114,6 +116,133 @@ def test_a_request_class_set_later_is_still_captured(registry):
     assert counts_by(registry.render(), "per")[("/name/{name}",)] >= 1
 
 
+def test_a_view_error_flask_lets_through_keeps_its_route(registry):
+    # With PROPAGATE_EXCEPTIONS no response starts, and Flask lets go of its request before
+    # the exception reaches the middleware: the route must still be the view's.
+    app = make_app(registry)
+    app.config["PROPAGATE_EXCEPTIONS"] = True
+
+    @app.route("/fail/<n>")
+    def fail(n):
+        raise KeyError(n)
+
+    with pytest.raises(KeyError):
+        app.test_client().get("/fail/1")
+    assert counts_by(registry.render(), "per", "status") == {("/fail/{n}", "500"): 1}
+
+
+def test_streamed_responses_keep_their_route(registry):
+    # The route is read as the response starts; the request is recorded once the body ends,
+    # after Flask has let go of its request.
+    app = make_app(registry)
+
+    @app.route("/stream/<n>")
+    def stream(n):
+        return app.response_class((part for part in ("a", "b", n)), mimetype="text/plain")
+
+    response = app.test_client().get("/stream/7")
+    assert response.data == b"ab7"
+    response.close()
+    assert counts_by(registry.render(), "per", "status") == {("/stream/{n}", "200"): 1}
+
+
+def served_count(registry: last9.Registry) -> int:
+    return sum(counts_by(registry.render(), "per").values())
+
+
+def test_rendered_responses_are_recorded_at_once_and_passed_on_unwrapped(registry):
+    from werkzeug.wsgi import ClosingIterator
+
+    app = make_app(registry)
+    closed = []
+
+    @app.route("/rendered/<n>")
+    def rendered(n):
+        response = app.response_class(f"n={n}")
+        response.call_on_close(lambda: closed.append(n))
+        return response
+
+    body = app.wsgi_app(environ_for("/rendered/4"), lambda status, headers, exc_info=None: None)
+    # Werkzeug's own iterable reaches the server: nothing of ours is left to iterate or close.
+    assert type(body) is ClosingIterator
+    assert counts_by(registry.render(), "per", "status") == {("/rendered/{n}", "200"): 1}
+    assert b"".join(body) == b"n=4"
+    body.close()
+    assert closed == ["4"]
+    assert served_count(registry) == 1
+
+
+def test_streamed_flask_bodies_are_timed_to_their_end(registry):
+    from werkzeug.wsgi import ClosingIterator
+
+    app = make_app(registry)
+
+    @app.route("/chunks")
+    def chunks():
+        return app.response_class(iter([b"a", b"b"]))
+
+    body = app.wsgi_app(environ_for("/chunks"), lambda status, headers, exc_info=None: None)
+    assert type(body) is not ClosingIterator  # wrapped: the end of the body is still to come
+    assert served_count(registry) == 0
+    assert b"".join(body) == b"ab"
+    assert counts_by(registry.render(), "per", "status") == {("/chunks", "200"): 1}
+    body.close()
+    assert served_count(registry) == 1
+
+
+def test_an_error_in_the_middle_of_a_flask_stream_is_a_500(registry):
+    app = make_app(registry)
+
+    @app.route("/broken")
+    def broken():
+        def parts():
+            yield b"first"
+            raise OSError("source went away")
+
+        return app.response_class(parts())
+
+    with pytest.raises(OSError, match="source went away"):
+        call(app, "/broken")
+    assert counts_by(registry.render(), "per", "status") == {("/broken", "500"): 1}
+
+
+def test_werkzeug_request_is_left_where_werkzeug_put_it(registry):
+    seen = {}
+    app = make_app(registry)
+    inner = app.wsgi_app
+
+    def outer(environ, start_response):
+        body = inner(environ, start_response)
+        seen.update(environ)
+        return body
+
+    app.wsgi_app = outer
+    app.test_client().get("/name/a").close()
+    assert "werkzeug.request" in seen  # as Flask leaves it (None, once it has popped)
+    assert counts_by(registry.render(), "per") == {("/name/{name}",): 1}
+
+
+def test_a_request_class_that_keeps_out_of_the_environ_is_captured(registry):
+    from flask import Request
+
+    app = make_app(registry)
+
+    class Unpopulated(Request):
+        def __init__(self, environ, populate_request=True, shallow=False):
+            super().__init__(environ, populate_request=False, shallow=shallow)
+
+    app.request_class = Unpopulated
+    client = app.test_client()
+    client.get("/name/a").close()  # missed: nothing in the environ to read the route from
+    client.get("/name/b").close()
+    client.post("/item/3").close()
+    assert counts_by(registry.render(), "per", "status") == {
+        ("/unmatched", "200"): 1,
+        ("/name/{name}", "200"): 1,
+        ("/item/{item_id}", "405"): 1,
+    }
+
+
 def test_flask_responses_are_unchanged(registry):
     plain = Flask("plain")
     wrapped = Flask("plain")
@@ -136,10 +265,6 @@ def server():
     port = free_port()
     with serve(gunicorn("tests.apps.flask_app:app", port, "-w", "1", "--threads", "4"), port):
         yield port
-
-
-def get(port: int, path: str, method: str = "GET") -> requests.Response:
-    return requests.request(method, f"http://127.0.0.1:{port}{path}", timeout=10)
 
 
 def test_real_http_traffic_is_counted_by_template(server):
@@ -165,7 +290,7 @@ def test_real_http_traffic_is_counted_by_template(server):
 
     def delta_matches() -> None:
         after = counts_by(scrape(server).text, "per", "status", "method")
-        delta = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+        delta = increase(before, after)
         assert delta == expected
 
     eventually(delta_matches)

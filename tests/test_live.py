@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 import requests
-from test_prometheus import Prometheus, free_ports, wait_for
 
 import last9
 from conftest import ROOT, gunicorn, serve
+from receivers import Prometheus, free_ports, wait_for
 
 METRIC = "http_requests_duration_milliseconds"
 ROUTES = {"/fast", "/slow/{ms}", "/flaky/{n}", "/stock/{n}"}

@@ -16,12 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from test_prometheus import Prometheus, free_ports, wait_for
 
 import last9
 from conftest import gunicorn, serve
 from last9 import config
 from last9.wsgi.middleware import RedMiddleware
+from receivers import Prometheus, free_ports, wait_for
 from wsgi_helpers import call as wsgi_call
 
 APP = "tests.apps.native_app:app"

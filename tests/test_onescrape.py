@@ -115,6 +115,9 @@ def scrape_past_restarts(port: int) -> str:
     return scrape(port).text
 
 
+@pytest.mark.timeout(
+    600
+)  # ~170 worker start-ups: seconds on a quiet machine, minutes on a busy one
 @pytest.mark.parametrize("name", ["gunicorn", "hypercorn"])
 def test_a_hundred_restarts_keep_counts_exact_and_series_bounded(name, tmp_path):
     port = free_port()

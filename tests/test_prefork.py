@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
+import conftest
 from conftest import ROOT, counts_by, free_port, scrape, wait_for_port
 
 APP = "tests.apps.prefork_app:app"
@@ -65,7 +66,7 @@ def running(
 
 
 def gunicorn(port: int, *args: str) -> list[str]:
-    return [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", "4", *args, APP]
+    return conftest.gunicorn(APP, port, "-w", "4", *args)
 
 
 def uwsgi(port: int, *args: str) -> list[str]:
@@ -160,19 +161,7 @@ def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
 
 
 def uvicorn(port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "4",
-        "--no-access-log",
-        "tests.apps.prefork_asgi_app:app",
-    ]
+    return conftest.uvicorn("tests.apps.prefork_asgi_app:app", port, "--workers", "4")
 
 
 def granian(port: int, interface: str) -> list[str]:
@@ -194,9 +183,14 @@ SERVERS = {
     "gunicorn-sync": lambda port: gunicorn(port),
     "gunicorn-gthread": lambda port: gunicorn(port, "-k", "gthread", "--threads", "4"),
     "gunicorn-preload": lambda port: gunicorn(port, "--preload"),
+    "gunicorn-gevent": lambda port: gunicorn(port, "-k", "gevent", "--worker-connections", "100"),
     "uwsgi-master": lambda port: uwsgi(port, "--master"),
     "uwsgi": lambda port: uwsgi(port),
     "uvicorn": uvicorn,
+    # FastAPI's usual deployment: gunicorn managing uvicorn's ASGI workers.
+    "gunicorn-uvicorn-worker": lambda port: conftest.gunicorn(
+        "tests.apps.prefork_asgi_app:app", port, "-w", "4", "-k", "uvicorn.workers.UvicornWorker"
+    ),
     "granian-wsgi": lambda port: granian(port, "wsgi"),
     "granian-asgi": lambda port: granian(port, "asgi"),
     "hypercorn": hypercorn,
@@ -411,7 +405,14 @@ def test_a_thousand_restarts_take_no_more_room_than_ten(tmp_path):
     assert counts_by(after_10["text"], "per").get(("/user/{id}",)) == 30
     assert counts_by(after_1000["text"], "per") == {("/user/{id}",): 3000, ("/before/fork",): 1}
     assert len(after_1000["files"]) <= len(after_10["files"]), (after_10, after_1000)
-    assert after_1000["bytes"] <= after_10["bytes"], (after_10["files"], after_1000["files"])
+    # Room does not grow with restarts. A series' native buckets take more room only as their
+    # spread grows, once: 3,000 requests spread wider than 30, and `/user/{id}` may have been
+    # given the table for its whole bucket limit (4 KiB, within two pages) since.
+    native_tables = 8 << 10
+    assert after_1000["bytes"] <= after_10["bytes"] + native_tables, (
+        after_10["files"],
+        after_1000["files"],
+    )
     # The parent's slot and one that every child took in turn.
     assert len(after_1000["slots"]) <= 2, after_1000["slots"]
 

@@ -3,20 +3,19 @@ for the tween)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-import requests
 from auth_helpers import BASIC, assert_only_the_right_credentials_scrape, wsgi_scraper
 from pyramid.config import Configurator
 from pyramid.response import Response
 
 import last9
-from conftest import METRIC, counts_by, free_port, gunicorn, parse, scrape, serve
+from conftest import METRIC, counts_by, free_port, gunicorn, increase, parse, scrape, serve
 from last9.pyramid import TWEEN
 from last9.wsgi.middleware import RedMiddleware
 from tests.apps import pyramid_app
+from traffic import get, waitress
 from wsgi_helpers import call
 
 
@@ -140,7 +139,7 @@ def test_the_tween_records_on_its_own():
     assert status == "200 OK"
     assert dict(headers)["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
     after = counts_by(body, "per", "status", "method", program="tweened")
-    delta = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+    delta = increase(before, after)
     assert delta == {
         ("/name/{name}", "200", "GET"): 1,
         ("/post/{id}", "404", "GET"): 1,
@@ -181,25 +180,13 @@ def test_the_tween_steps_aside_for_red_middleware(registry):
 # --- Over real HTTP -----------------------------------------------------------------------
 
 
-def waitress(factory: str, port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "waitress",
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--threads",
-        "4",
-        "--call",
-        factory,
-    ]
-
-
 SERVERS = {
     "red_middleware/gunicorn": lambda port: gunicorn(
         "tests.apps.pyramid_app:make_app()", port, "-w", "1", "--threads", "4"
     ),
-    "tween/waitress": lambda port: waitress("tests.apps.pyramid_app:make_tween_app", port),
+    "tween/waitress": lambda port: waitress(
+        "tests.apps.pyramid_app:make_tween_app", port, "--threads", "4", "--call"
+    ),
 }
 
 PROGRAMS = {"red_middleware/gunicorn": "shop", "tween/waitress": "shop-tween"}
@@ -217,10 +204,6 @@ def server(served):
     return served[0]
 
 
-def get(port: int, path: str, method: str = "GET") -> requests.Response:
-    return requests.request(method, f"http://127.0.0.1:{port}{path}", timeout=10)
-
-
 def test_real_http_traffic_is_counted_by_pattern(server):
     before = counts_by(scrape(server).text, "per", "status", "method")
     for n in range(10):
@@ -235,7 +218,7 @@ def test_real_http_traffic_is_counted_by_pattern(server):
     assert get(server, "/boom").status_code == 500
     assert get(server, "/stream/3").text == "chunk 0\nchunk 1\nchunk 2\n"
     after = counts_by(scrape(server).text, "per", "status", "method")
-    delta = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+    delta = increase(before, after)
     assert delta == {
         ("/name/{name}", "200", "GET"): 10,
         ("/item/{item_id}", "200", "GET"): 3,

@@ -8,8 +8,6 @@ Every server runs on loopback, started by the test; answers are polled for, neve
 from __future__ import annotations
 
 import http.server
-import shutil
-import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,81 +16,10 @@ from typing import Any
 
 import pytest
 import requests
-from test_prometheus import APP, METRIC, TRAFFIC, free_ports, prometheus, send, wait_for
 
 from conftest import gunicorn, serve
-
-VICTORIA_METRICS = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
-
-
-class VictoriaMetrics:
-    """A single-node VictoriaMetrics on loopback, answering PromQL on /api/v1/query."""
-
-    def __init__(self, workdir: Path, port: int) -> None:
-        self.port = port
-        self.log = workdir / "victoria-metrics.log"
-        self.args = [
-            VICTORIA_METRICS,
-            f"-httpListenAddr=127.0.0.1:{port}",
-            f"-storageDataPath={workdir / 'vm-data'}",
-            "-retentionPeriod=1d",
-            # Fresh samples answer queries at once, not after the default 30 s.
-            "-search.latencyOffset=0s",
-            "-search.disableCache",
-        ]
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def write_url(self) -> str:
-        return f"{self.url}/api/v1/write"
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(self.args, stdout=out, stderr=out)
-        wait_for("VictoriaMetrics to be ready", self._ready)
-
-    def _ready(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise RuntimeError(f"victoria-metrics exited:\n{self.log.read_text()[-3000:]}")
-        try:
-            return requests.get(f"{self.url}/health", timeout=5).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        body = requests.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10).json()
-        assert body["status"] == "success", body
-        return body["data"]["result"]
-
-    def vector(self, expr: str, *labels: str) -> dict[tuple[str, ...], float]:
-        return {
-            tuple(item["metric"].get(label, "") for label in labels): float(item["value"][1])
-            for item in self.query(expr)
-        }
-
-
-@contextmanager
-def victoria_metrics(workdir: Path, port: int) -> Iterator[VictoriaMetrics]:
-    server = VictoriaMetrics(workdir, port)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+from receivers import PROMETHEUS, free_ports, prometheus, victoria_metrics, wait_for
+from test_prometheus import APP, METRIC, TRAFFIC, send
 
 
 @contextmanager
@@ -157,7 +84,7 @@ def agent(workdir: Path, port: int, targets: list[str], remote: str) -> list[str
         "    queue_config: {batch_send_deadline: 1s}\n"
     )
     return [
-        "prometheus",
+        PROMETHEUS,
         "--enable-feature=agent",
         f"--config.file={workdir / 'agent.yml'}",
         f"--storage.agent.path={workdir / 'agent-data'}",

@@ -17,9 +17,9 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Host, Mount, Route, Router
 
 import last9
-from conftest import counts_by, free_port, parse, scrape, serve
+from conftest import counts_by, free_port, parse, scrape, serve, uvicorn
 from last9.asgi.middleware import RedMiddleware
-from traffic import UUID, counted, counts, duration_sum, get, requests_to, uvicorn
+from traffic import UUID, counted, counts, duration_sum, get, requests_to
 
 
 async def echo(request):
@@ -93,6 +93,32 @@ def test_each_request_is_counted_once_and_repeats_use_the_remembered_template(re
     app = RedMiddleware(shop(), registry=registry)
     requests_to(app, *SHOP_TRAFFIC, *SHOP_TRAFFIC, *SHOP_TRAFFIC)
     assert counts(registry) == {key: 3 * n for key, n in SHOP_COUNTS.items()}
+
+
+def test_a_remembered_template_is_read_without_calling_the_route_getter(registry, monkeypatch):
+    from last9 import starlette
+
+    asked: list[str] = []
+    make_getter = starlette._route_getter
+
+    def counting_getter(router: Any, routing: Any) -> tuple[Any, dict[int, Any]]:
+        route_of, learnt = make_getter(router, routing)
+
+        def counted_route_of(scope: dict[str, Any]) -> str | None:
+            asked.append(scope["path"])
+            return route_of(scope)
+
+        return counted_route_of, learnt
+
+    monkeypatch.setattr(starlette, "_route_getter", counting_getter)
+    app = RedMiddleware(shop(), registry=registry)
+    requests_to(app, "/name/ada", "/name/bob", "/name/cy", "/nothing", "/nothing")
+    # Learnt once; later requests to that route are named in Rust. No route: asked each time.
+    assert asked == ["/name/ada", "/nothing", "/nothing"]
+    assert counts(registry) == {
+        ("/name/{name}", "200", "GET"): 3,
+        ("/unmatched", "404", "GET"): 2,
+    }
 
 
 class ForgetRoute:

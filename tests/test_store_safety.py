@@ -93,14 +93,10 @@ def test_a_full_disk_kills_no_worker_and_counts_recover_when_space_returns(
     filler = small_tmpfs / "filler"
     filler.write_bytes(b"\1" * (400 << 10))
     port = free_port()
-    # The 512 KiB are sized for classic records (~0.4 KiB a series): with native buckets a
-    # record reserves every slot of the bucket limit (~1.7 KiB), and 200 series per worker could
-    # never fit again once space returns.
-    env = {
-        "XDG_RUNTIME_DIR": str(small_tmpfs),
-        "LAST9_MAX_DOMAINS": "100000",
-        "LAST9_NATIVE_HISTOGRAMS": "0",
-    }
+    # Native histograms on (the default): a record keeps a few native cells and a series that
+    # spreads wider gets its NATIVE records only then, so 200 series per worker fit again once
+    # space returns.
+    env = {"XDG_RUNTIME_DIR": str(small_tmpfs), "LAST9_MAX_DOMAINS": "100000"}
     command = gunicorn(port, "-w", "2", *WORKER_CLASSES[worker_class])
     with running(command, port, env) as master:
         workers = booted(master)

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import requests
+import tornado.simple_httpclient
 import tornado.web
 import tornado.websocket
 from auth_helpers import BASIC, CREDENTIALS
@@ -34,6 +35,7 @@ from conftest import METRIC, ROOT, counts_by, free_port, parse, scrape, serve, w
 from last9 import config
 from last9.tornado import RedApplication, instrument
 from last9.wsgi.middleware import RedMiddleware
+from traffic import family
 
 
 class Hello(tornado.web.RequestHandler):
@@ -664,3 +666,184 @@ def test_the_live_page_is_served_under_the_metrics_path_when_ui_is_on(registry):
     assert data.code == 200 and routes == ["/a"]
     off = instrument(tornado.web.Application([]), registry=last9.Registry())
     assert fetch_all(off, ["/metrics/ui"])[0].code == 404
+
+
+# --- Every family, as the WSGI and ASGI wrappers keep them: in flight, lineage -----------------
+
+
+def in_flight(registry: last9.Registry) -> float:
+    return sum(family(registry.render(), "http_requests_in_flight").values())
+
+
+async def until(check: Any) -> None:
+    """Lets the IOLoop run until `check()` holds (at most 10 s: a hang fails, never waits)."""
+    for _ in range(1000):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the condition never held")
+
+
+def test_in_flight_rises_during_slow_requests_and_returns_to_zero(registry):
+    entered: list[str] = []
+    release = asyncio.Event()
+
+    class Slow(tornado.web.RequestHandler):
+        async def get(self) -> None:
+            entered.append(self.request.method)
+            await release.wait()
+            self.write("done")
+
+    app = instrument(tornado.web.Application([(r"/slow", Slow)]), registry=registry)
+
+    async def go() -> tuple[list[int], float, str, float]:
+        server, port = listen(app)
+        client = AsyncHTTPClient(force_instance=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            pending = [asyncio.ensure_future(client.fetch(f"{url}/slow")) for _ in range(3)]
+            await until(lambda: len(entered) == 3)
+            during = in_flight(registry)
+            scraped = (await client.fetch(f"{url}/metrics")).body.decode()
+            release.set()
+            codes = [r.code for r in await asyncio.gather(*pending)]
+            return codes, during, scraped, in_flight(registry)
+        finally:
+            client.close()
+            server.stop()
+            await server.close_all_connections()
+
+    codes, during, scraped, after = asyncio.run(go())
+    assert codes == [200, 200, 200]
+    assert during == 3
+    # the scrape itself is not in flight
+    assert list(family(scraped, "http_requests_in_flight").values()) == [3]
+    assert after == 0
+    assert counted(registry) == {("/slow", "200", "GET"): 3}
+
+
+def test_a_client_that_goes_away_ends_the_flight_of_a_handler_that_never_finishes(registry):
+    """A long poll whose client left, and an upload cut off halfway: neither handler finishes,
+    so Tornado never logs them; they leave the gauge when their client goes."""
+    entered: list[str] = []
+
+    class LongPoll(tornado.web.RequestHandler):
+        async def get(self) -> None:
+            entered.append("poll")
+            await asyncio.Event().wait()  # nothing ever comes
+
+    @tornado.web.stream_request_body
+    class Upload(tornado.web.RequestHandler):
+        def prepare(self) -> None:
+            entered.append("upload")
+
+        def data_received(self, chunk: bytes) -> None:
+            pass
+
+        def put(self) -> None:
+            self.write("stored")
+
+    app = instrument(
+        tornado.web.Application([(r"/poll", LongPoll), (r"/upload", Upload)]), registry=registry
+    )
+
+    async def go() -> list[float]:
+        server, port = listen(app)
+        seen = []
+        try:
+            for request in (
+                b"GET /poll HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\npartial",
+            ):
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(request)
+                await writer.drain()
+                await until(lambda: len(entered) == len(seen) + 1)
+                seen.append(in_flight(registry))
+                writer.close()
+                await writer.wait_closed()
+                await until(lambda: in_flight(registry) == 0)
+        finally:
+            server.stop()
+        return seen
+
+    assert asyncio.run(go()) == [1, 1]
+    assert in_flight(registry) == 0
+
+
+def test_calls_made_while_serving_are_under_the_handlers_route_and_callers_counted(
+    registry, monkeypatch
+):
+    """Lineage over Tornado's own server: an httpx call made by a handler goes under that
+    handler's route and names the app to the service it calls (here the same app), which counts
+    it in http_requests_callers_total beside the callers its other requests named."""
+    import httpx
+
+    from last9 import lineage
+
+    # httpx patched, and the program outbound calls name, for this test only.
+    for transport, method in (
+        (httpx.HTTPTransport, "handle_request"),
+        (httpx.AsyncHTTPTransport, "handle_async_request"),
+    ):
+        monkeypatch.setattr(transport, method, getattr(transport, method))
+    monkeypatch.setattr(lineage, "_program", [])
+    last9._core.enable_lineage()
+    lineage._patch_httpx()
+
+    class Order(tornado.web.RequestHandler):
+        async def get(self, order_id: str) -> None:
+            async with httpx.AsyncClient() as client:
+                stock = await client.get(f"http://{self.request.host}/stock/{order_id}")
+            self.write(f"order {order_id}: {stock.text}")
+
+    class Stock(tornado.web.RequestHandler):
+        def get(self, item: str) -> None:
+            self.write("in stock")
+
+    app = instrument(
+        tornado.web.Application(
+            [(r"/orders/(?P<order_id>[0-9]+)", Order), (r"/stock/(?P<item>[0-9]+)", Stock)]
+        ),
+        registry=registry,
+        program="shop",
+    )
+    responses = fetch_all(app, ["/orders/1", "/orders/2"], headers={"X-Last9-Caller": "web"})
+    assert [r.body for r in responses] == [b"order 1: in stock", b"order 2: in stock"]
+    calls = family(registry.render(), "http_client_requests_duration_milliseconds_count")
+    assert [(dict(k)["per"], dict(k)["status"], v) for k, v in calls.items()] == [
+        ("/orders/{order_id}", "200", 2)
+    ]
+    callers = family(registry.render(), "http_requests_callers_total")
+    assert {
+        (dict(k)["caller"], dict(k)["per"], dict(k)["status"]): v for k, v in callers.items()
+    } == {
+        ("web", "/orders/{order_id}", "2xx"): 2,
+        ("shop", "/stock/{item}", "2xx"): 2,
+    }
+    assert in_flight(registry) == 0
+
+
+def test_a_handler_that_cannot_be_made_leaves_no_request_in_flight(registry):
+    class Broken(tornado.web.RequestHandler):
+        def initialize(self) -> None:
+            raise RuntimeError("a handler's own bug")
+
+    app = instrument(
+        tornado.web.Application([(r"/broken", Broken), (r"/a", Ok)]), registry=registry
+    )
+
+    async def go() -> int:
+        server, port = listen(app)
+        client = AsyncHTTPClient(force_instance=True)
+        try:
+            with pytest.raises(tornado.simple_httpclient.HTTPStreamClosedError):
+                await client.fetch(f"http://127.0.0.1:{port}/broken")  # Tornado drops it
+            return (await client.fetch(f"http://127.0.0.1:{port}/a")).code
+        finally:
+            client.close()
+            server.stop()
+
+    assert asyncio.run(go()) == 200
+    assert in_flight(registry) == 0
+    assert counted(registry) == {("/a", "200", "GET"): 1}

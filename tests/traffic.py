@@ -11,13 +11,9 @@ import httpx
 import requests
 
 import last9
-from conftest import METRIC, counts_by, parse, scrape
+from conftest import METRIC, counts_by, increase, parse, scrape
 
 UUID = "7d3f0c1e-9b6a-4c4b-8f1e-2a2b3c4d5e6f"
-
-
-def uvicorn(app: str, port: int, *args: str) -> list[str]:
-    return [sys.executable, "-m", "uvicorn", "--port", str(port), *args, app]
 
 
 def waitress(app: str, port: int, *args: str) -> list[str]:
@@ -34,7 +30,7 @@ def counted(port: int, traffic: Callable[[], object]) -> dict[tuple[str, ...], f
     before = counts_by(scrape(port).text, "per", "status", "method")
     traffic()
     after = counts_by(scrape(port).text, "per", "status", "method")
-    return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+    return increase(before, after)
 
 
 def duration_sum(port: int, per: str) -> float:
@@ -64,3 +60,13 @@ def requests_to(app: Any, *calls: str, **headers: str) -> list[int]:
 
 def counts(registry: last9.Registry) -> dict[tuple[str, ...], float]:
     return counts_by(registry.render(), "per", "status", "method")
+
+
+def family(text: str | bytes, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """The samples named `name` in an exposition, keyed by their label pairs, sorted."""
+    found = {}
+    for key, value in parse(text).items():
+        labels = dict(key)
+        if labels.pop("__name__") == name:
+            found[tuple(sorted(labels.items()))] = value
+    return found

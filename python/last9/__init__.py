@@ -25,6 +25,7 @@ from last9._core import (
     normalize_path,
     route_template,
 )
+from last9.labels import set_label
 from last9.lineage import instrument_http_clients
 from last9.promclient import Last9Collector
 from last9.remote_write import start_remote_write
@@ -64,6 +65,7 @@ __all__ = [
     "normalize_path",
     "prefork",
     "route_template",
+    "set_label",
     "start_metrics_server",
     "start_remote_write",
 ]

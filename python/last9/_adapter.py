@@ -32,9 +32,20 @@ class Adapter:
     route_syntax: str | None = None
     route_getter: RouteGetter | None = None
     #: WSGI only, the fast path: ``(key, attributes)`` such that ``environ[key].attr1.attr2…``
-    #: is the template, read in Rust without a Python call; the key is removed afterwards.
-    #: When a step gives None, ``route_getter`` is asked instead.
+    #: is the template, read in Rust without a Python call; a ``last9.`` key is removed
+    #: afterwards. When a step gives None, ``route_getter`` is asked instead.
     route_source: tuple[str, tuple[str, ...]] | None = None
+    #: WSGI only: read the route when the app calls ``start_response`` rather than once the
+    #: response is over (Flask lets go of its request before ``wsgi_app`` returns).
+    route_at_start: bool = False
+    #: WSGI only: Werkzeug's ``(ClosingIterator, Response)`` types, for apps whose responses are
+    #: Werkzeug's: a body that is a ``ClosingIterator`` over a response rendered in full (a list
+    #: body, not a streamed one) is recorded at once and handed to the server unwrapped.
+    werkzeug: tuple[type, type] | None = None
+    #: ASGI only: the templates ``route_getter`` has learnt, by ``id()`` of the object the router
+    #: leaves in ``scope["route"]`` (else ``scope["endpoint"]``); a str value is read in Rust
+    #: without calling the getter, anything else asks it. The getter keeps those objects alive.
+    route_cache: dict[int, Any] | None = None
     #: The framework's name for the app, used as the default ``program``.
     program_hint: str | None = None
     #: WSGI body types the app returns fully rendered (Django's ``HttpResponse``): recorded as

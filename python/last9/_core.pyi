@@ -3,6 +3,7 @@
 import os
 import pathlib
 from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
+from contextvars import ContextVar
 from os import PathLike
 from typing import Any, Final, Self, final
 
@@ -183,19 +184,28 @@ class Recorder:
         header_label_max: int = 10,
         group_status: bool = False,
         semconv: str = "last9",
+        app_label: tuple[str, Sequence[str] | None, int, ContextVar[list[str | None]]]
+        | None = None,
         body_sizes: bool = False,
     ) -> Self:
         """`exclude`: requests left out of every family; `labels`: constant labels added to
         every family after the seed's; `header_label`: ``(label, header)`` read from each
         request into the duration family, bounded by `header_label_values` (an allow-list) or
-        `header_label_max`, ``_other`` past it; `group_status`: ``status`` is ``2xx``, ....
-        `semconv`: family names (``last9``, ``otel``, ``dup``); `body_sizes`: the WSGI and ASGI
-        middlewares record request and response body sizes in bytes.
+        `header_label_max`, ``_other`` past it; `app_label`: ``(label, allow-list or None, cap,
+        context variable)``, a label the app sets with ``last9.set_label`` (each request gets a
+        ``[label, None]`` holder in its environ or scope and in the context variable);
+        `group_status`: ``status`` is ``2xx``, ...; `semconv`: ``last9``, ``otel`` or ``dup``;
+        `body_sizes`: the WSGI and ASGI middlewares record request and response body sizes in
+        bytes.
 
         Raises:
-            MetricsError: the same constant labels already in use with another header label or
-                status grouping.
+            MetricsError: the same constant labels already in use with another request label or
+                status grouping; both `header_label` and `app_label`.
         """
+    def begin_request(self, carrier: dict[str, Any]) -> None:
+        """Gives a request about to run its holder for ``last9.set_label`` (when the recorder
+        has an `app_label`): `carrier` is the dict the recording reads (Django's
+        ``request.META``, Falcon's ``req.env`` or ``req.scope``, Pyramid's environ)."""
     def excluded(self, method: str, path: str) -> bool:
         """Whether ``exclude`` leaves a request out as it enters (method or raw path)."""
     @property
@@ -272,11 +282,17 @@ class WsgiMiddleware:
         metrics: MetricsEndpoint | None = None,
         route_source: tuple[str, tuple[str, ...]] | None = None,
         complete_bodies: tuple[type, ...] | None = None,
+        route_at_start: bool = False,
+        werkzeug: tuple[type, type] | None = None,
     ) -> Self:
         """``route_source=(key, attrs)``: the template is ``environ[key].attr1.attr2…``, read
-        without a Python call (the key is then removed); ``route_getter(environ)`` is asked
+        without a Python call (a ``last9.`` key is then removed; a framework's is left);
+        ``route_getter(environ)`` is asked
         when a step gives None. ``complete_bodies``: body types recorded at once and passed on
-        unwrapped, like lists."""
+        unwrapped, like lists. ``route_at_start``: the route is read when the app calls
+        ``start_response`` (while the framework still holds its request). ``werkzeug``:
+        ``(ClosingIterator, Response)``; a ``ClosingIterator`` body over a response rendered in
+        full is recorded at once and passed on unwrapped."""
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any: ...
     def observe_client(
         self, environ: dict[str, Any], upstream: str, method: str, status: str, duration_ns: int
@@ -337,7 +353,10 @@ class AsgiMiddleware:
         registry: Registry,
         route_getter: Callable[[dict[str, Any]], str | None] | None = None,
         metrics: MetricsEndpoint | None = None,
-    ) -> Self: ...
+        route_cache: dict[int, Any] | None = None,
+    ) -> Self:
+        """``route_cache``: templates by ``id()`` of ``scope["route"]`` (else
+        ``scope["endpoint"]``); a str there is used without calling ``route_getter``."""
     def __call__(
         self,
         scope: dict[str, Any],

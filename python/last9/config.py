@@ -83,6 +83,9 @@ class Settings:
     #: Its allow-list (None: values admitted up to `header_label_max`).
     header_label_values: tuple[str, ...] | None = None
     header_label_max: int = 10
+    #: A label the app sets during the request (``last9.set_label``): (label, allow-list or
+    #: None, cap), or None.
+    request_label: tuple[str, tuple[str, ...] | None, int] | None = None
     #: Whether ``status`` is the class (``2xx``) rather than the code.
     group_status: bool = False
     #: Family names: the seed's (``last9``), OpenTelemetry's (``otel``) or both (``dup``).
@@ -163,6 +166,7 @@ class Options(TypedDict, total=False):
     header_label: tuple[str, str] | str | None
     header_label_values: Sequence[str] | str | None
     header_label_max: int | None
+    request_labels: Mapping[str, Sequence[str] | int] | str | None
     group_status: bool | None
     semconv: str | None
     body_sizes: bool | None
@@ -213,6 +217,7 @@ def resolve(
     header_label: tuple[str, str] | str | None = None,
     header_label_values: Sequence[str] | str | None = None,
     header_label_max: int | None = None,
+    request_labels: Mapping[str, Sequence[str] | int] | str | None = None,
     group_status: bool | None = None,
     semconv: str | None = None,
     body_sizes: bool | None = None,
@@ -241,6 +246,12 @@ def resolve(
     resource = _resource_attributes(env)
     constant_labels = _labels(env, labels)
     request_label = _header_label(env, header_label, {name for name, _ in constant_labels})
+    app_label = _request_labels(env, request_labels, {name for name, _ in constant_labels})
+    if app_label is not None and request_label is not None:
+        raise MetricsError(
+            "LAST9_REQUEST_LABELS (request_labels) and LAST9_HEADER_LABEL (header_label) cannot "
+            "both be set: the duration family has one request label"
+        )
     return Settings(
         program=program
         or env.get("LAST9_PROGRAM")
@@ -275,6 +286,7 @@ def resolve(
         header_label=request_label,
         header_label_values=_header_label_values(env, header_label_values, request_label),
         header_label_max=_header_label_max(env, header_label_max),
+        request_label=app_label,
         group_status=_flag(env, group_status, "group_status", "LAST9_GROUP_STATUS"),
         semconv=_semconv(env, semconv),
         body_sizes=_flag(env, body_sizes, "body_sizes", "LAST9_BODY_SIZES"),
@@ -431,6 +443,69 @@ def _header_label_max(env: Mapping[str, str], value: int | None) -> int:
             f"{setting} must be a whole number from 1 to {MAX_HEADER_VALUES}, not {value!r}"
         )
     return value
+
+
+def _request_labels(
+    env: Mapping[str, str],
+    request_labels: Mapping[str, Sequence[str] | int] | str | None,
+    taken: set[str],
+) -> tuple[str, tuple[str, ...] | None, int] | None:
+    """The label the app sets (``last9.set_label``): the keyword (``{"tier": ["free", "gold"]}``
+    or ``{"tier": 10}``, or the variable's syntax), else LAST9_REQUEST_LABELS (``tier=free|gold``:
+    an allow-list; ``tier=10``: a cap). One label: the duration family has one request label."""
+    setting = "request_labels (LAST9_REQUEST_LABELS)"
+    if request_labels is None:
+        request_labels, setting = env.get("LAST9_REQUEST_LABELS", ""), "LAST9_REQUEST_LABELS"
+    if isinstance(request_labels, str):
+        entries: list[tuple[object, object]] = []
+        for item in request_labels.split(","):
+            if not item.strip():
+                continue
+            name, sep, bound = item.partition("=")
+            if not sep:
+                raise MetricsError(
+                    f"{setting} must be label=value|value or label=cap, not {item.strip()!r}"
+                )
+            bound = bound.strip()
+            entries.append((name.strip(), int(bound) if bound.isdigit() else bound.split("|")))
+    elif isinstance(request_labels, Mapping):
+        entries = list(request_labels.items())
+    else:
+        raise MetricsError(
+            f"{setting} must be a dict such as {{'tier': ['free', 'gold']}}, not {request_labels!r}"
+        )
+    if not entries:
+        return None
+    if len(entries) > 1:
+        raise MetricsError(
+            f"{setting}: one label, not {len(entries)} (the duration family has one request label)"
+        )
+    [(name, bound)] = entries
+    if not isinstance(name, str) or not _LABEL_NAME.match(name) or name.startswith("__"):
+        raise MetricsError(f"{setting}: {name!r} is not a Prometheus label name")
+    if name in RESERVED_LABELS or name in taken:
+        raise MetricsError(f"{setting}: {name!r} is a label already set")
+    if isinstance(bound, int) and not isinstance(bound, bool):
+        if not 1 <= bound <= MAX_HEADER_VALUES:
+            raise MetricsError(
+                f"{setting}: the cap of {name!r} must be 1 to {MAX_HEADER_VALUES}, not {bound}"
+            )
+        return name, None, bound
+    if isinstance(bound, str) or not isinstance(bound, Sequence):
+        raise MetricsError(
+            f"{setting}: {name!r} needs a list of values or a cap (a whole number), not {bound!r}"
+        )
+    values = tuple(v.strip() for v in bound if isinstance(v, str) and v.strip())
+    if len(values) != len(bound) or not 1 <= len(values) <= MAX_HEADER_VALUES:
+        raise MetricsError(
+            f"{setting}: the values of {name!r} must be 1 to {MAX_HEADER_VALUES} non-empty "
+            f"strings, not {bound!r}"
+        )
+    if any(len(v) > MAX_LABEL_VALUE for v in values):
+        raise MetricsError(
+            f"{setting}: the values of {name!r} must be at most {MAX_LABEL_VALUE} characters"
+        )
+    return name, values, len(values)
 
 
 def _resource_attributes(env: Mapping[str, str]) -> dict[str, str]:

@@ -96,6 +96,8 @@ class RedMiddleware:
         self.metrics_path = app_setup.settings.metrics_path
         #: Whether `<metrics_path>/ui` answers with the live page (``ui``, ``LAST9_UI``).
         self.ui = self.metrics is not None and app_setup.settings.ui
+        #: Whether views set a request label (``request_labels``): each request gets a holder.
+        self.labelled = app_setup.settings.request_label is not None
         scrape.warn_if_shadowed(self.metrics, route_at)
 
     def __call__(self, request: HttpRequest) -> Any:
@@ -109,8 +111,7 @@ class RedMiddleware:
             return _response(self.metrics.respond(*_scrape_headers(request)))
         if self.ui and (ui := self._ui_request(request)) is not None:
             return _response(self.metrics.respond_ui(*ui))
-        started = _now()
-        token = lineage.begin(self, request, self.recorder, request.method)
+        started, token = self._begin(request)
         try:
             response = self.get_response(request)
         except BaseException:
@@ -134,8 +135,7 @@ class RedMiddleware:
             return _response(await scrape.respond_async(self.metrics, *_scrape_headers(request)))
         if self.ui and (ui := self._ui_request(request)) is not None:
             return _response(await scrape.respond_ui_async(self.metrics, *ui))
-        started = _now()
-        token = lineage.begin(self, request, self.recorder, request.method)
+        started, token = self._begin(request)
         try:
             response = await get_response(request)
         except asyncio.CancelledError:
@@ -151,6 +151,12 @@ class RedMiddleware:
             sent = _sent(response) if self.body_sizes else None
             self._record(request, response.status_code, started, token, sent)
         return response
+
+    def _begin(self, request: HttpRequest) -> tuple[int, int]:
+        """A recorded request starts: its start time and lineage token."""
+        if self.labelled:
+            self.recorder.begin_request(request.META)
+        return _now(), lineage.begin(self, request, self.recorder, request.method)
 
     def _ui_request(self, request: HttpRequest) -> tuple[str | None, bool, bool] | None:
         """``respond_ui``'s arguments when the request asks for the live page or its data."""
@@ -233,13 +239,9 @@ def adapt(app: Any) -> Adapter | None:
     if wsgi is None or not isinstance(app, wsgi.WSGIHandler):
         return None
     _capture_routes(app, operator.attrgetter("META"))
-    return Adapter(
-        app=app,
-        route_syntax="django",
+    return _adapter(
+        app,
         route_source=(ROUTE_KEY, ()),  # environ[ROUTE_KEY] itself, read in Rust
-        program_hint=program_hint(),
-        route_at=route_at,
-        excluded_views=excluded_views,
         # Rendered when returned (streaming responses are other classes): no body wrapper.
         complete_bodies=(sys.modules["django.http"].HttpResponse,),
     )
@@ -250,13 +252,18 @@ def adapt_asgi(app: Any) -> Adapter | None:
     if asgi is None or not isinstance(app, asgi.ASGIHandler):
         return None
     _capture_routes(app, operator.attrgetter("scope"))
+    return _adapter(app, route_getter=_read_route)
+
+
+def _adapter(app: Any, **route_reading: Any) -> Adapter:
+    """What the WSGI and ASGI handlers share; `route_reading` says how each finds the route."""
     return Adapter(
         app=app,
         route_syntax="django",
-        route_getter=_read_route,
         program_hint=program_hint(),
         route_at=route_at,
         excluded_views=excluded_views,
+        **route_reading,
     )
 
 

@@ -72,6 +72,8 @@ class Middleware:
         self.metrics_path = app_setup.settings.metrics_path
         #: Whether `<metrics_path>/ui` answers with the live page (``ui``, ``LAST9_UI``).
         self.ui = self.metrics is not None and app_setup.settings.ui
+        #: Whether responders set a request label (``request_labels``): each request gets a holder.
+        self.labelled = app_setup.settings.request_label is not None
 
     def process_request(self, req: Any, resp: Any) -> None:
         if req.path == self.metrics_path and req.method in ("GET", "HEAD"):
@@ -79,6 +81,8 @@ class Middleware:
         elif self.ui and (ui := _ui_request(self.metrics, req)) is not None:
             _answer(resp, self.metrics.respond_ui(*ui))
         elif not (self.excluding and self.recorder.excluded(req.method, req.path)):
+            if self.labelled:
+                self.recorder.begin_request(req.env)
             token = lineage.begin(self, req, self.recorder, req.method)
             req.env[_STARTED_KEY] = (time.perf_counter_ns(), token)
 
@@ -87,14 +91,14 @@ class Middleware:
         entered = env.pop(_STARTED_KEY, None)
         if entered is not None:
             started, token = entered
-            host = env.get("HTTP_HOST") or env.get("SERVER_NAME")
             status = _status_code(resp.status)
             elapsed = time.perf_counter_ns() - started
             caller = env.get("HTTP_X_LAST9_CALLER") or env.get(
                 "HTTP_X_ENVOY_DOWNSTREAM_SERVICE_CLUSTER"
             )
             lineage.end(self.recorder, token, req.uri_template, caller, status)
-            self.recorder.observe(req.uri_template, "", host, req.method, status, elapsed)
+            # Host, method and the request label are read from the environ, in Rust.
+            self.recorder.observe_environ(req.uri_template, env, status, elapsed)
 
     async def process_request_async(self, req: Any, resp: Any) -> None:
         if req.path == self.metrics_path and req.method in ("GET", "HEAD"):
@@ -103,6 +107,8 @@ class Middleware:
         elif self.ui and (ui := _ui_request(self.metrics, req)) is not None:
             _answer(resp, await scrape.respond_ui_async(self.metrics, *ui))
         elif not (self.excluding and self.recorder.excluded(req.method, req.path)):
+            if self.labelled:
+                self.recorder.begin_request(req.scope)
             token = lineage.begin(self, req, self.recorder, req.method)
             req.scope[_STARTED_KEY] = (time.perf_counter_ns(), token)
 

@@ -1,8 +1,17 @@
 """Flask: the route template is the matched ``Rule``'s ``rule``.
 
-Flask pops its request context before ``wsgi_app`` returns, so the request object is captured
-as it is made: the app's ``request_class`` gets a thin subclass that leaves itself in the
-environ. After the response, the rule (blueprint prefixes included) is read from it.
+Werkzeug's request leaves itself in the environ (``environ["werkzeug.request"]``) until Flask
+pops its request context, just before ``wsgi_app`` returns: the rule (blueprint prefixes
+included) is read from it when the app calls ``start_response``, in Rust, with no Python call
+per request. A view whose exception Flask lets through (``PROPAGATE_EXCEPTIONS``) never starts a
+response: the ``got_request_exception`` signal leaves the request under our own key then. Should
+an app's request class not leave itself in the environ, the request object is captured as it is
+made instead: the app's ``request_class`` gets a thin subclass that does (a Python call per
+request).
+
+A rendered response (a list body, what a view's string, dict or ``Response(data)`` becomes)
+reaches the server as Werkzeug's ``ClosingIterator``; the middleware recognises it, records at
+once and passes it on unwrapped. A streamed one (a generator body) is wrapped and timed to its end.
 """
 
 from __future__ import annotations
@@ -15,8 +24,11 @@ from typing import Any
 from last9._adapter import Adapter
 from last9.views import is_excluded
 
-#: Environ key the capturing request class stores itself under.
+#: Environ key Werkzeug's request stores itself under.
+WERKZEUG_REQUEST_KEY = "werkzeug.request"
+#: Environ key the capturing request class (or the exception hook) stores the request under.
 REQUEST_KEY = "last9.flask.request"
+_MISSING = object()
 
 
 def adapt(app: Any) -> Adapter | None:
@@ -31,15 +43,21 @@ def adapt(app: Any) -> Adapter | None:
         flask_app, inner = app.__self__, app  # RedMiddleware(app.wsgi_app)
     else:
         return None
-    _capture_requests(flask_app)
     _release_port_before_reloading(flask_app)
+    _keep_request_on_exception(flask_app)
 
     def route_of(environ: dict[str, Any]) -> str | None:
         request = environ.pop(REQUEST_KEY, None)
         if request is None:
-            _capture_requests(flask_app)  # request_class was replaced after we wrapped it
+            request = environ.get(WERKZEUG_REQUEST_KEY)
+            if request is None:  # Flask has let go of it: no response was started
+                return None
+        rule = getattr(request, "url_rule", _MISSING)
+        if rule is _MISSING:
+            # Another Werkzeug request (a test client's, say): the app's request class does not
+            # leave itself in the environ. Capture it from now on.
+            _capture_requests(flask_app)
             return None
-        rule = request.url_rule
         if rule is not None:
             return rule.rule
         return _rule_allowing_other_method(flask_app, request)
@@ -47,9 +65,11 @@ def adapt(app: Any) -> Adapter | None:
     return Adapter(
         app=inner,
         route_syntax="angle",
-        # The common case, read in Rust: environ[REQUEST_KEY].url_rule.rule.
-        route_source=(REQUEST_KEY, ("url_rule", "rule")),
+        # The common case, read in Rust: environ["werkzeug.request"].url_rule.rule.
+        route_source=(WERKZEUG_REQUEST_KEY, ("url_rule", "rule")),
         route_getter=route_of,
+        route_at_start=True,
+        werkzeug=_werkzeug_types(),
         program_hint=flask_app.name,
         route_at=lambda path: _route_at(flask_app, path),
         route_templates=lambda: [rule.rule for rule in flask_app.url_map.iter_rules()],
@@ -59,6 +79,32 @@ def adapt(app: Any) -> Adapter | None:
             if is_excluded(flask_app.view_functions.get(rule.endpoint))
         ],
     )
+
+
+def _werkzeug_types() -> tuple[type, type]:
+    """Werkzeug's ``ClosingIterator`` (what a response's ``__call__`` returns) and ``Response``."""
+    from werkzeug.wrappers import Response
+    from werkzeug.wsgi import ClosingIterator
+
+    return ClosingIterator, Response
+
+
+def _keep_request_on_exception(app: Any) -> None:
+    """Leaves the request in the environ when a view raises, for an exception that Flask lets
+    through (the response, and the route read with it, never starts); costs nothing otherwise."""
+    from flask import got_request_exception
+
+    if getattr(app, "_last9_keep_request", None) is not None:
+        return
+
+    def keep_request(sender: Any, **_: Any) -> None:
+        from flask import request
+
+        if request:
+            request.environ[REQUEST_KEY] = request._get_current_object()
+
+    app._last9_keep_request = keep_request  # the signal holds its receivers weakly
+    got_request_exception.connect(keep_request, app)
 
 
 def _route_at(app: Any, path: str) -> str | None:

@@ -26,6 +26,8 @@ from last9._core import Recorder, enable_lineage, lineage_enabled
 
 #: Header that instrumented clients send, naming the calling program.
 CALLER_HEADER = "x-last9-caller"
+#: Envoy's header naming the calling service, counted when no ``x-last9-caller`` came.
+ENVOY_CALLER_HEADER = "x-envoy-downstream-service-cluster"
 
 #: The request running in this context: ``(middleware, environ or scope)``, or None. A middleware
 #: here has ``observe_client(request, upstream, method, status, duration_ns)`` and ``recorder``.
@@ -59,6 +61,19 @@ def end(
     if lineage_enabled():
         _inbound.set(None)
         recorder.count_caller(per, caller, status)
+
+
+def publish(owner: Any, request: Any) -> contextvars.Token[tuple[Any, Any] | None] | None:
+    """With lineage on, makes `request` (served by `owner`, as for :func:`begin`) the one that
+    outbound calls in this context, and in tasks created from it, are made for, until
+    :func:`unpublish` is given the result. For hooks that can end it in the same call."""
+    return _inbound.set((owner, request)) if lineage_enabled() else None
+
+
+def unpublish(published: contextvars.Token[tuple[Any, Any] | None] | None) -> None:
+    """Undoes :func:`publish` in the context it was made in."""
+    if published is not None:
+        _inbound.reset(published)
 
 
 def note_program(program: str) -> None:

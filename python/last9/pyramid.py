@@ -39,6 +39,7 @@ SETTINGS = (
     "header_label",
     "header_label_values",
     "header_label_max",
+    "request_labels",
     "group_status",
     "semconv",
     "body_sizes",
@@ -65,13 +66,10 @@ def adapt(app: Any) -> Adapter | None:
     )
 
 
-def _body_sizes(request: Any, response: Any) -> tuple[int | None, int | None]:
-    """(request, response) body sizes in bytes as declared (None: unknown, e.g. streamed)."""
-    sent = None if response is None else response.content_length
-    if request.content_length is not None:
-        return request.content_length, sent
-    chunked = "HTTP_TRANSFER_ENCODING" in request.environ
-    return (None if chunked else 0), sent
+def _sent(response: Any) -> int | None:
+    """The response body's size in bytes as declared (None: unknown, e.g. streamed). The
+    request's is read from the environ, in Rust."""
+    return None if response is None else response.content_length
 
 
 def route_at(registry: Any, path: str) -> str | None:
@@ -174,6 +172,8 @@ class Tween:
         scrape.warn_if_shadowed(self.metrics, lambda path: route_at(registry, path))
         self.recorder: Any = app_setup.recorder
         self.excluding = self.recorder.excluding
+        #: Whether views set a request label (``last9.request_labels``): each request gets a holder.
+        self.labelled = app_setup.settings.request_label is not None
         self.capture = _capturing(handler)
 
     def __call__(self, request: Any) -> Any:
@@ -189,6 +189,8 @@ class Tween:
                 return self._ui(request, data)
         if self.excluding and recorder.excluded(request.method, request.path):
             return self.handler(request)
+        if self.labelled:
+            recorder.begin_request(environ)
         started = time.perf_counter_ns()
         status = 500  # recorded if the handler raises, which is then re-raised as it was
         response = None
@@ -198,14 +200,14 @@ class Tween:
             return response
         finally:
             route = request.matched_route
-            recorder.observe(
+            # Host, method, the request label and the request's size are read from the environ,
+            # in Rust.
+            recorder.observe_environ(
                 None if route is None else route.pattern,
-                "",
-                environ.get("HTTP_HOST") or environ.get("SERVER_NAME"),
-                environ["REQUEST_METHOD"],
+                environ,
                 status,
                 time.perf_counter_ns() - started,
-                *(_body_sizes(request, response) if self.body_sizes else ()),
+                _sent(response) if self.body_sizes else None,
             )
 
     def _ui(self, request: Any, data: bool) -> Any:

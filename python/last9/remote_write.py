@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from last9._core import MetricsError, Registry, RemoteWriter, global_registry, multiprocess_dir
+from last9.per_process import PerProcess
 
 #: How long the exit hook waits for the last snapshot to be delivered, in seconds.
 EXIT_TIMEOUT = 5.0
@@ -27,10 +28,9 @@ DEFAULT_TIMEOUT = 10.0
 #: The lock file, in the shared directory, whose holder pushes for all workers.
 REMOTE_WRITE_LOCK = "remote-write.lock"
 
-_lock = threading.Lock()
-#: Writers this process started from LAST9_REMOTE_WRITE_URL, by pid (a forked child starts its
-#: own); None while the process stands by for another worker.
-_from_env: dict[int, RemoteWriter | None] = {}
+#: The writer this process started from LAST9_REMOTE_WRITE_URL (a forked child starts its own);
+#: None while the process stands by for another worker.
+_from_env: PerProcess[RemoteWriter | None] = PerProcess()
 
 
 def start_remote_write(
@@ -101,41 +101,36 @@ def start_from_env(
     url = env.get("LAST9_REMOTE_WRITE_URL", "").strip()
     if not url:
         return None
-    with _lock:
-        pid = os.getpid()
-        if pid in _from_env:
-            return _from_env[pid]
 
-        def start() -> RemoteWriter:
-            try:
-                return start_remote_write(
-                    url,
-                    username=env.get("LAST9_REMOTE_WRITE_USERNAME") or None,
-                    password=env.get("LAST9_REMOTE_WRITE_PASSWORD") or None,
-                    bearer_token=env.get("LAST9_REMOTE_WRITE_BEARER_TOKEN") or None,
-                    interval=_seconds(env, "LAST9_REMOTE_WRITE_INTERVAL", DEFAULT_INTERVAL),
-                    max_pending=_count(env, "LAST9_REMOTE_WRITE_MAX_PENDING", DEFAULT_MAX_PENDING),
-                    timeout=_seconds(env, "LAST9_REMOTE_WRITE_TIMEOUT", DEFAULT_TIMEOUT),
-                    ca_file=env.get("LAST9_REMOTE_WRITE_CA_FILE") or None,
-                    native_histograms=_flag(env, "LAST9_REMOTE_WRITE_NATIVE_HISTOGRAMS"),
-                    headers=_pairs(env, "LAST9_REMOTE_WRITE_HEADERS"),
-                    labels=_pairs(env, "LAST9_REMOTE_WRITE_LABELS"),
-                    registry=registry,
-                )
-            except MetricsError as err:
-                raise MetricsError(f"{err} (from the LAST9_REMOTE_WRITE_* settings)") from None
+    def start() -> RemoteWriter:
+        try:
+            return start_remote_write(
+                url,
+                username=env.get("LAST9_REMOTE_WRITE_USERNAME") or None,
+                password=env.get("LAST9_REMOTE_WRITE_PASSWORD") or None,
+                bearer_token=env.get("LAST9_REMOTE_WRITE_BEARER_TOKEN") or None,
+                interval=_seconds(env, "LAST9_REMOTE_WRITE_INTERVAL", DEFAULT_INTERVAL),
+                max_pending=_count(env, "LAST9_REMOTE_WRITE_MAX_PENDING", DEFAULT_MAX_PENDING),
+                timeout=_seconds(env, "LAST9_REMOTE_WRITE_TIMEOUT", DEFAULT_TIMEOUT),
+                ca_file=env.get("LAST9_REMOTE_WRITE_CA_FILE") or None,
+                native_histograms=_flag(env, "LAST9_REMOTE_WRITE_NATIVE_HISTOGRAMS"),
+                headers=_pairs(env, "LAST9_REMOTE_WRITE_HEADERS"),
+                labels=_pairs(env, "LAST9_REMOTE_WRITE_LABELS"),
+                registry=registry,
+            )
+        except MetricsError as err:
+            raise MetricsError(f"{err} (from the LAST9_REMOTE_WRITE_* settings)") from None
 
+    def start_or_stand_by() -> RemoteWriter | None:
         shared_dir = multiprocess_dir()
         if not (registry.is_global and shared_dir is not None):
-            _from_env[pid] = start()
-            return _from_env[pid]
+            return start()
         # Settings are checked now, so a mistake fails at start-up in every worker.
         start().stop(0)
-        _from_env[pid] = None
-        lead_when_possible(
-            Path(shared_dir) / REMOTE_WRITE_LOCK, lambda: _from_env.update({pid: start()})
-        )
+        lead_when_possible(Path(shared_dir) / REMOTE_WRITE_LOCK, lambda: _from_env.replace(start()))
         return None
+
+    return _from_env.get(start_or_stand_by)
 
 
 def lead_when_possible(lock_path: Path, lead: Callable[[], object], retry: float = 1.0) -> None:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import threading
 
 from last9._core import MetricsServer, Registry, global_registry, multiprocess_dir
 from last9.config import MetricsAuth, MetricsTls
+from last9.per_process import PerProcess
 
-_lock = threading.Lock()
-#: Servers this process started from LAST9_METRICS_PORT, by pid (a forked child starts its own).
-_from_env: dict[int, MetricsServer] = {}
+#: The server this process started from LAST9_METRICS_PORT (a forked child starts its own).
+_from_env: PerProcess[MetricsServer] = PerProcess()
 
 
 def start_metrics_server(
@@ -67,29 +66,25 @@ def start_from_env(
     if port is None:
         return None
     auth = auth or MetricsAuth()
-    with _lock:
-        pid = os.getpid()
-        if pid not in _from_env:
-            standby = registry.is_global and multiprocess_dir() is not None
-            _from_env[pid] = MetricsServer(
-                registry,
-                port,
-                addr,
-                standby=standby,
-                username=auth.username,
-                password=auth.password,
-                bearer_token=auth.bearer_token,
-                tls_cert_file=tls.cert_file if tls else None,
-                tls_key_file=tls.key_file if tls else None,
-                tls_client_ca_file=tls.client_ca_file if tls else None,
-            )
-        return _from_env[pid]
+    return _from_env.get(
+        lambda: MetricsServer(
+            registry,
+            port,
+            addr,
+            standby=registry.is_global and multiprocess_dir() is not None,
+            username=auth.username,
+            password=auth.password,
+            bearer_token=auth.bearer_token,
+            tls_cert_file=tls.cert_file if tls else None,
+            tls_key_file=tls.key_file if tls else None,
+            tls_client_ca_file=tls.client_ca_file if tls else None,
+        )
+    )
 
 
 def stop_from_env() -> None:
     """Stops the server this process started from LAST9_METRICS_PORT, if any (a Werkzeug
     reloader parent hands the port to the child that serves)."""
-    with _lock:
-        started = _from_env.pop(os.getpid(), None)
+    started = _from_env.pop()
     if started is not None:
         started.stop()

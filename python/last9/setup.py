@@ -12,10 +12,21 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from last9 import config, lineage, prefork, promclient, remote_write, runtime, scrape, server
+from last9 import (
+    config,
+    labels,
+    lineage,
+    prefork,
+    promclient,
+    remote_write,
+    runtime,
+    scrape,
+    server,
+)
 from last9._core import (
     Exclusions,
     MetricsEndpoint,
@@ -85,6 +96,7 @@ def instrument_app(
         header_label_max=settings.header_label_max,
         group_status=settings.group_status,
         semconv=settings.semconv,
+        app_label=_app_label(settings),
         body_sizes=settings.body_sizes,
     )
     if route_templates is not None:
@@ -162,6 +174,16 @@ def _register_routes(recorder: Recorder, route_templates: Callable[[], Iterable[
         logging.getLogger("last9").debug("cannot list the app's routes", exc_info=True)
         return
     recorder.register_routes(templates)
+
+
+def _app_label(
+    settings: config.Settings,
+) -> tuple[str, list[str] | None, int, ContextVar[list[str | None]]] | None:
+    """The recorder's `app_label`: the ``request_labels`` setting and ``set_label``'s variable."""
+    if settings.request_label is None:
+        return None
+    name, values, cap = settings.request_label
+    return name, list(values) if values is not None else None, cap, labels.CURRENT
 
 
 def _histogram_options(settings: config.Settings) -> dict[str, object]:

@@ -33,10 +33,12 @@ def adapt_asgi(app: Any) -> Adapter | None:
     router = _find_router(app, routing)
     if router is None:
         return None
+    route_getter, learnt = _route_getter(router, routing)
     return Adapter(
         app=app,
         route_syntax="brace",
-        route_getter=_route_getter(router, routing),
+        route_getter=route_getter,
+        route_cache=learnt,
         route_at=lambda path: _route_at(router, routing, path),
         route_templates=lambda: [t for t, _ in _templates(router.routes, "", routing)],
         excluded_views=lambda: [
@@ -72,7 +74,9 @@ def _find_router(app: Any, routing: Any) -> Any:
     return None
 
 
-def _route_getter(default_router: Any, routing: Any) -> Any:
+def _route_getter(default_router: Any, routing: Any) -> tuple[Any, dict[int, Any]]:
+    """The route getter, and the templates it has learnt by ``id()`` of the scope's route (or
+    endpoint) object, which the middleware reads in Rust before calling the getter."""
     templates: dict[int, Any] = {}
     alive: list[Any] = []  # keeps remembered objects alive, so their ids stay theirs
 
@@ -126,7 +130,7 @@ def _route_getter(default_router: Any, routing: Any) -> Any:
             probe["root_path"] = scope.get("app_root_path", scope.get("root_path", ""))
         return _match(probe, router.routes, "", routing), router
 
-    return route_of
+    return route_of, templates
 
 
 def _match(scope: dict[str, Any], routes: Any, prefix: str, routing: Any) -> str | None:

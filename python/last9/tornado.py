@@ -7,8 +7,12 @@
 (``RedMiddleware(app)`` from ``last9.wsgi.middleware`` does the same), or build the app as a
 ``RedApplication``. Each request is recorded from ``Application.log_request``, which Tornado
 calls once per response, just after writing its end: the status sent, the time since the
-request's headers arrived, and the template of the rule that routed it. ``/metrics`` is answered
-by a rule put in front of the app's own (GET and HEAD only); scrapes are not counted.
+request's headers arrived, and the template of the rule that routed it. The route is resolved as
+Tornado routes the request (``Application.get_handler_delegate``) and left on the request, and
+Tornado's delegate class, taught once per process, runs the handler of such a request in
+``http_requests_in_flight`` and, with lineage on, with outbound calls going under its route, as
+with the WSGI and ASGI middlewares. ``/metrics`` is answered by a rule put in front of the
+app's own (GET and HEAD only); scrapes are not counted.
 
 Routing leaves no trace on the handler, so the rule tree is read once: a handler class that one
 rule routes to gives its template by a dict lookup; a class several rules share (StaticFileHandler,
@@ -27,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 import tornado.web
 from tornado.routing import Matcher, Rule
 
-from last9 import config, scrape
-from last9._core import MetricsEndpoint, Recorder, Registry
+from last9 import config, lineage, scrape
+from last9._core import MetricsEndpoint, Recorder, Registry, lineage_enabled
 from last9.setup import instrument_app, switched_off
 from last9.views import is_excluded
 
@@ -46,10 +50,9 @@ SKIP = object()
 Chain = tuple[tuple[Any, ...], str]
 
 
-class MetricsHandler(tornado.web.RequestHandler):
-    """Answers a scrape with the registry's exposition (format and gzip from the headers),
-    rendered in a worker thread so the IOLoop goes on serving meanwhile; 401 to a scrape
-    without the credentials the endpoint asks for."""
+class _ScrapeHandler(tornado.web.RequestHandler):
+    """What the metrics and live page handlers share: GET and HEAD only, no ETag, and a reply
+    made in a worker thread so the IOLoop goes on serving meanwhile."""
 
     SUPPORTED_METHODS = _SCRAPE_METHODS
 
@@ -59,47 +62,46 @@ class MetricsHandler(tornado.web.RequestHandler):
     def compute_etag(self) -> None:
         return None
 
-    async def get(self) -> None:
-        headers = self.request.headers
-        status, response_headers, body = await scrape.respond_async(
-            self.metrics,
-            headers.get("Authorization"),
-            headers.get("Accept"),
-            headers.get("Accept-Encoding"),
-            head=self.request.method == "HEAD",
-        )
+    def reply(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         self.set_status(status)
-        for name, value in response_headers:
+        for name, value in headers:
             self.set_header(name, value)
         self.write(body)
+
+
+class MetricsHandler(_ScrapeHandler):
+    """Answers a scrape with the registry's exposition (format and gzip from the headers); 401
+    to a scrape without the credentials the endpoint asks for."""
+
+    async def get(self) -> None:
+        headers = self.request.headers
+        self.reply(
+            *await scrape.respond_async(
+                self.metrics,
+                headers.get("Authorization"),
+                headers.get("Accept"),
+                headers.get("Accept-Encoding"),
+                head=self.request.method == "HEAD",
+            )
+        )
 
     head = get
 
 
-class LivePageHandler(tornado.web.RequestHandler):
+class LivePageHandler(_ScrapeHandler):
     """``<metrics_path>/ui`` and ``<metrics_path>/ui/data.json``: the live page (``ui``),
-    protected like the metrics, computed in a worker thread."""
-
-    SUPPORTED_METHODS = _SCRAPE_METHODS
-
-    def initialize(self, metrics: MetricsEndpoint) -> None:
-        self.metrics = metrics
-
-    def compute_etag(self) -> None:
-        return None
+    protected like the metrics."""
 
     async def get(self) -> None:
         data = self.metrics.ui_route(self.request.path)
-        status, response_headers, body = await scrape.respond_ui_async(
-            self.metrics,
-            self.request.headers.get("Authorization"),
-            bool(data),
-            head=self.request.method == "HEAD",
+        self.reply(
+            *await scrape.respond_ui_async(
+                self.metrics,
+                self.request.headers.get("Authorization"),
+                bool(data),
+                head=self.request.method == "HEAD",
+            )
         )
-        self.set_status(status)
-        for name, value in response_headers:
-            self.set_header(name, value)
-        self.write(body)
 
     head = get
 
@@ -162,11 +164,15 @@ def instrument(
             live = Rule(_LivePageMatches(metrics), LivePageHandler, {"metrics": metrics})
             rules.insert(1, live)
 
+    recording = _Recording(recorder)
+
     def hook(target: tornado.web.Application) -> None:
-        # Wraps the app's own log_request, not an earlier instrument()'s hook.
-        log = target.__dict__.get("_last9_log_request") or target.log_request
-        target._last9_log_request = log  # type: ignore[attr-defined]
-        target.log_request = _log_request(log, recorder, table)  # type: ignore[method-assign]
+        # Wraps the app's own methods, not an earlier instrument()'s hooks.
+        own = target.__dict__.get("_last9_own")
+        if own is None:
+            own = target._last9_own = (target.get_handler_delegate, target.log_request)  # type: ignore[attr-defined]
+        target.get_handler_delegate = recording.delegating(own[0], table)  # type: ignore[method-assign]
+        target.log_request = recording.logging(own[1], table)  # type: ignore[method-assign]
 
     table = RouteTable(app, frozenset({MetricsHandler, LivePageHandler}), on_app=hook)
     table.rebuild()
@@ -181,26 +187,150 @@ def _excluded_views(app: tornado.web.Application) -> list[str]:
     return [template for handler, template in table.unique.items() if is_excluded(handler)]
 
 
-def _log_request(log: Any, recorder: Recorder, table: RouteTable) -> Any:
-    """``Application.log_request`` that records the request, then logs it as before."""
-    observe = recorder.observe_tornado
-    unique = table.unique
-    route_of = table.route_of
-    excluding, excluded = recorder.excluding, recorder.excluded
+#: Attributes a routed request carries: ``(recording, route)``, and its in-flight token while
+#: in flight.
+_FLIGHT, _TOKEN = "_last9_flight", "_last9_token"
 
-    def log_request(handler: tornado.web.RequestHandler) -> None:
+
+class _Recording:
+    """The hooks one ``instrument()`` puts on each Application under it, and what
+    ``last9.lineage`` asks about the request running (``recorder``, ``observe_client``).
+
+    A request is routed (``get_handler_delegate``: its route is resolved), its handler runs
+    (the delegate's ``execute``), then Tornado logs it (``log_request``: it is recorded) once
+    the response has ended. It is in flight from the start of its handler until it is logged
+    or its client goes away; outbound calls made meanwhile (lineage on) go under its route.
+    """
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.observe_client = recorder.observe_client
+        _teach_tornados_delegate()
+
+    def delegating(self, get_handler_delegate: Any, table: RouteTable) -> Any:
+        """``Application.get_handler_delegate`` that resolves the request's route and leaves it,
+        with this recording, on the request for Tornado's delegate and ``log_request``."""
+        excluding, excluded = self.recorder.excluding, self.recorder.excluded
+        unique, route_of = table.unique, table.route_of
+
+        def get_handler_delegate_routed(
+            request: Any,
+            target_class: Any,
+            target_kwargs: Any = None,
+            path_args: Any = None,
+            path_kwargs: Any = None,
+        ) -> Any:
+            delegate = get_handler_delegate(
+                request, target_class, target_kwargs, path_args, path_kwargs
+            )
+            try:
+                route = unique.get(target_class)
+                if route is None:
+                    route = route_of(target_class, request)
+                if route is not SKIP and not (excluding and excluded(request.method, request.path)):
+                    request._last9_flight = (self, route)
+            except Exception:
+                _log_failure_once()
+            return delegate
+
+        return get_handler_delegate_routed
+
+    def logging(self, log: Any, table: RouteTable) -> Any:
+        """``Application.log_request`` that records the request, then logs it as before."""
+        recorder = self.recorder
+        observe = recorder.observe_tornado
+        excluding, excluded = recorder.excluding, recorder.excluded
+
+        def log_request(handler: tornado.web.RequestHandler) -> None:
+            try:
+                request = handler.request
+                attributes = request.__dict__
+                flight = attributes.get(_FLIGHT)
+                if flight is not None:
+                    route = flight[1]
+                    token = attributes.pop(_TOKEN, None)
+                    if token is not None:
+                        flight[0].recorder.leave(token)
+                    observe(route, handler)
+                    if lineage_enabled():
+                        headers = request.headers
+                        caller = headers.get(lineage.CALLER_HEADER) or headers.get(
+                            lineage.ENVOY_CALLER_HEADER
+                        )
+                        recorder.count_caller(route, caller, handler.get_status())
+                else:  # a handler this app's routing did not make, or a skipped request
+                    route = table.route_of(handler.__class__, request)
+                    if route is not SKIP and not (
+                        excluding and excluded(request.method, request.path)
+                    ):
+                        observe(route, handler)
+            except Exception:
+                _log_failure_once()
+            log(handler)
+
+        return log_request
+
+
+def _teach_tornados_delegate() -> None:
+    """Once per process, Tornado's delegate (``_HandlerDelegate``, which
+    ``Application.get_handler_delegate`` has made since Tornado 4.5) runs the handler of a
+    request an instrumented app routed in flight and, with lineage on, with the request
+    published to outbound clients; the handler's task copies the context as ``execute``
+    creates it, and the connection's own context is left as it was. Other requests cost it
+    one dict lookup. (Patched on the class: swapping each delegate's class, or wrapping its
+    method, costs more per request, and a wrapped method ties it in a reference cycle.)
+
+    A client that goes away ends the flight of a handler that may never finish: one streaming
+    the request body (``on_connection_close``), or any other (the connection's close callback,
+    which the handler set and ``finish()`` clears).
+    """
+    delegate_class = tornado.web._HandlerDelegate
+    if "_last9_client_left" in delegate_class.__dict__:
+        return
+    execute, on_connection_close = delegate_class.execute, delegate_class.on_connection_close
+
+    def execute_in_flight(self: Any) -> Any:
+        request = self.request
+        flight = request.__dict__.get(_FLIGHT)
+        if flight is None:
+            return execute(self)
+        recording, route = flight
+        request._last9_token = recording.recorder.enter(request.method)
+        published = lineage_enabled() and lineage.publish(recording, route)
         try:
-            route = unique.get(handler.__class__)
-            if route is None:
-                route = route_of(handler)
-            request = handler.request
-            if route is not SKIP and not (excluding and excluded(request.method, request.path)):
-                observe(route, handler)
+            started = execute(self)
+        except BaseException:
+            _land(request)
+            raise
+        finally:
+            if published:
+                lineage.unpublish(published)
+        try:
+            if not self.handler._finished:
+                request.connection.set_close_callback(self._last9_client_left)
         except Exception:
             _log_failure_once()
-        log(handler)
+        return started
 
-    return log_request
+    def on_connection_close_in_flight(self: Any) -> None:
+        _land(self.request)
+        on_connection_close(self)
+
+    def client_left(self: Any) -> None:
+        _land(self.request)
+        self.handler.on_connection_close()
+
+    delegate_class.execute = execute_in_flight
+    delegate_class.on_connection_close = on_connection_close_in_flight
+    delegate_class._last9_client_left = client_left
+
+
+def _land(request: Any) -> None:
+    """Out of flight, once however the request ends."""
+    attributes = request.__dict__
+    token = attributes.pop(_TOKEN, None)
+    if token is not None:
+        attributes[_FLIGHT][0].recorder.leave(token)
 
 
 def route_at(app: tornado.web.Application, path: str) -> str | None:
@@ -312,9 +442,9 @@ class RouteTable:
         self.unique.update(unique)
         self.unrouted.clear()
 
-    def route_of(self, handler: Any) -> Any:
-        """The template (None: no rule matched, SKIP: not recorded) of a class not in ``unique``."""
-        cls = handler.__class__
+    def route_of(self, cls: type, request: Any) -> Any:
+        """The template (None: no rule matched, SKIP: not recorded) of a handler class not in
+        ``unique``, serving `request`."""
         chains = self.candidates.get(cls)
         if chains is None and cls not in self.unrouted:
             self.rebuild()  # routes may have been added since the table was built
@@ -327,7 +457,6 @@ class RouteTable:
             return SKIP
         if chains is None:
             return None
-        request = handler.request
         for matchers, template in chains:
             if all(matcher.match(request) is not None for matcher in matchers):
                 return template

@@ -21,6 +21,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
+use last9_core::normalize::METHODS;
 use last9_core::RouteId;
 
 use crate::body_size::Sizes;
@@ -44,6 +45,10 @@ pub struct AsgiMiddleware {
     registry: Py<Registry>,
     /// Called with the scope once the response is complete; returns the route template or None.
     route_getter: Option<Py<PyAny>>,
+    /// The templates the route getter has learnt, by `id()` of the object the router left in
+    /// `scope["route"]` (else `scope["endpoint"]`): a str value is that object's template, read
+    /// here without calling the getter; anything else, or no entry, asks the getter.
+    route_cache: Option<Py<PyDict>>,
     /// The app's own metrics path, and that path as an interned string.
     metrics: Option<(Py<MetricsEndpoint>, Py<PyString>)>,
 }
@@ -51,7 +56,7 @@ pub struct AsgiMiddleware {
 #[pymethods]
 impl AsgiMiddleware {
     #[new]
-    #[pyo3(signature = (app, recorder, registry, route_getter = None, metrics = None))]
+    #[pyo3(signature = (app, recorder, registry, route_getter = None, metrics = None, route_cache = None))]
     fn new(
         py: Python<'_>,
         app: Py<PyAny>,
@@ -59,6 +64,7 @@ impl AsgiMiddleware {
         registry: Py<Registry>,
         route_getter: Option<Py<PyAny>>,
         metrics: Option<Py<MetricsEndpoint>>,
+        route_cache: Option<Py<PyDict>>,
     ) -> AsgiMiddleware {
         let metrics = metrics.map(|endpoint| {
             let interned = PyString::intern(py, endpoint.get().path_str()).unbind();
@@ -69,6 +75,7 @@ impl AsgiMiddleware {
             recorder,
             registry,
             route_getter,
+            route_cache,
             metrics,
         }
     }
@@ -120,6 +127,7 @@ impl AsgiMiddleware {
             return app.call1((scope, receive, send));
         }
         let token = recorder.enter(method);
+        recorder.open_label(scope_dict);
         let exchange = Bound::new(
             py,
             Exchange {
@@ -218,6 +226,24 @@ impl AsgiMiddleware {
 }
 
 impl AsgiMiddleware {
+    /// The template the route cache holds for the object the router left in the scope, if any.
+    fn cached_template<'py>(&self, scope: &Bound<'py, PyDict>) -> Option<Bound<'py, PyAny>> {
+        let py = scope.py();
+        let cache = self.route_cache.as_ref()?.bind(py);
+        let named = |key| {
+            scope
+                .get_item(key)
+                .ok()
+                .flatten()
+                .filter(|value| !value.is_none())
+        };
+        let key = named(intern!(py, "route")).or_else(|| named(intern!(py, "endpoint")))?;
+        // `id(key)`: the getter keeps the objects it learnt alive, so an id stays that object's.
+        let id = (key.as_ptr() as usize).into_pyobject(py).ok()?;
+        let template = cache.get_item(id).ok().flatten()?;
+        template.is_exact_instance_of::<PyString>().then_some(template)
+    }
+
     /// Records a finished request: its duration, the end of its time in flight, and (with
     /// lineage on) its caller. Never raises.
     fn record(
@@ -238,7 +264,9 @@ impl AsgiMiddleware {
             let caller = caller.as_ref().map(|c| String::from_utf8_lossy(c.as_bytes()));
             recorder.count_caller_route(route, caller.as_deref(), status);
         }
-        recorder.record_scope_sized(route, scope, status, elapsed, sizes);
+        // The in-flight token is the method's label index, read once when the request entered.
+        let method = METHODS[usize::from(token) % METHODS.len()];
+        recorder.record_scope_sized(route, scope, Some(method), status, elapsed, sizes);
     }
 
     /// The request's route. A route getter that raises is logged once and counts as no route.
@@ -246,13 +274,13 @@ impl AsgiMiddleware {
         let py = scope.py();
         let recorder = self.recorder.get();
         let template = match (&self.route_getter, recorder.routed()) {
-            (Some(getter), true) => match getter.bind(py).call1((scope,)) {
-                Ok(value) => Some(value),
-                Err(err) => {
-                    log_failure_once(py, &err);
-                    None
-                }
-            },
+            (Some(getter), true) => self.cached_template(scope).or_else(|| {
+                getter
+                    .bind(py)
+                    .call1((scope,))
+                    .inspect_err(|err| log_failure_once(py, err))
+                    .ok()
+            }),
             _ => None,
         };
         let template = template

@@ -68,7 +68,8 @@ impl Sizes {
         self.sent.fetch_add(byte_len(chunk), Ordering::Relaxed);
     }
 
-    /// Adds every chunk of a response body given whole (a list or tuple, or a rendered body).
+    /// Adds every chunk of a response body given whole (a list or tuple, or a rendered body;
+    /// never an iterator, which this would use up).
     pub(crate) fn sent_all(&self, body: &Bound<'_, PyAny>) {
         if let Ok(list) = body.cast::<PyList>() {
             list.iter().for_each(|chunk| self.sent(&chunk));
@@ -138,11 +139,15 @@ fn parse_length(value: &str) -> Option<u64> {
     value.parse().ok()
 }
 
-/// The length of a chunk: bytes without a call, else its `len()` (0 when it has none).
+/// The length of a chunk: bytes without a call, a string as UTF-8 (Werkzeug encodes a
+/// response's string items so), else its `len()` (0 when it has none).
 #[inline]
 fn byte_len(chunk: &Bound<'_, PyAny>) -> u64 {
-    match chunk.cast::<PyBytes>() {
-        Ok(bytes) => bytes.as_bytes().len() as u64,
+    if let Ok(bytes) = chunk.cast::<PyBytes>() {
+        return bytes.as_bytes().len() as u64;
+    }
+    match chunk.cast::<PyString>() {
+        Ok(text) => text.to_str().map_or(0, |text| text.len() as u64),
         Err(_) => chunk.len().map_or(0, |n| n as u64),
     }
 }

@@ -11,12 +11,12 @@ use last9_core::{Buckets, ConstLabels, Limits, Request, RouteId, RouteTemplates}
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 use crate::errors::{to_py, MetricsError};
 use crate::exclude::Exclusions;
 use crate::registry::Registry;
-use crate::request::{environ_text, scope_header, scope_text, server_host, with_raw_path};
+use crate::request::{environ_text, scope_headers, scope_text, server_host, with_raw_path};
 
 /// How a request's route is found: from the framework's template, or from the raw path.
 enum Routing {
@@ -30,11 +30,34 @@ pub struct Recorder {
     routing: Routing,
     /// The `exclude` setting; None when it leaves nothing out.
     exclusions: Option<Arc<last9_core::exclude::Exclusions>>,
-    /// The header the request label is read from: its WSGI environ key (`HTTP_X_TIER`) and its
-    /// lower-case ASGI name (`x-tier`).
-    label_header: Option<(Py<PyString>, Vec<u8>)>,
+    /// Where the request label's value comes from (None: the recorder has no request label).
+    label_source: Option<LabelSource>,
     /// Whether the middlewares note body sizes (`body_sizes`).
     body_sizes: bool,
+}
+
+/// Where a request label's value comes from.
+enum LabelSource {
+    /// A request header: its WSGI environ key (`HTTP_X_TIER`) and lower-case ASGI name (`x-tier`).
+    Header(Py<PyString>, Vec<u8>),
+    /// The app, through `last9.set_label` during the request: the label's name, and the
+    /// context variable that hands `set_label` the request's holder (see [`LABEL_KEY`]).
+    App(Py<PyString>, Py<PyAny>),
+}
+
+/// The environ (WSGI) or scope (ASGI) key of the holder `[name, value]` a request's
+/// `last9.set_label` fills; the same list is the value of the app's context variable, so a
+/// thread or task that copied the context still reaches it.
+const LABEL_KEY: &str = "last9.request_label";
+
+/// The `app_label` argument: the label's name, its allow-list (None: any value up to the cap),
+/// its cap, and the context variable `last9.set_label` reads.
+type AppLabel = (String, Option<Vec<String>>, usize, Py<PyAny>);
+
+/// The text a holder carries once the app has set it.
+fn holder_value<'py>(holder: Option<Bound<'py, PyAny>>) -> Option<Bound<'py, PyString>> {
+    let holder = holder?.cast_into::<PyList>().ok()?;
+    holder.get_item(1).ok()?.cast_into::<PyString>().ok()
 }
 
 pub(crate) fn parse_syntax(name: &str) -> PyResult<RouteSyntax> {
@@ -149,18 +172,24 @@ impl Recorder {
         self.body_sizes
     }
 
-    /// The request label's header in a WSGI environ (None: no label, or no such header).
+    /// The request label's value in a WSGI environ (None: no label, or the request has none).
     #[inline]
     pub(crate) fn environ_label<'py>(&self, environ: &Bound<'py, PyDict>) -> Option<Bound<'py, PyString>> {
-        let (key, _) = self.label_header.as_ref()?;
-        environ_text(environ, key.bind(environ.py()))
+        match self.label_source.as_ref()? {
+            LabelSource::Header(key, _) => environ_text(environ, key.bind(environ.py())),
+            LabelSource::App(..) => holder_value(environ.get_item(intern!(environ.py(), LABEL_KEY)).ok()?),
+        }
     }
 
-    /// The request label's header in an ASGI scope.
+    /// When the app sets the request label (`last9.set_label`): gives the request an empty
+    /// holder, in `carrier` (environ or scope) for the recording and in the context variable
+    /// for `set_label`. Called as a request enters; does nothing otherwise. A failure only
+    /// leaves the request without the label.
     #[inline]
-    fn scope_label<'py>(&self, scope: &Bound<'py, PyDict>) -> Option<Bound<'py, PyBytes>> {
-        let (_, name) = self.label_header.as_ref()?;
-        scope_header(scope, name)
+    pub(crate) fn open_label(&self, carrier: &Bound<'_, PyDict>) {
+        if let Some(LabelSource::App(name, var)) = &self.label_source {
+            let _ = open_holder(carrier, name, var);
+        }
     }
 
     pub(crate) fn count_caller_route(&self, route: RouteId, caller: Option<&str>, status: u16) {
@@ -201,16 +230,17 @@ impl Recorder {
         self.raw_path_route(&full)
     }
 
-    /// Records one request of an ASGI app: the method and Host header are read from the scope
-    /// without copying.
+    /// Records one request of an ASGI app: the Host header (and the method, unless the caller
+    /// knows it already) are read from the scope without copying.
     pub(crate) fn record_scope(
         &self,
         route: RouteId,
         scope: &Bound<'_, PyDict>,
+        method: Option<&str>,
         status: u16,
         elapsed: Duration,
     ) {
-        self.record_scope_sized(route, scope, status, elapsed, None);
+        self.record_scope_sized(route, scope, method, status, elapsed, None);
     }
 
     /// [`Self::record_scope`] with the request's body sizes (see [`Self::record_sized`]).
@@ -218,29 +248,43 @@ impl Recorder {
         &self,
         route: RouteId,
         scope: &Bound<'_, PyDict>,
+        method: Option<&str>,
         status: u16,
         elapsed: Duration,
         sizes: Option<(Option<u64>, Option<u64>)>,
     ) {
         let py = scope.py();
-        let method = scope.get_item(intern!(py, "method")).ok().flatten();
-        let method = method
-            .as_ref()
-            .and_then(|m| m.cast::<PyString>().ok())
-            .and_then(|m| m.to_str().ok())
-            .unwrap_or("");
-        let traceparent = scope_header(scope, b"traceparent");
+        let from_scope = match method {
+            Some(_) => None,
+            None => scope.get_item(intern!(py, "method")).ok().flatten(),
+        };
+        let method = method.unwrap_or_else(|| {
+            from_scope
+                .as_ref()
+                .and_then(|m| m.cast::<PyString>().ok())
+                .and_then(|m| m.to_str().ok())
+                .unwrap_or("")
+        });
+        // One pass over the headers for all three.
+        let label_name = match self.label_source.as_ref() {
+            Some(LabelSource::Header(_, name)) => &name[..],
+            _ => &b""[..],
+        };
+        let [host, traceparent, header_label] = scope_headers(scope, [b"host", b"traceparent", label_name]);
         let trace = crate::trace::current(
             py,
             traceparent
                 .as_ref()
                 .and_then(|t| std::str::from_utf8(t.as_bytes()).ok()),
         );
-        let label = self.scope_label(scope);
-        let label = label
-            .as_ref()
-            .and_then(|l| std::str::from_utf8(l.as_bytes()).ok());
-        match scope_header(scope, b"host") {
+        let label = match self.label_source.as_ref() {
+            Some(LabelSource::App(..)) => {
+                holder_value(scope.get_item(intern!(py, LABEL_KEY)).ok().flatten()).map(Bound::into_any)
+            }
+            _ => header_label.map(Bound::into_any),
+        };
+        let label = label.as_ref().and_then(label_text);
+        match host {
             Some(host) => match std::str::from_utf8(host.as_bytes()) {
                 Ok(host) => {
                     self.record_sized(route, Some(host), method, status, elapsed, label, trace, sizes)
@@ -265,6 +309,40 @@ impl Recorder {
             }
         }
     }
+}
+
+/// The text of a request label's value: a header's bytes as UTF-8, or a string.
+fn label_text<'a>(value: &'a Bound<'_, PyAny>) -> Option<&'a str> {
+    match value.cast::<PyBytes>() {
+        Ok(bytes) => std::str::from_utf8(bytes.as_bytes()).ok(),
+        Err(_) => value.cast::<PyString>().ok()?.to_str().ok(),
+    }
+}
+
+/// Gives the core recorder its request label: `allowed` values only, else at most `max`.
+fn set_request_label(
+    core: &last9_core::Recorder,
+    name: &str,
+    allowed: Option<&[String]>,
+    max: usize,
+) -> PyResult<()> {
+    let max = allowed.map_or(max, <[String]>::len);
+    if core.set_request_label(RequestLabel::new(name, allowed, max)) {
+        return Ok(());
+    }
+    Err(MetricsError::new_err(format!(
+        "program {:?} already records with another request label; one label set cannot have two",
+        core.consts().program
+    )))
+}
+
+/// A fresh `[name, None]` holder, put in the request's carrier and in the context variable.
+fn open_holder(carrier: &Bound<'_, PyDict>, name: &Py<PyString>, var: &Py<PyAny>) -> PyResult<()> {
+    let py = carrier.py();
+    let holder = PyList::new(py, [name.bind(py).as_any(), &py.None().into_bound(py)])?;
+    carrier.set_item(intern!(py, LABEL_KEY), &holder)?;
+    var.bind(py).call_method1(intern!(py, "set"), (holder,))?;
+    Ok(())
 }
 
 /// The classic buckets and native shape a recorder's histograms keep, from its settings.
@@ -327,7 +405,7 @@ impl Recorder {
         registry, *, hostname, program, tenant = String::new(), cluster = String::new(), buckets = None,
         max_routes = 500, max_domains = 100, route_syntax = None, domains = None, exclude = None,
         labels = Vec::new(), header_label = None, header_label_values = None, header_label_max = 10,
-        group_status = false, semconv = "last9", body_sizes = false,
+        group_status = false, semconv = "last9", app_label = None, body_sizes = false,
         classic_histograms = true, native_histograms = true,
         native_schema = last9_core::native::DEFAULT_SCHEMA as i32,
         native_max_buckets = last9_core::native::DEFAULT_MAX_BUCKETS,
@@ -353,6 +431,7 @@ impl Recorder {
         header_label_max: usize,
         group_status: bool,
         semconv: &str,
+        app_label: Option<AppLabel>,
         body_sizes: bool,
         classic_histograms: bool,
         native_histograms: bool,
@@ -408,23 +487,28 @@ impl Recorder {
                 if group_status { "codes" } else { "classes" }
             )));
         }
-        let mut label_header = None;
-        if let Some((name, header)) = &header_label {
-            let allowed = header_label_values.as_deref();
-            let max = allowed.map_or(header_label_max, <[String]>::len);
-            if !core.set_request_label(RequestLabel::new(name, allowed, max)) {
-                return Err(MetricsError::new_err(format!(
-                    "program {:?} already records with another header label; one label set \
-                     cannot have two",
-                    core.consts().program
-                )));
+        let label_source = match (header_label, app_label) {
+            (Some(_), Some(_)) => {
+                return Err(MetricsError::new_err(
+                    "LAST9_HEADER_LABEL (header_label) and LAST9_REQUEST_LABELS (request_labels) \
+                     cannot both be set: a label set has one request label",
+                ))
             }
-            let key = format!("HTTP_{}", header.to_ascii_uppercase().replace('-', "_"));
-            label_header = Some((
-                PyString::intern(py, &key).unbind(),
-                header.to_ascii_lowercase().into_bytes(),
-            ));
-        }
+            (Some((name, header)), None) => {
+                let allowed = header_label_values.as_deref();
+                set_request_label(&core, &name, allowed, header_label_max)?;
+                let key = format!("HTTP_{}", header.to_ascii_uppercase().replace('-', "_"));
+                Some(LabelSource::Header(
+                    PyString::intern(py, &key).unbind(),
+                    header.to_ascii_lowercase().into_bytes(),
+                ))
+            }
+            (None, Some((name, allowed, max, var))) => {
+                set_request_label(&core, &name, allowed.as_deref(), max)?;
+                Some(LabelSource::App(PyString::intern(py, &name).unbind(), var))
+            }
+            (None, None) => None,
+        };
         let exclusions = exclude.map(|e| e.inner.clone()).filter(|e| !e.is_empty());
         let routing = match route_syntax {
             Some(name) => Routing::Templates(
@@ -436,7 +520,7 @@ impl Recorder {
             core,
             routing,
             exclusions,
-            label_header,
+            label_source,
             body_sizes,
         })
     }
@@ -516,7 +600,7 @@ impl Recorder {
     #[pyo3(signature = (route, scope, status, duration_ns))]
     fn observe_scope(&self, route: Option<&str>, scope: &Bound<'_, PyDict>, status: u16, duration_ns: u64) {
         let route = self.scope_route(route, scope);
-        self.record_scope(route, scope, status, Duration::from_nanos(duration_ns));
+        self.record_scope(route, scope, None, status, Duration::from_nanos(duration_ns));
     }
 
     /// Records one finished request of a Tornado app from its `RequestHandler`: the status set
@@ -589,6 +673,13 @@ impl Recorder {
     /// path): the frameworks' hooks ask this first.
     fn excluded(&self, method: &str, path: &str) -> bool {
         self.excluded_on_entry(method, path)
+    }
+
+    /// Gives a request about to run a holder for `last9.set_label` (when the app sets a request
+    /// label): `carrier` is the dict `observe_environ` or `observe_scope` will read (Django's
+    /// `request.META`, Falcon's `req.env` or `req.scope`, Pyramid's environ).
+    fn begin_request(&self, carrier: &Bound<'_, PyDict>) {
+        self.open_label(carrier);
     }
 
     /// Whether some request can be left out as it enters (else hooks need not ask).

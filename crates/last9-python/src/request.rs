@@ -60,13 +60,61 @@ pub(crate) fn scope_header<'py>(scope: &Bound<'py, PyDict>, name: &[u8]) -> Opti
         .find_map(|pair| header_value(&pair, name))
 }
 
-fn header_value<'py>(pair: &Bound<'py, PyAny>, wanted: &[u8]) -> Option<Bound<'py, PyBytes>> {
+/// Several headers of an ASGI scope in one pass over its `headers`: for each lower-case name of
+/// `names` (an empty one is not looked for), the first value that is bytes.
+pub(crate) fn scope_headers<'py, const N: usize>(
+    scope: &Bound<'py, PyDict>,
+    names: [&[u8]; N],
+) -> [Option<Bound<'py, PyBytes>>; N] {
+    let mut found: [Option<Bound<'py, PyBytes>>; N] = std::array::from_fn(|_| None);
+    let Some(headers) = scope.get_item(intern!(scope.py(), "headers")).ok().flatten() else {
+        return found;
+    };
+    let mut missing = names.iter().filter(|name| !name.is_empty()).count();
+    let mut note = |pair: Bound<'py, PyAny>| {
+        let Some((name, value)) = header_pair(&pair) else {
+            return false;
+        };
+        let Ok(value) = value.cast_into::<PyBytes>() else {
+            return false;
+        };
+        // Every slot of that name (the label's header may also be one of the others).
+        for (slot, wanted) in found.iter_mut().zip(names) {
+            if slot.is_none() && !wanted.is_empty() && name.as_bytes().eq_ignore_ascii_case(wanted) {
+                *slot = Some(value.clone());
+                missing -= 1;
+            }
+        }
+        missing == 0
+    };
+    if let Ok(list) = headers.cast::<PyList>() {
+        for pair in list.iter() {
+            if note(pair) {
+                break;
+            }
+        }
+    } else if let Ok(pairs) = headers.try_iter() {
+        for pair in pairs.flatten() {
+            if note(pair) {
+                break;
+            }
+        }
+    }
+    found
+}
+
+/// A header's `(name, value)`, if the pair is one with a bytes name.
+fn header_pair<'py>(pair: &Bound<'py, PyAny>) -> Option<(Bound<'py, PyBytes>, Bound<'py, PyAny>)> {
     let (name, value) = match pair.cast::<PyTuple>() {
         Ok(pair) if pair.len() == 2 => (pair.get_item(0).ok()?, pair.get_item(1).ok()?),
         Ok(_) => return None,
         Err(_) => (pair.get_item(0).ok()?, pair.get_item(1).ok()?),
     };
-    let name = name.cast::<PyBytes>().ok()?;
+    Some((name.cast_into::<PyBytes>().ok()?, value))
+}
+
+fn header_value<'py>(pair: &Bound<'py, PyAny>, wanted: &[u8]) -> Option<Bound<'py, PyBytes>> {
+    let (name, value) = header_pair(pair)?;
     if name.as_bytes().eq_ignore_ascii_case(wanted) {
         value.cast_into::<PyBytes>().ok()
     } else {

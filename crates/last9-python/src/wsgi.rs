@@ -7,12 +7,12 @@
 //! exception from the app is recorded as 500 and re-raised as it was.
 
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyIterator, PyList, PyString, PyTuple};
+use pyo3::types::{PyDict, PyIterator, PyList, PyString, PyTuple, PyType};
 
 use last9_core::normalize::METHODS;
 use last9_core::RouteId;
@@ -32,14 +32,23 @@ pub struct WsgiMiddleware {
     /// Called with the environ once the app has answered; returns the route template or None.
     route_getter: Option<Py<PyAny>>,
     /// `(environ key, attribute names)`: the template is `environ[key].attr1.attr2…`, read
-    /// without a Python call; the key is removed afterwards. When a step gives None, the
-    /// route getter is asked instead.
+    /// without a Python call. When a step gives None, the route getter is asked instead.
     route_source: Option<(Py<PyString>, Vec<Py<PyString>>)>,
+    /// Whether the route source's key is last9's own (`last9.…`), removed once the request is
+    /// over (its value may hold the request, which holds the environ). A framework's own key,
+    /// such as `werkzeug.request`, is left where the framework put it.
+    owns_source_key: bool,
     /// The app's own metrics path, answered instead of reaching the app.
     metrics: Option<Py<MetricsEndpoint>>,
     /// Types of bodies the app returns fully rendered (Django's `HttpResponse`): recorded as
     /// soon as the app returns and passed on unwrapped, as list and tuple bodies are.
     complete_bodies: Option<Py<PyTuple>>,
+    /// Whether the route is read when the app calls `start_response`, while the framework still
+    /// holds its request (Flask clears `environ["werkzeug.request"]` before it returns).
+    route_at_start: bool,
+    /// Werkzeug's `ClosingIterator` and `Response` types, for apps whose responses are
+    /// Werkzeug's: see [`WsgiMiddleware::is_rendered_werkzeug`].
+    werkzeug: Option<(Py<PyType>, Py<PyType>)>,
 }
 
 #[pymethods]
@@ -47,7 +56,7 @@ impl WsgiMiddleware {
     #[new]
     #[pyo3(signature = (
         app, recorder, registry, route_getter = None, metrics = None, route_source = None,
-        complete_bodies = None
+        complete_bodies = None, route_at_start = false, werkzeug = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -59,15 +68,23 @@ impl WsgiMiddleware {
         metrics: Option<Py<MetricsEndpoint>>,
         route_source: Option<(Py<PyString>, Vec<Py<PyString>>)>,
         complete_bodies: Option<Py<PyTuple>>,
+        route_at_start: bool,
+        werkzeug: Option<(Py<PyType>, Py<PyType>)>,
     ) -> WsgiMiddleware {
+        let owns_source_key = route_source
+            .as_ref()
+            .is_some_and(|(key, _)| key.bind(py).to_str().is_ok_and(|key| key.starts_with("last9.")));
         WsgiMiddleware {
             app,
             recorder,
             registry,
             route_getter,
             route_source,
+            owns_source_key,
             metrics,
             complete_bodies: complete_bodies.filter(|types| !types.bind(py).is_empty()),
+            route_at_start,
+            werkzeug,
         }
     }
 
@@ -115,6 +132,7 @@ impl WsgiMiddleware {
             return this.app.bind(py).call1((environ, start_response));
         }
         let token = recorder.enter(method);
+        recorder.open_label(environ_dict);
         if last9_core::lineage::enabled() {
             // Only outbound calls' `per` depends on this: a failure must not reach the app.
             let _ = set_inbound(py, Some((slf.as_any(), environ)));
@@ -129,39 +147,55 @@ impl WsgiMiddleware {
             StartResponse {
                 inner: start_response.clone().unbind(),
                 status: AtomicU16::new(0),
+                route: OnceLock::new(),
+                request: this
+                    .route_at_start
+                    .then(|| (slf.clone().unbind(), environ_dict.clone().unbind())),
             },
         )?;
         let body = match this.app.bind(py).call1((environ, &responder)) {
             Ok(body) => body,
             Err(err) => {
-                this.record(environ_dict, 500, request);
+                this.record(environ_dict, 500, responder.get().route(), request);
                 return Err(err);
             }
         };
-        let status = responder.get().status.load(Ordering::Relaxed);
-        if status != 0
-            && (body.is_exact_instance_of::<PyList>()
+        let answered = responder.get();
+        let status = answered.status.load(Ordering::Relaxed);
+        if status != 0 {
+            let whole = body.is_exact_instance_of::<PyList>()
                 || body.is_exact_instance_of::<PyTuple>()
-                || this.is_complete(&body))
-        {
-            if let Some(sizes) = &request.sizes {
-                sizes.sent_all(&body);
+                || this.is_complete(&body);
+            let rendered = if whole {
+                None
+            } else {
+                this.rendered_werkzeug(&body)
+            };
+            if whole || rendered.is_some() {
+                if let Some(sizes) = &request.sizes {
+                    match rendered {
+                        // Its chunks are the response's own list, unless Werkzeug sends none.
+                        Some(chunks) if werkzeug_sends_body(method, status) => sizes.sent_all(&chunks),
+                        Some(_) => {}
+                        None => sizes.sent_all(&body),
+                    }
+                }
+                this.record(environ_dict, status, answered.route(), request);
+                return Ok(body);
             }
-            this.record(environ_dict, status, request);
-            return Ok(body);
         }
         if status != 0 && is_file_wrapper(environ_dict, &body) {
             // Kept as it is so the server can still use sendfile; timed up to here.
             if let Some(sizes) = &request.sizes {
                 sizes.response_unknown();
             }
-            this.record(environ_dict, status, request);
+            this.record(environ_dict, status, answered.route(), request);
             return Ok(body);
         }
         let iterator = match body.try_iter() {
             Ok(iterator) => iterator.unbind(),
             Err(err) => {
-                this.record(environ_dict, 500, request);
+                this.record(environ_dict, 500, answered.route(), request);
                 return Err(err);
             }
         };
@@ -226,6 +260,30 @@ impl WsgiMiddleware {
 }
 
 impl WsgiMiddleware {
+    /// When the body is Werkzeug's `ClosingIterator` over a response rendered in full (a list or
+    /// tuple body; a streamed one is a generator): that list or tuple. The body is then recorded
+    /// at once and passed on unwrapped, as a list body is. Werkzeug wraps every response's body
+    /// so, and its last callback is the response's own `close`, which names the response.
+    fn rendered_werkzeug<'py>(&self, body: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
+        let (closing, response_type) = self.werkzeug.as_ref()?;
+        let py = body.py();
+        if !body.get_type().is(closing.bind(py)) {
+            return None;
+        }
+        let response = body
+            .getattr(intern!(py, "_callbacks"))
+            .ok()
+            .and_then(|callbacks| callbacks.cast_into::<PyList>().ok())
+            .and_then(|callbacks| callbacks.iter().next_back())
+            .and_then(|close| close.getattr(intern!(py, "__self__")).ok())?;
+        if !response.is_instance(response_type.bind(py)).unwrap_or(false) {
+            return None;
+        }
+        response.getattr(intern!(py, "response")).ok().filter(|rendered| {
+            rendered.is_exact_instance_of::<PyList>() || rendered.is_exact_instance_of::<PyTuple>()
+        })
+    }
+
     /// Whether the body is of a type the adapter declared fully rendered when returned.
     fn is_complete(&self, body: &Bound<'_, PyAny>) -> bool {
         self.complete_bodies
@@ -234,13 +292,14 @@ impl WsgiMiddleware {
     }
 
     /// Records a finished request, once: its duration, the end of its time in flight, and (with
-    /// lineage on) its caller. Never raises: a failure is logged once and dropped.
-    fn record(&self, environ: &Bound<'_, PyDict>, status: u16, request: Entered) {
+    /// lineage on) its caller. `route`: as read when the response started, if it was. Never
+    /// raises: a failure is logged once and dropped.
+    fn record(&self, environ: &Bound<'_, PyDict>, status: u16, route: Option<RouteId>, request: Entered) {
         let elapsed = request.started.elapsed();
         let py = environ.py();
         let recorder = self.recorder.get();
         recorder.leave(request.token);
-        let route = self.route_of(environ, true);
+        let route = route.unwrap_or_else(|| self.route_of(environ, true));
         if last9_core::lineage::enabled() {
             let _ = set_inbound(py, None);
             let caller = environ_text(environ, intern!(py, "HTTP_X_LAST9_CALLER"))
@@ -294,7 +353,7 @@ impl WsgiMiddleware {
                 })
             });
             if found.is_some() {
-                if done {
+                if done && self.owns_source_key {
                     let _ = environ.del_item(key);
                 }
                 return found;
@@ -307,7 +366,7 @@ impl WsgiMiddleware {
                 .inspect_err(|err| log_failure_once(py, err))
                 .ok()
         });
-        if let Some((key, _)) = source {
+        if let Some((key, _)) = source.filter(|_| self.owns_source_key) {
             // The source's value may hold the request, which holds the environ: drop the cycle.
             if environ.contains(key).unwrap_or(false) {
                 let _ = environ.del_item(key);
@@ -355,6 +414,12 @@ fn text<'a>(value: &'a Option<Bound<'_, PyString>>) -> Option<&'a str> {
     value.as_ref().and_then(|v| v.to_str().ok())
 }
 
+/// Whether a rendered Werkzeug response sends its body: not for HEAD nor for a status without
+/// one (1xx, 204, 304), as `Response.get_app_iter` decides.
+fn werkzeug_sends_body(method: &str, status: u16) -> bool {
+    method != "HEAD" && !matches!(status, 100..=199 | 204 | 304)
+}
+
 fn is_file_wrapper(environ: &Bound<'_, PyDict>, body: &Bound<'_, PyAny>) -> bool {
     let Ok(Some(wrapper)) = environ.get_item(intern!(environ.py(), "wsgi.file_wrapper")) else {
         return false;
@@ -364,11 +429,22 @@ fn is_file_wrapper(environ: &Bound<'_, PyDict>, body: &Bound<'_, PyAny>) -> bool
         .is_ok_and(|class| body.is_instance(class).unwrap_or(false))
 }
 
-/// The `start_response` handed to the app: notes the status code, then calls the server's.
+/// The `start_response` handed to the app: notes the status code (and, for adapters that ask,
+/// the route), then calls the server's.
 #[pyclass(frozen, module = "last9._core")]
 pub struct StartResponse {
     inner: Py<PyAny>,
     status: AtomicU16,
+    /// The route, read at the first call when `request` is set.
+    route: OnceLock<RouteId>,
+    /// The middleware and environ to read the route from as the response starts.
+    request: Option<(Py<WsgiMiddleware>, Py<PyDict>)>,
+}
+
+impl StartResponse {
+    fn route(&self) -> Option<RouteId> {
+        self.route.get().copied()
+    }
 }
 
 #[pymethods]
@@ -388,6 +464,11 @@ impl StartResponse {
         });
         if let Some(code) = code {
             self.status.store(code, Ordering::Relaxed);
+        }
+        if let Some((middleware, environ)) = &self.request {
+            if self.route.get().is_none() {
+                let _ = self.route.set(middleware.get().route_of(environ.bind(py), false));
+            }
         }
         self.inner.bind(py).call(args, kwargs)
     }
@@ -420,14 +501,15 @@ struct Pending {
 
 impl Pending {
     fn finish(self, py: Python<'_>, failed: bool) {
+        let responder = self.responder.get();
         let status = if failed {
             500
         } else {
-            self.responder.get().status.load(Ordering::Relaxed)
+            responder.status.load(Ordering::Relaxed)
         };
         self.middleware
             .get()
-            .record(self.environ.bind(py), status, self.request);
+            .record(self.environ.bind(py), status, responder.route(), self.request);
     }
 }
 

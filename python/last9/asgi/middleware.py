@@ -66,7 +66,15 @@ class RedMiddleware(AsgiMiddleware):
         )
         registry, recorder, metrics = app_setup.registry, app_setup.recorder, app_setup.metrics
         scrape.warn_if_shadowed(metrics, adapter.route_at)
-        self = super().__new__(cls, adapter.app, recorder, registry, adapter.route_getter, metrics)
+        self = super().__new__(
+            cls,
+            adapter.app,
+            recorder,
+            registry,
+            adapter.route_getter,
+            metrics,
+            adapter.route_cache,
+        )
 
         # Servers (uvicorn, hypercorn, asgiref) tell ASGI 3 from ASGI 2 apps by asking whether
         # `app.__call__` is a coroutine function, which a Rust slot is not. This instance

@@ -64,6 +64,8 @@ class RedMiddleware(WsgiMiddleware):
             metrics,
             adapter.route_source,
             adapter.complete_bodies,
+            adapter.route_at_start,
+            adapter.werkzeug,
         )
 
     def __repr__(self) -> str:

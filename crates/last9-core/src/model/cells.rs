@@ -3,7 +3,8 @@
 //! A series' cells are carved from a shared chunk rather than allocated one by one: one
 //! allocation per [`SERIES_PER_CHUNK`] series, no allocator header per series, and series made
 //! together sit together. A chunk is never moved or freed while a histogram uses it: each
-//! histogram keeps its chunk alive.
+//! histogram keeps its chunk alive. Chunks start on a cache line, so with the default buckets
+//! (24 cells, three lines) each series' sum and low buckets share its first line.
 
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
@@ -14,33 +15,44 @@ use crate::model::histogram::{Buckets, Histogram};
 /// Series whose cells one chunk holds.
 const SERIES_PER_CHUNK: usize = 64;
 
+/// Eight cells on a cache line of their own.
+#[repr(C, align(64))]
+struct Line([AtomicU64; 8]);
+
 #[derive(Default)]
 pub(crate) struct CellArena {
-    chunk: Option<Arc<Box<[AtomicU64]>>>,
+    chunk: Option<Arc<Box<[Line]>>>,
     /// Cells of `chunk` already handed out.
     used: usize,
 }
 
 impl CellArena {
-    /// Zeroed cells for a new series: its bucket counts, its sum, its inline native slots and
-    /// its exemplar.
+    /// Zeroed compact cells for a new series: its sum, its bucket counts, its inline native
+    /// slots and its exemplar.
     pub(crate) fn histogram(&mut self, buckets: &Buckets) -> Histogram {
         let cells = buckets.heap_cells();
         let chunk = match &self.chunk {
-            Some(chunk) if chunk.len() - self.used >= cells => chunk.clone(),
+            Some(chunk) if chunk.len() * 8 - self.used >= cells => chunk.clone(),
             _ => {
-                let chunk: Arc<Box<[AtomicU64]>> =
-                    Arc::new((0..cells * SERIES_PER_CHUNK).map(|_| AtomicU64::new(0)).collect());
+                let lines = (cells * SERIES_PER_CHUNK).div_ceil(8);
+                let chunk: Arc<Box<[Line]>> = Arc::new(
+                    (0..lines)
+                        .map(|_| Line(std::array::from_fn(|_| AtomicU64::new(0))))
+                        .collect(),
+                );
                 self.chunk = Some(chunk.clone());
                 self.used = 0;
                 chunk
             }
         };
-        let first = NonNull::from(&chunk[self.used]);
-        self.used += cells;
-        // SAFETY: `cells` zeroed atomics of `chunk` handed out once, which the histogram's clone
-        // of `chunk` keeps alive.
-        unsafe { Histogram::on_heap(buckets, first, chunk) }
+        let lines: NonNull<[Line]> = NonNull::from(&**chunk);
+        // SAFETY: `cells` zeroed atomics of `chunk` (its lines are contiguous `u64`s, and `used +
+        // cells` fit), handed out once, which the histogram's clone of `chunk` keeps alive.
+        unsafe {
+            let first = lines.cast::<AtomicU64>().add(self.used);
+            self.used += cells;
+            Histogram::on_heap(buckets, first, true, chunk)
+        }
     }
 }
 

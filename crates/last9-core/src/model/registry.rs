@@ -4,12 +4,14 @@
 //! cluster). Middlewares with the same constant labels share a recorder, so a process never
 //! exposes the same label set twice.
 //!
-//! Layout (the observe path): a series is found by its key of interned ids in a compact hash map
-//! (16-byte entries) that gives its index in a vector of cell handles, so recording into an
-//! existing series touches two small, mostly cached tables and then its cells: no pointer to a
-//! separately allocated series in between. Heap cells are carved from shared chunks
-//! (`model/cells.rs`), not allocated one by one. No label text is kept per series: a scrape builds
-//! it from the interned ids.
+//! Layout (the observe path): a series is found by its key of interned ids in a hash map whose
+//! 32-byte entries hold, beside the key, the address of the series' counts and sum
+//! ([`ClassicCells`]) and its index in the vector of histograms. Recording into an existing
+//! series touches the map's entry and then the series' cells, nothing in between: the vector is
+//! read only for native buckets and exemplars. Heap cells are compact (`u32` counts, the sum on
+//! the first line, see [`Histogram`]) and carved from shared chunks (`model/cells.rs`), not
+//! allocated one by one. No label text is kept per series: a scrape builds it from the interned
+//! ids.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -22,7 +24,7 @@ use crate::model::body::{self, Body};
 use crate::model::cells::CellArena;
 use crate::model::exemplar::Exemplar;
 use crate::model::gauge::Gauge;
-use crate::model::histogram::{Buckets, Histogram};
+use crate::model::histogram::{prefetch, Buckets, ClassicCells, Histogram};
 use crate::model::lineage::Lineage;
 use crate::model::native::NativeBuckets;
 use crate::process;
@@ -134,10 +136,16 @@ impl RequestLabel {
     }
 }
 
+/// A series' entry in the index: where to record, and its place in `cells` and `keys`.
+#[derive(Clone, Copy)]
+struct Slot {
+    classic: ClassicCells,
+    index: u32,
+}
+
 #[derive(Default)]
 struct SeriesTable {
-    /// Each series' index in `cells` and `keys`.
-    index: AHashMap<SeriesKey, u32>,
+    index: AHashMap<SeriesKey, Slot>,
     /// Each series' cells, in creation order: the order of a scrape.
     cells: Vec<Histogram>,
     keys: Vec<SeriesKey>,
@@ -408,18 +416,48 @@ impl Recorder {
     fn observe_key(&self, key: SeriesKey, duration_ns: u64, trace: Option<([u8; 16], [u8; 8])>) {
         // Every observation happens under the table lock, so moving the cells (see `rebind`)
         // never loses one.
-        {
+        let (widen, index) = {
             let table = self.series.read();
-            if let Some(&i) = table.index.get(&key) {
-                let histogram = &table.cells[i as usize];
-                let bucket = histogram.observe(&self.buckets, duration_ns);
-                if let Some((trace_id, span_id)) = trace {
-                    histogram.keep_exemplar(bucket, trace_id, span_id, duration_ns);
+            let found = table.index.get(&key).copied();
+            match found {
+                Some(slot) => (self.record(&table, slot, duration_ns, trace), slot.index),
+                None => {
+                    drop(table);
+                    self.observe_new(key, duration_ns, trace)
                 }
-                return;
+            }
+        };
+        if widen {
+            self.widen(index);
+        }
+    }
+
+    /// Records into an existing series, under the table's lock. True when the series must move
+    /// to wide cells (see [`Self::widen`]).
+    #[inline]
+    fn record(
+        &self,
+        table: &SeriesTable,
+        slot: Slot,
+        duration_ns: u64,
+        trace: Option<([u8; 16], [u8; 8])>,
+    ) -> bool {
+        if self.buckets.native().is_some() {
+            // The native cells and the histogram's handle to them: fetched beside the classic
+            // cells, not after them.
+            prefetch(&table.cells[slot.index as usize]);
+            slot.classic.prefetch_native(&self.buckets);
+        }
+        // SAFETY: the table's lock keeps the series' histogram, and so its cells, alive.
+        let (bucket, widen) = unsafe { slot.classic.observe(&self.buckets, duration_ns) };
+        if self.buckets.native().is_some() || trace.is_some() {
+            let histogram = &table.cells[slot.index as usize];
+            histogram.observe_native(&self.buckets, duration_ns);
+            if let Some((trace_id, span_id)) = trace {
+                histogram.keep_exemplar(bucket, trace_id, span_id, duration_ns);
             }
         }
-        self.observe_new(key, duration_ns, trace);
+        widen
     }
 
     /// The key of a request's series (its labels as ids).
@@ -504,24 +542,52 @@ impl Recorder {
     }
 
     #[cold]
-    fn observe_new(&self, key: SeriesKey, duration_ns: u64, trace: Option<([u8; 16], [u8; 8])>) {
+    fn observe_new(
+        &self,
+        key: SeriesKey,
+        duration_ns: u64,
+        trace: Option<([u8; 16], [u8; 8])>,
+    ) -> (bool, u32) {
         let mut table = self.series.write();
         let table = &mut *table;
-        let i = match table.index.get(&key) {
-            Some(&i) => i as usize,
+        let slot = match table.index.get(&key) {
+            Some(&slot) => slot,
             None => {
                 let histogram = self.histogram(&mut table.arena, &key);
                 // Fewer than 2^32 series: each has a route, domain, method and status of its own,
                 // all of them capped far below that.
-                table.index.insert(key, table.cells.len() as u32);
+                let slot = Slot {
+                    classic: histogram.classic(),
+                    index: table.cells.len() as u32,
+                };
+                table.index.insert(key, slot);
                 table.cells.push(histogram);
                 table.keys.push(key);
-                table.cells.len() - 1
+                slot
             }
         };
-        let bucket = table.cells[i].observe(&self.buckets, duration_ns);
-        if let Some((trace_id, span_id)) = trace {
-            table.cells[i].keep_exemplar(bucket, trace_id, span_id, duration_ns);
+        (self.record(table, slot, duration_ns, trace), slot.index)
+    }
+
+    /// Moves series `index` from compact cells to wide ones once a count reached
+    /// [`crate::model::histogram::WIDEN_AT`]. Recording happens under the table's read lock, so
+    /// under its write lock the copy is exact; every thread that saw the mark comes here, so the
+    /// counts never wrap.
+    #[cold]
+    fn widen(&self, index: u32) {
+        let mut table = self.series.write();
+        let table = &mut *table;
+        let i = index as usize;
+        if !table.cells[i].needs_widening() {
+            return;
+        }
+        let wide = Histogram::new(&self.buckets);
+        let added = wide.add_from(&self.buckets, &table.cells[i]);
+        debug_assert!(added, "wide cells take any counts");
+        table.cells[i] = wide;
+        let classic = table.cells[i].classic();
+        if let Some(slot) = table.index.get_mut(&table.keys[i]) {
+            slot.classic = classic;
         }
     }
 
@@ -663,10 +729,10 @@ impl Recorder {
 
     /// Fresh cells for a series: in the process's store file when there is one.
     fn histogram(&self, arena: &mut CellArena, key: &SeriesKey) -> Histogram {
-        let Some(cells) = self.shared else {
-            return arena.histogram(&self.buckets);
-        };
-        self.with_pairs(key, |pairs| cells.histogram(&self.buckets, self.limits, pairs))
+        let placed = self.shared.and_then(|cells| {
+            self.with_pairs(key, |pairs| cells.histogram(&self.buckets, self.limits, pairs))
+        });
+        placed.unwrap_or_else(|| arena.histogram(&self.buckets))
     }
 
     /// Moves every series to fresh cells placed by the store as it is now: a forked child
@@ -681,11 +747,16 @@ impl Recorder {
         let same_process = self.bound_pid.load(Ordering::Relaxed) == pid;
         let table = &mut *table;
         for (key, cells) in table.keys.iter().zip(table.cells.iter_mut()) {
-            let histogram = self.histogram(&mut table.arena, key);
-            if same_process {
+            let mut histogram = self.histogram(&mut table.arena, key);
+            if same_process && !histogram.add_from(&self.buckets, cells) {
+                // Counts too large for compact cells.
+                histogram = Histogram::new(&self.buckets);
                 histogram.add_from(&self.buckets, cells);
             }
             *cells = histogram;
+            if let Some(slot) = table.index.get_mut(key) {
+                slot.classic = cells.classic();
+            }
         }
         for method in 0..METHODS.len() {
             let Some(old) = table.in_flight[method].take() else {
@@ -867,8 +938,9 @@ pub trait SharedCells: Send + Sync {
     /// Brings the cells up to the current [`process::epoch`] (after a fork, or on entering
     /// multi-process mode); called by a recorder that sees a new epoch.
     fn sync(&self);
-    /// The cells of a new histogram series with these labels.
-    fn histogram(&self, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Histogram;
+    /// The cells of a new histogram series with these labels, when they are to live outside the
+    /// heap (None: the recorder carves them from its own chunks).
+    fn histogram(&self, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Option<Histogram>;
     /// The cell of a new in-flight gauge with these labels.
     fn gauge(&self, pairs: &[(&str, &str)]) -> Gauge;
     /// The cells of a new outbound-call series (lineage) of a recorder with these buckets.
@@ -987,6 +1059,41 @@ mod tests {
         Registry::new()
             .recorder(consts("app"), Buckets::last9_default(), limits)
             .unwrap()
+    }
+
+    #[test]
+    fn a_series_near_u32_overflow_moves_to_wide_cells_without_losing_a_count() {
+        let rec = recorder(Limits::default());
+        let route = rec.route("/a");
+        rec.observe(&request(route, "example.com", 200));
+        let bucket = rec.buckets().index_of(1_000_000);
+        let start = u64::from(crate::model::histogram::WIDEN_AT) - 100;
+        {
+            let table = rec.series.read();
+            assert!(table.cells[0].is_compact());
+            table.cells[0].set_count(bucket, start);
+        }
+        let (threads, each) = (4, 10_000);
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    for _ in 0..each {
+                        rec.observe(&request(route, "example.com", 200));
+                    }
+                });
+            }
+        });
+        let table = rec.series.read();
+        assert!(!table.cells[0].is_compact(), "the series moved to wide cells");
+        let counts: Vec<u64> = table.cells[0].counts().collect();
+        assert_eq!(counts[bucket], start + threads * each, "no count lost or wrapped");
+        assert_eq!(counts.iter().sum::<u64>(), counts[bucket]);
+        assert_eq!(table.cells[0].sum_ns(), (1 + threads * each) * 1_000_000);
+        drop(table);
+        // Recording goes on into the wide cells, past what a u32 holds.
+        rec.series.read().cells[0].set_count(bucket, u64::from(u32::MAX));
+        rec.observe(&request(route, "example.com", 200));
+        assert_eq!(series(&rec)[0].1, u64::from(u32::MAX) + 1);
     }
 
     /// Label text and request count of each series, in creation order.

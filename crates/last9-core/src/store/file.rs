@@ -380,6 +380,27 @@ impl WorkerFile {
         Ok(at)
     }
 
+    /// The cells (link, then `len` slots) of the NATIVE record that the cell `link` of this
+    /// file links to: the one there is, or a new one. None when `link` is not in this file or
+    /// the file cannot take the record (the series then keeps its counts, exactly, at a
+    /// coarser schema).
+    pub fn native_extension(&mut self, link: &AtomicU64, len: usize) -> Option<NonNull<AtomicU64>> {
+        let owner_at = (link as *const AtomicU64 as usize).checked_sub(self.map.ptr.as_ptr() as usize)?;
+        if owner_at >= self.used {
+            return None;
+        }
+        let linked = link.load(Ordering::Acquire);
+        if linked != 0 {
+            let slots = self.region().native_slots(linked, owner_at, len)?;
+            return Some(NonNull::from(&slots[0]));
+        }
+        let mut record = Vec::with_capacity(format::native_record_len(len).0);
+        format::native_record(&mut record, owner_at, &vec![0; len + 1]);
+        let at = self.append(&record).ok()?;
+        link.store(at as u64, Ordering::Release);
+        Some(self.cell_ptr(at + format::native_record_len(len).1))
+    }
+
     fn used_cell(&self) -> &AtomicU64 {
         // SAFETY: aligned header field, only accessed atomically.
         unsafe { AtomicU64::from_ptr(self.map.ptr.as_ptr().add(format::USED_OFFSET) as *mut u64) }

@@ -1,4 +1,4 @@
-//! The on-disk format of the multi-process store, version 1.
+//! The on-disk format of the multi-process store, version 2.
 //!
 //! A file is a 64-byte header followed by records, each 8-byte aligned and starting with
 //! `kind: u16, flags: u16, len: u32` (`len` counts the whole record, a multiple of 8). Numbers are
@@ -15,9 +15,13 @@
 //!          | zero_threshold f64 (ms)
 //! HISTOGRAM 8 layout u32 | 12 n_labels u16 | 14 labels_len u16 | 16 labels, zero-padded to 8
 //!          | cells u64 × (n_bounds + 2): per-bucket counts with +Inf last, then the sum in ns
-//!          | the native buckets' cells when the layout keeps them (`crate::model::native`)
+//!          | the native buckets' cells when the layout keeps them (`crate::model::native`: a
+//!          fixed few; the one at `EXTENSION_AT` links to the series' first NATIVE record, or 0)
 //!          | the latest exemplar's cells (`crate::model::exemplar`)
 //! ABSORBED 8 name_len u32 | 12 name (archives only: a worker file already merged in)
+//! NATIVE   8 owner u64 (offset of the cell that links to it) | 16 link u64 (to the next NATIVE
+//!          record, or 0) | 24 slots u64 × n: native buckets of a series that spread past the
+//!          slots before, appended when it first does (a small table, then a large one)
 //! GAUGE    8 n_labels u16 | 10 labels_len u16 | 12 zero u32 | 16 labels, zero-padded to 8
 //!          | value i64 (worker files only: a gauge is the state of a live process, so readers
 //!          count it only while its writer holds its lock, and archives never keep it)
@@ -41,7 +45,8 @@ use crate::model::native::NativeSpec;
 
 pub const MAGIC: [u8; 4] = *b"L9MP";
 pub const BOM: u32 = 0x0102_0304;
-pub const VERSION: u16 = 1;
+/// 2: native buckets in a fixed few cells plus a NATIVE record on demand (1 reserved them all).
+pub const VERSION: u16 = 2;
 pub const HEADER_LEN: usize = 64;
 pub const USED_OFFSET: usize = 16;
 pub const FLAGS_OFFSET: usize = 28;
@@ -58,10 +63,11 @@ pub const RECORD_LAYOUT: u16 = 1;
 pub const RECORD_HISTOGRAM: u16 = 2;
 pub const RECORD_ABSORBED: u16 = 3;
 pub const RECORD_GAUGE: u16 = 4;
-pub const RECORD_CLIENT: u16 = 5;
-pub const RECORD_COUNTER: u16 = 6;
-pub const RECORD_REQUEST_BODY: u16 = 7;
-pub const RECORD_RESPONSE_BODY: u16 = 8;
+pub const RECORD_NATIVE: u16 = 5;
+pub const RECORD_CLIENT: u16 = 6;
+pub const RECORD_COUNTER: u16 = 7;
+pub const RECORD_REQUEST_BODY: u16 = 8;
+pub const RECORD_RESPONSE_BODY: u16 = 9;
 
 /// Label names are short identifiers; values were cut to 256 bytes by the interner.
 pub const MAX_NAME_LEN: usize = 255;
@@ -213,6 +219,24 @@ fn cells_record(out: &mut Vec<u8>, kind: u16, layout: u32, n_labels: u16, labels
     }
 }
 
+/// The size of a NATIVE record of `n_slots` slots and the offset of its cells (the link, then
+/// the slots) within it.
+pub fn native_record_len(n_slots: usize) -> (usize, usize) {
+    (24 + 8 * n_slots, 16)
+}
+
+/// A NATIVE record with the given cells (the link, then the slots; zero for a new one), linked
+/// from the cell at offset `owner` of the same file.
+pub fn native_record(out: &mut Vec<u8>, owner: usize, cells: &[u64]) {
+    let (len, _) = native_record_len(cells.len() - 1);
+    let slots = cells;
+    record_start(out, RECORD_NATIVE, len);
+    out.extend_from_slice(&(owner as u64).to_ne_bytes());
+    for s in slots {
+        out.extend_from_slice(&s.to_ne_bytes());
+    }
+}
+
 /// An ABSORBED record: the file name of a worker file already merged into this archive.
 pub fn absorbed_record(out: &mut Vec<u8>, name: &str) {
     let len = align8(12 + name.len());
@@ -241,6 +265,8 @@ pub enum Record<'a> {
         labels: &'a [u8],
         /// [`histogram_cells`] cells, read with atomic loads (a live writer may be adding to them).
         cells: &'a [AtomicU64],
+        /// The offset of `cells` in the file.
+        cells_at: usize,
     },
     Absorbed(&'a str),
     /// An outbound-call series: the same shape as a histogram.
@@ -249,6 +275,8 @@ pub enum Record<'a> {
         n_labels: u16,
         labels: &'a [u8],
         cells: &'a [AtomicU64],
+        /// The offset of `cells` in the file.
+        cells_at: usize,
     },
     /// A body-size series: the same shape as a histogram.
     Body {
@@ -257,6 +285,8 @@ pub enum Record<'a> {
         n_labels: u16,
         labels: &'a [u8],
         cells: &'a [AtomicU64],
+        /// The offset of `cells` in the file.
+        cells_at: usize,
     },
     /// A callers series: one count, read with an atomic load.
     Counter {
@@ -377,11 +407,13 @@ impl<'a> Region<'a> {
                         n_labels,
                         labels,
                         cells,
+                        cells_at,
                     } => records.push(Record::Client {
                         layout,
                         n_labels,
                         labels,
                         cells,
+                        cells_at,
                     }),
                     _ => unreachable!("`histogram` reads a histogram"),
                 },
@@ -392,6 +424,7 @@ impl<'a> Region<'a> {
                         n_labels,
                         labels,
                         cells,
+                        cells_at,
                     } => records.push(Record::Body {
                         which: if kind == RECORD_REQUEST_BODY {
                             Body::Request
@@ -402,9 +435,11 @@ impl<'a> Region<'a> {
                         n_labels,
                         labels,
                         cells,
+                        cells_at,
                     }),
                     _ => unreachable!("`histogram` reads a histogram"),
                 },
+                // NATIVE records are found from their series (see `native_slots`).
                 _ => {} // a kind from a later version of this format
             }
             at += len;
@@ -474,6 +509,28 @@ impl<'a> Region<'a> {
             n_labels,
             labels,
             cells,
+            cells_at: at + cells_at,
+        })
+    }
+
+    /// The cells (link, then `n_slots` slots) of the NATIVE record at offset `at`, if there is
+    /// one there, of that size, linked from the cell at `owner`; None for anything else (a
+    /// record appended after this mapping was made, or a damaged file).
+    pub fn native_slots(&self, at: u64, owner: usize, n_slots: usize) -> Option<&'a [AtomicU64]> {
+        let at = usize::try_from(at).ok()?;
+        let (len, slots_at) = native_record_len(n_slots);
+        if at < HEADER_LEN || at % 8 != 0 || at.checked_add(len)? > self.bytes.len() {
+            return None;
+        }
+        let fits = self.u16_at(at) == RECORD_NATIVE
+            && self.u32_at(at + 4) as usize == len
+            && u64::from_ne_bytes(self.bytes[at + 8..at + 16].try_into().unwrap()) == owner as u64;
+        // SAFETY: in bounds and 8-aligned; see `Region::new`.
+        fits.then(|| unsafe {
+            std::slice::from_raw_parts(
+                self.bytes.as_ptr().add(at + slots_at) as *const AtomicU64,
+                n_slots + 1,
+            )
         })
     }
 
@@ -639,7 +696,7 @@ mod tests {
         let (n, labels) = encode_labels([("per", "/a"), ("status", "200"), ("domain", "")]);
         histogram_record(&mut recs, 0, n, &labels, &[1, 2, 3, 42]);
         absorbed_record(&mut recs, "w-12-34.db");
-        recs.extend_from_slice(&[9, 0, 0, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // unknown kind 9
+        recs.extend_from_slice(&[42, 0, 0, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // unknown kind 42
         let words = image(&recs);
         let region = unsafe { Region::new(as_bytes(&words)) };
         let (kind, used) = region.header().unwrap();
@@ -659,6 +716,7 @@ mod tests {
                 n_labels,
                 labels,
                 cells,
+                ..
             } => {
                 assert_eq!(*layout, 0);
                 let pairs: Vec<_> = labels_iter(labels, *n_labels).map(Result::unwrap).collect();
@@ -703,6 +761,27 @@ mod tests {
             }
             _ => panic!("counter third"),
         }
+    }
+
+    #[test]
+    fn a_native_record_is_found_only_from_its_own_series() {
+        let mut recs = Vec::new();
+        let (n, labels) = encode_labels([("per", "/a")]);
+        histogram_record(&mut recs, 0, n, &labels, &[0; 4]);
+        let owner = HEADER_LEN + 24; // the record's first cell
+        let at = HEADER_LEN + recs.len();
+        native_record(&mut recs, owner, &[0, 7, 8]);
+        let words = image(&recs);
+        let region = unsafe { Region::new(as_bytes(&words)) };
+        let slots = region.native_slots(at as u64, owner, 2).unwrap();
+        assert_eq!(slots[2].load(Ordering::Relaxed), 8);
+        // Another owner, size or place, or an offset outside the file: nothing.
+        assert!(region.native_slots(at as u64, owner + 8, 2).is_none());
+        assert!(region.native_slots(at as u64, owner, 3).is_none());
+        assert!(region.native_slots(HEADER_LEN as u64, owner, 2).is_none());
+        assert!(region.native_slots(at as u64 + 4, owner, 2).is_none());
+        assert!(region.native_slots(u64::MAX - 7, owner, 2).is_none());
+        assert!(region.native_slots(8, owner, 2).is_none());
     }
 
     #[test]

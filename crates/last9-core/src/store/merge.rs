@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use ahash::{AHashMap, AHashSet};
@@ -23,7 +23,9 @@ use crate::model::body::Body;
 use crate::model::exemplar::{latest_per_bucket, Exemplar, ExemplarCells, EXEMPLAR_CELLS};
 use crate::model::histogram::Buckets;
 use crate::model::lineage::{OVERFLOW_VALUE, UNKNOWN_CALLER};
-use crate::model::native::{NativeBuckets, NativeCells, NativeSpec};
+use crate::model::native::{
+    Extension, NativeBuckets, NativeCells, NativeSpec, Overflow, EXTENSION_AT, SMALL_EXTENSION_SLOTS,
+};
 use crate::model::registry::{DOMAIN_OVERFLOW, ROUTE_OVERFLOW};
 use crate::snapshot::Snapshot;
 use crate::values::escape::escape_label_value;
@@ -235,12 +237,13 @@ impl Merged {
                     n_labels,
                     labels,
                     cells,
+                    cells_at,
                 } => self.add_cells(
                     Family::Duration,
+                    region,
                     file_layouts[&layout],
-                    n_labels,
-                    labels,
-                    cells,
+                    (n_labels, labels),
+                    (cells, cells_at),
                     &mut values,
                 ),
                 Record::Client {
@@ -248,12 +251,13 @@ impl Merged {
                     n_labels,
                     labels,
                     cells,
+                    cells_at,
                 } => self.add_cells(
                     Family::Client,
+                    region,
                     file_layouts[&layout],
-                    n_labels,
-                    labels,
-                    cells,
+                    (n_labels, labels),
+                    (cells, cells_at),
                     &mut values,
                 ),
                 Record::Body {
@@ -262,12 +266,13 @@ impl Merged {
                     n_labels,
                     labels,
                     cells,
+                    cells_at,
                 } => self.add_cells(
                     Family::body(which),
+                    region,
                     file_layouts[&layout],
-                    n_labels,
-                    labels,
-                    cells,
+                    (n_labels, labels),
+                    (cells, cells_at),
                     &mut values,
                 ),
                 Record::Counter {
@@ -303,29 +308,34 @@ impl Merged {
     }
 
     /// Adds the cells of one HISTOGRAM or CLIENT record (checked to fit its layout).
+    /// Adds a histogram-shaped record's cells (at `cells_at` in `region`, whose NATIVE records
+    /// hold the native buckets past the inline slots) to the series of `family`.
     fn add_cells(
         &mut self,
         family: Family,
+        region: &Region<'_>,
         layout: usize,
-        n_labels: u16,
-        labels: &[u8],
-        cells: &[std::sync::atomic::AtomicU64],
+        (n_labels, labels): (u16, &[u8]),
+        (cells, cells_at): (&[AtomicU64], usize),
         values: &mut Vec<u64>,
     ) {
         let classic = self.layouts[layout].bounds.len() + 2;
         values.clear();
         values.extend(cells[..classic].iter().map(|c| c.load(Ordering::Relaxed)));
-        let native = self.layouts[layout]
-            .native
-            .as_ref()
-            .map(|spec| NativeCells::new(spec, &cells[classic..classic + spec.cells()]).read());
+        let native = self.layouts[layout].native.as_ref().map(|spec| {
+            let own = &cells[classic..classic + spec.cells()];
+            let link_at = cells_at + 8 * (classic + EXTENSION_AT);
+            let tables = native_tables(region, &own[EXTENSION_AT], link_at, spec);
+            NativeCells::new(spec, own, Overflow::Found(tables)).read()
+        });
         let exemplar = ExemplarCells(&cells[cells.len() - EXEMPLAR_CELLS..]).read();
         self.add_series(family, layout, n_labels, labels, values, native, exemplar);
     }
 
     fn add_counter(&mut self, layout: usize, n_labels: u16, labels: &[u8], value: u64) {
         let folded;
-        let labels = if self.capped {
+        // A labels block already summed passed the caps as it is (see `add_series`).
+        let labels = if self.capped && !self.counter_index.contains_key(labels) {
             folded = self.fold(layout, n_labels, labels);
             folded.as_deref().unwrap_or(labels)
         } else {
@@ -357,7 +367,10 @@ impl Merged {
         exemplar: Option<(usize, Exemplar)>,
     ) {
         let folded;
-        let labels = if self.capped {
+        // A labels block already summed passed the caps as it is: its values were admitted, or
+        // are overflow values. So the caps cost only each distinct series' first file.
+        let seen = self.layouts[layout].index[family as usize].contains_key(labels);
+        let labels = if self.capped && !seen {
             folded = self.fold(layout, n_labels, labels);
             folded.as_deref().unwrap_or(labels)
         } else {
@@ -493,7 +506,15 @@ impl Merged {
             );
         }
         for s in &self.series {
-            let cells = archive_cells(s, self.layouts[s.layout].native.as_ref());
+            let (mut cells, tables) = archive_cells(s, self.layouts[s.layout].native.as_ref());
+            let (len, cells_at) = format::histogram_record_len(s.labels.len(), cells.len());
+            // Each NATIVE record follows the record whose cell links to it.
+            let link = self.layouts[s.layout].bounds.len() + 2 + EXTENSION_AT;
+            let mut link_at = out.len() + cells_at + 8 * link;
+            let mut next_at = out.len() + len;
+            if tables.iter().any(Option::is_some) {
+                cells[link] = next_at as u64;
+            }
             let (layout, labels) = (s.layout as u32, &s.labels);
             match s.family {
                 Family::Duration => format::histogram_record(&mut out, layout, s.n_labels, labels, &cells),
@@ -504,6 +525,18 @@ impl Merged {
                 Family::ResponseBody => {
                     format::body_record(&mut out, Body::Response, layout, s.n_labels, labels, &cells)
                 }
+            }
+            for (i, table) in tables.iter().enumerate() {
+                let Some(slots) = table else { break };
+                let mut record = vec![0u64; slots.len() + 1];
+                record[1..].copy_from_slice(slots);
+                let (record_len, record_cells) = format::native_record_len(slots.len());
+                if tables.get(i + 1).is_some_and(Option::is_some) {
+                    record[0] = (next_at + record_len) as u64;
+                }
+                format::native_record(&mut out, link_at, &record);
+                link_at = next_at + record_cells;
+                next_at += record_len;
             }
         }
         for c in &self.counters {
@@ -519,14 +552,16 @@ impl Merged {
 }
 
 /// The cells of a merged series as a HISTOGRAM record holds them: classic counts and sum, the
-/// native buckets rebuilt into a table of `native`'s shape, the latest exemplar.
-fn archive_cells(series: &MergedSeries, native: Option<&NativeSpec>) -> Vec<u64> {
+/// native buckets rebuilt in cells of `native`'s shape, the latest exemplar; and the slots of
+/// its NATIVE record when the buckets need one.
+fn archive_cells(series: &MergedSeries, native: Option<&NativeSpec>) -> (Vec<u64>, [Option<Vec<u64>>; 2]) {
     let n_native = native.map_or(0, NativeSpec::cells);
     let extra: Vec<std::sync::atomic::AtomicU64> = (0..n_native + EXEMPLAR_CELLS)
         .map(|_| std::sync::atomic::AtomicU64::new(0))
         .collect();
+    let extension = Extension::default();
     if let (Some(spec), Some(buckets)) = (native, &series.native) {
-        NativeCells::new(spec, &extra[..n_native]).add(buckets);
+        NativeCells::new(spec, &extra[..n_native], Overflow::Grows(&extension)).add(buckets);
     }
     let latest = series
         .exemplars
@@ -537,7 +572,28 @@ fn archive_cells(series: &MergedSeries, native: Option<&NativeSpec>) -> Vec<u64>
     }
     let mut cells = series.cells.clone();
     cells.extend(extra.iter().map(|c| c.load(Ordering::Relaxed)));
-    cells
+    let tables = extension
+        .slots()
+        .map(|table| table.map(|slots| slots.iter().map(|c| c.load(Ordering::Relaxed)).collect()));
+    (cells, tables)
+}
+
+/// The slots of a series' NATIVE records in a file: the small table linked from `link` (at
+/// offset `link_at`), and the large one linked from the small one's link cell.
+fn native_tables<'a>(
+    region: &Region<'a>,
+    link: &AtomicU64,
+    link_at: usize,
+    spec: &NativeSpec,
+) -> [Option<&'a [AtomicU64]>; 2] {
+    let linked = |link: &AtomicU64, link_at: usize, len: usize| -> Option<(usize, &'a [AtomicU64])> {
+        let at = link.load(Ordering::Acquire);
+        let cells = region.native_slots(at, link_at, len)?;
+        Some((at as usize + format::native_record_len(len).1, cells))
+    };
+    let small = linked(link, link_at, SMALL_EXTENSION_SLOTS);
+    let large = small.and_then(|(at, cells)| linked(&cells[0], at, spec.extension_len()));
+    [small.map(|(_, c)| &c[1..]), large.map(|(_, c)| &c[1..])]
 }
 
 /// The escaped label text (`a="1",b="2"`) of a labels block, into `text`.
@@ -874,6 +930,19 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Extensions in a test's worker file.
+    struct InTestFile(parking_lot::Mutex<Option<WorkerFile>>);
+
+    impl crate::model::native::ExtensionPlace for InTestFile {
+        fn allocate(
+            &self,
+            link: &std::sync::atomic::AtomicU64,
+            len: usize,
+        ) -> Option<std::ptr::NonNull<std::sync::atomic::AtomicU64>> {
+            self.0.lock().as_mut()?.native_extension(link, len)
+        }
+    }
+
     /// A worker file whose one series `/n` keeps native buckets (schema 3, at most `max_buckets`)
     /// of `durations_ms`, and a traced exemplar of its last duration.
     fn native_worker(dir: &Path, max_buckets: u32, durations_ms: &[f64], trace: u8) -> WorkerFile {
@@ -890,15 +959,19 @@ mod tests {
         let at = file.append(&rec).unwrap();
         let (_, cells_at) = format::histogram_record_len(labels.len(), cells.len());
         let keeper: Arc<dyn std::any::Any + Send + Sync> = file.mapping().clone();
+        let cells = file.cell_ptr(at + cells_at);
+        let place: &'static InTestFile = Box::leak(Box::new(InTestFile(parking_lot::Mutex::new(Some(file)))));
+        let pending = Box::leak(Box::new(crate::model::native::Pending::new(place)));
+        let extension = crate::model::native::Extension::in_place(pending);
         // SAFETY: the record's cells, in the mapping kept alive by `keeper`.
-        let histogram = unsafe {
-            crate::model::histogram::Histogram::in_place(&buckets, file.cell_ptr(at + cells_at), keeper)
-        };
+        let histogram =
+            unsafe { crate::model::histogram::Histogram::in_place(&buckets, cells, keeper, extension) };
         for ms in durations_ms {
             let ns = (ms * 1e6) as u64;
             let bucket = histogram.observe(&buckets, ns);
             histogram.keep_exemplar(bucket, [trace; 16], [trace; 8], ns);
         }
+        let file = place.0.lock().take().unwrap();
         file
     }
 
@@ -932,6 +1005,74 @@ mod tests {
             before,
             "the archive keeps native buckets"
         );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn wide_series_keep_their_native_records_across_workers_and_the_archive() {
+        let dir = temp_dir("wide");
+        // 0.5 ms to 2 s: about 96 buckets at schema 3, past the inline slots of a record.
+        let wide: Vec<f64> = (0..1000).map(|i| 0.5 * 4000f64.powf(i as f64 / 999.0)).collect();
+        drop(native_worker(&dir, 160, &wide, 1));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        drop(native_worker(&dir, 160, &wide[500..], 2));
+        let spec = NativeSpec::new(3, 0.0, 160).unwrap();
+        let buckets = Buckets::new(&[1.0, 2.0]).unwrap().with_native(Some(spec));
+        let one = crate::model::histogram::Histogram::new(&buckets);
+        for ms in wide.iter().chain(&wide[500..]) {
+            one.observe(&buckets, (ms * 1e6) as u64);
+        }
+        let expected = one.native(&buckets).unwrap();
+        assert_eq!(expected.schema, 3);
+        assert!(expected.buckets.len() > crate::model::native::INLINE_SLOTS);
+        let merged = collect(&dir, &[]).unwrap().merged.snapshot();
+        assert_eq!(merged.series()[0].native.as_ref(), Some(&expected));
+        assert!(compact(&dir).unwrap());
+        let archived = collect(&dir, &[]).unwrap().merged.snapshot();
+        assert_eq!(
+            archived.series()[0].native.as_ref(),
+            Some(&expected),
+            "the archive keeps them"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn body_sizes_read_beside_native_records_across_workers_and_the_archive() {
+        let dir = temp_dir("bodies");
+        let wide: Vec<f64> = (0..1000).map(|i| 0.5 * 4000f64.powf(i as f64 / 999.0)).collect();
+        let buckets = crate::model::body::body_buckets();
+        for bytes in [100u64, 5000] {
+            // A duration series with NATIVE records, then body-size series in a layout of their
+            // own (byte bounds, no native buckets) after them.
+            let mut file = native_worker(&dir, 160, &wide, 1);
+            let mut rec = Vec::new();
+            format::layout_record(&mut rec, 1, buckets.bounds_ms(), None, 3, 3);
+            let (n, labels) = format::encode_labels([("per", "/n")]);
+            for (which, size) in [(Body::Request, bytes), (Body::Response, 2 * bytes)] {
+                let mut cells = vec![0u64; buckets.all_cells()];
+                cells[buckets.index_of(size * 1_000_000)] = 1;
+                cells[buckets.cells()] = size * 1_000_000;
+                format::body_record(&mut rec, which, 1, n, &labels, &cells);
+            }
+            file.append(&rec).unwrap();
+            drop(file);
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let check = |snapshot: &Snapshot| {
+            assert_eq!(snapshot.series()[0].native.as_ref().unwrap().count(), 2000);
+            for (which, sum) in [(Body::Request, 5100), (Body::Response, 10200)] {
+                let series = snapshot.body_series(which);
+                assert_eq!(series.len(), 1);
+                let cumulative = snapshot.cumulative_counts(&series[0]);
+                // 100 B in `le="256"`, 200 B too; 5000 and 10000 B further up.
+                assert_eq!((cumulative[1], cumulative.last()), (1, Some(&2)));
+                assert_eq!(series[0].sum_ns, sum * 1_000_000);
+            }
+        };
+        check(&collect(&dir, &[]).unwrap().merged.snapshot());
+        assert!(compact(&dir).unwrap());
+        check(&collect(&dir, &[]).unwrap().merged.snapshot());
         fs::remove_dir_all(&dir).unwrap();
     }
 

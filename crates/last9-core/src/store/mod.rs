@@ -35,7 +35,7 @@ use self::file::{AppendError, Mapping, Stub, WorkerFile};
 use crate::model::body::Body;
 use crate::model::gauge::Gauge;
 use crate::model::histogram::{Buckets, Histogram};
-use crate::model::native::NativeSpec;
+use crate::model::native::{Extension, ExtensionPlace, NativeSpec, Pending};
 use crate::model::registry::SharedCells;
 use crate::model::registry::{Limits, Registry};
 pub use crate::process::{epoch, pid};
@@ -393,15 +393,14 @@ fn place(
     }
 }
 
-/// Cells for a new series of the global registry: in this process's file in multi-process
-/// mode, else on the heap (see [`place`]; on the heap, a series is counted by this process's own
-/// scrapes only). `kind` is any but [`Placed::Callers`].
-fn histogram(kind: Placed, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Histogram {
-    match place(kind, buckets, limits, pairs) {
-        // SAFETY: the record's cells are in the mapping, aligned, and only used atomically.
-        Some((ptr, keeper)) => unsafe { Histogram::in_place(buckets, ptr, keeper) },
-        None => Histogram::new(buckets),
-    }
+/// Cells for a new series of the global registry in this process's file, in multi-process
+/// mode (see [`place`]). None: the series goes on the heap, counted by this process's own
+/// scrapes only. `kind` is any but [`Placed::Callers`].
+fn histogram(kind: Placed, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Option<Histogram> {
+    let (ptr, keeper) = place(kind, buckets, limits, pairs)?;
+    // SAFETY: the record's cells are in the mapping, aligned, and only used atomically.
+    // Native buckets past the inline slots grow into NATIVE records of the same file.
+    Some(unsafe { Histogram::in_place(buckets, ptr, keeper, Extension::in_place(&IN_FILE)) })
 }
 
 /// The cell of a new callers counter: in this process's file in multi-process mode, else on
@@ -413,6 +412,24 @@ fn counter(buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Gauge {
         None => Gauge::new(),
     }
 }
+
+/// Where the native buckets of this process's series grow past their inline slots: a NATIVE
+/// record in the file that holds the series (see [`WorkerFile::native_extension`]).
+struct InFile;
+
+impl ExtensionPlace for InFile {
+    fn allocate(
+        &self,
+        link: &std::sync::atomic::AtomicU64,
+        len: usize,
+    ) -> Option<std::ptr::NonNull<std::sync::atomic::AtomicU64>> {
+        let mut state = STATE.lock();
+        let file = state.file.as_mut().filter(|f| f.pid() == pid())?;
+        file.native_extension(link, len)
+    }
+}
+
+static IN_FILE: Pending = Pending::new(&InFile);
 
 /// The cell of a new gauge of the global registry: in this process's file in multi-process
 /// mode, else on the heap (same fallbacks as [`histogram`]).
@@ -552,12 +569,12 @@ impl SharedCells for Store {
         sync();
     }
 
-    fn histogram(&self, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Histogram {
+    fn histogram(&self, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Option<Histogram> {
         histogram(Placed::Duration, buckets, limits, pairs)
     }
 
     fn client_histogram(&self, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Histogram {
-        histogram(Placed::Client, buckets, limits, pairs)
+        histogram(Placed::Client, buckets, limits, pairs).unwrap_or_else(|| Histogram::new(buckets))
     }
 
     fn counter(&self, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Gauge {
@@ -571,7 +588,7 @@ impl SharedCells for Store {
         limits: Limits,
         pairs: &[(&str, &str)],
     ) -> Histogram {
-        histogram(Placed::Body(which), buckets, limits, pairs)
+        histogram(Placed::Body(which), buckets, limits, pairs).unwrap_or_else(|| Histogram::new(buckets))
     }
 
     fn gauge(&self, pairs: &[(&str, &str)]) -> Gauge {
