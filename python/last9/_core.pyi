@@ -186,6 +186,7 @@ class Recorder:
         semconv: str = "last9",
         app_label: tuple[str, Sequence[str] | None, int, ContextVar[list[str | None]]]
         | None = None,
+        body_sizes: bool = False,
     ) -> Self:
         """`exclude`: requests left out of every family; `labels`: constant labels added to
         every family after the seed's; `header_label`: ``(label, header)`` read from each
@@ -193,7 +194,9 @@ class Recorder:
         `header_label_max`, ``_other`` past it; `app_label`: ``(label, allow-list or None, cap,
         context variable)``, a label the app sets with ``last9.set_label`` (each request gets a
         ``[label, None]`` holder in its environ or scope and in the context variable);
-        `group_status`: ``status`` is ``2xx``, ...; `semconv`: ``last9``, ``otel`` or ``dup``.
+        `group_status`: ``status`` is ``2xx``, ...; `semconv`: ``last9``, ``otel`` or ``dup``;
+        `body_sizes`: the WSGI and ASGI middlewares record request and response body sizes in
+        bytes.
 
         Raises:
             MetricsError: the same constant labels already in use with another request label or
@@ -219,13 +222,22 @@ class Recorder:
         method: str,
         status: int,
         duration_ns: int,
+        request_bytes: int | None = None,
+        response_bytes: int | None = None,
     ) -> None:
-        """Records one request; ``route`` is the framework's template, None when none matched."""
+        """Records one request; ``route`` is the framework's template, None when none matched.
+        With ``body_sizes`` on, the body sizes in bytes too (None: unknown)."""
     def observe_environ(
-        self, route: str | None, environ: dict[str, Any], status: int, duration_ns: int
+        self,
+        route: str | None,
+        environ: dict[str, Any],
+        status: int,
+        duration_ns: int,
+        response_bytes: int | None = None,
     ) -> None:
         """Records one request from a WSGI environ (or Django's ``request.META``): Host, method
-        and, without a router, the path are read from it."""
+        and, without a router, the path are read from it; with ``body_sizes`` on, the request's
+        declared size and ``response_bytes`` too."""
     def observe_scope(
         self, route: str | None, scope: dict[str, Any], status: int, duration_ns: int
     ) -> None:
@@ -244,6 +256,9 @@ class Recorder:
     def count_caller(self, per: str | None, caller: str | None, status: int = 0) -> None:
         """Counts one request of ``per`` from ``caller`` (None: ``unknown``) answered with
         ``status`` (0: none was sent); the counter keeps its class (``2xx``, ``5xx``)."""
+    @property
+    def body_sizes(self) -> bool:
+        """Whether body sizes are recorded (hooks that record themselves ask it)."""
     @property
     def program(self) -> str: ...
     @property
@@ -310,6 +325,18 @@ class Body:
     def __iter__(self) -> Iterator[bytes]: ...
     def __next__(self) -> bytes: ...
     def close(self) -> None: ...
+
+@final
+class CountingInput:
+    """``wsgi.input`` of a request without a Content-Length when ``body_sizes`` is on: the
+    server's stream, counting the bytes the app reads; other attributes are the stream's."""
+
+    def read(self, *args: Any, **kwargs: Any) -> bytes: ...
+    def readline(self, *args: Any, **kwargs: Any) -> bytes: ...
+    def readlines(self, *args: Any, **kwargs: Any) -> list[bytes]: ...
+    def __iter__(self) -> Iterator[bytes]: ...
+    def __next__(self) -> bytes: ...
+    def __getattr__(self, name: str) -> Any: ...
 
 class AsgiMiddleware:
     """The ASGI hot path; subclassed by ``last9.asgi.middleware.RedMiddleware``.

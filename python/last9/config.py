@@ -90,6 +90,8 @@ class Settings:
     group_status: bool = False
     #: Family names: the seed's (``last9``), OpenTelemetry's (``otel``) or both (``dup``).
     semconv: str = "last9"
+    #: Whether request and response body sizes are recorded (two histograms in bytes).
+    body_sizes: bool = False
     #: Whether the global registry's scrapes also carry prometheus_client's families.
     serve_prometheus_client: bool = True
 
@@ -167,6 +169,7 @@ class Options(TypedDict, total=False):
     request_labels: Mapping[str, Sequence[str] | int] | str | None
     group_status: bool | None
     semconv: str | None
+    body_sizes: bool | None
     serve_prometheus_client: bool | None
 
 
@@ -217,6 +220,7 @@ def resolve(
     request_labels: Mapping[str, Sequence[str] | int] | str | None = None,
     group_status: bool | None = None,
     semconv: str | None = None,
+    body_sizes: bool | None = None,
     framework: str | None = None,
     serve_prometheus_client: bool | None = None,
     environ: dict[str, str] | None = None,
@@ -285,6 +289,7 @@ def resolve(
         request_label=app_label,
         group_status=_flag(env, group_status, "group_status", "LAST9_GROUP_STATUS"),
         semconv=_semconv(env, semconv),
+        body_sizes=_flag(env, body_sizes, "body_sizes", "LAST9_BODY_SIZES"),
         serve_prometheus_client=serve_prometheus_client
         if serve_prometheus_client is not None
         else _env_bool(env, "LAST9_PROMETHEUS_CLIENT", True),

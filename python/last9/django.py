@@ -90,6 +90,8 @@ class RedMiddleware:
         )
         self.registry, self.recorder = app_setup.registry, app_setup.recorder
         self.excluding = self.recorder.excluding
+        #: Whether a rendered response's size is passed on (``body_sizes``).
+        self.body_sizes = app_setup.settings.body_sizes
         self.metrics = app_setup.metrics
         self.metrics_path = app_setup.settings.metrics_path
         #: Whether `<metrics_path>/ui` answers with the live page (``ui``, ``LAST9_UI``).
@@ -119,7 +121,8 @@ class RedMiddleware:
         if response.streaming:
             self._record_when_closed(request, response, started, token)
         else:
-            self._record(request, response.status_code, started, token)
+            sent = _sent(response) if self.body_sizes else None
+            self._record(request, response.status_code, started, token, sent)
         return response
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
@@ -145,7 +148,8 @@ class RedMiddleware:
         if response.streaming:
             self._record_when_closed(request, response, started, token)
         else:
-            self._record(request, response.status_code, started, token)
+            sent = _sent(response) if self.body_sizes else None
+            self._record(request, response.status_code, started, token, sent)
         return response
 
     def _begin(self, request: HttpRequest) -> tuple[int, int]:
@@ -174,19 +178,28 @@ class RedMiddleware:
 
         response._resource_closers.append(record)
 
-    def _record(self, request: HttpRequest, status: int, started: int, token: int) -> None:
+    def _record(
+        self, request: HttpRequest, status: int, started: int, token: int, sent: int | None = None
+    ) -> None:
+        """`sent`: the response body's size in bytes, when known (``body_sizes``)."""
         elapsed = _now() - started
         route = _route(request)
         # META is the WSGI environ, or under ASGI a dict with the same keys.
         meta = request.META
         lineage.end(self.recorder, token, route, _caller(meta), status)
-        self.recorder.observe_environ(route, meta, status, elapsed)
+        self.recorder.observe_environ(route, meta, status, elapsed, sent)
 
     def observe_client(
         self, request: HttpRequest, upstream: str, method: str, status: str, duration_ns: int
     ) -> None:
         """An outbound call made while `request` runs (lineage; called by `last9.lineage`)."""
         self.recorder.observe_client(_route(request), upstream, method, status, duration_ns)
+
+
+def _sent(response: HttpResponseBase) -> int | None:
+    """The size of a rendered (not streamed) response body."""
+    content = getattr(response, "content", None)
+    return len(content) if isinstance(content, bytes) else None
 
 
 def _route(request: HttpRequest) -> str | None:

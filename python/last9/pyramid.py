@@ -42,6 +42,7 @@ SETTINGS = (
     "request_labels",
     "group_status",
     "semconv",
+    "body_sizes",
 )
 
 
@@ -63,6 +64,12 @@ def adapt(app: Any) -> Adapter | None:
         program_hint=package.partition(".")[0] if package else None,
         route_at=lambda path: route_at(registry, path),
     )
+
+
+def _sent(response: Any) -> int | None:
+    """The response body's size in bytes as declared (None: unknown, e.g. streamed). The
+    request's is read from the environ, in Rust."""
+    return None if response is None else response.content_length
 
 
 def route_at(registry: Any, path: str) -> str | None:
@@ -156,6 +163,8 @@ class Tween:
             **given,
         )
         self.handler = handler
+        #: Whether body sizes are passed on (``last9.body_sizes``, ``LAST9_BODY_SIZES``).
+        self.body_sizes = app_setup.settings.body_sizes
         self.metrics = app_setup.metrics
         self.metrics_path = app_setup.settings.metrics_path
         #: Whether `<metrics_path>/ui` answers with the live page (``last9.ui``, ``LAST9_UI``).
@@ -184,18 +193,21 @@ class Tween:
             recorder.begin_request(environ)
         started = time.perf_counter_ns()
         status = 500  # recorded if the handler raises, which is then re-raised as it was
+        response = None
         try:
             response = self.handler(request)
             status = response.status_int
             return response
         finally:
             route = request.matched_route
-            # Host, method and the request label are read from the environ, in Rust.
+            # Host, method, the request label and the request's size are read from the environ,
+            # in Rust.
             recorder.observe_environ(
                 None if route is None else route.pattern,
                 environ,
                 status,
                 time.perf_counter_ns() - started,
+                _sent(response) if self.body_sizes else None,
             )
 
     def _ui(self, request: Any, data: bool) -> Any:

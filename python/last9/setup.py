@@ -97,6 +97,7 @@ def instrument_app(
         group_status=settings.group_status,
         semconv=settings.semconv,
         app_label=_app_label(settings),
+        body_sizes=settings.body_sizes,
     )
     if route_templates is not None:
         _register_routes(recorder, route_templates)

@@ -5,6 +5,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+use crate::model::body::{self, Body};
 use crate::model::exemplar::Exemplar;
 use crate::model::histogram::Buckets;
 use crate::model::native::NativeBuckets;
@@ -60,6 +61,9 @@ pub struct Snapshot {
     client: Vec<SnapshotSeries>,
     /// `http_requests_callers_total`.
     callers: Vec<(Arc<str>, u64)>,
+    /// `http_request_body_size_bytes` and `http_response_body_size_bytes` (counts in `counts`
+    /// too), by [`Body`].
+    bodies: [Vec<SnapshotSeries>; 2],
     /// `last9_label_overflow_total`: requests counted under `_other`, per label.
     overflow: Vec<(Arc<str>, u64)>,
     /// `last9_store_degraded`, for a worker of a pre-fork server: whether these sums are known
@@ -133,6 +137,14 @@ impl Snapshot {
             recorder.in_flight(|labels, value| snapshot.push_gauge(labels, value));
         }
         snapshot.add_lineage(&recorders);
+        for recorder in &recorders {
+            for which in [Body::Request, Body::Response] {
+                recorder.for_each_body_series(which, |labels, counts, sum| {
+                    let buckets = body::shared_buckets().clone();
+                    snapshot.push_body_series(which, labels.into(), buckets, counts, sum);
+                });
+            }
+        }
         snapshot.count_overflow();
         if registry.is_shared() {
             snapshot.store_degraded = shared_source().and_then(|source| (source.degraded)());
@@ -225,6 +237,26 @@ impl Snapshot {
         self.push_series(labels, buckets, counts, sum_ns, native, exemplars);
         let series = self.series.pop().expect("pushed just above");
         self.client.push(series);
+    }
+
+    /// Adds a body-size series from its per-bucket counts (`+Inf` last) and byte sum (in the
+    /// unit of [`crate::model::body`]).
+    pub fn push_body_series(
+        &mut self,
+        which: Body,
+        labels: Arc<str>,
+        buckets: Arc<Buckets>,
+        counts: impl IntoIterator<Item = u64>,
+        sum: u64,
+    ) {
+        self.push_series(labels, buckets, counts, sum, None, Box::new([]));
+        let series = self.series.pop().expect("pushed just above");
+        self.bodies[which as usize].push(series);
+    }
+
+    /// The series of one body-size histogram.
+    pub fn body_series(&self, which: Body) -> &[SnapshotSeries] {
+        &self.bodies[which as usize]
     }
 
     /// Adds a sample of the callers counter.

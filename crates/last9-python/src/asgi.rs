@@ -24,6 +24,7 @@ use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 use last9_core::normalize::METHODS;
 use last9_core::RouteId;
 
+use crate::body_size::Sizes;
 use crate::endpoint::MetricsEndpoint;
 use crate::lineage::set_inbound;
 use crate::recorder::Recorder;
@@ -137,6 +138,7 @@ impl AsgiMiddleware {
                 token,
                 status: AtomicU16::new(0),
                 state: AtomicU8::new(0),
+                sizes: recorder.body_sizes().then(|| Sizes::asgi(scope_dict)),
             },
         )?;
         if last9_core::lineage::enabled() {
@@ -244,7 +246,14 @@ impl AsgiMiddleware {
 
     /// Records a finished request: its duration, the end of its time in flight, and (with
     /// lineage on) its caller. Never raises.
-    fn record(&self, scope: &Bound<'_, PyDict>, status: u16, started: Instant, token: u8) {
+    fn record(
+        &self,
+        scope: &Bound<'_, PyDict>,
+        status: u16,
+        started: Instant,
+        token: u8,
+        sizes: Option<(Option<u64>, Option<u64>)>,
+    ) {
         let elapsed = started.elapsed();
         let recorder = self.recorder.get();
         recorder.leave(token);
@@ -257,7 +266,7 @@ impl AsgiMiddleware {
         }
         // The in-flight token is the method's label index, read once when the request entered.
         let method = METHODS[usize::from(token) % METHODS.len()];
-        recorder.record_scope(route, scope, Some(method), status, elapsed);
+        recorder.record_scope_sized(route, scope, Some(method), status, elapsed, sizes);
     }
 
     /// The request's route. A route getter that raises is logged once and counts as no route.
@@ -351,6 +360,8 @@ pub struct Exchange {
     token: u8,
     status: AtomicU16,
     state: AtomicU8,
+    /// The body sizes so far, when `body_sizes` is on.
+    sizes: Option<Sizes>,
 }
 
 impl Drop for Exchange {
@@ -391,6 +402,9 @@ impl Exchange {
                 }
             }
             Ok("http.response.body") => {
+                if let (Some(sizes), Ok(Some(body))) = (&self.sizes, message.get_item(intern!(py, "body"))) {
+                    sizes.sent(&body);
+                }
                 let more = match message.get_item(intern!(py, "more_body")) {
                     Ok(Some(more)) => more.is_truthy().unwrap_or(false),
                     _ => false,
@@ -400,7 +414,12 @@ impl Exchange {
                 }
             }
             // The path-send extension ends a response in one message.
-            Ok("http.response.pathsend") => self.completed(py),
+            Ok("http.response.pathsend") => {
+                if let Some(sizes) = &self.sizes {
+                    sizes.response_unknown(); // the server sends the file: its size is not seen
+                }
+                self.completed(py)
+            }
             _ => {}
         }
     }
@@ -421,9 +440,10 @@ impl Exchange {
         if self.state.fetch_or(FINISHED, Ordering::Relaxed) & FINISHED != 0 {
             return;
         }
+        let sizes = self.sizes.as_ref().map(Sizes::totals);
         self.middleware
             .get()
-            .record(self.scope.bind(py), status, self.started, self.token);
+            .record(self.scope.bind(py), status, self.started, self.token, sizes);
     }
 
     fn disconnected(&self) -> bool {
@@ -584,6 +604,9 @@ impl Awaiting {
             (Role::App(exchange), Ok(_)) => exchange.get().returned(py),
             (Role::App(exchange), Err(())) => exchange.get().raised(py),
             (Role::Receive(exchange), Ok(message)) => {
+                if let Some(sizes) = &exchange.get().sizes {
+                    sizes.received_message(message);
+                }
                 if is_disconnect(message) {
                     exchange.get().state.fetch_or(DISCONNECTED, Ordering::Relaxed);
                 }

@@ -7,6 +7,7 @@
 use pyo3::prelude::*;
 
 mod asgi;
+mod body_size;
 mod endpoint;
 mod errors;
 mod exclude;
@@ -32,6 +33,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<wsgi::WsgiMiddleware>()?;
     m.add_class::<wsgi::StartResponse>()?;
     m.add_class::<wsgi::Body>()?;
+    m.add_class::<body_size::CountingInput>()?;
     m.add_class::<asgi::AsgiMiddleware>()?;
     m.add_class::<asgi::Exchange>()?;
     m.add_class::<asgi::Receive>()?;

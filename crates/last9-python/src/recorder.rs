@@ -32,6 +32,8 @@ pub struct Recorder {
     exclusions: Option<Arc<last9_core::exclude::Exclusions>>,
     /// Where the request label's value comes from (None: the recorder has no request label).
     label_source: Option<LabelSource>,
+    /// Whether the middlewares note body sizes (`body_sizes`).
+    body_sizes: bool,
 }
 
 /// Where a request label's value comes from.
@@ -130,6 +132,23 @@ impl Recorder {
         label: Option<&str>,
         trace: Option<crate::trace::TraceIds>,
     ) {
+        self.record_sized(route, host, method, status, elapsed, label, trace, None);
+    }
+
+    /// [`Self::record_full`] with the request's body sizes in bytes, when `body_sizes` is on
+    /// (see [`crate::body_size::Sizes::totals`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn record_sized(
+        &self,
+        route: RouteId,
+        host: Option<&str>,
+        method: &str,
+        status: u16,
+        elapsed: Duration,
+        label: Option<&str>,
+        trace: Option<crate::trace::TraceIds>,
+        sizes: Option<(Option<u64>, Option<u64>)>,
+    ) {
         let duration_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         let request = Request {
             route,
@@ -138,7 +157,19 @@ impl Recorder {
             status,
             duration_ns,
         };
-        self.core.observe_full(&request, label, trace);
+        match sizes {
+            None => self.core.observe_full(&request, label, trace),
+            Some((request_bytes, response_bytes)) => {
+                self.core
+                    .observe_with_body_sizes(&request, label, trace, request_bytes, response_bytes)
+            }
+        }
+    }
+
+    /// Whether the middlewares note body sizes (`body_sizes`).
+    #[inline]
+    pub(crate) fn body_sizes(&self) -> bool {
+        self.body_sizes
     }
 
     /// The request label's value in a WSGI environ (None: no label, or the request has none).
@@ -209,6 +240,19 @@ impl Recorder {
         status: u16,
         elapsed: Duration,
     ) {
+        self.record_scope_sized(route, scope, method, status, elapsed, None);
+    }
+
+    /// [`Self::record_scope`] with the request's body sizes (see [`Self::record_sized`]).
+    pub(crate) fn record_scope_sized(
+        &self,
+        route: RouteId,
+        scope: &Bound<'_, PyDict>,
+        method: Option<&str>,
+        status: u16,
+        elapsed: Duration,
+        sizes: Option<(Option<u64>, Option<u64>)>,
+    ) {
         let py = scope.py();
         let from_scope = match method {
             Some(_) => None,
@@ -242,15 +286,26 @@ impl Recorder {
         let label = label.as_ref().and_then(label_text);
         match host {
             Some(host) => match std::str::from_utf8(host.as_bytes()) {
-                Ok(host) => self.record_full(route, Some(host), method, status, elapsed, label, trace),
+                Ok(host) => {
+                    self.record_sized(route, Some(host), method, status, elapsed, label, trace, sizes)
+                }
                 Err(_) => {
                     let host = String::from_utf8_lossy(host.as_bytes());
-                    self.record_full(route, Some(&host), method, status, elapsed, label, trace);
+                    self.record_sized(route, Some(&host), method, status, elapsed, label, trace, sizes);
                 }
             },
             None => {
                 let server = server_host(scope);
-                self.record_full(route, server.as_deref(), method, status, elapsed, label, trace);
+                self.record_sized(
+                    route,
+                    server.as_deref(),
+                    method,
+                    status,
+                    elapsed,
+                    label,
+                    trace,
+                    sizes,
+                );
             }
         }
     }
@@ -350,7 +405,7 @@ impl Recorder {
         registry, *, hostname, program, tenant = String::new(), cluster = String::new(), buckets = None,
         max_routes = 500, max_domains = 100, route_syntax = None, domains = None, exclude = None,
         labels = Vec::new(), header_label = None, header_label_values = None, header_label_max = 10,
-        group_status = false, semconv = "last9", app_label = None,
+        group_status = false, semconv = "last9", app_label = None, body_sizes = false,
         classic_histograms = true, native_histograms = true,
         native_schema = last9_core::native::DEFAULT_SCHEMA as i32,
         native_max_buckets = last9_core::native::DEFAULT_MAX_BUCKETS,
@@ -377,6 +432,7 @@ impl Recorder {
         group_status: bool,
         semconv: &str,
         app_label: Option<AppLabel>,
+        body_sizes: bool,
         classic_histograms: bool,
         native_histograms: bool,
         native_schema: i32,
@@ -465,6 +521,7 @@ impl Recorder {
             routing,
             exclusions,
             label_source,
+            body_sizes,
         })
     }
 
@@ -477,8 +534,12 @@ impl Recorder {
     }
 
     /// Records one request. `route` is the framework's template (None: no route matched) and
-    /// `path` the raw path, used when the app has no router.
-    #[pyo3(signature = (route, path, host, method, status, duration_ns))]
+    /// `path` the raw path, used when the app has no router. With `body_sizes` on, the body
+    /// sizes in bytes are recorded too (None: unknown).
+    #[pyo3(signature = (
+        route, path, host, method, status, duration_ns, request_bytes = None, response_bytes = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn observe(
         &self,
         route: Option<&str>,
@@ -487,21 +548,27 @@ impl Recorder {
         method: &str,
         status: u16,
         duration_ns: u64,
+        request_bytes: Option<u64>,
+        response_bytes: Option<u64>,
     ) {
         let route = self.route(route, path);
-        self.record(route, host, method, status, Duration::from_nanos(duration_ns));
+        let elapsed = Duration::from_nanos(duration_ns);
+        let sizes = self.body_sizes.then_some((request_bytes, response_bytes));
+        self.record_sized(route, host, method, status, elapsed, None, None, sizes);
     }
 
     /// Records one request from a WSGI environ, or from Django's `request.META` (which has the
     /// same keys under ASGI too): Host, method and, for an app without a router, the path are
-    /// read here rather than in Python.
-    #[pyo3(signature = (route, environ, status, duration_ns))]
+    /// read here rather than in Python. With `body_sizes` on, the request's size is its
+    /// declared length (unknown for a chunked body) and `response_bytes` the response's.
+    #[pyo3(signature = (route, environ, status, duration_ns, response_bytes = None))]
     fn observe_environ(
         &self,
         route: Option<&str>,
         environ: &Bound<'_, PyDict>,
         status: u16,
         duration_ns: u64,
+        response_bytes: Option<u64>,
     ) {
         let py = environ.py();
         let route = if self.routed() {
@@ -513,7 +580,10 @@ impl Recorder {
             .or_else(|| environ_text(environ, intern!(py, "SERVER_NAME")));
         let method = environ_text(environ, intern!(py, "REQUEST_METHOD"));
         let label = self.environ_label(environ);
-        self.record_full(
+        let sizes = self
+            .body_sizes
+            .then(|| (crate::body_size::declared_length(environ), response_bytes));
+        self.record_sized(
             route,
             host.as_ref().and_then(|h| h.to_str().ok()),
             method.as_ref().and_then(|m| m.to_str().ok()).unwrap_or(""),
@@ -521,6 +591,7 @@ impl Recorder {
             Duration::from_nanos(duration_ns),
             label.as_ref().and_then(|l| l.to_str().ok()),
             None,
+            sizes,
         );
     }
 
@@ -615,6 +686,12 @@ impl Recorder {
     #[getter]
     fn excluding(&self) -> bool {
         self.excludes_on_entry()
+    }
+
+    /// Whether body sizes are recorded (`body_sizes`): hooks that record themselves ask it.
+    #[getter(body_sizes)]
+    fn body_sizes_py(&self) -> bool {
+        self.body_sizes
     }
 
     #[getter]

@@ -7,7 +7,7 @@
 //! exception from the app is recorded as 500 and re-raised as it was.
 
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use pyo3::intern;
@@ -17,6 +17,7 @@ use pyo3::types::{PyDict, PyIterator, PyList, PyString, PyTuple, PyType};
 use last9_core::normalize::METHODS;
 use last9_core::RouteId;
 
+use crate::body_size::Sizes;
 use crate::endpoint::MetricsEndpoint;
 use crate::lineage::set_inbound;
 use crate::recorder::Recorder;
@@ -136,7 +137,11 @@ impl WsgiMiddleware {
             // Only outbound calls' `per` depends on this: a failure must not reach the app.
             let _ = set_inbound(py, Some((slf.as_any(), environ)));
         }
-        let request = Entered { started, token };
+        let request = Entered {
+            started,
+            token,
+            sizes: recorder.body_sizes().then(|| Sizes::wsgi(environ_dict)),
+        };
         let responder = Bound::new(
             py,
             StartResponse {
@@ -157,17 +162,33 @@ impl WsgiMiddleware {
         };
         let answered = responder.get();
         let status = answered.status.load(Ordering::Relaxed);
-        if status != 0
-            && (body.is_exact_instance_of::<PyList>()
+        if status != 0 {
+            let whole = body.is_exact_instance_of::<PyList>()
                 || body.is_exact_instance_of::<PyTuple>()
-                || this.is_complete(&body)
-                || this.is_rendered_werkzeug(&body))
-        {
-            this.record(environ_dict, status, answered.route(), request);
-            return Ok(body);
+                || this.is_complete(&body);
+            let rendered = if whole {
+                None
+            } else {
+                this.rendered_werkzeug(&body)
+            };
+            if whole || rendered.is_some() {
+                if let Some(sizes) = &request.sizes {
+                    match rendered {
+                        // Its chunks are the response's own list, unless Werkzeug sends none.
+                        Some(chunks) if werkzeug_sends_body(method, status) => sizes.sent_all(&chunks),
+                        Some(_) => {}
+                        None => sizes.sent_all(&body),
+                    }
+                }
+                this.record(environ_dict, status, answered.route(), request);
+                return Ok(body);
+            }
         }
         if status != 0 && is_file_wrapper(environ_dict, &body) {
             // Kept as it is so the server can still use sendfile; timed up to here.
+            if let Some(sizes) = &request.sizes {
+                sizes.response_unknown();
+            }
             this.record(environ_dict, status, answered.route(), request);
             return Ok(body);
         }
@@ -239,31 +260,28 @@ impl WsgiMiddleware {
 }
 
 impl WsgiMiddleware {
-    /// Whether the body is Werkzeug's `ClosingIterator` over a response rendered in full (a
-    /// list or tuple body; a streamed one is a generator): it is then recorded at once and
-    /// passed on unwrapped, as a list body is. Werkzeug wraps every response's body so, and its
-    /// last callback is the response's own `close`, which names the response.
-    fn is_rendered_werkzeug(&self, body: &Bound<'_, PyAny>) -> bool {
-        let Some((closing, response_type)) = &self.werkzeug else {
-            return false;
-        };
+    /// When the body is Werkzeug's `ClosingIterator` over a response rendered in full (a list or
+    /// tuple body; a streamed one is a generator): that list or tuple. The body is then recorded
+    /// at once and passed on unwrapped, as a list body is. Werkzeug wraps every response's body
+    /// so, and its last callback is the response's own `close`, which names the response.
+    fn rendered_werkzeug<'py>(&self, body: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
+        let (closing, response_type) = self.werkzeug.as_ref()?;
         let py = body.py();
         if !body.get_type().is(closing.bind(py)) {
-            return false;
+            return None;
         }
         let response = body
             .getattr(intern!(py, "_callbacks"))
             .ok()
             .and_then(|callbacks| callbacks.cast_into::<PyList>().ok())
             .and_then(|callbacks| callbacks.iter().next_back())
-            .and_then(|close| close.getattr(intern!(py, "__self__")).ok());
-        let Some(response) = response else {
-            return false;
-        };
-        response.is_instance(response_type.bind(py)).unwrap_or(false)
-            && response.getattr(intern!(py, "response")).is_ok_and(|rendered| {
-                rendered.is_exact_instance_of::<PyList>() || rendered.is_exact_instance_of::<PyTuple>()
-            })
+            .and_then(|close| close.getattr(intern!(py, "__self__")).ok())?;
+        if !response.is_instance(response_type.bind(py)).unwrap_or(false) {
+            return None;
+        }
+        response.getattr(intern!(py, "response")).ok().filter(|rendered| {
+            rendered.is_exact_instance_of::<PyList>() || rendered.is_exact_instance_of::<PyTuple>()
+        })
     }
 
     /// Whether the body is of a type the adapter declared fully rendered when returned.
@@ -295,7 +313,7 @@ impl WsgiMiddleware {
         let traceparent = environ_text(environ, intern!(py, "HTTP_TRACEPARENT"));
         let trace = crate::trace::current(py, traceparent.as_ref().and_then(|t| t.to_str().ok()));
         let label = recorder.environ_label(environ);
-        recorder.record_full(
+        recorder.record_sized(
             route,
             host.as_ref().and_then(|h| h.to_str().ok()),
             method,
@@ -303,6 +321,7 @@ impl WsgiMiddleware {
             elapsed,
             label.as_ref().and_then(|l| l.to_str().ok()),
             trace,
+            request.sizes.map(|sizes| sizes.totals()),
         );
     }
 
@@ -395,6 +414,12 @@ fn text<'a>(value: &'a Option<Bound<'_, PyString>>) -> Option<&'a str> {
     value.as_ref().and_then(|v| v.to_str().ok())
 }
 
+/// Whether a rendered Werkzeug response sends its body: not for HEAD nor for a status without
+/// one (1xx, 204, 304), as `Response.get_app_iter` decides.
+fn werkzeug_sends_body(method: &str, status: u16) -> bool {
+    method != "HEAD" && !matches!(status, 100..=199 | 204 | 304)
+}
+
 fn is_file_wrapper(environ: &Bound<'_, PyDict>, body: &Bound<'_, PyAny>) -> bool {
     let Ok(Some(wrapper)) = environ.get_item(intern!(environ.py(), "wsgi.file_wrapper")) else {
         return false;
@@ -463,6 +488,8 @@ fn status_code(status: &str) -> Option<u16> {
 struct Entered {
     started: Instant,
     token: u8,
+    /// The body sizes so far, when `body_sizes` is on.
+    sizes: Option<Arc<Sizes>>,
 }
 
 struct Pending {
@@ -504,7 +531,12 @@ impl Body {
     fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         let mut iterator = self.iterator.bind(py).clone();
         match iterator.next() {
-            Some(Ok(chunk)) => Ok(Some(chunk)),
+            Some(Ok(chunk)) => {
+                if let Some(sizes) = self.pending.as_ref().and_then(|p| p.request.sizes.as_ref()) {
+                    sizes.sent(&chunk);
+                }
+                Ok(Some(chunk))
+            }
             None => {
                 self.finish(py, false);
                 Ok(None)

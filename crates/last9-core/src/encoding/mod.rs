@@ -15,6 +15,7 @@ pub use negotiate::{
 };
 pub use response::{respond, scrape, ScrapeResponse};
 
+use crate::model::body::Body;
 use crate::model::exemplar::Exemplar;
 use crate::model::histogram::float_text;
 use crate::model::registry::Registry;
@@ -39,6 +40,11 @@ pub const CLIENT_HELP: &str = "Outbound HTTP calls duration per upstream and cal
 /// Inbound requests by calling service (lineage); `_total` is added by the encoder.
 pub const CALLERS_NAME: &str = "http_requests_callers";
 pub const CALLERS_HELP: &str = "HTTP requests per calling service and path.";
+/// Body sizes (`body_sizes` on), in bytes.
+pub const REQUEST_BODY_NAME: &str = "http_request_body_size_bytes";
+pub const REQUEST_BODY_HELP: &str = "HTTP request body size per path, in bytes.";
+pub const RESPONSE_BODY_NAME: &str = "http_response_body_size_bytes";
+pub const RESPONSE_BODY_HELP: &str = "HTTP response body size per path, in bytes.";
 /// Requests whose label value was counted as `_other`, per label; `_total` is added by the encoder.
 pub const OVERFLOW_NAME: &str = "last9_label_overflow";
 pub const OVERFLOW_HELP: &str =
@@ -169,6 +175,40 @@ impl<'a> Family<'a> {
                 unit: Some("seconds"),
                 samples: Samples::OtelHistogram(snapshot, snapshot.client_series(), otel::Rename::Client),
             });
+        }
+        let bodies = [
+            (
+                Body::Request,
+                (REQUEST_BODY_NAME, REQUEST_BODY_HELP),
+                (otel::REQUEST_BODY_NAME, otel::REQUEST_BODY_HELP),
+            ),
+            (
+                Body::Response,
+                (RESPONSE_BODY_NAME, RESPONSE_BODY_HELP),
+                (otel::RESPONSE_BODY_NAME, otel::RESPONSE_BODY_HELP),
+            ),
+        ];
+        for (which, (name, help), (otel_name, otel_help)) in bodies {
+            let series = snapshot.body_series(which);
+            if series.is_empty() {
+                continue;
+            }
+            if mode.seed() {
+                families.push(Family {
+                    name,
+                    help,
+                    unit: Some("bytes"),
+                    samples: Samples::Histogram(snapshot, series),
+                });
+            }
+            if mode.otel() {
+                families.push(Family {
+                    name: otel_name,
+                    help: otel_help,
+                    unit: Some("bytes"),
+                    samples: Samples::OtelHistogram(snapshot, series, otel::Rename::Body),
+                });
+            }
         }
         if !snapshot.store_degraded().is_empty() {
             families.push(Family {
@@ -443,6 +483,82 @@ mod tests {
         recorder.leave(a);
         let text = encode(&registry, Format::Text);
         assert!(text.contains("http_requests_in_flight{per=\"/_all\",hostname=\"box\",method=\"POST\",program=\"shop\",tenant=\"\",cluster=\"\"} 1\n"), "{text}");
+    }
+
+    #[test]
+    fn body_sizes_render_in_bytes_under_both_namings() {
+        let registry = registry_with_one_request();
+        let recorder = registry.recorders()[0].clone();
+        let request = Request {
+            route: recorder.route("/user/{id}"),
+            host: Some("example.com"),
+            method: "GET",
+            status: 200,
+            duration_ns: 2_000_000,
+        };
+        recorder.observe_with_body_sizes(&request, None, None, Some(100), Some(70_000));
+        recorder.observe_with_body_sizes(&request, None, None, Some(0), None);
+        let text = encode(&registry, Format::Text);
+        let has = |text: &str, line: String| assert!(text.contains(&line), "{line} not in {text}");
+        has(&text, "# TYPE http_request_body_size_bytes histogram\n".into());
+        has(
+            &text,
+            format!("http_request_body_size_bytes_bucket{{{LABELS},le=\"64\"}} 1\n"),
+        );
+        has(
+            &text,
+            format!("http_request_body_size_bytes_bucket{{{LABELS},le=\"256\"}} 2\n"),
+        );
+        has(
+            &text,
+            format!("http_request_body_size_bytes_sum{{{LABELS}}} 100\n"),
+        );
+        has(
+            &text,
+            format!("http_request_body_size_bytes_count{{{LABELS}}} 2\n"),
+        );
+        // The response's size was unknown once: one observation.
+        has(
+            &text,
+            format!("http_response_body_size_bytes_bucket{{{LABELS},le=\"65536\"}} 0\n"),
+        );
+        has(
+            &text,
+            format!("http_response_body_size_bytes_sum{{{LABELS}}} 70000\n"),
+        );
+        has(
+            &text,
+            format!("http_response_body_size_bytes_count{{{LABELS}}} 1\n"),
+        );
+        let om = encode(&registry, Format::OpenMetrics);
+        has(&om, "# UNIT http_request_body_size_bytes bytes\n".into());
+        has(&om, "# UNIT http_response_body_size_bytes bytes\n".into());
+        // OpenTelemetry's names and labels, every byte bound kept.
+        let snapshot = Snapshot::of(&registry);
+        let otel_family = Family {
+            name: otel::REQUEST_BODY_NAME,
+            help: otel::REQUEST_BODY_HELP,
+            unit: Some("bytes"),
+            samples: Samples::OtelHistogram(
+                &snapshot,
+                snapshot.body_series(Body::Request),
+                otel::Rename::Body,
+            ),
+        };
+        let otel = String::from_utf8(encode_families(&[otel_family], Format::Text)).unwrap();
+        let labels = r#"http_route="/user/{id}",hostname="box",server_address="example.com",http_request_method="GET",program="shop",http_response_status_code="200",tenant="",cluster="""#;
+        has(
+            &otel,
+            format!("http_server_request_body_size_bytes_bucket{{{labels},le=\"64\"}} 1\n"),
+        );
+        has(
+            &otel,
+            format!("http_server_request_body_size_bytes_bucket{{{labels},le=\"67108864\"}} 2\n"),
+        );
+        has(
+            &otel,
+            format!("http_server_request_body_size_bytes_sum{{{labels}}} 100\n"),
+        );
     }
 
     #[test]

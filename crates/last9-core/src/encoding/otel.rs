@@ -21,6 +21,10 @@ pub const ACTIVE_NAME: &str = "http_server_active_requests";
 pub const ACTIVE_HELP: &str = "Number of active HTTP server requests.";
 pub const CLIENT_DURATION_NAME: &str = "http_client_request_duration_seconds";
 pub const CLIENT_DURATION_HELP: &str = "Duration of HTTP client requests.";
+pub const REQUEST_BODY_NAME: &str = "http_server_request_body_size_bytes";
+pub const REQUEST_BODY_HELP: &str = "Size of HTTP server request bodies.";
+pub const RESPONSE_BODY_NAME: &str = "http_server_response_body_size_bytes";
+pub const RESPONSE_BODY_HELP: &str = "Size of HTTP server response bodies.";
 
 /// Which family's labels are being renamed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +35,16 @@ pub enum Rename {
     Active,
     /// `http_client_request_duration_seconds`: the calling route stays `per`.
     Client,
+    /// `http_server_request_body_size_bytes`, `http_server_response_body_size_bytes`: labels
+    /// as [`Rename::Server`], and bytes as they are (every bound kept).
+    Body,
+}
+
+impl Rename {
+    /// Whether the histogram is in bytes (its bounds and sum written as they are).
+    pub fn bytes(self) -> bool {
+        self == Rename::Body
+    }
 }
 
 /// The label text of a series under OpenTelemetry's names.
@@ -39,7 +53,7 @@ pub fn labels(text: &str, rename: Rename) -> String {
     let mut error_type: Option<&str> = None;
     for (name, value) in pairs(text) {
         let renamed = match (name, rename) {
-            ("per", Rename::Server) => "http_route",
+            ("per", Rename::Server | Rename::Body) => "http_route",
             ("per", Rename::Active) => continue,
             ("domain", _) | ("upstream", _) => "server_address",
             ("method", _) => "http_request_method",
@@ -106,6 +120,11 @@ pub(super) fn write_histograms(
         let counts = snapshot.cumulative_counts(series);
         let last = counts.len() - 1;
         for (i, bound) in series.buckets.bounds_ms().iter().enumerate() {
+            if rename.bytes() {
+                let le = series.buckets.le(i, openmetrics);
+                write_bucket(sink, name, &labels, le, number.format(counts[i]));
+                continue;
+            }
             if !OTEL_BOUNDS_MS.contains(bound) {
                 continue;
             }
@@ -113,7 +132,8 @@ pub(super) fn write_histograms(
             write_bucket(sink, name, &labels, &le, number.format(counts[i]));
         }
         write_bucket(sink, name, &labels, "+Inf", number.format(counts[last]));
-        let sum = float_text(float, series.sum_ns as f64 / 1e9, openmetrics);
+        let sum = series.sum_ns as f64 / if rename.bytes() { 1e6 } else { 1e9 };
+        let sum = float_text(float, sum, openmetrics);
         write_sample(sink, name, b"_sum", &labels, sum);
         write_sample(sink, name, b"_count", &labels, number.format(counts[last]));
     }

@@ -146,10 +146,10 @@ fn otel_histogram(snapshot: &Snapshot, series: &SnapshotSeries, rename: otel::Re
         .bounds_ms()
         .iter()
         .enumerate()
-        .filter(|(_, bound)| OTEL_BOUNDS_MS.contains(bound))
+        .filter(|(_, bound)| rename.bytes() || OTEL_BOUNDS_MS.contains(bound))
         .map(|(i, bound)| Bucket {
             cumulative_count: Some(counts[i]),
-            upper_bound: Some(bound / 1000.0),
+            upper_bound: Some(if rename.bytes() { *bound } else { bound / 1000.0 }),
             ..Bucket::default()
         })
         .collect();
@@ -157,7 +157,7 @@ fn otel_histogram(snapshot: &Snapshot, series: &SnapshotSeries, rename: otel::Re
         label: label_pairs(&otel::labels(&series.labels, rename)),
         histogram: Some(proto::Histogram {
             sample_count: Some(counts[last]),
-            sample_sum: Some(series.sum_ns as f64 / 1e9),
+            sample_sum: Some(series.sum_ns as f64 / if rename.bytes() { 1e6 } else { 1e9 }),
             bucket,
             ..proto::Histogram::default()
         }),
@@ -289,6 +289,7 @@ pub fn label_pairs(text: &str) -> Vec<LabelPair> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::body::Body;
     use crate::model::histogram::Buckets;
     use crate::model::native::NativeSpec;
     use crate::model::registry::{ConstLabels, Limits, Registry, Request};
@@ -365,6 +366,57 @@ mod tests {
         assert_eq!(exemplar.value(), 3.0);
         assert!(exemplar.timestamp.is_some());
         assert_eq!(h.exemplars, vec![exemplar.clone()]);
+    }
+
+    #[test]
+    fn body_sizes_go_out_in_bytes_under_both_namings() {
+        let registry = Registry::new();
+        let recorder = registry
+            .recorder(
+                ConstLabels::default(),
+                Buckets::new(&[1.0]).unwrap(),
+                Limits::default(),
+            )
+            .unwrap();
+        let request = Request {
+            route: recorder.route("/a"),
+            host: Some("example.com"),
+            method: "POST",
+            status: 200,
+            duration_ns: 1,
+        };
+        recorder.observe_with_body_sizes(&request, None, None, Some(300), Some(5));
+        let snapshot = Snapshot::of(&registry);
+        let otel = Family {
+            name: otel::REQUEST_BODY_NAME,
+            help: otel::REQUEST_BODY_HELP,
+            unit: Some("bytes"),
+            samples: Samples::OtelHistogram(
+                &snapshot,
+                snapshot.body_series(Body::Request),
+                otel::Rename::Body,
+            ),
+        };
+        let mut families = Family::all(&snapshot);
+        families.push(otel);
+        let families = decode(&encode_families(&families));
+        let histogram = |name: &str| {
+            let family = families.iter().find(|f| f.name() == name).expect(name);
+            family.metric[0].histogram.clone().unwrap()
+        };
+        for name in ["http_request_body_size_bytes", otel::REQUEST_BODY_NAME] {
+            let h = histogram(name);
+            assert_eq!((h.sample_count(), h.sample_sum()), (1, 300.0), "{name}");
+            let bounds: Vec<_> = h
+                .bucket
+                .iter()
+                .map(|b| (b.upper_bound(), b.cumulative_count()))
+                .collect();
+            assert_eq!(bounds[..3], [(64.0, 0), (256.0, 0), (1024.0, 1)], "{name}");
+            assert_eq!(bounds.len(), 11, "{name}");
+        }
+        let response = histogram("http_response_body_size_bytes");
+        assert_eq!((response.sample_count(), response.sample_sum()), (1, 5.0));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! shared file in multi-process mode) is decided by a [`registry::SharedCells`] that the
 //! store layer hands to the global registry.
 
+pub mod body;
 pub(crate) mod cells;
 pub mod exemplar;
 pub mod gauge;

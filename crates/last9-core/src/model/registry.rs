@@ -20,6 +20,7 @@ use ahash::AHashMap;
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::Error;
+use crate::model::body::{self, Body};
 use crate::model::cells::CellArena;
 use crate::model::exemplar::Exemplar;
 use crate::model::gauge::Gauge;
@@ -175,6 +176,16 @@ pub struct Recorder {
     request_label: OnceLock<RequestLabel>,
     /// Whether `status` is the status class (`2xx`), set once by the app that made the recorder.
     status_classes: OnceLock<bool>,
+    /// The body-size series (`body_sizes` on), keyed like the duration series.
+    bodies: RwLock<BodyTable>,
+}
+
+/// The body-size histograms of each series that has any: request's, then response's.
+#[derive(Default)]
+struct BodyTable {
+    index: AHashMap<SeriesKey, u32>,
+    keys: Vec<SeriesKey>,
+    cells: Vec<[Histogram; 2]>,
 }
 
 /// The parts of a request that become labels.
@@ -228,6 +239,7 @@ impl Recorder {
             lineage: Lineage::new(limits, shared),
             request_label: OnceLock::new(),
             status_classes: OnceLock::new(),
+            bodies: RwLock::new(BodyTable::default()),
         }
     }
 
@@ -375,30 +387,43 @@ impl Recorder {
         {
             cells.sync();
         }
-        let domain = self.domain(request.host);
-        let status = match request.status {
-            // A class is kept as its first code (200 for 2xx), and rendered as `2xx`.
-            code @ 100..=999 if self.status_classes.get() == Some(&true) => code / 100 * 100,
-            code @ 100..=999 => code,
-            _ => 0,
-        };
-        let key = SeriesKey {
-            route: request.route.0,
-            domain,
-            method: method_index(request.method) as u8,
-            status,
-            label: self.request_label.get().map_or(0, |l| l.id(label)),
-        };
+        let key = self.series_key(request, label);
+        self.observe_key(key, request.duration_ns, trace);
+    }
+
+    /// [`Self::observe_full`] with the request's body sizes in bytes (`body_sizes` on; None: that
+    /// body's size is unknown), recorded under the same labels as its duration.
+    pub fn observe_with_body_sizes(
+        &self,
+        request: &Request<'_>,
+        label: Option<&str>,
+        trace: Option<([u8; 16], [u8; 8])>,
+        request_bytes: Option<u64>,
+        response_bytes: Option<u64>,
+    ) {
+        if request.route.is_excluded() {
+            return;
+        }
+        self.follow_store();
+        // One key for both: a host or label value not admitted yet is counted once.
+        let key = self.series_key(request, label);
+        self.observe_key(key, request.duration_ns, trace);
+        self.observe_body_sizes(key, request_bytes, response_bytes);
+    }
+
+    /// Records a duration in the series of `key`.
+    #[inline]
+    fn observe_key(&self, key: SeriesKey, duration_ns: u64, trace: Option<([u8; 16], [u8; 8])>) {
         // Every observation happens under the table lock, so moving the cells (see `rebind`)
         // never loses one.
         let (widen, index) = {
             let table = self.series.read();
             let found = table.index.get(&key).copied();
             match found {
-                Some(slot) => (self.record(&table, slot, request.duration_ns, trace), slot.index),
+                Some(slot) => (self.record(&table, slot, duration_ns, trace), slot.index),
                 None => {
                     drop(table);
-                    self.observe_new(key, request.duration_ns, trace)
+                    self.observe_new(key, duration_ns, trace)
                 }
             }
         };
@@ -433,6 +458,87 @@ impl Recorder {
             }
         }
         widen
+    }
+
+    /// The key of a request's series (its labels as ids).
+    #[inline]
+    fn series_key(&self, request: &Request<'_>, label: Option<&str>) -> SeriesKey {
+        let status = match request.status {
+            // A class is kept as its first code (200 for 2xx), and rendered as `2xx`.
+            code @ 100..=999 if self.status_classes.get() == Some(&true) => code / 100 * 100,
+            code @ 100..=999 => code,
+            _ => 0,
+        };
+        SeriesKey {
+            route: request.route.0,
+            domain: self.domain(request.host),
+            method: method_index(request.method) as u8,
+            status,
+            label: self.request_label.get().map_or(0, |l| l.id(label)),
+        }
+    }
+
+    /// Records the body sizes of the request of series `key`.
+    fn observe_body_sizes(&self, key: SeriesKey, request_bytes: Option<u64>, response_bytes: Option<u64>) {
+        let buckets = body::shared_buckets();
+        let observe = |cells: &[Histogram; 2]| {
+            for (histogram, bytes) in cells.iter().zip([request_bytes, response_bytes]) {
+                if let Some(bytes) = bytes {
+                    body::observe_bytes(histogram, buckets, bytes);
+                }
+            }
+        };
+        {
+            let table = self.bodies.read();
+            if let Some(&i) = table.index.get(&key) {
+                observe(&table.cells[i as usize]);
+                return;
+            }
+        }
+        let mut table = self.bodies.write();
+        let table = &mut *table;
+        let i = match table.index.get(&key) {
+            Some(&i) => i as usize,
+            None => {
+                let cells = [Body::Request, Body::Response].map(|which| self.body_histogram(which, &key));
+                table.index.insert(key, table.cells.len() as u32);
+                table.cells.push(cells);
+                table.keys.push(key);
+                table.cells.len() - 1
+            }
+        };
+        observe(&table.cells[i]);
+    }
+
+    /// Fresh cells for a body-size series: in the process's store file when there is one.
+    fn body_histogram(&self, which: Body, key: &SeriesKey) -> Histogram {
+        let buckets = body::shared_buckets();
+        match self.shared {
+            Some(cells) => self.with_pairs(key, |pairs| {
+                cells.body_histogram(which, buckets, self.limits, pairs)
+            }),
+            None => Histogram::new(buckets),
+        }
+    }
+
+    /// Calls `f` with the escaped label text, per-bucket counts and sum of each body-size series
+    /// of `which` body, in creation order.
+    pub fn for_each_body_series(&self, which: Body, mut f: impl FnMut(&str, Vec<u64>, u64)) {
+        let series: Vec<(SeriesKey, Vec<u64>, u64)> = {
+            let table = self.bodies.read();
+            table
+                .keys
+                .iter()
+                .zip(&table.cells)
+                .map(|(key, cells)| {
+                    let h = &cells[which as usize];
+                    (*key, h.counts().collect(), h.sum_ns())
+                })
+                .collect()
+        };
+        for (key, counts, sum) in series {
+            f(&self.with_pairs(&key, escaped_pairs), counts, sum);
+        }
     }
 
     #[cold]
@@ -663,6 +769,17 @@ impl Recorder {
             }
             table.in_flight[method] = Some(gauge);
         }
+        let mut bodies = self.bodies.write();
+        let bodies = &mut *bodies;
+        for (key, cells) in bodies.keys.iter().zip(bodies.cells.iter_mut()) {
+            for which in [Body::Request, Body::Response] {
+                let histogram = self.body_histogram(which, key);
+                if same_process {
+                    histogram.add_from(body::shared_buckets(), &cells[which as usize]);
+                }
+                cells[which as usize] = histogram;
+            }
+        }
         self.lineage.rebind(&self.buckets, same_process);
         self.bound_pid.store(pid, Ordering::Relaxed);
         self.epoch.store(epoch, Ordering::Relaxed);
@@ -830,6 +947,14 @@ pub trait SharedCells: Send + Sync {
     fn client_histogram(&self, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Histogram;
     /// The cell of a new callers counter (lineage) of a recorder with these buckets.
     fn counter(&self, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Gauge;
+    /// The cells of a new body-size series (`buckets` are the byte buckets).
+    fn body_histogram(
+        &self,
+        which: Body,
+        buckets: &Buckets,
+        limits: Limits,
+        pairs: &[(&str, &str)],
+    ) -> Histogram;
 }
 
 /// All recorders of a process (or of a test).
@@ -867,6 +992,7 @@ impl Registry {
         // SAFETY: the list is locked (just above) until `unlock_after_fork`.
         for recorder in unsafe { &*self.recorders.data_ptr() } {
             std::mem::forget(recorder.series.write());
+            std::mem::forget(recorder.bodies.write());
             recorder.lineage.lock_for_fork();
         }
     }
@@ -879,6 +1005,7 @@ impl Registry {
     pub(crate) unsafe fn unlock_after_fork(&self) {
         for recorder in &*self.recorders.data_ptr() {
             recorder.lineage.unlock_after_fork();
+            recorder.bodies.force_unlock_write();
             recorder.series.force_unlock_write();
         }
         self.recorders.force_unlock();

@@ -29,6 +29,8 @@
 //! COUNTER  8 layout u32 | 12 n_labels u16 | 14 labels_len u16 | 16 labels, zero-padded to 8
 //!          | value u64: a series of `http_requests_callers_total` (lineage); the layout gives
 //!          the label caps the archive applies
+//! REQUEST_BODY, RESPONSE_BODY  as HISTOGRAM: a series of `http_request_body_size_bytes` or
+//!          `http_response_body_size_bytes` (`body_sizes` on; its layout's bounds are bytes)
 //! ```
 //!
 //! A label is `name_len u8, name, value_len u16, value`; names and values are UTF-8 strings.
@@ -37,6 +39,7 @@
 
 use std::sync::atomic::AtomicU64;
 
+use crate::model::body::Body;
 use crate::model::exemplar::EXEMPLAR_CELLS;
 use crate::model::native::NativeSpec;
 
@@ -63,6 +66,8 @@ pub const RECORD_GAUGE: u16 = 4;
 pub const RECORD_NATIVE: u16 = 5;
 pub const RECORD_CLIENT: u16 = 6;
 pub const RECORD_COUNTER: u16 = 7;
+pub const RECORD_REQUEST_BODY: u16 = 8;
+pub const RECORD_RESPONSE_BODY: u16 = 9;
 
 /// Label names are short identifiers; values were cut to 256 bytes by the interner.
 pub const MAX_NAME_LEN: usize = 255;
@@ -186,6 +191,15 @@ pub fn client_record(out: &mut Vec<u8>, layout: u32, n_labels: u16, labels: &[u8
     cells_record(out, RECORD_CLIENT, layout, n_labels, labels, cells);
 }
 
+/// A REQUEST_BODY or RESPONSE_BODY record (a body-size series; cells as in a HISTOGRAM record).
+pub fn body_record(out: &mut Vec<u8>, which: Body, layout: u32, n_labels: u16, labels: &[u8], cells: &[u64]) {
+    let kind = match which {
+        Body::Request => RECORD_REQUEST_BODY,
+        Body::Response => RECORD_RESPONSE_BODY,
+    };
+    cells_record(out, kind, layout, n_labels, labels, cells);
+}
+
 /// A COUNTER record (a callers series) with the given value; its value is at
 /// `histogram_record_len(labels.len(), 1).1`.
 pub fn counter_record(out: &mut Vec<u8>, layout: u32, n_labels: u16, labels: &[u8], value: u64) {
@@ -257,6 +271,16 @@ pub enum Record<'a> {
     Absorbed(&'a str),
     /// An outbound-call series: the same shape as a histogram.
     Client {
+        layout: u32,
+        n_labels: u16,
+        labels: &'a [u8],
+        cells: &'a [AtomicU64],
+        /// The offset of `cells` in the file.
+        cells_at: usize,
+    },
+    /// A body-size series: the same shape as a histogram.
+    Body {
+        which: Body,
         layout: u32,
         n_labels: u16,
         labels: &'a [u8],
@@ -394,6 +418,27 @@ impl<'a> Region<'a> {
                     _ => unreachable!("`histogram` reads a histogram"),
                 },
                 RECORD_COUNTER => records.push(self.counter(body, at)?),
+                RECORD_REQUEST_BODY | RECORD_RESPONSE_BODY => match self.histogram(body, at)? {
+                    Record::Histogram {
+                        layout,
+                        n_labels,
+                        labels,
+                        cells,
+                        cells_at,
+                    } => records.push(Record::Body {
+                        which: if kind == RECORD_REQUEST_BODY {
+                            Body::Request
+                        } else {
+                            Body::Response
+                        },
+                        layout,
+                        n_labels,
+                        labels,
+                        cells,
+                        cells_at,
+                    }),
+                    _ => unreachable!("`histogram` reads a histogram"),
+                },
                 // NATIVE records are found from their series (see `native_slots`).
                 _ => {} // a kind from a later version of this format
             }
@@ -651,7 +696,7 @@ mod tests {
         let (n, labels) = encode_labels([("per", "/a"), ("status", "200"), ("domain", "")]);
         histogram_record(&mut recs, 0, n, &labels, &[1, 2, 3, 42]);
         absorbed_record(&mut recs, "w-12-34.db");
-        recs.extend_from_slice(&[9, 0, 0, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // unknown kind 9
+        recs.extend_from_slice(&[42, 0, 0, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // unknown kind 42
         let words = image(&recs);
         let region = unsafe { Region::new(as_bytes(&words)) };
         let (kind, used) = region.header().unwrap();

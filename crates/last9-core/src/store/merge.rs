@@ -19,6 +19,7 @@ use super::file::{write_atomically, Fd, Mapping, WorkerFile};
 use super::format::{self, labels_iter, Layout, Record, Region};
 use std::sync::Arc;
 
+use crate::model::body::Body;
 use crate::model::exemplar::{latest_per_bucket, Exemplar, ExemplarCells, EXEMPLAR_CELLS};
 use crate::model::histogram::Buckets;
 use crate::model::lineage::{OVERFLOW_VALUE, UNKNOWN_CALLER};
@@ -60,7 +61,7 @@ struct MergedLayout {
     max_domains: u32,
     buckets: Arc<Buckets>,
     /// Labels block → index in `Merged::series`, per [`Family`].
-    index: [AHashMap<Box<[u8]>, usize>; 2],
+    index: [AHashMap<Box<[u8]>, usize>; 4],
     /// The values admitted under the caps, per program (each recorder has caps of its own).
     caps: AHashMap<Box<str>, Admitted>,
 }
@@ -108,6 +109,19 @@ enum Family {
     Duration = 0,
     /// `http_client_requests_duration_milliseconds` (CLIENT records).
     Client = 1,
+    /// `http_request_body_size_bytes` (REQUEST_BODY records).
+    RequestBody = 2,
+    /// `http_response_body_size_bytes` (RESPONSE_BODY records).
+    ResponseBody = 3,
+}
+
+impl Family {
+    fn body(which: Body) -> Family {
+        match which {
+            Body::Request => Family::RequestBody,
+            Body::Response => Family::ResponseBody,
+        }
+    }
 }
 
 /// A series of the callers counter, summed over files.
@@ -198,12 +212,12 @@ impl Merged {
                 Record::Layout(l) => {
                     checked_layouts.insert(l.id, format::histogram_cells(l.bounds.len(), l.native.as_ref()));
                 }
-                Record::Histogram { layout, cells, .. } | Record::Client { layout, cells, .. } => {
-                    match checked_layouts.get(layout) {
-                        Some(&n) if cells.len() == n => {}
-                        _ => return Err("a histogram whose layout is missing or does not fit".into()),
-                    }
-                }
+                Record::Histogram { layout, cells, .. }
+                | Record::Client { layout, cells, .. }
+                | Record::Body { layout, cells, .. } => match checked_layouts.get(layout) {
+                    Some(&n) if cells.len() == n => {}
+                    _ => return Err("a histogram whose layout is missing or does not fit".into()),
+                },
                 Record::Counter { layout, .. } if !checked_layouts.contains_key(layout) => {
                     return Err("a counter whose layout is missing".into());
                 }
@@ -240,6 +254,21 @@ impl Merged {
                     cells_at,
                 } => self.add_cells(
                     Family::Client,
+                    region,
+                    file_layouts[&layout],
+                    (n_labels, labels),
+                    (cells, cells_at),
+                    &mut values,
+                ),
+                Record::Body {
+                    which,
+                    layout,
+                    n_labels,
+                    labels,
+                    cells,
+                    cells_at,
+                } => self.add_cells(
+                    Family::body(which),
                     region,
                     file_layouts[&layout],
                     (n_labels, labels),
@@ -439,6 +468,17 @@ impl Merged {
                     native,
                     exemplars,
                 ),
+                Family::RequestBody | Family::ResponseBody => snapshot.push_body_series(
+                    if series.family == Family::RequestBody {
+                        Body::Request
+                    } else {
+                        Body::Response
+                    },
+                    labels,
+                    layout.buckets.clone(),
+                    counts,
+                    sum_ns,
+                ),
             }
         }
         for counter in &self.counters {
@@ -475,11 +515,17 @@ impl Merged {
             if tables.iter().any(Option::is_some) {
                 cells[link] = next_at as u64;
             }
-            let record = match s.family {
-                Family::Duration => format::histogram_record,
-                Family::Client => format::client_record,
-            };
-            record(&mut out, s.layout as u32, s.n_labels, &s.labels, &cells);
+            let (layout, labels) = (s.layout as u32, &s.labels);
+            match s.family {
+                Family::Duration => format::histogram_record(&mut out, layout, s.n_labels, labels, &cells),
+                Family::Client => format::client_record(&mut out, layout, s.n_labels, labels, &cells),
+                Family::RequestBody => {
+                    format::body_record(&mut out, Body::Request, layout, s.n_labels, labels, &cells)
+                }
+                Family::ResponseBody => {
+                    format::body_record(&mut out, Body::Response, layout, s.n_labels, labels, &cells)
+                }
+            }
             for (i, table) in tables.iter().enumerate() {
                 let Some(slots) = table else { break };
                 let mut record = vec![0u64; slots.len() + 1];
@@ -988,6 +1034,45 @@ mod tests {
             Some(&expected),
             "the archive keeps them"
         );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn body_sizes_read_beside_native_records_across_workers_and_the_archive() {
+        let dir = temp_dir("bodies");
+        let wide: Vec<f64> = (0..1000).map(|i| 0.5 * 4000f64.powf(i as f64 / 999.0)).collect();
+        let buckets = crate::model::body::body_buckets();
+        for bytes in [100u64, 5000] {
+            // A duration series with NATIVE records, then body-size series in a layout of their
+            // own (byte bounds, no native buckets) after them.
+            let mut file = native_worker(&dir, 160, &wide, 1);
+            let mut rec = Vec::new();
+            format::layout_record(&mut rec, 1, buckets.bounds_ms(), None, 3, 3);
+            let (n, labels) = format::encode_labels([("per", "/n")]);
+            for (which, size) in [(Body::Request, bytes), (Body::Response, 2 * bytes)] {
+                let mut cells = vec![0u64; buckets.all_cells()];
+                cells[buckets.index_of(size * 1_000_000)] = 1;
+                cells[buckets.cells()] = size * 1_000_000;
+                format::body_record(&mut rec, which, 1, n, &labels, &cells);
+            }
+            file.append(&rec).unwrap();
+            drop(file);
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let check = |snapshot: &Snapshot| {
+            assert_eq!(snapshot.series()[0].native.as_ref().unwrap().count(), 2000);
+            for (which, sum) in [(Body::Request, 5100), (Body::Response, 10200)] {
+                let series = snapshot.body_series(which);
+                assert_eq!(series.len(), 1);
+                let cumulative = snapshot.cumulative_counts(&series[0]);
+                // 100 B in `le="256"`, 200 B too; 5000 and 10000 B further up.
+                assert_eq!((cumulative[1], cumulative.last()), (1, Some(&2)));
+                assert_eq!(series[0].sum_ns, sum * 1_000_000);
+            }
+        };
+        check(&collect(&dir, &[]).unwrap().merged.snapshot());
+        assert!(compact(&dir).unwrap());
+        check(&collect(&dir, &[]).unwrap().merged.snapshot());
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -32,6 +32,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 
 use self::file::{AppendError, Mapping, Stub, WorkerFile};
+use crate::model::body::Body;
 use crate::model::gauge::Gauge;
 use crate::model::histogram::{Buckets, Histogram};
 use crate::model::native::{Extension, ExtensionPlace, NativeSpec, Pending};
@@ -307,6 +308,8 @@ enum Placed {
     Client,
     /// `http_requests_callers_total` (lineage): a COUNTER record, one cell.
     Callers,
+    /// A body-size histogram: a REQUEST_BODY or RESPONSE_BODY record.
+    Body(Body),
 }
 
 type Keeper = Arc<dyn std::any::Any + Send + Sync>;
@@ -357,7 +360,7 @@ fn place(
     };
     let (n_labels, labels) = format::encode_labels(pairs.iter().copied());
     let n_cells = match kind {
-        Placed::Duration | Placed::Client => buckets.all_cells(),
+        Placed::Duration | Placed::Client | Placed::Body(_) => buckets.all_cells(),
         Placed::Callers => 1,
     };
     let mut record = Vec::with_capacity(64 + labels.len() + 8 * n_cells);
@@ -371,6 +374,9 @@ fn place(
                 format::client_record(&mut record, layout, n_labels, &labels, &vec![0; n_cells])
             }
             Placed::Callers => format::counter_record(&mut record, layout, n_labels, &labels, 0),
+            Placed::Body(which) => {
+                format::body_record(&mut record, which, layout, n_labels, &labels, &vec![0; n_cells])
+            }
         }
         file.append(&record)
     });
@@ -389,7 +395,7 @@ fn place(
 
 /// Cells for a new series of the global registry in this process's file, in multi-process
 /// mode (see [`place`]). None: the series goes on the heap, counted by this process's own
-/// scrapes only. `kind` is [`Placed::Duration`] or [`Placed::Client`].
+/// scrapes only. `kind` is any but [`Placed::Callers`].
 fn histogram(kind: Placed, buckets: &Buckets, limits: Limits, pairs: &[(&str, &str)]) -> Option<Histogram> {
     let (ptr, keeper) = place(kind, buckets, limits, pairs)?;
     // SAFETY: the record's cells are in the mapping, aligned, and only used atomically.
@@ -575,6 +581,16 @@ impl SharedCells for Store {
         counter(buckets, limits, pairs)
     }
 
+    fn body_histogram(
+        &self,
+        which: Body,
+        buckets: &Buckets,
+        limits: Limits,
+        pairs: &[(&str, &str)],
+    ) -> Histogram {
+        histogram(Placed::Body(which), buckets, limits, pairs).unwrap_or_else(|| Histogram::new(buckets))
+    }
+
     fn gauge(&self, pairs: &[(&str, &str)]) -> Gauge {
         gauge(pairs)
     }
@@ -685,13 +701,14 @@ mod tests {
         let route = recorder.route("/x");
         let observe = |n: usize| {
             for _ in 0..n {
-                recorder.observe(&Request {
+                let request = Request {
                     route,
                     host: Some("h"),
                     method: "GET",
                     status: 200,
                     duration_ns: 1,
-                });
+                };
+                recorder.observe_with_body_sizes(&request, None, None, Some(100), Some(1000));
                 // Lineage: an outbound call, and a caller answered with a 5xx.
                 recorder.observe_client(Some(route), "api:80", "GET", "200", 1);
                 recorder.count_caller(route, Some("web"), 503);
@@ -709,6 +726,15 @@ mod tests {
                 .map(|(labels, n)| format!("{labels} {n}"))
                 .collect();
             (client, callers)
+        };
+        // (count, bytes) of each body-size family.
+        let bodies = |snapshot: &Snapshot| {
+            [Body::Request, Body::Response].map(|which| {
+                let series = snapshot.body_series(which);
+                assert_eq!(series.len(), 1, "one series per label set, summed over files");
+                let count = *snapshot.cumulative_counts(&series[0]).last().unwrap();
+                (count, series[0].sum_ns / 1_000_000)
+            })
         };
         let callers = |n: u64| {
             vec![format!(
@@ -735,6 +761,11 @@ mod tests {
         let snapshot = Snapshot::of(Registry::global());
         assert_eq!(count(&snapshot, "/x"), 36);
         assert_eq!(lineage(&snapshot), (36, callers(36)), "lineage sums every worker");
+        assert_eq!(
+            bodies(&snapshot),
+            [(36, 3600), (36, 36000)],
+            "body sizes sum every worker"
+        );
         let in_flight: i64 = snapshot.gauges().iter().map(|(_, v)| v).sum();
         assert_eq!(in_flight, 1, "only the live parent's request is in flight");
         // That scrape archived the three dead workers: the parent's file and the archive remain.
@@ -755,6 +786,11 @@ mod tests {
             lineage(&Snapshot::of(Registry::global())),
             (36, callers(36)),
             "the archive keeps dead workers' lineage"
+        );
+        assert_eq!(
+            bodies(&Snapshot::of(Registry::global())),
+            [(36, 3600), (36, 36000)],
+            "the archive keeps dead workers' body sizes"
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -23,8 +23,10 @@
 use std::borrow::Cow;
 
 use crate::encoding::{
-    CALLERS_NAME, CLIENT_NAME, DURATION_NAME, IN_FLIGHT_NAME, OVERFLOW_NAME, STORE_DEGRADED_NAME,
+    CALLERS_NAME, CLIENT_NAME, DURATION_NAME, IN_FLIGHT_NAME, OVERFLOW_NAME, REQUEST_BODY_NAME,
+    RESPONSE_BODY_NAME, STORE_DEGRADED_NAME,
 };
+use crate::model::body::Body;
 use crate::runtime::Kind;
 use crate::snapshot::{Snapshot, SnapshotSeries};
 
@@ -104,6 +106,17 @@ fn items(snapshot: &Snapshot) -> Vec<Item<'_>> {
             .iter()
             .map(|s| Item::Histogram(CLIENT_NAME, s)),
     );
+    for (which, name) in [
+        (Body::Request, REQUEST_BODY_NAME),
+        (Body::Response, RESPONSE_BODY_NAME),
+    ] {
+        items.extend(
+            snapshot
+                .body_series(which)
+                .iter()
+                .map(|s| Item::Histogram(name, s)),
+        );
+    }
     items.extend(
         snapshot
             .store_degraded()
@@ -649,6 +662,9 @@ mod tests {
     fn every_family_is_pushed_with_the_external_labels_it_lacks() {
         let mut all = snapshot(&["/a"]);
         all.push_gauge("method=\"GET\",job=\"own\"".into(), 3);
+        let bytes = std::sync::Arc::new(crate::model::body::body_buckets());
+        let cells = [0u64; 12].map(|_| 1);
+        all.push_body_series(Body::Response, "per=\"/a\"".into(), bytes, cells, 700_000_000);
         all.count_overflow();
         let external = [
             ("job".to_string(), "api".to_string()),
@@ -669,6 +685,11 @@ mod tests {
         assert!(gauge_labels.contains(&("job".into(), "own".into())));
         assert!(gauge_labels.contains(&("instance".into(), "web-1".into())));
         assert_eq!(named("last9_label_overflow_total").len(), 2);
+        // A body-size histogram goes out in bytes.
+        let (_, sum) = named("http_response_body_size_bytes_sum")[0];
+        assert_eq!(*sum, 700.0);
+        assert_eq!(named("http_response_body_size_bytes_count")[0].1, 12.0);
+        assert_eq!(named("http_response_body_size_bytes_bucket").len(), 12);
         for (labels, _) in &series {
             assert!(labels.iter().any(|(k, _)| k == "instance"), "{labels:?}");
             let names: Vec<&String> = labels.iter().map(|(k, _)| k).collect();
