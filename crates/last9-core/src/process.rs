@@ -45,3 +45,53 @@ pub(crate) fn now_nanos() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
 }
+
+/// A mutex that the fork handlers hold across `fork` and release in both processes.
+///
+/// A `parking_lot` mutex cannot be released safely in the child when a thread of the parent was
+/// waiting for it at the fork: its unlock may hand the lock to that waiter, a thread the child
+/// does not have, and the child's next `lock` then waits forever. The standard library's mutex
+/// only clears its state and wakes nobody in the child, so the child is never stalled.
+pub(crate) struct ForkMutex<T>(std::sync::Mutex<T>);
+
+thread_local! {
+    /// The guards the fork handler took before `fork`, in the order taken (the forking thread
+    /// is the child's only thread, so the child finds them here too).
+    static HELD_ACROSS_FORK: std::cell::RefCell<Vec<Box<dyn std::any::Any>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl<T: 'static> ForkMutex<T> {
+    pub(crate) const fn new(value: T) -> ForkMutex<T> {
+        ForkMutex(std::sync::Mutex::new(value))
+    }
+
+    /// Locks it; a panic of another holder does not make the data unusable.
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, T> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Locks it if no one holds it.
+    pub(crate) fn try_lock(&self) -> Option<std::sync::MutexGuard<'_, T>> {
+        match self.0.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// For a fork handler, before `fork`: takes the lock until [`release_after_fork`].
+    pub(crate) fn hold_across_fork(&'static self) {
+        let guard = self.lock();
+        HELD_ACROSS_FORK.with(|held| held.borrow_mut().push(Box::new(guard)));
+    }
+}
+
+/// For a fork handler, after `fork`, in the parent and in the child: releases what
+/// [`ForkMutex::hold_across_fork`] took, last taken first.
+pub(crate) fn release_after_fork() {
+    HELD_ACROSS_FORK.with(|held| {
+        let mut held = held.borrow_mut();
+        while held.pop().is_some() {}
+    });
+}

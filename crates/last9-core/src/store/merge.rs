@@ -34,7 +34,7 @@ pub const ARCHIVE: &str = "archive.db";
 
 /// Held while this process has the directory's lock file open. The fork handler takes it too:
 /// a child must not inherit an open lock file, whose `flock` it would then share forever.
-pub(crate) static DIR_IO: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+pub(crate) static DIR_IO: crate::process::ForkMutex<()> = crate::process::ForkMutex::new(());
 const LOCK: &str = ".lock";
 /// Temporary files of workers that died while creating them are removed after this long.
 const STALE_TEMP_SECS: u64 = 60;

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use parking_lot::Mutex;
+use crate::process::ForkMutex;
 
 use self::file::{AppendError, Mapping, Stub, WorkerFile};
 use crate::model::body::Body;
@@ -66,7 +66,7 @@ struct State {
     stub: Option<Stub>,
 }
 
-static STATE: Mutex<State> = Mutex::new(State {
+static STATE: ForkMutex<State> = ForkMutex::new(State {
     dir: None,
     file: None,
     layouts: Vec::new(),
@@ -630,21 +630,17 @@ pub fn install_fork_handlers() {
 extern "C" fn before_fork() {
     // Same order as everywhere else: recorder tables, the store, the directory's lock file.
     Registry::global().lock_for_fork();
-    std::mem::forget(STATE.lock());
+    STATE.hold_across_fork();
     slots::lock_for_fork();
-    std::mem::forget(merge::DIR_IO.lock());
+    merge::DIR_IO.hold_across_fork();
     FORKING_PID.store(pid(), Ordering::SeqCst);
 }
 
 extern "C" fn after_fork_parent() {
     FORKED.store(true, Ordering::SeqCst);
-    // SAFETY: locked by `before_fork` in this process.
-    unsafe {
-        merge::DIR_IO.force_unlock();
-        slots::unlock_after_fork();
-        STATE.force_unlock();
-        Registry::global().unlock_after_fork();
-    }
+    crate::process::release_after_fork(); // the directory's lock, the slot, the store
+                                          // SAFETY: locked by `before_fork` in this process.
+    unsafe { Registry::global().unlock_after_fork() };
 }
 
 extern "C" fn after_fork_child() {
@@ -658,13 +654,9 @@ extern "C" fn after_fork_child() {
     if let Some(hook) = IN_FORK_CHILD.get() {
         hook();
     }
-    // SAFETY: locked by `before_fork` in the parent; the child has only this thread.
-    unsafe {
-        merge::DIR_IO.force_unlock();
-        slots::unlock_after_fork();
-        STATE.force_unlock();
-        Registry::global().unlock_after_fork();
-    }
+    crate::process::release_after_fork(); // the directory's lock, the slot, the store
+                                          // SAFETY: locked by `before_fork` in the parent; the child has only this thread.
+    unsafe { Registry::global().unlock_after_fork() };
 }
 
 #[cfg(test)]

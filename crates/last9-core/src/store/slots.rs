@@ -11,7 +11,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use parking_lot::Mutex;
+use crate::process::ForkMutex;
 
 use super::file::Fd;
 use crate::runtime::{self, ProcessStats, RuntimeSnapshot, GENERATIONS};
@@ -31,18 +31,11 @@ const EXITS: usize = 2;
 const OWNER: usize = 3;
 const GC: usize = 4;
 /// This process's worker slot, when it holds one.
-static SLOT: Mutex<Option<OwnSlot>> = Mutex::new(None);
+static SLOT: ForkMutex<Option<OwnSlot>> = ForkMutex::new(None);
 
 /// Held across a fork (after the store's lock), so that the child finds it free and consistent.
 pub(crate) fn lock_for_fork() {
-    std::mem::forget(SLOT.lock());
-}
-
-/// # Safety
-///
-/// Only after [`lock_for_fork`], in the parent or the child of the fork.
-pub(crate) unsafe fn unlock_after_fork() {
-    SLOT.force_unlock();
+    SLOT.hold_across_fork();
 }
 
 /// This process's worker slot: its file, locked for the process's life.
