@@ -116,26 +116,11 @@ impl Recorder {
         status: u16,
         elapsed: Duration,
     ) {
-        self.record_full(route, host, method, status, elapsed, None, None);
+        self.record_sized(route, host, method, status, elapsed, None, None, None);
     }
 
-    /// [`Self::record`] with the value of the request label's header and the request's trace
-    /// context (which becomes an exemplar).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn record_full(
-        &self,
-        route: RouteId,
-        host: Option<&str>,
-        method: &str,
-        status: u16,
-        elapsed: Duration,
-        label: Option<&str>,
-        trace: Option<crate::trace::TraceIds>,
-    ) {
-        self.record_sized(route, host, method, status, elapsed, label, trace, None);
-    }
-
-    /// [`Self::record_full`] with the request's body sizes in bytes, when `body_sizes` is on
+    /// [`Self::record`] with the request label's value, the request's trace context (which
+    /// becomes an exemplar) and its body sizes in bytes, when `body_sizes` is on
     /// (see [`crate::body_size::Sizes::totals`]).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn record_sized(
